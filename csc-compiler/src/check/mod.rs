@@ -1,0 +1,667 @@
+//! Stage 2, check: AST -> IR. Interprets every value, resolves every reference and
+//! enforces the language's rules, reporting every fault in one run.
+
+mod values;
+
+pub use values::format_duration;
+
+use crate::diagnostics::{did_you_mean, valid_values_help, Code, Diagnostic};
+use crate::ir::{self, Action, Solution};
+use crate::source::Span;
+use crate::syntax::ast::{self, Text};
+use csc_runtime::vocab::{BaseCopy, Command, CommandFlags, CopyType, DriverKind, Event, Keyword};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Checks a parsed document; the IR only when no error was found.
+pub fn check(session: &ast::Session, diags: &mut Vec<Diagnostic>) -> Option<Solution> {
+    let errors_before = count_errors(diags);
+    let mut c = Checker { diags };
+    let solution = c.solution(session);
+    (count_errors(c.diags) == errors_before).then_some(solution)
+}
+
+fn count_errors(diags: &[Diagnostic]) -> usize {
+    diags
+        .iter()
+        .filter(|d| d.severity == crate::diagnostics::Severity::Error)
+        .count()
+}
+
+fn names<K: Keyword>() -> Vec<&'static str> {
+    K::ALL.iter().map(|k| k.as_str()).collect()
+}
+
+/// Every sequence by number, with its type when that is known.
+type Types = BTreeMap<u32, Option<CopyType>>;
+
+struct Checker<'d> {
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn report(
+        &mut self,
+        code: Code,
+        span: &Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.diags.push(
+            Diagnostic::error(code, span.clone(), message)
+                .label(label)
+                .help(help),
+        );
+    }
+
+    fn solution(&mut self, s: &ast::Session) -> Solution {
+        let session_tag = s.span.start + 1..s.span.start + "<SESSION".len();
+        let storages = self.storages(&s.storages);
+        let contacts = self.contacts(&s.contacts);
+        let numbered = self.number_sequences(&s.sequences);
+        if s.sequences.is_empty() {
+            self.report(
+                Code::NoSequence,
+                &session_tag,
+                "the session has no <SEQUENCE>",
+                "empty session",
+                "a session is a chain of one or more sequences: add <SEQUENCE><TYPE>Continuous</TYPE></SEQUENCE>",
+            );
+        }
+        // `None` for a sequence whose TYPE is broken (reported): it exists, so TO_SEQ
+        // may name it, but what it accepts is unknown.
+        let types: Types = numbered
+            .iter()
+            .map(|(&n, seq)| (n, self.copy_type(seq)))
+            .collect();
+        let mut sequences = BTreeMap::new();
+        for (&num, seq) in &numbered {
+            if let Some(&Some(copy_type)) = types.get(&num) {
+                let sequence = self.sequence(num, copy_type, seq, &types, &contacts);
+                sequences.insert(num, sequence);
+            }
+        }
+        let copysets = self.copysets(&s.copysets, &storages, numbered.len());
+        self.warn_unreachable(&numbered, &sequences);
+        Solution {
+            name: s.name.as_ref().map(|n| n.value.clone()),
+            description: s.description.as_ref().map(|d| d.value.clone()),
+            storages,
+            contacts,
+            copysets,
+            sequences,
+        }
+    }
+
+    /// Reports a name already seen in `seen` (a duplicate id or name).
+    fn unique(
+        &mut self,
+        seen: &mut HashMap<String, Span>,
+        name: &Text,
+        code: Code,
+        what: &str,
+    ) -> bool {
+        if let Some(first) = seen.get(&name.value) {
+            self.diags.push(
+                Diagnostic::error(
+                    code,
+                    name.span.clone(),
+                    format!("{what} `{}` is declared twice", name.value),
+                )
+                .label("second declaration")
+                .also(first.clone(), "first declared here")
+                .help(format!("{what}s must be unique: rename or remove one")),
+            );
+            return false;
+        }
+        seen.insert(name.value.clone(), name.span.clone());
+        true
+    }
+
+    fn storages(&mut self, storages: &[ast::Storage]) -> Vec<ir::Storage> {
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        for s in storages {
+            let Some(id) = &s.id else { continue };
+            let unique = self.unique(&mut seen, id, Code::DuplicateStorage, "storage id");
+            let driver = match &s.driver {
+                None => Some(DriverKind::Qemu),
+                Some(d) => DriverKind::parse(&d.value).or_else(|| {
+                    let help = valid_values_help(&d.value, &names::<DriverKind>());
+                    self.report(
+                        Code::UnknownDriver,
+                        &d.span,
+                        format!("unknown driver `{}`", d.value),
+                        "unknown driver",
+                        help,
+                    );
+                    None
+                }),
+            };
+            let endpoint = s.endpoint.as_ref().and_then(|e| self.endpoint(e));
+            let data = s.data.as_ref().map(|d| self.endpoint(d));
+            if let (true, Some(driver), Some(endpoint), None | Some(Some(_))) =
+                (unique, driver, endpoint.clone(), &data)
+            {
+                out.push(ir::Storage {
+                    id: id.value.clone(),
+                    driver,
+                    endpoint,
+                    data: data.flatten(),
+                });
+            }
+        }
+        out
+    }
+
+    fn endpoint(&mut self, text: &Text) -> Option<ir::Endpoint> {
+        values::endpoint(&text.value)
+            .map_err(|help| {
+                self.report(
+                    Code::BadEndpoint,
+                    &text.span,
+                    format!("`{}` is not an address", text.value),
+                    "bad address",
+                    help,
+                );
+            })
+            .ok()
+    }
+
+    fn contacts(&mut self, contacts: &[ast::Contact]) -> Vec<ir::Contact> {
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        for c in contacts {
+            let Some(name) = &c.name else { continue };
+            let unique = self.unique(&mut seen, name, Code::DuplicateContact, "contact");
+            if c.webhook.is_none() && c.command.is_none() {
+                self.report(Code::BadContact, &name.span, format!("contact `{}` has no way to be reached", name.value), "no WEBHOOK or COMMAND", "add <WEBHOOK>http://127.0.0.1:9000/hook</WEBHOOK> or <COMMAND>/absolute/program</COMMAND>");
+                continue;
+            }
+            let webhook = c.webhook.as_ref().map(|w| {
+                let ok = w.value.starts_with("http://") && w.value.len() > "http://".len();
+                if !ok {
+                    self.report(Code::BadContact, &w.span, format!("`{}` is not an http:// URL", w.value), "bad webhook", "webhooks are plain-HTTP POSTs, usually to a relay on this host: write http://HOST:PORT/PATH");
+                }
+                ok.then(|| w.value.clone())
+            });
+            let command = c.command.as_ref().map(|p| self.program(p));
+            if unique && !matches!(webhook, Some(None)) && !matches!(command, Some(None)) {
+                out.push(ir::Contact {
+                    name: name.value.clone(),
+                    webhook: webhook.flatten(),
+                    command: command.flatten(),
+                });
+            }
+        }
+        out
+    }
+
+    /// A program to run must be an absolute path: it is run without a shell or PATH search.
+    fn program(&mut self, text: &Text) -> Option<String> {
+        if text.value.starts_with('/') {
+            return Some(text.value.clone());
+        }
+        self.report(Code::BadProgram, &text.span, format!("`{}` is not an absolute path", text.value), "relative path", 
+            "programs run directly (no shell, no PATH search); write the full path, e.g. /usr/local/sbin/site-switch",
+        );
+        None
+    }
+
+    /// SEQ_NUM on all sequences or on none (then document order numbers them), 1..=N.
+    fn number_sequences<'a>(
+        &mut self,
+        seqs: &'a [ast::Sequence],
+    ) -> BTreeMap<u32, &'a ast::Sequence> {
+        let with: Vec<&ast::Sequence> = seqs.iter().filter(|s| s.seq_num.is_some()).collect();
+        if with.is_empty() {
+            return (1..).zip(seqs).collect();
+        }
+        if with.len() != seqs.len() {
+            let without = seqs
+                .iter()
+                .find(|s| s.seq_num.is_none())
+                .expect("some lack SEQ_NUM");
+            let tag = without.span.start + 1..without.span.start + "<SEQUENCE".len();
+            self.report(Code::MixedSeqNum, &tag, "this sequence has no SEQ_NUM, but others do", "no SEQ_NUM", "give every sequence a <SEQ_NUM>, or none (then they are numbered in document order)");
+            return BTreeMap::new();
+        }
+        let mut numbered = BTreeMap::new();
+        let mut spans = BTreeMap::new();
+        for seq in seqs {
+            let text = seq.seq_num.as_ref().expect("all have SEQ_NUM");
+            match values::seq_number(&text.value) {
+                Err(help) => {
+                    self.report(
+                        Code::BadNumber,
+                        &text.span,
+                        format!("bad SEQ_NUM `{}`", text.value),
+                        "not a sequence number",
+                        help,
+                    );
+                }
+                Ok(n) if numbered.contains_key(&n) => {
+                    self.report(
+                        Code::DuplicateSeqNum,
+                        &text.span,
+                        format!("SEQ_NUM {n} is used twice"),
+                        "repeated",
+                        "each sequence needs its own number, 1..N",
+                    );
+                }
+                Ok(n) => {
+                    numbered.insert(n, seq);
+                    spans.insert(n, text.span.clone());
+                }
+            }
+        }
+        let count = seqs.len() as u64;
+        let missing: Vec<String> = (1..=count as u32)
+            .filter(|n| !numbered.contains_key(n))
+            .map(|n| n.to_string())
+            .collect();
+        for (&n, span) in spans.range(count as u32 + 1..) {
+            self.report(
+                Code::SeqNumGap,
+                span,
+                format!("SEQ_NUM {n}, but the session has {count} sequences"),
+                "out of range",
+                format!(
+                    "sequences are numbered 1..{count} (the chain's order); unused: {}",
+                    missing.join(", ")
+                ),
+            );
+        }
+        numbered
+    }
+
+    fn copy_type(&mut self, seq: &ast::Sequence) -> Option<CopyType> {
+        let text = seq.copy_type.as_ref()?;
+        let parsed = CopyType::parse(&text.value);
+        if parsed.is_none() {
+            let help = valid_values_help(&text.value, &names::<CopyType>());
+            self.report(
+                Code::UnknownType,
+                &text.span,
+                format!("unknown TYPE `{}`", text.value),
+                "not a base copy type",
+                help,
+            );
+        }
+        parsed
+    }
+
+    fn sequence(
+        &mut self,
+        num: u32,
+        copy_type: CopyType,
+        seq: &ast::Sequence,
+        types: &Types,
+        contacts: &[ir::Contact],
+    ) -> ir::Sequence {
+        let copy = self.mode(copy_type, seq);
+        let schedule = seq
+            .schedule
+            .as_ref()
+            .and_then(|s| self.schedule(copy_type, s));
+        let mut events: BTreeMap<Event, Vec<Action>> = BTreeMap::new();
+        let mut seen: BTreeMap<Event, Span> = BTreeMap::new();
+        for flags in &seq.eventflags {
+            let Some(event) = flags
+                .event
+                .as_ref()
+                .and_then(|e| self.event(copy_type, e, &mut seen))
+            else {
+                continue;
+            };
+            let actions = flags
+                .actions
+                .iter()
+                .filter_map(|a| self.action(num, a, types, contacts))
+                .collect();
+            events.insert(event, actions);
+        }
+        ir::Sequence {
+            num,
+            copy,
+            schedule,
+            events,
+        }
+    }
+
+    /// The mode from CHARACTERISTIC and CMDFLAGS/startFlags/MODE; all must agree.
+    fn mode(&mut self, copy_type: CopyType, seq: &ast::Sequence) -> BaseCopy {
+        let mut chosen: Option<(BaseCopy, &Text)> = None;
+        let mut given: Vec<&Text> = seq.characteristics.iter().collect();
+        for flags in &seq.cmdflags {
+            if let Some(cmd) = &flags.cmd {
+                if CommandFlags::parse(&cmd.value).is_none() {
+                    let help = valid_values_help(&cmd.value, &names::<CommandFlags>());
+                    self.report(
+                        Code::UnknownCmdFlags,
+                        &cmd.span,
+                        format!("unknown CMD `{}`", cmd.value),
+                        "no such command flags",
+                        help,
+                    );
+                }
+            }
+            given.extend(&flags.mode);
+        }
+        for text in given {
+            let Some(copy) = BaseCopy::parse_mode(copy_type, &text.value) else {
+                let valid = copy_type.mode_names();
+                let help = valid_values_help(&text.value, &valid);
+                self.report(
+                    Code::UnknownMode,
+                    &text.span,
+                    format!("`{}` is not a mode of a {copy_type} sequence", text.value),
+                    "not valid for this type",
+                    help,
+                );
+                continue;
+            };
+            match chosen {
+                Some((earlier, first)) if earlier != copy => {
+                    let message = format!(
+                        "mode {} contradicts {} given earlier",
+                        copy.mode_name(),
+                        earlier.mode_name()
+                    );
+                    self.diags.push(
+                        Diagnostic::error(Code::ConflictingModes, text.span.clone(), message)
+                            .label("conflicting mode")
+                            .also(first.span.clone(), "first mode")
+                            .help("a sequence has one mode; keep one of them"),
+                    );
+                }
+                Some(_) => {}
+                None => chosen = Some((copy, text)),
+            }
+        }
+        chosen.map_or(BaseCopy::default_for(copy_type), |(copy, _)| copy)
+    }
+
+    fn schedule(&mut self, copy_type: CopyType, text: &Text) -> Option<ir::Schedule> {
+        if copy_type == CopyType::Continuous {
+            self.report(
+                Code::BadSchedule,
+                &text.span,
+                "a Continuous sequence has no SCHEDULE",
+                "not valid here",
+                "a continuous copy runs all the time; SCHEDULE starts Point-In-Time sequences",
+            );
+            return None;
+        }
+        values::schedule(&text.value)
+            .map_err(|help| {
+                self.report(
+                    Code::BadSchedule,
+                    &text.span,
+                    format!("bad SCHEDULE `{}`", text.value),
+                    "not a schedule",
+                    help,
+                );
+            })
+            .ok()
+    }
+
+    fn event(
+        &mut self,
+        copy_type: CopyType,
+        text: &Text,
+        seen: &mut BTreeMap<Event, Span>,
+    ) -> Option<Event> {
+        let valid: Vec<&str> = copy_type.events().iter().map(|e| e.as_str()).collect();
+        let Some(event) = Event::parse(&text.value).filter(|e| copy_type.events().contains(e))
+        else {
+            let message = match Event::parse(&text.value) {
+                Some(e) => format!("a {copy_type} sequence has no {e} event"),
+                None => format!("unknown EVENT `{}`", text.value),
+            };
+            let help = valid_values_help(&text.value, &valid);
+            self.report(
+                Code::UnknownEvent,
+                &text.span,
+                message,
+                "not an event here",
+                help,
+            );
+            return None;
+        };
+        // For a continuous copy, "complete" means the initial copy is done: duplex.
+        let event = match (copy_type, event) {
+            (CopyType::Continuous, Event::OnComplete) => Event::OnDuplex,
+            (_, e) => e,
+        };
+        if seen.contains_key(&event) {
+            self.report(Code::DuplicateEvent, &text.span, format!("{event} is handled twice in this sequence"), "second handler", format!(
+                "put all actions for {event} in one <EVENTFLAGS>, in the order they should run{}",
+                if event == Event::OnDuplex { " (onComplete is onDuplex for a Continuous sequence)" } else { "" }
+            ));
+            return None;
+        }
+        seen.insert(event, text.span.clone());
+        Some(event)
+    }
+
+    fn action(
+        &mut self,
+        this: u32,
+        a: &ast::Action,
+        types: &Types,
+        contacts: &[ir::Contact],
+    ) -> Option<Action> {
+        let kinds = usize::from(a.do_cmd.is_some())
+            + usize::from(a.notify.is_some())
+            + usize::from(a.run.is_some());
+        let tag = a.span.start + 1..a.span.start + "<ACTION".len();
+        if kinds != 1 || (a.to_seq.is_some() && a.do_cmd.is_none()) {
+            let message = match (kinds, &a.to_seq) {
+                (0, Some(_)) => "TO_SEQ without DO_CMD: nothing to do",
+                (0, None) => "this ACTION does nothing",
+                _ => "this ACTION does more than one thing",
+            };
+            self.report(Code::BadAction, &tag, message, "one action expected", "an ACTION holds one of: <DO_CMD> (with an optional <TO_SEQ>), <NOTIFY> or <RUN>; write one ACTION for each");
+            return None;
+        }
+        if let Some(cmd) = &a.do_cmd {
+            let target = match &a.to_seq {
+                None => this,
+                Some(t) => self.target(t, types)?,
+            };
+            let target_type = (*types.get(&target)?)?;
+            let command = Command::parse(&cmd.value);
+            return match command.filter(|c| target_type.commands().contains(c)) {
+                Some(command) => Some(Action::Command { target, command }),
+                None => {
+                    let valid: Vec<&str> =
+                        target_type.commands().iter().map(|c| c.as_str()).collect();
+                    let message = match command {
+                        Some(c) => format!(
+                            "sequence {target} is {target_type}, which has no `{c}` command"
+                        ),
+                        None => format!("unknown DO_CMD `{}`", cmd.value),
+                    };
+                    let help = valid_values_help(&cmd.value, &valid);
+                    self.report(
+                        Code::BadCommand,
+                        &cmd.span,
+                        message,
+                        format!("not a command of sequence {target}"),
+                        help,
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(name) = &a.notify {
+            if !contacts.is_empty() && !contacts.iter().any(|c| c.name == name.value) {
+                let known: Vec<&str> = contacts.iter().map(|c| c.name.as_str()).collect();
+                let help =
+                    valid_values_help(&name.value, &known).replace("valid values", "contacts");
+                self.report(
+                    Code::UnknownContact,
+                    &name.span,
+                    format!("no CONTACT is named `{}`", name.value),
+                    "unknown contact",
+                    help,
+                );
+                return None;
+            }
+            return Some(Action::Notify {
+                contact: name.value.clone(),
+            });
+        }
+        let run = a.run.as_ref()?;
+        let program = self.program(&run.program);
+        let timeout_secs = match &run.timeout {
+            None => Some(ir::DEFAULT_RUN_TIMEOUT_SECS),
+            Some(t) => values::duration(&t.value)
+                .map_err(|help| {
+                    self.report(
+                        Code::BadDuration,
+                        &t.span,
+                        format!("bad timeout `{}`", t.value),
+                        "not a duration",
+                        help,
+                    );
+                })
+                .ok(),
+        };
+        Some(Action::Run {
+            program: program?,
+            timeout_secs: timeout_secs?,
+        })
+    }
+
+    fn target(&mut self, t: &Text, types: &Types) -> Option<u32> {
+        let valid: Vec<String> = types.keys().map(u32::to_string).collect();
+        match values::seq_number(&t.value) {
+            Ok(n) if types.contains_key(&n) => Some(n),
+            Ok(n) => {
+                self.report(
+                    Code::UnknownSequence,
+                    &t.span,
+                    format!("there is no sequence {n}"),
+                    "unknown sequence",
+                    format!(
+                        "TO_SEQ names a sequence by its SEQ_NUM: {}",
+                        valid.join(", ")
+                    ),
+                );
+                None
+            }
+            Err(help) => {
+                self.report(
+                    Code::BadNumber,
+                    &t.span,
+                    format!("bad TO_SEQ `{}`", t.value),
+                    "not a sequence number",
+                    help,
+                );
+                None
+            }
+        }
+    }
+
+    fn copysets(
+        &mut self,
+        sets: &[ast::CopySet],
+        storages: &[ir::Storage],
+        sequences: usize,
+    ) -> Vec<ir::CopySet> {
+        let mut seen = HashMap::new();
+        let mut volumes_seen: BTreeSet<(String, String)> = BTreeSet::new();
+        let storage_ids: Vec<&str> = storages.iter().map(|s| s.id.as_str()).collect();
+        let mut out = Vec::new();
+        for set in sets {
+            let Some(name) = &set.name else { continue };
+            let mut ok = self.unique(&mut seen, name, Code::DuplicateCopySet, "copy set");
+            if sequences > 0 && set.volumes.len() != sequences + 1 {
+                self.report(
+                    Code::VolumeCount,
+                    &name.span,
+                    format!("copy set `{}` has {} volumes; {sequences} sequences need {}", name.value, set.volumes.len(), sequences + 1),
+                "wrong number of volumes", format!(
+                    "sequence i copies volume i to volume i+1, so a chain of {sequences} needs {} VOLUME elements, source first",
+                    sequences + 1
+                ));
+                ok = false;
+            }
+            let mut volumes = Vec::new();
+            for v in &set.volumes {
+                let (Some(storage), Some(vname)) = (&v.storage, &v.name) else {
+                    ok = false;
+                    continue;
+                };
+                if !storage_ids.is_empty() && !storage_ids.contains(&storage.value.as_str()) {
+                    let help = match did_you_mean(&storage.value, storage_ids.iter().copied()) {
+                        Some(best) => format!(
+                            "did you mean `{best}`? storages: {}",
+                            storage_ids.join(", ")
+                        ),
+                        None => format!("storages: {}", storage_ids.join(", ")),
+                    };
+                    self.report(
+                        Code::UnknownStorage,
+                        &storage.span,
+                        format!("no STORAGE has id `{}`", storage.value),
+                        "unknown storage",
+                        help,
+                    );
+                    ok = false;
+                }
+                if !volumes_seen.insert((storage.value.clone(), vname.value.clone())) {
+                    self.report(
+                        Code::DuplicateVolume,
+                        &vname.span,
+                        format!("volume `{}` on `{}` is already used in this session", vname.value, storage.value),
+                    "used twice", "a volume can be in one place of one chain only: copying onto a volume that is also a source would destroy data");
+                    ok = false;
+                }
+                volumes.push(ir::Volume {
+                    storage: storage.value.clone(),
+                    name: vname.value.clone(),
+                });
+            }
+            if ok {
+                out.push(ir::CopySet {
+                    name: name.value.clone(),
+                    volumes,
+                });
+            }
+        }
+        out
+    }
+
+    /// A sequence nothing starts never runs: not the first, no SCHEDULE, no `start` action.
+    fn warn_unreachable(
+        &mut self,
+        numbered: &BTreeMap<u32, &ast::Sequence>,
+        sequences: &BTreeMap<u32, ir::Sequence>,
+    ) {
+        let started: BTreeSet<u32> = sequences
+            .values()
+            .flat_map(|s| s.events.values().flatten())
+            .filter_map(|a| match a {
+                Action::Command {
+                    target,
+                    command: Command::Start,
+                } => Some(*target),
+                _ => None,
+            })
+            .collect();
+        for (num, seq) in sequences {
+            if *num != 1 && seq.schedule.is_none() && !started.contains(num) {
+                let span =
+                    numbered[num].span.start + 1..numbered[num].span.start + "<SEQUENCE".len();
+                self.diags.push(
+                    Diagnostic::warning(Code::Unreachable, span, format!("nothing starts sequence {num}"))
+                        .label("never started")
+                        .help("add a SCHEDULE, or an action <TO_SEQ>N</TO_SEQ><DO_CMD>start</DO_CMD> on an event of another sequence"),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Parsers of the small value languages inside elements: numbers, durations,
+//! schedules, socket addresses. Each returns a message saying what is valid.
+
+use crate::ir::{Endpoint, Schedule};
+
+const UNITS: &[(char, u64)] = &[('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
+
+/// `SEQ_NUM`, `TO_SEQ`: a whole number from 1 to 2^32-1.
+pub fn seq_number(text: &str) -> Result<u32, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("sequence numbers start at 1".into()),
+        Ok(n) => u32::try_from(n).map_err(|_| {
+            format!(
+                "{n} is too large; sequence numbers are at most {}",
+                u32::MAX
+            )
+        }),
+        Err(_) => Err(format!(
+            "`{text}` is not a whole number; write a number such as 1"
+        )),
+    }
+}
+
+/// `90s`, `5m`, `3h`, `1h30m`, `2d`: at least one second, at most a year.
+pub fn duration(text: &str) -> Result<u64, String> {
+    let help = "write a number and a unit (d, h, m, s), e.g. 30s, 5m, 3h or 1h30m";
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else if let Some(&(_, secs)) = UNITS.iter().find(|(u, _)| *u == c.to_ascii_lowercase()) {
+            let n: u64 = digits
+                .parse()
+                .map_err(|_| format!("`{text}`: a unit needs a number before it; {help}"))?;
+            total = n
+                .checked_mul(secs)
+                .and_then(|s| total.checked_add(s))
+                .ok_or_else(|| format!("`{text}` is too long"))?;
+            digits.clear();
+        } else {
+            return Err(format!("`{text}` is not a duration; {help}"));
+        }
+    }
+    if !digits.is_empty() {
+        return Err(format!("`{text}` has a number without a unit; {help}"));
+    }
+    match total {
+        0 => Err(format!("`{text}` is zero; {help}")),
+        t if t > 366 * 86_400 => Err(format!("`{text}` is longer than a year")),
+        t => Ok(t),
+    }
+}
+
+/// Prints seconds in the largest exact units: 5400 -> `1h30m`.
+pub fn format_duration(mut secs: u64) -> String {
+    let mut out = String::new();
+    for &(unit, size) in UNITS {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
+/// `every DURATION` or `daily HH:MM`.
+pub fn schedule(text: &str) -> Result<Schedule, String> {
+    let valid = "write `every DURATION` (e.g. every 3h) or `daily HH:MM` (e.g. daily 00:00)";
+    let mut words = text.split_whitespace();
+    match (
+        words.next().map(str::to_ascii_lowercase).as_deref(),
+        words.next(),
+        words.next(),
+    ) {
+        (Some("every"), Some(d), None) => duration(d).map(Schedule::Every),
+        (Some("daily"), Some(t), None) => {
+            let (h, m) = t
+                .split_once(':')
+                .ok_or_else(|| format!("`{t}` is not HH:MM; {valid}"))?;
+            match (h.parse::<u8>(), m.parse::<u8>()) {
+                (Ok(hour), Ok(minute)) if hour < 24 && minute < 60 && m.len() == 2 => {
+                    Ok(Schedule::Daily { hour, minute })
+                }
+                _ => Err(format!(
+                    "`{t}` is not a time of day from 00:00 to 23:59; {valid}"
+                )),
+            }
+        }
+        _ => Err(format!("`{text}` is not a schedule; {valid}")),
+    }
+}
+
+/// `unix:PATH` or `tcp:HOST:PORT` (HOST may be `[v6]`).
+pub fn endpoint(text: &str) -> Result<Endpoint, String> {
+    let valid = "write unix:/path/to/socket or tcp:HOST:PORT (e.g. tcp:127.0.0.1:4444)";
+    if let Some(path) = text.strip_prefix("unix:") {
+        return if path.is_empty() {
+            Err(format!("the socket path is empty; {valid}"))
+        } else {
+            Ok(Endpoint::Unix(path.to_string()))
+        };
+    }
+    let Some(rest) = text.strip_prefix("tcp:") else {
+        return Err(format!("`{text}` has no unix: or tcp: prefix; {valid}"));
+    };
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}` has no port; {valid}"))?;
+    let port: u16 = match port.parse() {
+        Ok(p) if p > 0 => p,
+        _ => return Err(format!("`{port}` is not a port from 1 to 65535; {valid}")),
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("`{host}` is not a host name; {valid}"));
+    }
+    Ok(Endpoint::Tcp {
+        host: host.to_string(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print_back() {
+        assert_eq!(duration("90s"), Ok(90));
+        assert_eq!(duration("1h30m"), Ok(5400));
+        assert_eq!(format_duration(5400), "1h30m");
+        assert_eq!(format_duration(86_400 + 1), "1d1s");
+        assert!(duration("0s").is_err());
+        assert!(duration("5").is_err());
+        assert!(duration("h").is_err());
+        assert!(duration("99999999999999999999d").is_err());
+        assert!(duration("400d").is_err());
+    }
+
+    #[test]
+    fn schedules() {
+        assert_eq!(schedule("every 3h"), Ok(Schedule::Every(10_800)));
+        assert_eq!(
+            schedule("DAILY 00:05"),
+            Ok(Schedule::Daily { hour: 0, minute: 5 })
+        );
+        assert!(schedule("daily 24:00").is_err());
+        assert!(schedule("daily 1:5").is_err());
+        assert!(schedule("hourly").is_err());
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            endpoint("unix:/run/a.qmp"),
+            Ok(Endpoint::Unix("/run/a.qmp".into()))
+        );
+        assert_eq!(
+            endpoint("tcp:[::1]:4444"),
+            Ok(Endpoint::Tcp {
+                host: "[::1]".into(),
+                port: 4444
+            })
+        );
+        assert!(endpoint("tcp:host:0").is_err());
+        assert!(endpoint("tcp:host").is_err());
+        assert!(endpoint("http://x").is_err());
+        assert!(endpoint("unix:").is_err());
+    }
+
+    #[test]
+    fn sequence_numbers() {
+        assert_eq!(seq_number("7"), Ok(7));
+        assert!(seq_number("0").is_err());
+        assert!(seq_number("99999999999999999999999").is_err());
+        assert!(seq_number("4294967296").is_err());
+        assert!(seq_number("-1").is_err());
+    }
+}

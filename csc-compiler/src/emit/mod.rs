@@ -1,0 +1,3 @@
+//! Writers over the IR. Each takes a checked solution and prints one form of it.
+
+pub mod xml;

@@ -1,0 +1,153 @@
+//! The canonical XML form ([0035]: what was deserialised serialises back): fixed
+//! element order and two-space indentation, canonical keyword spelling, explicit
+//! SEQ_NUM, TO_SEQ, mode and RUN timeout; comments are not kept.
+
+use crate::check::format_duration;
+use crate::ir::{Action, Endpoint, Schedule, Solution};
+use csc_runtime::vocab::Keyword;
+use std::fmt::Write;
+
+pub fn canonical(s: &Solution) -> String {
+    let mut w = Writer::default();
+    w.line("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    match &s.name {
+        Some(name) => w.open(&format!("SESSION name=\"{}\"", escape(name, true))),
+        None => w.open("SESSION"),
+    }
+    if let Some(d) = &s.description {
+        w.leaf("DESCRIPTION", d);
+    }
+    for st in &s.storages {
+        w.open(&format!(
+            "STORAGE id=\"{}\" driver=\"{}\"",
+            escape(&st.id, true),
+            st.driver
+        ));
+        w.leaf("ENDPOINT", &endpoint(&st.endpoint));
+        if let Some(data) = &st.data {
+            w.leaf("DATA", &endpoint(data));
+        }
+        w.close("STORAGE");
+    }
+    for c in &s.contacts {
+        w.open(&format!("CONTACT name=\"{}\"", escape(&c.name, true)));
+        if let Some(hook) = &c.webhook {
+            w.leaf("WEBHOOK", hook);
+        }
+        if let Some(cmd) = &c.command {
+            w.leaf("COMMAND", cmd);
+        }
+        w.close("CONTACT");
+    }
+    for set in &s.copysets {
+        w.open(&format!("COPYSET name=\"{}\"", escape(&set.name, true)));
+        for v in &set.volumes {
+            let storage = escape(&v.storage, true);
+            w.line(&format!(
+                "<VOLUME storage=\"{storage}\">{}</VOLUME>",
+                escape(&v.name, false)
+            ));
+        }
+        w.close("COPYSET");
+    }
+    for seq in s.sequences.values() {
+        w.open("SEQUENCE");
+        w.leaf("TYPE", seq.copy.copy_type().as_str());
+        w.leaf("SEQ_NUM", &seq.num.to_string());
+        w.leaf("CHARACTERISTIC", seq.copy.mode_name());
+        if let Some(schedule) = &seq.schedule {
+            w.leaf(
+                "SCHEDULE",
+                &match schedule {
+                    Schedule::Every(secs) => format!("every {}", format_duration(*secs)),
+                    Schedule::Daily { hour, minute } => format!("daily {hour:02}:{minute:02}"),
+                },
+            );
+        }
+        for (event, actions) in &seq.events {
+            w.open("EVENTFLAGS");
+            w.leaf("EVENT", event.as_str());
+            for action in actions {
+                w.open("ACTION");
+                match action {
+                    Action::Command { target, command } => {
+                        w.leaf("TO_SEQ", &target.to_string());
+                        w.leaf("DO_CMD", command.as_str());
+                    }
+                    Action::Notify { contact } => w.leaf("NOTIFY", contact),
+                    Action::Run {
+                        program,
+                        timeout_secs,
+                    } => w.line(&format!(
+                        "<RUN timeout=\"{}\">{}</RUN>",
+                        format_duration(*timeout_secs),
+                        escape(program, false)
+                    )),
+                }
+                w.close("ACTION");
+            }
+            w.close("EVENTFLAGS");
+        }
+        w.close("SEQUENCE");
+    }
+    w.close("SESSION");
+    w.out
+}
+
+fn endpoint(e: &Endpoint) -> String {
+    match e {
+        Endpoint::Unix(path) => format!("unix:{path}"),
+        Endpoint::Tcp { host, port } => format!("tcp:{host}:{port}"),
+    }
+}
+
+/// Escapes text for element content or (with `attribute`) a double-quoted value.
+/// Line breaks and tabs in attributes become character references so a parser's
+/// attribute-value normalisation gives them back unchanged.
+pub fn escape(text: &str, attribute: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attribute => out.push_str("&quot;"),
+            '\n' | '\r' | '\t' if attribute => {
+                let _ = write!(out, "&#{};", c as u32);
+            }
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Writer {
+    out: String,
+    depth: usize,
+}
+
+impl Writer {
+    fn line(&mut self, text: &str) {
+        for _ in 0..self.depth {
+            self.out.push_str("  ");
+        }
+        self.out.push_str(text);
+        self.out.push('\n');
+    }
+
+    fn open(&mut self, tag: &str) {
+        self.line(&format!("<{tag}>"));
+        self.depth += 1;
+    }
+
+    fn close(&mut self, name: &str) {
+        self.depth -= 1;
+        self.line(&format!("</{name}>"));
+    }
+
+    fn leaf(&mut self, name: &str, text: &str) {
+        self.line(&format!("<{name}>{}</{name}>", escape(text, false)));
+    }
+}

@@ -1,0 +1,98 @@
+//! Stage 3, the IR: a checked solution with every reference resolved, in ordered
+//! collections so that everything written from it comes out in one order.
+
+use csc_runtime::vocab::{BaseCopy, Command, DriverKind, Event};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Solution {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// In document order; ids are unique.
+    pub storages: Vec<Storage>,
+    /// In document order; names are unique.
+    pub contacts: Vec<Contact>,
+    /// In document order; names are unique.
+    pub copysets: Vec<CopySet>,
+    /// By SEQ_NUM, which runs 1..=N.
+    pub sequences: BTreeMap<u32, Sequence>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Storage {
+    pub id: String,
+    pub driver: DriverKind,
+    pub endpoint: Endpoint,
+    pub data: Option<Endpoint>,
+}
+
+/// A socket address: `unix:PATH` or `tcp:HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(String),
+    Tcp { host: String, port: u16 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub name: String,
+    /// An http:// URL that receives a JSON POST.
+    pub webhook: Option<String>,
+    /// An absolute path of a program, run with the event in its environment.
+    pub command: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopySet {
+    pub name: String,
+    /// Volume i is the source of sequence i and the target of sequence i-1.
+    pub volumes: Vec<Volume>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Volume {
+    pub storage: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    pub num: u32,
+    pub copy: BaseCopy,
+    pub schedule: Option<Schedule>,
+    /// Events in canonical order; each event's actions in document order.
+    pub events: BTreeMap<Event, Vec<Action>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// `every 3h`: seconds between starts.
+    Every(u64),
+    /// `daily 00:00`: hour and minute, local time.
+    Daily { hour: u8, minute: u8 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// DO_CMD on TO_SEQ (this sequence when TO_SEQ is absent).
+    Command {
+        target: u32,
+        command: Command,
+    },
+    Notify {
+        contact: String,
+    },
+    Run {
+        program: String,
+        timeout_secs: u64,
+    },
+}
+
+/// How long RUN waits for its program unless told otherwise.
+pub const DEFAULT_RUN_TIMEOUT_SECS: u64 = 60;
+
+impl Solution {
+    pub fn storage(&self, id: &str) -> Option<&Storage> {
+        self.storages.iter().find(|s| s.id == id)
+    }
+}

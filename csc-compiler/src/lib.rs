@@ -1,0 +1,58 @@
+//! cssc, the copy-services solution compiler.
+//!
+//! The pipeline, one module a stage: [`syntax`] (bytes -> AST with spans), [`check`]
+//! (AST -> [`ir`], every fault reported), [`emit`] (IR -> canonical XML and other
+//! forms). [`diagnostics`] renders what the stages report.
+
+pub mod check;
+pub mod diagnostics;
+pub mod emit;
+pub mod ir;
+pub mod source;
+pub mod syntax;
+
+use diagnostics::{Diagnostic, Severity};
+use source::SourceFile;
+
+/// A document run through the front end.
+pub struct Checked {
+    pub source: SourceFile,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Present when the document has no errors (warnings allowed).
+    pub solution: Option<ir::Solution>,
+}
+
+impl Checked {
+    pub fn errors(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// Runs syntax and check over one document's bytes.
+pub fn front_end(name: &str, bytes: Vec<u8>) -> Checked {
+    let source = match syntax::decode(name, bytes) {
+        Ok(source) => source,
+        Err((source, d)) => {
+            return Checked {
+                source,
+                diagnostics: vec![d],
+                solution: None,
+            }
+        }
+    };
+    let mut diagnostics = Vec::new();
+    let solution = syntax::parse(&source, &mut diagnostics)
+        .and_then(|ast| check::check(&ast, &mut diagnostics));
+    // Report in document order, whichever stage found what.
+    diagnostics.sort_by_key(|d| d.span.start);
+    // A fault found by syntax leaves holes the checker skips; never call that valid.
+    let solution = solution.filter(|_| !diagnostics.iter().any(|d| d.severity == Severity::Error));
+    Checked {
+        source,
+        diagnostics,
+        solution,
+    }
+}

@@ -1,0 +1,512 @@
+//! roxmltree document -> AST. Reports what is structurally wrong (unknown or missing
+//! elements and attributes, text where elements belong, repeats) and goes on, so one
+//! run reports every fault. Values are not interpreted here.
+
+use super::ast::{self, Spanned, Text};
+use crate::diagnostics::{did_you_mean, Code, Diagnostic};
+use crate::source::{Position, SourceFile, Span};
+use roxmltree::{Node, NodeType};
+
+/// Where each element may stand: (element, parent). The grammar's single source for
+/// "what is valid here" and "it belongs inside".
+const PLACES: &[(&str, &str)] = &[
+    ("DESCRIPTION", "SESSION"),
+    ("STORAGE", "SESSION"),
+    ("CONTACT", "SESSION"),
+    ("COPYSET", "SESSION"),
+    ("SEQUENCE", "SESSION"),
+    ("ENDPOINT", "STORAGE"),
+    ("DATA", "STORAGE"),
+    ("WEBHOOK", "CONTACT"),
+    ("COMMAND", "CONTACT"),
+    ("VOLUME", "COPYSET"),
+    ("TYPE", "SEQUENCE"),
+    ("SEQ_NUM", "SEQUENCE"),
+    ("CHARACTERISTIC", "SEQUENCE"),
+    ("SCHEDULE", "SEQUENCE"),
+    ("CMDFLAGS", "SEQUENCE"),
+    ("EVENTFLAGS", "SEQUENCE"),
+    ("CMD", "CMDFLAGS"),
+    ("MODE", "CMDFLAGS"),
+    ("EVENT", "EVENTFLAGS"),
+    ("ACTION", "EVENTFLAGS"),
+    ("TO_SEQ", "ACTION"),
+    ("DO_CMD", "ACTION"),
+    ("NOTIFY", "ACTION"),
+    ("RUN", "ACTION"),
+];
+
+/// Inputs past these limits are refused before parsing, so hostile input stays cheap.
+pub const MAX_BYTES: usize = 64 << 20;
+pub const MAX_NODES: u32 = 8_000_000;
+
+/// Parses `source`; `None` when it is not a SESSION document at all.
+pub fn parse(source: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<ast::Session> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: MAX_NODES,
+        ..Default::default()
+    };
+    let doc = match roxmltree::Document::parse_with_options(&source.text, options) {
+        Ok(doc) => doc,
+        Err(e) => {
+            diags.push(xml_error(source, &e));
+            return None;
+        }
+    };
+    let root = doc.root_element();
+    if root.tag_name().name() != "SESSION" {
+        diags.push(
+            Diagnostic::error(
+                Code::WrongRoot,
+                name_span(root),
+                format!("the root element is <{}>, not <SESSION>", root.tag_name().name()),
+            )
+            .label("expected <SESSION>")
+            .help("a solution document is one <SESSION> element holding STORAGE, CONTACT, COPYSET and SEQUENCE elements"),
+        );
+        return None;
+    }
+    Some(Parser { diags }.session(root))
+}
+
+fn xml_error(source: &SourceFile, e: &roxmltree::Error) -> Diagnostic {
+    let pos = e.pos();
+    let at = source.offset(Position {
+        line: pos.row as usize,
+        column: pos.col as usize,
+    });
+    let full = e.to_string();
+    let message = full
+        .rsplit_once(" at ")
+        .map_or(full.as_str(), |(m, _)| m)
+        .to_string();
+    let help = match e {
+        roxmltree::Error::UnexpectedCloseTag(expected, actual, _) => format!(
+            "<{expected}> is still open here; close it with </{expected}> before </{actual}> (a closing tag starts with `</`)"
+        ),
+        roxmltree::Error::DtdDetected => {
+            "document type declarations are refused: entity expansion is a denial-of-service risk, and the language needs none".into()
+        }
+        roxmltree::Error::NodesLimitReached => format!(
+            "a solution document may hold at most {MAX_NODES} XML nodes"
+        ),
+        roxmltree::Error::InvalidChar(..) | roxmltree::Error::InvalidChar2(..) => {
+            "element names have no spaces: write <DO_CMD>, not <DO CMD>; attribute values are quoted".into()
+        }
+        roxmltree::Error::NoRootNode => "the document is empty: it needs a <SESSION> element".into(),
+        _ => "fix the XML at this position; nothing after it was checked".into(),
+    };
+    Diagnostic::error(
+        Code::NotWellFormed,
+        at..at,
+        format!("not well-formed XML: {message}"),
+    )
+    .label("here")
+    .help(help)
+}
+
+/// The span of an element's name in its start tag.
+fn name_span(node: Node) -> Span {
+    let start = node.range().start + 1;
+    start..start + node.tag_name().name().len()
+}
+
+struct Parser<'d> {
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+/// The elements of a container, each with its grammar name.
+type Children<'a, 'i> = Vec<(&'static str, Node<'a, 'i>)>;
+
+impl Parser<'_> {
+    fn session(&mut self, node: Node) -> ast::Session {
+        let [name] = self.attributes(node, ["name"]);
+        let mut s = ast::Session {
+            span: node.range(),
+            name,
+            ..Default::default()
+        };
+        for (tag, child) in self.children(node) {
+            match tag {
+                "DESCRIPTION" => self.once(&mut s.description, child),
+                "STORAGE" => s.storages.push(self.storage(child)),
+                "CONTACT" => s.contacts.push(self.contact(child)),
+                "COPYSET" => s.copysets.push(self.copyset(child)),
+                _ => s.sequences.push(self.sequence(child)),
+            }
+        }
+        s
+    }
+
+    fn storage(&mut self, node: Node) -> ast::Storage {
+        let [id, driver] = self.attributes(node, ["id", "driver"]);
+        self.require_attribute(node, "id", &id);
+        let mut s = ast::Storage {
+            span: node.range(),
+            id,
+            driver,
+            ..Default::default()
+        };
+        let children = self.children(node);
+        for &(tag, child) in &children {
+            match tag {
+                "ENDPOINT" => self.once(&mut s.endpoint, child),
+                _ => self.once(&mut s.data, child),
+            }
+        }
+        self.require(node, &children, "ENDPOINT");
+        s
+    }
+
+    fn contact(&mut self, node: Node) -> ast::Contact {
+        let [name] = self.attributes(node, ["name"]);
+        self.require_attribute(node, "name", &name);
+        let mut c = ast::Contact {
+            span: node.range(),
+            name,
+            ..Default::default()
+        };
+        for (tag, child) in self.children(node) {
+            match tag {
+                "WEBHOOK" => self.once(&mut c.webhook, child),
+                _ => self.once(&mut c.command, child),
+            }
+        }
+        c
+    }
+
+    fn copyset(&mut self, node: Node) -> ast::CopySet {
+        let [name] = self.attributes(node, ["name"]);
+        self.require_attribute(node, "name", &name);
+        let mut c = ast::CopySet {
+            span: node.range(),
+            name,
+            ..Default::default()
+        };
+        for (_, child) in self.children(node) {
+            let [storage] = self.attributes(child, ["storage"]);
+            self.require_attribute(child, "storage", &storage);
+            c.volumes.push(ast::Volume {
+                span: child.range(),
+                storage,
+                name: self.text(child),
+            });
+        }
+        c
+    }
+
+    fn sequence(&mut self, node: Node) -> ast::Sequence {
+        self.attributes(node, []);
+        let mut s = ast::Sequence {
+            span: node.range(),
+            ..Default::default()
+        };
+        let children = self.children(node);
+        for &(tag, child) in &children {
+            match tag {
+                "TYPE" => self.once(&mut s.copy_type, child),
+                "SEQ_NUM" => self.once(&mut s.seq_num, child),
+                "CHARACTERISTIC" => s.characteristics.extend(self.text(child)),
+                "SCHEDULE" => self.once(&mut s.schedule, child),
+                "CMDFLAGS" => s.cmdflags.push(self.cmdflags(child)),
+                _ => s.eventflags.push(self.eventflags(child)),
+            }
+        }
+        self.require(node, &children, "TYPE");
+        s
+    }
+
+    fn cmdflags(&mut self, node: Node) -> ast::CmdFlags {
+        self.attributes(node, []);
+        let mut c = ast::CmdFlags {
+            span: node.range(),
+            ..Default::default()
+        };
+        let children = self.children(node);
+        for &(tag, child) in &children {
+            match tag {
+                "CMD" => self.once(&mut c.cmd, child),
+                _ => self.once(&mut c.mode, child),
+            }
+        }
+        self.require(node, &children, "CMD");
+        c
+    }
+
+    fn eventflags(&mut self, node: Node) -> ast::EventFlags {
+        self.attributes(node, []);
+        let mut e = ast::EventFlags {
+            span: node.range(),
+            ..Default::default()
+        };
+        let children = self.children(node);
+        for &(tag, child) in &children {
+            match tag {
+                "EVENT" => self.once(&mut e.event, child),
+                _ => e.actions.push(self.action(child)),
+            }
+        }
+        self.require(node, &children, "EVENT");
+        e
+    }
+
+    fn action(&mut self, node: Node) -> ast::Action {
+        self.attributes(node, []);
+        let mut a = ast::Action {
+            span: node.range(),
+            ..Default::default()
+        };
+        for (tag, child) in self.children(node) {
+            match tag {
+                "TO_SEQ" => self.once(&mut a.to_seq, child),
+                "DO_CMD" => self.once(&mut a.do_cmd, child),
+                "NOTIFY" => self.once(&mut a.notify, child),
+                _ => {
+                    let [timeout] = self.attributes(child, ["timeout"]);
+                    let program = self.text(child);
+                    if a.run.is_some() {
+                        self.duplicate(child);
+                    } else if let Some(program) = program {
+                        a.run = Some(ast::Run { program, timeout });
+                    }
+                }
+            }
+        }
+        a
+    }
+
+    /// The values of the attributes `names`; any other attribute is reported.
+    fn attributes<const N: usize>(&mut self, node: Node, names: [&str; N]) -> [Option<Text>; N] {
+        let mut values = [(); N].map(|_| None);
+        for attr in node.attributes() {
+            match names.iter().position(|&n| n == attr.name()) {
+                Some(i) => {
+                    values[i] = Some(Spanned {
+                        value: attr.value().trim().to_string(),
+                        span: attr.range_value(),
+                    })
+                }
+                None => {
+                    let valid = if names.is_empty() {
+                        format!("<{}> takes no attributes", node.tag_name().name())
+                    } else {
+                        format!("valid attributes: {}", names.join(", "))
+                    };
+                    let help = match did_you_mean(attr.name(), names.iter().copied()) {
+                        Some(best) => format!("did you mean `{best}`? {valid}"),
+                        None => valid,
+                    };
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::UnknownAttribute,
+                            attr.range_qname(),
+                            format!(
+                                "unknown attribute `{}` on <{}>",
+                                attr.name(),
+                                node.tag_name().name()
+                            ),
+                        )
+                        .label("not valid here")
+                        .help(help),
+                    )
+                }
+            }
+        }
+        values
+    }
+
+    fn require_attribute(&mut self, node: Node, name: &str, value: &Option<Text>) {
+        if value.is_none() {
+            let tag = node.tag_name().name();
+            self.diags.push(
+                Diagnostic::error(
+                    Code::MissingAttribute,
+                    name_span(node),
+                    format!("<{tag}> needs a `{name}` attribute"),
+                )
+                .label(format!("no `{name}` here"))
+                .help(format!("write <{tag} {name}=\"...\">")),
+            );
+        }
+    }
+
+    /// The element children of a container, by grammar name. Unknown elements and
+    /// stray text are reported and skipped (not descended into).
+    fn children<'a, 'i>(&mut self, node: Node<'a, 'i>) -> Children<'a, 'i> {
+        let parent = node.tag_name().name();
+        let valid: Vec<&'static str> = PLACES
+            .iter()
+            .filter(|(_, p)| *p == parent)
+            .map(|(e, _)| *e)
+            .collect();
+        let mut out = Vec::new();
+        for child in node.children() {
+            match child.node_type() {
+                NodeType::Element => {
+                    let name = child.tag_name().name();
+                    match valid.iter().find(|&&v| v == name) {
+                        Some(&tag) => out.push((tag, child)),
+                        None => self.unknown_element(parent, &valid, child),
+                    }
+                }
+                NodeType::Text => {
+                    if let Some(span) = trimmed_span(child) {
+                        self.diags.push(
+                            Diagnostic::error(
+                                Code::UnexpectedText,
+                                span,
+                                format!("text inside <{parent}>, which holds only elements"),
+                            )
+                            .label("stray text")
+                            .help(format!(
+                                "remove the text or put it in an element; valid in <{parent}>: {}",
+                                valid.join(", ")
+                            )),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn unknown_element(&mut self, parent: &str, valid: &[&str], child: Node) {
+        let name = child.tag_name().name();
+        let home = PLACES.iter().find(|(e, _)| *e == name).map(|(_, p)| *p);
+        let list = valid.join(", ");
+        let help = if let Some(home) = home {
+            format!("<{name}> belongs inside <{home}>; valid in <{parent}>: {list}")
+        } else if let Some(best) = did_you_mean(name, valid.iter().copied()) {
+            format!("did you mean <{best}>? valid in <{parent}>: {list}")
+        } else if valid.is_empty() {
+            format!("<{parent}> holds only text")
+        } else {
+            format!("valid in <{parent}>: {list}")
+        };
+        self.diags.push(
+            Diagnostic::error(
+                Code::UnknownElement,
+                name_span(child),
+                format!("<{name}> is not valid inside <{parent}>"),
+            )
+            .label("unknown here")
+            .help(help),
+        );
+    }
+
+    /// Reports a required element missing from `children`.
+    fn require(&mut self, node: Node, children: &Children, tag: &str) {
+        if !children.iter().any(|(t, _)| *t == tag) {
+            let parent = node.tag_name().name();
+            self.diags.push(
+                Diagnostic::error(
+                    Code::MissingElement,
+                    name_span(node),
+                    format!("<{parent}> has no <{tag}>"),
+                )
+                .label(format!("<{tag}> missing"))
+                .help(format!("add <{tag}>...</{tag}> inside this <{parent}>")),
+            );
+        }
+    }
+
+    /// Fills a once-only text slot, reporting a repeat.
+    fn once(&mut self, slot: &mut Option<Text>, child: Node) {
+        let value = self.text(child);
+        if slot.is_some() {
+            self.duplicate(child);
+        } else {
+            *slot = value;
+        }
+    }
+
+    fn duplicate(&mut self, child: Node) {
+        let name = child.tag_name().name();
+        self.diags.push(
+            Diagnostic::error(
+                Code::DuplicateElement,
+                name_span(child),
+                format!("a second <{name}> here"),
+            )
+            .label("repeated")
+            .help(format!("<{name}> may appear once here; remove one of them")),
+        );
+    }
+
+    /// The trimmed text of a text-only element; `None` (reported) when it is empty
+    /// or holds elements.
+    fn text(&mut self, node: Node) -> Option<Text> {
+        self.attributes_checked_by_caller(node);
+        let name = node.tag_name().name();
+        let mut value = String::new();
+        let mut span: Option<Span> = None;
+        for child in node.children() {
+            match child.node_type() {
+                NodeType::Text => {
+                    value.push_str(child.text().unwrap_or_default());
+                    if let Some(s) = trimmed_span(child) {
+                        span = Some(span.map_or(s.clone(), |old| old.start..s.end));
+                    }
+                }
+                NodeType::Element => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::UnexpectedChild,
+                            name_span(child),
+                            format!(
+                                "<{}> inside <{name}>, which holds only text",
+                                child.tag_name().name()
+                            ),
+                        )
+                        .label("not valid here")
+                        .help(format!("write the value as text: <{name}>value</{name}>")),
+                    );
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        let trimmed = value.trim();
+        match span {
+            Some(span) if !trimmed.is_empty() => Some(Spanned {
+                value: trimmed.to_string(),
+                span,
+            }),
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::EmptyValue,
+                        name_span(node),
+                        format!("<{name}> is empty"),
+                    )
+                    .label("no value")
+                    .help(format!("write a value: <{name}>value</{name}>")),
+                );
+                None
+            }
+        }
+    }
+
+    /// Text elements take no attributes except those their caller read first (RUN's
+    /// `timeout`, VOLUME's `storage`); the rest are reported here.
+    fn attributes_checked_by_caller(&mut self, node: Node) {
+        if !matches!(node.tag_name().name(), "RUN" | "VOLUME") {
+            self.attributes(node, []);
+        }
+    }
+}
+
+/// The span of a text node without its surrounding white space; `None` if blank.
+fn trimmed_span(text_node: Node) -> Option<Span> {
+    let raw = text_node.text().unwrap_or_default();
+    let range = text_node.range();
+    let start_trim = raw.len() - raw.trim_start().len();
+    let end_trim = raw.len() - raw.trim_end().len();
+    (!raw.trim().is_empty()).then(|| {
+        // Entity references make the source longer than the text; clamp to the node.
+        let start = (range.start + start_trim).min(range.end);
+        start..range.end.saturating_sub(end_trim).max(start)
+    })
+}

@@ -1,0 +1,3 @@
+//! csc-runtime: what cssc-generated solutions link against.
+
+pub mod vocab;

@@ -1,0 +1,1 @@
+//! The solution library; build.rs checks every solutions/*.xml.
