@@ -79,10 +79,18 @@ impl Checker<'_> {
             if let Some(&Some(copy_type)) = types.get(&num) {
                 let sequence = self.sequence(num, copy_type, seq, &types, &contacts);
                 sequences.insert(num, sequence);
+            } else {
+                // The type is broken (reported), but what actions name can still be checked.
+                for action in seq.eventflags.iter().flat_map(|f| &f.actions) {
+                    self.action(num, action, &types, &contacts);
+                }
             }
         }
-        let copysets = self.copysets(&s.copysets, &storages, numbered.len());
-        self.warn_unreachable(&numbered, &sequences);
+        let copysets = self.copysets(&s.copysets, &storages, s.sequences.len());
+        // Only a document without errors gets this advice; with errors it is noise.
+        if count_errors(self.diags) == 0 {
+            self.warn_unreachable(&numbered, &sequences);
+        }
         Solution {
             name: s.name.as_ref().map(|n| n.value.clone()),
             description: s.description.as_ref().map(|d| d.value.clone()),
