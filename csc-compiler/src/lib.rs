@@ -35,12 +35,13 @@ impl Checked {
 pub fn front_end(name: &str, bytes: Vec<u8>) -> Checked {
     let source = match syntax::decode(name, bytes) {
         Ok(source) => source,
-        Err((source, d)) => {
+        Err(refused) => {
+            let (source, d) = *refused;
             return Checked {
                 source,
                 diagnostics: vec![d],
                 solution: None,
-            }
+            };
         }
     };
     let mut diagnostics = Vec::new();

@@ -51,6 +51,28 @@ fn check_exit_codes() {
 }
 
 #[test]
+fn cssc_check_accepts_the_solution_library() {
+    let files: Vec<String> = common::solutions()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let out = cssc(&args, None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        files.len()
+    );
+}
+
+#[test]
 fn check_reads_stdin_and_names_it() {
     let out = cssc(
         &["check", "-"],

@@ -10,7 +10,7 @@ use crate::source::SourceFile;
 
 /// Turns raw input into a source file, refusing what is too large or not UTF-8. On
 /// refusal the file holds a lossy copy of the text, so the fault can still be shown.
-pub fn decode(name: &str, bytes: Vec<u8>) -> Result<SourceFile, (SourceFile, Diagnostic)> {
+pub fn decode(name: &str, bytes: Vec<u8>) -> Result<SourceFile, Box<(SourceFile, Diagnostic)>> {
     if bytes.len() > MAX_BYTES {
         let source = SourceFile::new(name, String::new());
         let d = Diagnostic::error(
@@ -22,7 +22,7 @@ pub fn decode(name: &str, bytes: Vec<u8>) -> Result<SourceFile, (SourceFile, Dia
             ),
         )
         .help("a solution document is a few megabytes at most; is this the right file?");
-        return Err((source, d));
+        return Err(Box::new((source, d)));
     }
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(name, text)),
@@ -32,7 +32,7 @@ pub fn decode(name: &str, bytes: Vec<u8>) -> Result<SourceFile, (SourceFile, Dia
             let d = Diagnostic::error(Code::UnreadableInput, at..at, "the input is not UTF-8 text")
                 .label("invalid byte")
                 .help("save the document as UTF-8; binary files are not solution documents");
-            Err((source, d))
+            Err(Box::new((source, d)))
         }
     }
 }
