@@ -10,6 +10,11 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+/// A large document is a million small allocations freed in bulk; with glibc's
+/// allocator a third of `cssc check`'s time went to page faults (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_INVALID: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_STALE: u8 = 3;
@@ -77,6 +82,9 @@ fn run(cli: &Cli) -> Result<u8, String> {
                     println!("ok: {}", c.source.name);
                 }
             }
+            // The process is about to exit: freeing a million-node solution piece by
+            // piece would only delay it.
+            std::mem::forget(all);
             Ok(if invalid == 0 { 0 } else { EXIT_INVALID })
         }
         Cmd::Fmt { file, write, check } => {
@@ -110,28 +118,18 @@ fn run(cli: &Cli) -> Result<u8, String> {
 
 /// Reads a document (`-` is standard input) and runs the front end over it.
 fn load(file: &str) -> Result<Checked, String> {
-    let mut bytes = Vec::new();
-    let (name, result) = if file == "-" {
-        (
-            "<stdin>",
-            std::io::stdin().read_to_end(&mut bytes).map(|_| ()),
-        )
-    } else {
-        let path = Path::new(file);
-        if path.is_dir() {
-            return Err(format!(
-                "{file} is a directory; name the solution documents in it"
-            ));
-        }
-        (
-            file,
-            std::fs::File::open(path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map(|_| ()),
-        )
-    };
-    result.map_err(|e| format!("cannot read {file}: {e}"))?;
-    Ok(front_end(name, bytes))
+    if file == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        return Ok(front_end("<stdin>", bytes));
+    }
+    if Path::new(file).is_dir() {
+        return Err(format!("{file} is a directory; name the solution documents in it"));
+    }
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    Ok(front_end(file, bytes))
 }
 
 struct Reporter {

@@ -18,19 +18,25 @@ pub struct SourceFile {
     /// What diagnostics call the file: its path as given, or `<stdin>`.
     pub name: String,
     pub text: String,
-    line_starts: Vec<usize>,
+    /// Built on the first position asked for: a valid document never needs it.
+    line_starts: std::sync::OnceLock<Vec<usize>>,
 }
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: String) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
         SourceFile {
             name: name.into(),
             text,
-            line_starts,
+            line_starts: std::sync::OnceLock::new(),
         }
+    }
+
+    fn line_starts(&self) -> &[usize] {
+        self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        })
     }
 
     /// The position of byte `offset` (clamped to the text and to a char boundary).
@@ -39,8 +45,8 @@ impl SourceFile {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
-        let column = self.text[self.line_starts[line]..offset].chars().count() + 1;
+        let line = self.line_starts().partition_point(|&start| start <= offset) - 1;
+        let column = self.text[self.line_starts()[line]..offset].chars().count() + 1;
         Position {
             line: line + 1,
             column,
@@ -48,18 +54,18 @@ impl SourceFile {
     }
 
     pub fn line_count(&self) -> usize {
-        self.line_starts.len()
+        self.line_starts().len()
     }
 
     /// Where zero-based `line` starts.
     pub fn line_start(&self, line: usize) -> usize {
-        self.line_starts[line]
+        self.line_starts()[line]
     }
 
     /// Where zero-based `line` ends, before its line break.
     pub fn line_end(&self, line: usize) -> usize {
         let end = self
-            .line_starts
+            .line_starts()
             .get(line + 1)
             .map_or(self.text.len(), |&next| next - 1);
         end - usize::from(self.text[..end].ends_with('\r'))
@@ -67,7 +73,7 @@ impl SourceFile {
 
     /// The byte offset of a one-based line and column, as parsers report them.
     pub fn offset(&self, position: Position) -> usize {
-        let Some(&start) = self.line_starts.get(position.line.saturating_sub(1)) else {
+        let Some(&start) = self.line_starts().get(position.line.saturating_sub(1)) else {
             return self.text.len();
         };
         self.text[start..]

@@ -2,6 +2,7 @@
 //! text and its byte span. Nothing is resolved here; the checker does that.
 
 use crate::source::Span;
+use std::borrow::Cow;
 
 /// A value and where it stands in the document.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -10,88 +11,89 @@ pub struct Spanned<T> {
     pub span: Span,
 }
 
-/// Trimmed text content or an attribute value.
-pub type Text = Spanned<String>;
+/// Trimmed text content or an attribute value, borrowed from the input unless
+/// entity references had to be expanded (a large session has a million values).
+pub type Text<'i> = Spanned<Cow<'i, str>>;
 
 /// `None` where the document lacks a required part: the parser has reported it already.
 #[derive(Debug, Default)]
-pub struct Session {
+pub struct Session<'i> {
     pub span: Span,
-    pub name: Option<Text>,
-    pub description: Option<Text>,
-    pub storages: Vec<Storage>,
-    pub contacts: Vec<Contact>,
-    pub copysets: Vec<CopySet>,
-    pub sequences: Vec<Sequence>,
+    pub name: Option<Text<'i>>,
+    pub description: Option<Text<'i>>,
+    pub storages: Vec<Storage<'i>>,
+    pub contacts: Vec<Contact<'i>>,
+    pub copysets: Vec<CopySet<'i>>,
+    pub sequences: Vec<Sequence<'i>>,
 }
 
 #[derive(Debug, Default)]
-pub struct Storage {
+pub struct Storage<'i> {
     pub span: Span,
-    pub id: Option<Text>,
-    pub driver: Option<Text>,
-    pub endpoint: Option<Text>,
-    pub data: Option<Text>,
+    pub id: Option<Text<'i>>,
+    pub driver: Option<Text<'i>>,
+    pub endpoint: Option<Text<'i>>,
+    pub data: Option<Text<'i>>,
 }
 
 #[derive(Debug, Default)]
-pub struct Contact {
+pub struct Contact<'i> {
     pub span: Span,
-    pub name: Option<Text>,
-    pub webhook: Option<Text>,
-    pub command: Option<Text>,
+    pub name: Option<Text<'i>>,
+    pub webhook: Option<Text<'i>>,
+    pub command: Option<Text<'i>>,
 }
 
 #[derive(Debug, Default)]
-pub struct CopySet {
+pub struct CopySet<'i> {
     pub span: Span,
-    pub name: Option<Text>,
-    pub volumes: Vec<Volume>,
+    pub name: Option<Text<'i>>,
+    pub volumes: Vec<Volume<'i>>,
 }
 
 #[derive(Debug, Default)]
-pub struct Volume {
+pub struct Volume<'i> {
     pub span: Span,
-    pub storage: Option<Text>,
-    pub name: Option<Text>,
+    pub storage: Option<Text<'i>>,
+    pub name: Option<Text<'i>>,
 }
 
 #[derive(Debug, Default)]
-pub struct Sequence {
+pub struct Sequence<'i> {
     pub span: Span,
-    pub copy_type: Option<Text>,
-    pub seq_num: Option<Text>,
-    pub characteristics: Vec<Text>,
-    pub schedule: Option<Text>,
-    pub cmdflags: Vec<CmdFlags>,
-    pub eventflags: Vec<EventFlags>,
+    pub copy_type: Option<Text<'i>>,
+    pub seq_num: Option<Text<'i>>,
+    pub characteristics: Vec<Text<'i>>,
+    pub schedule: Option<Text<'i>>,
+    pub cmdflags: Vec<CmdFlags<'i>>,
+    pub eventflags: Vec<EventFlags<'i>>,
 }
 
 #[derive(Debug, Default)]
-pub struct CmdFlags {
+pub struct CmdFlags<'i> {
     pub span: Span,
-    pub cmd: Option<Text>,
-    pub mode: Option<Text>,
+    pub cmd: Option<Text<'i>>,
+    pub mode: Option<Text<'i>>,
 }
 
 #[derive(Debug, Default)]
-pub struct EventFlags {
+pub struct EventFlags<'i> {
     pub span: Span,
-    pub event: Option<Text>,
-    pub actions: Vec<Action>,
+    pub event: Option<Text<'i>>,
+    pub actions: Vec<Action<'i>>,
 }
 
 #[derive(Debug, Default)]
-pub struct Action {
+pub struct Action<'i> {
     pub span: Span,
-    pub to_seq: Option<Text>,
-    pub do_cmd: Option<Text>,
-    pub notify: Option<Text>,
-    pub run: Option<Run>,
+    pub to_seq: Option<Text<'i>>,
+    pub do_cmd: Option<Text<'i>>,
+    pub notify: Option<Text<'i>>,
+    pub run: Option<Run<'i>>,
 }
 
 #[derive(Debug)]
-pub struct Run {
-    pub program: Text,
-    pub timeout: Option<Text>,
+pub struct Run<'i> {
+    pub program: Text<'i>,
+    pub timeout: Option<Text<'i>>,
 }

@@ -5,7 +5,8 @@
 use super::ast::{self, Spanned, Text};
 use crate::diagnostics::{did_you_mean, Code, Diagnostic};
 use crate::source::{Position, SourceFile, Span};
-use roxmltree::{Node, NodeType};
+use roxmltree::{Node, NodeType, StringStorage};
+use std::borrow::Cow;
 
 /// Where each element may stand: (element, parent). The grammar's single source for
 /// "what is valid here" and "it belongs inside".
@@ -36,12 +37,21 @@ const PLACES: &[(&str, &str)] = &[
     ("RUN", "ACTION"),
 ];
 
+/// The elements valid inside `parent`, in grammar order.
+fn valid_in(parent: &str) -> Vec<&'static str> {
+    PLACES
+        .iter()
+        .filter(|(_, p)| *p == parent)
+        .map(|(e, _)| *e)
+        .collect()
+}
+
 /// Inputs past these limits are refused before parsing, so hostile input stays cheap.
 pub const MAX_BYTES: usize = 64 << 20;
 pub const MAX_NODES: u32 = 8_000_000;
 
 /// Parses `source`; `None` when it is not a SESSION document at all.
-pub fn parse(source: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<ast::Session> {
+pub fn parse<'i>(source: &'i SourceFile, diags: &mut Vec<Diagnostic>) -> Option<ast::Session<'i>> {
     let options = roxmltree::ParsingOptions {
         allow_dtd: false,
         nodes_limit: MAX_NODES,
@@ -120,7 +130,7 @@ struct Parser<'d> {
 type Children<'a, 'i> = Vec<(&'static str, Node<'a, 'i>)>;
 
 impl Parser<'_> {
-    fn session(&mut self, node: Node) -> ast::Session {
+    fn session<'i>(&mut self, node: Node<'_, 'i>) -> ast::Session<'i> {
         let [name] = self.attributes(node, ["name"]);
         let mut s = ast::Session {
             span: node.range(),
@@ -139,7 +149,7 @@ impl Parser<'_> {
         s
     }
 
-    fn storage(&mut self, node: Node) -> ast::Storage {
+    fn storage<'i>(&mut self, node: Node<'_, 'i>) -> ast::Storage<'i> {
         let [id, driver] = self.attributes(node, ["id", "driver"]);
         self.require_attribute(node, "id", &id);
         let mut s = ast::Storage {
@@ -159,7 +169,7 @@ impl Parser<'_> {
         s
     }
 
-    fn contact(&mut self, node: Node) -> ast::Contact {
+    fn contact<'i>(&mut self, node: Node<'_, 'i>) -> ast::Contact<'i> {
         let [name] = self.attributes(node, ["name"]);
         self.require_attribute(node, "name", &name);
         let mut c = ast::Contact {
@@ -176,7 +186,7 @@ impl Parser<'_> {
         c
     }
 
-    fn copyset(&mut self, node: Node) -> ast::CopySet {
+    fn copyset<'i>(&mut self, node: Node<'_, 'i>) -> ast::CopySet<'i> {
         let [name] = self.attributes(node, ["name"]);
         self.require_attribute(node, "name", &name);
         let mut c = ast::CopySet {
@@ -196,7 +206,7 @@ impl Parser<'_> {
         c
     }
 
-    fn sequence(&mut self, node: Node) -> ast::Sequence {
+    fn sequence<'i>(&mut self, node: Node<'_, 'i>) -> ast::Sequence<'i> {
         self.attributes(node, []);
         let mut s = ast::Sequence {
             span: node.range(),
@@ -217,7 +227,7 @@ impl Parser<'_> {
         s
     }
 
-    fn cmdflags(&mut self, node: Node) -> ast::CmdFlags {
+    fn cmdflags<'i>(&mut self, node: Node<'_, 'i>) -> ast::CmdFlags<'i> {
         self.attributes(node, []);
         let mut c = ast::CmdFlags {
             span: node.range(),
@@ -234,7 +244,7 @@ impl Parser<'_> {
         c
     }
 
-    fn eventflags(&mut self, node: Node) -> ast::EventFlags {
+    fn eventflags<'i>(&mut self, node: Node<'_, 'i>) -> ast::EventFlags<'i> {
         self.attributes(node, []);
         let mut e = ast::EventFlags {
             span: node.range(),
@@ -251,7 +261,7 @@ impl Parser<'_> {
         e
     }
 
-    fn action(&mut self, node: Node) -> ast::Action {
+    fn action<'i>(&mut self, node: Node<'_, 'i>) -> ast::Action<'i> {
         self.attributes(node, []);
         let mut a = ast::Action {
             span: node.range(),
@@ -277,13 +287,17 @@ impl Parser<'_> {
     }
 
     /// The values of the attributes `names`; any other attribute is reported.
-    fn attributes<const N: usize>(&mut self, node: Node, names: [&str; N]) -> [Option<Text>; N] {
+    fn attributes<'i, const N: usize>(
+        &mut self,
+        node: Node<'_, 'i>,
+        names: [&str; N],
+    ) -> [Option<Text<'i>>; N] {
         let mut values = [(); N].map(|_| None);
         for attr in node.attributes() {
             match names.iter().position(|&n| n == attr.name()) {
                 Some(i) => {
                     values[i] = Some(Spanned {
-                        value: attr.value().trim().to_string(),
+                        value: trimmed(attr.value_storage()),
                         span: attr.range_value(),
                     })
                 }
@@ -316,7 +330,7 @@ impl Parser<'_> {
         values
     }
 
-    fn require_attribute(&mut self, node: Node, name: &str, value: &Option<Text>) {
+    fn require_attribute(&mut self, node: Node, name: &str, value: &Option<Text<'_>>) {
         if value.is_none() {
             let tag = node.tag_name().name();
             self.diags.push(
@@ -335,19 +349,14 @@ impl Parser<'_> {
     /// stray text are reported and skipped (not descended into).
     fn children<'a, 'i>(&mut self, node: Node<'a, 'i>) -> Children<'a, 'i> {
         let parent = node.tag_name().name();
-        let valid: Vec<&'static str> = PLACES
-            .iter()
-            .filter(|(_, p)| *p == parent)
-            .map(|(e, _)| *e)
-            .collect();
         let mut out = Vec::new();
         for child in node.children() {
             match child.node_type() {
                 NodeType::Element => {
                     let name = child.tag_name().name();
-                    match valid.iter().find(|&&v| v == name) {
-                        Some(&tag) => out.push((tag, child)),
-                        None => self.unknown_element(parent, &valid, child),
+                    match PLACES.iter().find(|&&(e, p)| e == name && p == parent) {
+                        Some(&(tag, _)) => out.push((tag, child)),
+                        None => self.unknown_element(parent, child),
                     }
                 }
                 NodeType::Text => {
@@ -361,7 +370,7 @@ impl Parser<'_> {
                             .label("stray text")
                             .help(format!(
                                 "remove the text or put it in an element; valid in <{parent}>: {}",
-                                valid.join(", ")
+                                valid_in(parent).join(", ")
                             )),
                         );
                     }
@@ -372,8 +381,9 @@ impl Parser<'_> {
         out
     }
 
-    fn unknown_element(&mut self, parent: &str, valid: &[&str], child: Node) {
+    fn unknown_element(&mut self, parent: &str, child: Node) {
         let name = child.tag_name().name();
+        let valid = valid_in(parent);
         let home = PLACES.iter().find(|(e, _)| *e == name).map(|(_, p)| *p);
         let list = valid.join(", ");
         let help = if let Some(home) = home {
@@ -413,7 +423,7 @@ impl Parser<'_> {
     }
 
     /// Fills a once-only text slot, reporting a repeat.
-    fn once(&mut self, slot: &mut Option<Text>, child: Node) {
+    fn once<'i>(&mut self, slot: &mut Option<Text<'i>>, child: Node<'_, 'i>) {
         let value = self.text(child);
         if slot.is_some() {
             self.duplicate(child);
@@ -436,16 +446,21 @@ impl Parser<'_> {
     }
 
     /// The trimmed text of a text-only element; `None` (reported) when it is empty
-    /// or holds elements.
-    fn text(&mut self, node: Node) -> Option<Text> {
+    /// or holds elements. Borrowed from the input when it is one plain text node.
+    fn text<'i>(&mut self, node: Node<'_, 'i>) -> Option<Text<'i>> {
         self.attributes_checked_by_caller(node);
         let name = node.tag_name().name();
-        let mut value = String::new();
+        // Usually one text node, borrowed; comments inside the value split it.
+        let mut value: Option<Cow<'i, str>> = None;
         let mut span: Option<Span> = None;
         for child in node.children() {
             match child.node_type() {
                 NodeType::Text => {
-                    value.push_str(child.text().unwrap_or_default());
+                    let Some(piece) = child.text_storage() else { continue };
+                    value = Some(match value {
+                        None => trimmed(piece),
+                        Some(before) => Cow::Owned(format!("{before}{}", piece.as_str()).trim_ascii().to_string()),
+                    });
                     if let Some(s) = trimmed_span(child) {
                         span = Some(span.map_or(s.clone(), |old| old.start..s.end));
                     }
@@ -468,21 +483,14 @@ impl Parser<'_> {
                 _ => {}
             }
         }
-        let trimmed = value.trim();
+        let value = value.unwrap_or_default();
         match span {
-            Some(span) if !trimmed.is_empty() => Some(Spanned {
-                value: trimmed.to_string(),
-                span,
-            }),
+            Some(span) if !value.is_empty() => Some(Spanned { value, span }),
             _ => {
                 self.diags.push(
-                    Diagnostic::error(
-                        Code::EmptyValue,
-                        name_span(node),
-                        format!("<{name}> is empty"),
-                    )
-                    .label("no value")
-                    .help(format!("write a value: <{name}>value</{name}>")),
+                    Diagnostic::error(Code::EmptyValue, name_span(node), format!("<{name}> is empty"))
+                        .label("no value")
+                        .help(format!("write a value: <{name}>value</{name}>")),
                 );
                 None
             }
@@ -498,15 +506,26 @@ impl Parser<'_> {
     }
 }
 
+/// Trimmed text that stays borrowed from the input where roxmltree could borrow it.
+fn trimmed<'i>(storage: &StringStorage<'i>) -> Cow<'i, str> {
+    match storage {
+        StringStorage::Borrowed(text) => Cow::Borrowed(text.trim_ascii()),
+        StringStorage::Owned(text) => Cow::Owned(text.trim_ascii().to_string()),
+    }
+}
+
 /// The span of a text node without its surrounding white space; `None` if blank.
+/// XML white space is ASCII (space, tab, CR, LF), so ASCII trimming is exact.
 fn trimmed_span(text_node: Node) -> Option<Span> {
     let raw = text_node.text().unwrap_or_default();
+    let start_trimmed = raw.trim_ascii_start();
+    if start_trimmed.is_empty() {
+        return None;
+    }
+    let lead = raw.len() - start_trimmed.len();
+    let trail = start_trimmed.len() - start_trimmed.trim_ascii_end().len();
     let range = text_node.range();
-    let start_trim = raw.len() - raw.trim_start().len();
-    let end_trim = raw.len() - raw.trim_end().len();
-    (!raw.trim().is_empty()).then(|| {
-        // Entity references make the source longer than the text; clamp to the node.
-        let start = (range.start + start_trim).min(range.end);
-        start..range.end.saturating_sub(end_trim).max(start)
-    })
+    // Entity references make the source longer than the text; clamp to the node.
+    let start = (range.start + lead).min(range.end);
+    Some(start..range.end.saturating_sub(trail).max(start))
 }
