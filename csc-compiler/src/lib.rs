@@ -4,7 +4,9 @@
 //! (AST -> [`ir`], every fault reported), [`emit`] (IR -> canonical XML and other
 //! forms). [`diagnostics`] renders what the stages report.
 
+pub mod build;
 pub mod check;
+pub mod codegen;
 pub mod diagnostics;
 pub mod emit;
 pub mod ir;

@@ -1,13 +1,16 @@
 //! `cssc`: check, format and compile copy-services solution documents.
 //!
 //! Exit codes: 0 success; 1 a document is invalid; 2 usage or I/O error;
-//! 3 a file is valid but not as it should be (`fmt --check`: not canonical).
+//! 3 a file is valid but not as it should be (`fmt --check`, `generate --check`: stale);
+//! 4 the generated crate failed to build (`compile`).
 
 use clap::{Parser, Subcommand, ValueEnum};
+use csc_compiler::build::{self, BuildError};
 use csc_compiler::diagnostics::{JsonDiagnostic, Renderer};
-use csc_compiler::{emit, front_end, Checked};
+use csc_compiler::ir::Solution;
+use csc_compiler::{codegen, emit, front_end, Checked};
 use std::io::{IsTerminal, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// A large document is a million small allocations freed in bulk; with glibc's
@@ -18,6 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_INVALID: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_STALE: u8 = 3;
+const EXIT_BUILD: u8 = 4;
 
 #[derive(Parser)]
 #[command(name = "cssc", version, about = "The copy-services solution compiler")]
@@ -37,8 +41,37 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Compile a solution into a standalone executable.
+    Compile {
+        file: String,
+        /// The executable to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Generate the solution's Rust module (the check-in mode of codegen).
+    Generate {
+        file: String,
+        /// Where to write the module (written only if its content changed).
+        #[arg(short, long)]
+        output: String,
+        /// Write nothing; exit 3 if OUTPUT is not what FILE generates.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Draw the chain: sequences and what each event does.
+    Graph {
+        file: String,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
     /// Check documents and report every fault (`-` reads standard input).
     Check {
         #[arg(required = true)]
@@ -88,32 +121,114 @@ fn run(cli: &Cli) -> Result<u8, String> {
             Ok(if invalid == 0 { 0 } else { EXIT_INVALID })
         }
         Cmd::Fmt { file, write, check } => {
-            let checked = load(file)?;
-            reporter.report(std::slice::from_ref(&checked));
-            let Some(solution) = &checked.solution else {
+            let Some((checked, solution)) = load_valid(file, &reporter)? else {
                 return Ok(EXIT_INVALID);
             };
-            let canonical = emit::xml::canonical(solution);
+            let canonical = emit::xml::canonical(&solution);
             if *check {
-                if canonical == checked.source.text {
-                    return Ok(0);
-                }
-                eprintln!("cssc: {file} is not in canonical form; run `cssc fmt --write {file}`");
-                return Ok(EXIT_STALE);
+                return Ok(stale_unless(canonical == checked.source.text, || {
+                    format!("{file} is not in canonical form; run `cssc fmt --write {file}`")
+                }));
             }
             if *write && file != "-" {
-                if canonical != checked.source.text {
-                    std::fs::write(file, &canonical)
-                        .map_err(|e| format!("cannot write {file}: {e}"))?;
-                }
+                write_if_changed(file, &canonical)?;
                 return Ok(0);
             }
-            std::io::stdout()
-                .write_all(canonical.as_bytes())
-                .map_err(|e| format!("cannot write to standard output: {e}"))?;
+            print_stdout(&canonical)
+        }
+        Cmd::Compile { file, output } => {
+            let Some((_, solution)) = load_valid(file, &reporter)? else {
+                return Ok(EXIT_INVALID);
+            };
+            let session_name = codegen::session_name(&solution, file);
+            match build::compile(&session_name, &generate(file, &solution), output) {
+                Ok(()) => Ok(0),
+                Err(BuildError::Io(message)) => Err(message),
+                Err(BuildError::Cargo { summary, log }) => {
+                    eprintln!(
+                        "cssc: the generated crate of {file} did not build (a cssc or toolchain fault, not the document's):\n{summary}\nfull log: {}",
+                        log.display()
+                    );
+                    Ok(EXIT_BUILD)
+                }
+            }
+        }
+        Cmd::Generate {
+            file,
+            output,
+            check,
+        } => {
+            let Some((_, solution)) = load_valid(file, &reporter)? else {
+                return Ok(EXIT_INVALID);
+            };
+            let code = generate(file, &solution);
+            if *check {
+                let current = std::fs::read_to_string(output).unwrap_or_default();
+                return Ok(stale_unless(current == code, || {
+                    format!(
+                        "{output} is stale: regenerate it with `cssc generate {file} -o {output}`"
+                    )
+                }));
+            }
+            write_if_changed(output, &code)?;
             Ok(0)
         }
+        Cmd::Graph { file, format } => {
+            let Some((_, solution)) = load_valid(file, &reporter)? else {
+                return Ok(EXIT_INVALID);
+            };
+            print_stdout(&match format {
+                GraphFormat::Dot => emit::graph::dot(&solution),
+                GraphFormat::Mermaid => emit::graph::mermaid(&solution),
+            })
+        }
     }
+}
+
+/// The Rust module of a solution read from `file`.
+fn generate(file: &str, solution: &Solution) -> String {
+    let source = Path::new(file)
+        .file_name()
+        .map_or_else(|| file.to_string(), |n| n.to_string_lossy().into_owned());
+    let session_name = codegen::session_name(solution, file);
+    codegen::rust(
+        solution,
+        &codegen::Origin {
+            session_name: &session_name,
+            source: &source,
+        },
+    )
+}
+
+/// Loads and checks one document, reporting its diagnostics; the solution if valid.
+fn load_valid(file: &str, reporter: &Reporter) -> Result<Option<(Checked, Solution)>, String> {
+    let mut checked = load(file)?;
+    reporter.report(std::slice::from_ref(&checked));
+    Ok(checked.solution.take().map(|s| (checked, s)))
+}
+
+/// 0 when `fresh`, else says why and returns the "stale" exit code.
+fn stale_unless(fresh: bool, why: impl FnOnce() -> String) -> u8 {
+    if fresh {
+        return 0;
+    }
+    eprintln!("cssc: {}", why());
+    EXIT_STALE
+}
+
+/// Writes `content` to `path` only if it differs, so builds that watch it stay warm.
+fn write_if_changed(path: &str, content: &str) -> Result<(), String> {
+    if std::fs::read(path).is_ok_and(|old| old == content.as_bytes()) {
+        return Ok(());
+    }
+    std::fs::write(path, content).map_err(|e| format!("cannot write {path}: {e}"))
+}
+
+fn print_stdout(text: &str) -> Result<u8, String> {
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write to standard output: {e}"))?;
+    Ok(0)
 }
 
 /// Reads a document (`-` is standard input) and runs the front end over it.
@@ -126,7 +241,9 @@ fn load(file: &str) -> Result<Checked, String> {
         return Ok(front_end("<stdin>", bytes));
     }
     if Path::new(file).is_dir() {
-        return Err(format!("{file} is a directory; name the solution documents in it"));
+        return Err(format!(
+            "{file} is a directory; name the solution documents in it"
+        ));
     }
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
     Ok(front_end(file, bytes))

@@ -132,3 +132,19 @@ fn fmt_round_trips_and_is_idempotent() {
         );
     }
 }
+
+#[test]
+fn every_code_is_documented() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/solution-format.md"
+    ))
+    .expect("docs/solution-format.md");
+    for code in csc_compiler::diagnostics::Code::ALL {
+        let row = format!("| `{}` | {} |", code.as_str(), code.title());
+        assert!(
+            doc.contains(&row),
+            "docs/solution-format.md lacks the row {row}"
+        );
+    }
+}

@@ -1,3 +1,9 @@
-//! csc-runtime: what cssc-generated solutions link against.
+//! csc-runtime: what cssc-generated solutions link against. Generated code is thin:
+//! it describes the session ([`session`]) and implements a pure state machine over the
+//! typed vocabulary of [`machine`]; this crate owns everything else.
 
+#[cfg(feature = "engine")]
+pub mod cli;
+pub mod machine;
+pub mod session;
 pub mod vocab;

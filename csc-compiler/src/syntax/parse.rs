@@ -456,10 +456,16 @@ impl Parser<'_> {
         for child in node.children() {
             match child.node_type() {
                 NodeType::Text => {
-                    let Some(piece) = child.text_storage() else { continue };
+                    let Some(piece) = child.text_storage() else {
+                        continue;
+                    };
                     value = Some(match value {
                         None => trimmed(piece),
-                        Some(before) => Cow::Owned(format!("{before}{}", piece.as_str()).trim_ascii().to_string()),
+                        Some(before) => Cow::Owned(
+                            format!("{before}{}", piece.as_str())
+                                .trim_ascii()
+                                .to_string(),
+                        ),
                     });
                     if let Some(s) = trimmed_span(child) {
                         span = Some(span.map_or(s.clone(), |old| old.start..s.end));
@@ -488,9 +494,13 @@ impl Parser<'_> {
             Some(span) if !value.is_empty() => Some(Spanned { value, span }),
             _ => {
                 self.diags.push(
-                    Diagnostic::error(Code::EmptyValue, name_span(node), format!("<{name}> is empty"))
-                        .label("no value")
-                        .help(format!("write a value: <{name}>value</{name}>")),
+                    Diagnostic::error(
+                        Code::EmptyValue,
+                        name_span(node),
+                        format!("<{name}> is empty"),
+                    )
+                    .label("no value")
+                    .help(format!("write a value: <{name}>value</{name}>")),
                 );
                 None
             }

@@ -1,0 +1,196 @@
+//! The vocabulary of generated state machines, typed by base copy type: a
+//! point-in-time sequence has no duplex state, no duplex event and no freeze command,
+//! so a generated machine cannot express one. Generated `step` functions are pure;
+//! the executor does all I/O (quinn-proto and rustls split work the same way).
+
+use crate::vocab::{Command as CommandKind, Event};
+use std::fmt;
+
+macro_rules! typed {
+    ($(#[$meta:meta])* $name:ident => $general:ident { $($variant:ident => $to:ident,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant,)+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+        }
+
+        impl From<$name> for $general {
+            fn from(value: $name) -> $general {
+                match value { $($name::$variant => $general::$to,)+ }
+            }
+        }
+
+        impl TryFrom<$general> for $name {
+            type Error = $general;
+            fn try_from(value: $general) -> Result<$name, $general> {
+                // The catch-all is unreachable where a type has every general value.
+                #[allow(unreachable_patterns)]
+                match value { $($general::$to => Ok($name::$variant),)* other => Err(other) }
+            }
+        }
+    };
+}
+
+typed! {
+    /// What a Continuous sequence's group reports.
+    ContinuousEvent => Event {
+        Start => OnStart,
+        Duplex => OnDuplex,
+        Suspend => OnSuspend,
+        Error => OnError,
+        Stop => OnStop,
+    }
+}
+
+typed! {
+    /// What a Point-In-Time sequence's group reports.
+    PointInTimeEvent => Event {
+        Start => OnStart,
+        Complete => OnComplete,
+        Error => OnError,
+        Stop => OnStop,
+    }
+}
+
+typed! {
+    /// What a Continuous sequence can be told.
+    ContinuousCommand => CommandKind {
+        Start => Start,
+        Stop => Stop,
+        Suspend => Suspend,
+        Resume => Resume,
+        Freeze => Freeze,
+        Thaw => Thaw,
+    }
+}
+
+typed! {
+    /// What a Point-In-Time sequence can be told.
+    PointInTimeCommand => CommandKind {
+        Start => Start,
+        Stop => Stop,
+    }
+}
+
+/// Where a Continuous sequence's group stands, after the last event it reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ContinuousState {
+    #[default]
+    Idle,
+    /// Started; the initial copy is running.
+    Copying,
+    /// Every pair is in full duplex.
+    Duplex,
+    Suspended,
+    Failed,
+    Stopped,
+}
+
+/// Where a Point-In-Time sequence's group stands, after the last event it reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PointInTimeState {
+    #[default]
+    Idle,
+    /// Started; the copy (or its background part) is running.
+    Copying,
+    /// Every pair's copy is complete.
+    Complete,
+    Failed,
+    Stopped,
+}
+
+macro_rules! state_names {
+    ($($name:ident { $($variant:ident),+ })+) => {$(
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => stringify!($variant),)+ }
+            }
+        }
+    )+};
+}
+
+state_names! {
+    ContinuousState { Idle, Copying, Duplex, Suspended, Failed, Stopped }
+    PointInTimeState { Idle, Copying, Complete, Failed, Stopped }
+}
+
+/// A command of any generated machine, as the executor runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Tell every pair of sequence `sequence` to do `command`.
+    Copy { sequence: u32, command: CommandKind },
+    /// Notify a contact of `event` of `sequence`.
+    Notify {
+        contact: &'static str,
+        sequence: u32,
+        event: Event,
+    },
+    /// Run a program (argv, no shell) about `event` of `sequence`.
+    Run {
+        program: &'static str,
+        timeout_secs: u64,
+        sequence: u32,
+        event: Event,
+    },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Copy { sequence, command } => write!(f, "{command} sequence {sequence}"),
+            Command::Notify {
+                contact,
+                sequence,
+                event,
+            } => {
+                write!(f, "notify {contact:?} of {sequence}:{event}")
+            }
+            Command::Run {
+                program,
+                timeout_secs,
+                sequence,
+                event,
+            } => {
+                write!(
+                    f,
+                    "run {program:?} about {sequence}:{event} (timeout {timeout_secs}s)"
+                )
+            }
+        }
+    }
+}
+
+/// What cssc generates for one solution: its description and its pure machine.
+pub trait Solution {
+    /// Every sequence's state; `Default` is "all idle".
+    type State: Copy + Default + fmt::Debug + PartialEq;
+    /// An event of one sequence, typed by that sequence's copy type.
+    type Event: Copy + fmt::Debug + PartialEq;
+    /// A command the machine issues; the executor runs its general form.
+    type Command: Copy + fmt::Debug + PartialEq + Into<Command>;
+
+    /// The session as the document describes it.
+    const SESSION: crate::session::Session;
+    /// The canonical XML of the document, as `cssc fmt` prints it.
+    const XML: &'static str;
+    /// FNV-1a 64 of `XML`, in hex: which solution a binary carries.
+    const HASH: &'static str;
+    /// The cssc version that generated the code.
+    const CSSC_VERSION: &'static str;
+    /// The chain's state machine as Graphviz DOT and as Mermaid.
+    const DOT: &'static str;
+    const MERMAID: &'static str;
+
+    /// The typed event for `event` of sequence `sequence`, if that sequence has it.
+    fn event(sequence: u32, event: Event) -> Option<Self::Event>;
+    /// Which sequence an event is about and its general form.
+    fn describe_event(event: Self::Event) -> (u32, Event);
+    /// The state of one sequence, by name, for people.
+    fn sequence_state(state: &Self::State, sequence: u32) -> &'static str;
+    /// The transition function: pure, exhaustive, generated.
+    fn step(state: Self::State, event: Self::Event) -> (Self::State, Vec<Self::Command>);
+    /// Starting the session starts sequence 1.
+    fn start() -> Vec<Self::Command>;
+}

@@ -1,0 +1,63 @@
+//! The session as a document describes it, as static data in generated code.
+
+use crate::vocab::{BaseCopy, DriverKind, Event};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub name: &'static str,
+    pub description: Option<&'static str>,
+    pub storages: &'static [Storage],
+    pub contacts: &'static [Contact],
+    pub copysets: &'static [CopySet],
+    /// In chain order: element i is sequence i+1.
+    pub sequences: &'static [Sequence],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Storage {
+    pub id: &'static str,
+    pub driver: DriverKind,
+    pub endpoint: Endpoint,
+    pub data: Option<Endpoint>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(&'static str),
+    Tcp { host: &'static str, port: u16 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub name: &'static str,
+    pub webhook: Option<&'static str>,
+    pub command: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopySet {
+    pub name: &'static str,
+    /// Volume i is the source of sequence i+1 and the target of sequence i.
+    pub volumes: &'static [Volume],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Volume {
+    pub storage: &'static str,
+    pub name: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    pub number: u32,
+    pub copy: BaseCopy,
+    pub schedule: Option<Schedule>,
+    /// The events this sequence acts on.
+    pub handled: &'static [Event],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    Every { seconds: u64 },
+    Daily { hour: u8, minute: u8 },
+}
