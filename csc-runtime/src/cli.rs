@@ -151,6 +151,7 @@ fn write_commands<S: Solution>(out: &mut String, commands: Vec<S::Command>) {
         out.push_str("  no commands\n");
     }
     for command in commands {
-        let _ = writeln!(out, "  command: {}", Command::from(command.into()));
+        let command: Command = command.into();
+        let _ = writeln!(out, "  command: {command}");
     }
 }
