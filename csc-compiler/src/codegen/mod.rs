@@ -415,7 +415,7 @@ fn session_tokens(s: &Solution, name: &str) -> TokenStream {
             Schedule::Every(seconds) => quote! { session::Schedule::Every { seconds: #seconds } },
             Schedule::Daily { hour, minute } => quote! { session::Schedule::Daily { hour: #hour, minute: #minute } },
         });
-        let handled = q.events.keys().map(|e| variant(e));
+        let handled = q.events.keys().map(variant);
         quote! {
             session::Sequence { number: #number, copy: #copy, schedule: #schedule, handled: &[#(vocab::Event::#handled),*] }
         }
