@@ -55,22 +55,31 @@ pub fn rust(solution: &Solution, origin: &Origin) -> String {
 struct Names {
     variant: Ident,
     field: Ident,
-    state: Ident,
-    event: Ident,
-    command: Ident,
+    /// Paths of the runtime's typed state, event and command of the sequence's type.
+    state: TokenStream,
+    event: TokenStream,
+    command: TokenStream,
 }
 
 fn names(seq: &Sequence) -> Names {
     let (state, event, command) = match seq.copy.copy_type() {
-        CopyType::Continuous => ("ContinuousState", "ContinuousEvent", "ContinuousCommand"),
-        CopyType::PointInTime => ("PointInTimeState", "PointInTimeEvent", "PointInTimeCommand"),
+        CopyType::Continuous => (
+            quote!(machine::ContinuousState),
+            quote!(machine::ContinuousEvent),
+            quote!(machine::ContinuousCommand),
+        ),
+        CopyType::PointInTime => (
+            quote!(machine::PointInTimeState),
+            quote!(machine::PointInTimeEvent),
+            quote!(machine::PointInTimeCommand),
+        ),
     };
     Names {
         variant: format_ident!("S{}", seq.num),
         field: format_ident!("s{}", seq.num),
-        state: format_ident!("{state}"),
-        event: format_ident!("{event}"),
-        command: format_ident!("{command}"),
+        state,
+        event,
+        command,
     }
 }
 
@@ -133,8 +142,8 @@ fn module(s: &Solution, origin: &Origin) -> TokenStream {
     let variants: Vec<&Ident> = seqs.iter().map(|(_, n)| &n.variant).collect();
     let numbers: Vec<u32> = seqs.iter().map(|(q, _)| q.num).collect();
     let fields: Vec<&Ident> = seqs.iter().map(|(_, n)| &n.field).collect();
-    let state_types: Vec<&Ident> = seqs.iter().map(|(_, n)| &n.state).collect();
-    let event_types: Vec<&Ident> = seqs.iter().map(|(_, n)| &n.event).collect();
+    let state_types: Vec<&TokenStream> = seqs.iter().map(|(_, n)| &n.state).collect();
+    let event_types: Vec<&TokenStream> = seqs.iter().map(|(_, n)| &n.event).collect();
 
     let command_variants = seqs
         .iter()
@@ -212,8 +221,7 @@ fn module(s: &Solution, origin: &Origin) -> TokenStream {
     let session = session_tokens(s, origin.session_name);
 
     quote! {
-        use csc_runtime::machine::{self, ContinuousCommand, ContinuousEvent, ContinuousState, PointInTimeCommand, PointInTimeEvent, PointInTimeState};
-        use csc_runtime::{session, vocab};
+        use csc_runtime::{machine, session, vocab};
 
         /// The canonical document this module was generated from.
         pub const XML: &str = #xml;
