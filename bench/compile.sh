@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `cssc compile`: cold (empty cache) and warm (document changed, runtime cached)
+# compile times, binary size, and `cssc generate` on the 20,000 x 8 document.
+# Needs hyperfine and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -q --release -p csc-compiler --bin cssc
+cssc=$PWD/target/release/cssc
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export CSSC_CACHE_DIR=$work/cache
+cp solutions/cppc.xml "$work/cppc.xml"
+echo "machine: $(nproc) cores, $(uname -m)"
+
+start=$(date +%s.%N)
+"$cssc" compile "$work/cppc.xml" -o "$work/cppc-bin"
+echo "cold compile (empty cache, runtime and its dependencies built): $(echo "$(date +%s.%N) - $start" | bc) s"
+echo "binary size: $(stat -c %s "$work/cppc-bin") bytes"
+
+# Warm: each run first changes the document (a new DESCRIPTION), so the generated
+# module really changes and cargo rebuilds it; the runtime stays cached.
+hyperfine -N --runs "${RUNS:-10}" --export-markdown "$work/warm.md" \
+  --prepare "python3 bench/touch_description.py $work/cppc.xml" \
+  "$cssc compile $work/cppc.xml -o $work/cppc-bin"
+hyperfine -N --runs "${RUNS:-10}" --export-markdown "$work/unchanged.md" \
+  "$cssc compile $work/cppc.xml -o $work/cppc-bin"
+cat "$work/warm.md" "$work/unchanged.md"
+
+python3 bench/gen_large.py > "$work/large.xml"
+hyperfine -N --warmup 1 --runs 5 --export-markdown "$work/generate.md" \
+  --prepare "rm -f $work/large.rs" \
+  "$cssc generate $work/large.xml -o $work/large.rs"
+cat "$work/generate.md"
+echo "generated module: $(stat -c %s "$work/large.rs") bytes, $(wc -l < "$work/large.rs") lines"
