@@ -1,6 +1,7 @@
 //! Stage 3, the IR: a checked solution with every reference resolved, in ordered
 //! collections so that everything written from it comes out in one order.
 
+pub use csc_runtime::address::Address;
 use csc_runtime::vocab::{BaseCopy, Command, DriverKind, Event};
 use std::collections::BTreeMap;
 
@@ -22,15 +23,8 @@ pub struct Solution {
 pub struct Storage {
     pub id: String,
     pub driver: DriverKind,
-    pub endpoint: Endpoint,
-    pub data: Option<Endpoint>,
-}
-
-/// A socket address: `unix:PATH` or `tcp:HOST:PORT`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    Unix(String),
-    Tcp { host: String, port: u16 },
+    pub endpoint: Address,
+    pub data: Option<Address>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,30 +6,39 @@ mod common;
 
 #[path = "goldens/solutions/cppc.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
 mod cppc;
 #[path = "goldens/fixtures/hostile_strings.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
 mod fixture_hostile_strings;
 #[path = "goldens/fixtures/minimal.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
 mod fixture_minimal;
 #[path = "goldens/fixtures/no_seq_nums_mixed_case.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
 mod fixture_no_seq_nums_mixed_case;
 #[path = "goldens/solutions/incremental_every_3h.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
 mod incremental_every_3h;
 #[path = "goldens/solutions/mirror_freeze_switch.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
 mod mirror_freeze_switch;
 #[path = "goldens/solutions/mirror_with_practice_copy.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
 mod mirror_with_practice_copy;
 #[path = "goldens/solutions/pit_continuous_pit.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
 mod pit_continuous_pit;
 #[path = "goldens/solutions/three_site_cascade.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
 mod three_site_cascade;
 
 use common::{fixtures, solutions};

@@ -2,6 +2,7 @@
 //! it describes the session ([`session`]) and implements a pure state machine over the
 //! typed vocabulary of [`machine`]; this crate owns everything else.
 
+pub mod address;
 #[cfg(feature = "engine")]
 pub mod cli;
 pub mod machine;

@@ -9,6 +9,7 @@ use crate::diagnostics::{did_you_mean, valid_values_help, Code, Diagnostic};
 use crate::ir::{self, Action, Solution};
 use crate::source::Span;
 use crate::syntax::ast::{self, Text};
+use csc_runtime::address::Address;
 use csc_runtime::vocab::{BaseCopy, Command, CommandFlags, CopyType, DriverKind, Event, Keyword};
 use rustc_hash::FxHashSet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -163,8 +164,8 @@ impl Checker<'_> {
         out
     }
 
-    fn endpoint(&mut self, text: &Text) -> Option<ir::Endpoint> {
-        values::endpoint(&text.value)
+    fn endpoint(&mut self, text: &Text) -> Option<Address> {
+        Address::parse(&text.value)
             .map_err(|help| {
                 self.report(
                     Code::BadEndpoint,

@@ -1,7 +1,7 @@
 //! Parsers of the small value languages inside elements: numbers, durations,
 //! schedules, socket addresses. Each returns a message saying what is valid.
 
-use crate::ir::{Endpoint, Schedule};
+use crate::ir::Schedule;
 
 const UNITS: &[(char, u64)] = &[('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
 
@@ -91,35 +91,6 @@ pub fn schedule(text: &str) -> Result<Schedule, String> {
     }
 }
 
-/// `unix:PATH` or `tcp:HOST:PORT` (HOST may be `[v6]`).
-pub fn endpoint(text: &str) -> Result<Endpoint, String> {
-    let valid = "write unix:/path/to/socket or tcp:HOST:PORT (e.g. tcp:127.0.0.1:4444)";
-    if let Some(path) = text.strip_prefix("unix:") {
-        return if path.is_empty() {
-            Err(format!("the socket path is empty; {valid}"))
-        } else {
-            Ok(Endpoint::Unix(path.to_string()))
-        };
-    }
-    let Some(rest) = text.strip_prefix("tcp:") else {
-        return Err(format!("`{text}` has no unix: or tcp: prefix; {valid}"));
-    };
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| format!("`{text}` has no port; {valid}"))?;
-    let port: u16 = match port.parse() {
-        Ok(p) if p > 0 => p,
-        _ => return Err(format!("`{port}` is not a port from 1 to 65535; {valid}")),
-    };
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("`{host}` is not a host name; {valid}"));
-    }
-    Ok(Endpoint::Tcp {
-        host: host.to_string(),
-        port,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,25 +118,6 @@ mod tests {
         assert!(schedule("daily 24:00").is_err());
         assert!(schedule("daily 1:5").is_err());
         assert!(schedule("hourly").is_err());
-    }
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(
-            endpoint("unix:/run/a.qmp"),
-            Ok(Endpoint::Unix("/run/a.qmp".into()))
-        );
-        assert_eq!(
-            endpoint("tcp:[::1]:4444"),
-            Ok(Endpoint::Tcp {
-                host: "[::1]".into(),
-                port: 4444
-            })
-        );
-        assert!(endpoint("tcp:host:0").is_err());
-        assert!(endpoint("tcp:host").is_err());
-        assert!(endpoint("http://x").is_err());
-        assert!(endpoint("unix:").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! every string of the document reaches the code as a literal token.
 
 use crate::emit;
-use crate::ir::{Action, Endpoint, Schedule, Sequence, Solution};
+use crate::ir::{Action, Address, Schedule, Sequence, Solution};
 use csc_runtime::vocab::{BaseCopy, CopyType, Event};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
@@ -377,10 +377,10 @@ fn option<T>(value: Option<T>, f: impl FnOnce(T) -> TokenStream) -> TokenStream 
     }
 }
 
-fn endpoint(e: &Endpoint) -> TokenStream {
+fn endpoint(e: &Address) -> TokenStream {
     match e {
-        Endpoint::Unix(path) => quote! { session::Endpoint::Unix(#path) },
-        Endpoint::Tcp { host, port } => {
+        Address::Unix(path) => quote! { session::Endpoint::Unix(#path) },
+        Address::Tcp { host, port } => {
             quote! { session::Endpoint::Tcp { host: #host, port: #port } }
         }
     }

@@ -3,7 +3,7 @@
 //! SEQ_NUM, TO_SEQ, mode and RUN timeout; comments are not kept.
 
 use crate::check::format_duration;
-use crate::ir::{Action, Endpoint, Schedule, Solution};
+use crate::ir::{Action, Schedule, Solution};
 use csc_runtime::vocab::Keyword;
 use std::fmt::Write;
 
@@ -23,9 +23,9 @@ pub fn canonical(s: &Solution) -> String {
             escape(&st.id, true),
             st.driver
         ));
-        w.leaf("ENDPOINT", &endpoint(&st.endpoint));
+        w.leaf("ENDPOINT", &st.endpoint.to_string());
         if let Some(data) = &st.data {
-            w.leaf("DATA", &endpoint(data));
+            w.leaf("DATA", &data.to_string());
         }
         w.close("STORAGE");
     }
@@ -92,13 +92,6 @@ pub fn canonical(s: &Solution) -> String {
     }
     w.close("SESSION");
     w.out
-}
-
-fn endpoint(e: &Endpoint) -> String {
-    match e {
-        Endpoint::Unix(path) => format!("unix:{path}"),
-        Endpoint::Tcp { host, port } => format!("tcp:{host}:{port}"),
-    }
 }
 
 /// Escapes text for element content or (with `attribute`) a double-quoted value.

@@ -170,11 +170,13 @@ pub const SESSION: session::Session = session::Session {
             }),
         },
     ],
-    contacts: &[session::Contact {
-        name: "Bill",
-        webhook: Some("http://127.0.0.1:9000/hook"),
-        command: None,
-    }],
+    contacts: &[
+        session::Contact {
+            name: "Bill",
+            webhook: Some("http://127.0.0.1:9000/hook"),
+            command: None,
+        },
+    ],
     copysets: &[
         session::CopySet {
             name: "db",
@@ -314,35 +316,42 @@ pub enum Command {
     S3(machine::ContinuousCommand),
     S4(machine::PointInTimeCommand),
     /// Notify a contact of an event.
-    Notify {
-        contact: &'static str,
-        event: Event,
-    },
+    Notify { contact: &'static str, event: Event },
 }
 impl From<Command> for machine::Command {
     fn from(command: Command) -> machine::Command {
         match command {
-            Command::S1(command) => machine::Command::Copy {
-                sequence: 1u32,
-                command: command.into(),
-            },
-            Command::S2(command) => machine::Command::Copy {
-                sequence: 2u32,
-                command: command.into(),
-            },
-            Command::S3(command) => machine::Command::Copy {
-                sequence: 3u32,
-                command: command.into(),
-            },
-            Command::S4(command) => machine::Command::Copy {
-                sequence: 4u32,
-                command: command.into(),
-            },
-            Command::Notify { contact, event } => machine::Command::Notify {
-                contact,
-                sequence: event.sequence().number(),
-                event: event.general(),
-            },
+            Command::S1(command) => {
+                machine::Command::Copy {
+                    sequence: 1u32,
+                    command: command.into(),
+                }
+            }
+            Command::S2(command) => {
+                machine::Command::Copy {
+                    sequence: 2u32,
+                    command: command.into(),
+                }
+            }
+            Command::S3(command) => {
+                machine::Command::Copy {
+                    sequence: 3u32,
+                    command: command.into(),
+                }
+            }
+            Command::S4(command) => {
+                machine::Command::Copy {
+                    sequence: 4u32,
+                    command: command.into(),
+                }
+            }
+            Command::Notify { contact, event } => {
+                machine::Command::Notify {
+                    contact,
+                    sequence: event.sequence().number(),
+                    event: event.general(),
+                }
+            }
         }
     }
 }
@@ -383,10 +392,12 @@ pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
         }
         Event::S2(machine::PointInTimeEvent::Error) => {
             next.s2 = machine::PointInTimeState::Failed;
-            Vec::from([Command::Notify {
-                contact: "Bill",
-                event,
-            }])
+            Vec::from([
+                Command::Notify {
+                    contact: "Bill",
+                    event,
+                },
+            ])
         }
         Event::S2(machine::PointInTimeEvent::Stop) => {
             next.s2 = machine::PointInTimeState::Stopped;
@@ -422,10 +433,12 @@ pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
         }
         Event::S4(machine::PointInTimeEvent::Error) => {
             next.s4 = machine::PointInTimeState::Failed;
-            Vec::from([Command::Notify {
-                contact: "Bill",
-                event,
-            }])
+            Vec::from([
+                Command::Notify {
+                    contact: "Bill",
+                    event,
+                },
+            ])
         }
         Event::S4(machine::PointInTimeEvent::Stop) => {
             next.s4 = machine::PointInTimeState::Stopped;
@@ -448,18 +461,10 @@ impl machine::Solution for Chain {
     const MERMAID: &'static str = MERMAID;
     fn event(sequence: u32, event: vocab::Event) -> Option<Event> {
         match sequence {
-            1u32 => machine::ContinuousEvent::try_from(event)
-                .ok()
-                .map(Event::S1),
-            2u32 => machine::PointInTimeEvent::try_from(event)
-                .ok()
-                .map(Event::S2),
-            3u32 => machine::ContinuousEvent::try_from(event)
-                .ok()
-                .map(Event::S3),
-            4u32 => machine::PointInTimeEvent::try_from(event)
-                .ok()
-                .map(Event::S4),
+            1u32 => machine::ContinuousEvent::try_from(event).ok().map(Event::S1),
+            2u32 => machine::PointInTimeEvent::try_from(event).ok().map(Event::S2),
+            3u32 => machine::ContinuousEvent::try_from(event).ok().map(Event::S3),
+            4u32 => machine::PointInTimeEvent::try_from(event).ok().map(Event::S4),
             _ => None,
         }
     }

@@ -54,17 +54,21 @@ pub const MERMAID: &str = r#"flowchart LR
 pub const SESSION: session::Session = session::Session {
     name: "incremental-every-3h",
     description: None,
-    storages: &[session::Storage {
-        id: "array1",
-        driver: vocab::DriverKind::Qemu,
-        endpoint: session::Endpoint::Unix("/run/cssc/array1.qmp"),
-        data: None,
-    }],
-    contacts: &[session::Contact {
-        name: "backup-operator",
-        webhook: Some("http://127.0.0.1:9000/backup"),
-        command: Some("/usr/local/bin/page-backup-operator"),
-    }],
+    storages: &[
+        session::Storage {
+            id: "array1",
+            driver: vocab::DriverKind::Qemu,
+            endpoint: session::Endpoint::Unix("/run/cssc/array1.qmp"),
+            data: None,
+        },
+    ],
+    contacts: &[
+        session::Contact {
+            name: "backup-operator",
+            webhook: Some("http://127.0.0.1:9000/backup"),
+            command: Some("/usr/local/bin/page-backup-operator"),
+        },
+    ],
     copysets: &[
         session::CopySet {
             name: "fileserver",
@@ -93,12 +97,16 @@ pub const SESSION: session::Session = session::Session {
             ],
         },
     ],
-    sequences: &[session::Sequence {
-        number: 1u32,
-        copy: vocab::BaseCopy::PointInTime(vocab::PointInTimeMode::Incremental),
-        schedule: Some(session::Schedule::Every { seconds: 10800u64 }),
-        handled: &[vocab::Event::OnError],
-    }],
+    sequences: &[
+        session::Sequence {
+            number: 1u32,
+            copy: vocab::BaseCopy::PointInTime(vocab::PointInTimeMode::Incremental),
+            schedule: Some(session::Schedule::Every {
+                seconds: 10800u64,
+            }),
+            handled: &[vocab::Event::OnError],
+        },
+    ],
 };
 /// The sequences of the chain, in chain order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -139,23 +147,24 @@ pub struct State {
 pub enum Command {
     S1(machine::PointInTimeCommand),
     /// Notify a contact of an event.
-    Notify {
-        contact: &'static str,
-        event: Event,
-    },
+    Notify { contact: &'static str, event: Event },
 }
 impl From<Command> for machine::Command {
     fn from(command: Command) -> machine::Command {
         match command {
-            Command::S1(command) => machine::Command::Copy {
-                sequence: 1u32,
-                command: command.into(),
-            },
-            Command::Notify { contact, event } => machine::Command::Notify {
-                contact,
-                sequence: event.sequence().number(),
-                event: event.general(),
-            },
+            Command::S1(command) => {
+                machine::Command::Copy {
+                    sequence: 1u32,
+                    command: command.into(),
+                }
+            }
+            Command::Notify { contact, event } => {
+                machine::Command::Notify {
+                    contact,
+                    sequence: event.sequence().number(),
+                    event: event.general(),
+                }
+            }
         }
     }
 }
@@ -173,10 +182,12 @@ pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
         }
         Event::S1(machine::PointInTimeEvent::Error) => {
             next.s1 = machine::PointInTimeState::Failed;
-            Vec::from([Command::Notify {
-                contact: "backup-operator",
-                event,
-            }])
+            Vec::from([
+                Command::Notify {
+                    contact: "backup-operator",
+                    event,
+                },
+            ])
         }
         Event::S1(machine::PointInTimeEvent::Stop) => {
             next.s1 = machine::PointInTimeState::Stopped;
@@ -199,9 +210,7 @@ impl machine::Solution for Chain {
     const MERMAID: &'static str = MERMAID;
     fn event(sequence: u32, event: vocab::Event) -> Option<Event> {
         match sequence {
-            1u32 => machine::PointInTimeEvent::try_from(event)
-                .ok()
-                .map(Event::S1),
+            1u32 => machine::PointInTimeEvent::try_from(event).ok().map(Event::S1),
             _ => None,
         }
     }

@@ -98,11 +98,13 @@ pub const SESSION: session::Session = session::Session {
             }),
         },
     ],
-    contacts: &[session::Contact {
-        name: "oncall",
-        webhook: Some("http://127.0.0.1:9000/oncall"),
-        command: None,
-    }],
+    contacts: &[
+        session::Contact {
+            name: "oncall",
+            webhook: Some("http://127.0.0.1:9000/oncall"),
+            command: None,
+        },
+    ],
     copysets: &[
         session::CopySet {
             name: "db",
@@ -131,12 +133,14 @@ pub const SESSION: session::Session = session::Session {
             ],
         },
     ],
-    sequences: &[session::Sequence {
-        number: 1u32,
-        copy: vocab::BaseCopy::Continuous(vocab::ContinuousMode::Synchronous),
-        schedule: None,
-        handled: &[vocab::Event::OnSuspend, vocab::Event::OnError],
-    }],
+    sequences: &[
+        session::Sequence {
+            number: 1u32,
+            copy: vocab::BaseCopy::Continuous(vocab::ContinuousMode::Synchronous),
+            schedule: None,
+            handled: &[vocab::Event::OnSuspend, vocab::Event::OnError],
+        },
+    ],
 };
 /// The sequences of the chain, in chain order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -177,39 +181,34 @@ pub struct State {
 pub enum Command {
     S1(machine::ContinuousCommand),
     /// Notify a contact of an event.
-    Notify {
-        contact: &'static str,
-        event: Event,
-    },
+    Notify { contact: &'static str, event: Event },
     /// Run a program (argv, no shell) about an event.
-    Run {
-        program: &'static str,
-        timeout_secs: u64,
-        event: Event,
-    },
+    Run { program: &'static str, timeout_secs: u64, event: Event },
 }
 impl From<Command> for machine::Command {
     fn from(command: Command) -> machine::Command {
         match command {
-            Command::S1(command) => machine::Command::Copy {
-                sequence: 1u32,
-                command: command.into(),
-            },
-            Command::Notify { contact, event } => machine::Command::Notify {
-                contact,
-                sequence: event.sequence().number(),
-                event: event.general(),
-            },
-            Command::Run {
-                program,
-                timeout_secs,
-                event,
-            } => machine::Command::Run {
-                program,
-                timeout_secs,
-                sequence: event.sequence().number(),
-                event: event.general(),
-            },
+            Command::S1(command) => {
+                machine::Command::Copy {
+                    sequence: 1u32,
+                    command: command.into(),
+                }
+            }
+            Command::Notify { contact, event } => {
+                machine::Command::Notify {
+                    contact,
+                    sequence: event.sequence().number(),
+                    event: event.general(),
+                }
+            }
+            Command::Run { program, timeout_secs, event } => {
+                machine::Command::Run {
+                    program,
+                    timeout_secs,
+                    sequence: event.sequence().number(),
+                    event: event.general(),
+                }
+            }
         }
     }
 }
@@ -227,10 +226,12 @@ pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
         }
         Event::S1(machine::ContinuousEvent::Suspend) => {
             next.s1 = machine::ContinuousState::Suspended;
-            Vec::from([Command::Notify {
-                contact: "oncall",
-                event,
-            }])
+            Vec::from([
+                Command::Notify {
+                    contact: "oncall",
+                    event,
+                },
+            ])
         }
         Event::S1(machine::ContinuousEvent::Error) => {
             next.s1 = machine::ContinuousState::Failed;
@@ -268,9 +269,7 @@ impl machine::Solution for Chain {
     const MERMAID: &'static str = MERMAID;
     fn event(sequence: u32, event: vocab::Event) -> Option<Event> {
         match sequence {
-            1u32 => machine::ContinuousEvent::try_from(event)
-                .ok()
-                .map(Event::S1),
+            1u32 => machine::ContinuousEvent::try_from(event).ok().map(Event::S1),
             _ => None,
         }
     }

@@ -90,28 +90,32 @@ pub const SESSION: session::Session = session::Session {
             }),
         },
     ],
-    contacts: &[session::Contact {
-        name: "dr-team",
-        webhook: None,
-        command: Some("/usr/local/bin/page-dr-team"),
-    }],
-    copysets: &[session::CopySet {
-        name: "erp",
-        volumes: &[
-            session::Volume {
-                storage: "prod",
-                name: "erp",
-            },
-            session::Volume {
-                storage: "dr",
-                name: "erp-mirror",
-            },
-            session::Volume {
-                storage: "dr",
-                name: "erp-practice",
-            },
-        ],
-    }],
+    contacts: &[
+        session::Contact {
+            name: "dr-team",
+            webhook: None,
+            command: Some("/usr/local/bin/page-dr-team"),
+        },
+    ],
+    copysets: &[
+        session::CopySet {
+            name: "erp",
+            volumes: &[
+                session::Volume {
+                    storage: "prod",
+                    name: "erp",
+                },
+                session::Volume {
+                    storage: "dr",
+                    name: "erp-mirror",
+                },
+                session::Volume {
+                    storage: "dr",
+                    name: "erp-practice",
+                },
+            ],
+        },
+    ],
     sequences: &[
         session::Sequence {
             number: 1u32,
@@ -175,23 +179,24 @@ pub struct State {
 pub enum Command {
     S1(machine::ContinuousCommand),
     /// Notify a contact of an event.
-    Notify {
-        contact: &'static str,
-        event: Event,
-    },
+    Notify { contact: &'static str, event: Event },
 }
 impl From<Command> for machine::Command {
     fn from(command: Command) -> machine::Command {
         match command {
-            Command::S1(command) => machine::Command::Copy {
-                sequence: 1u32,
-                command: command.into(),
-            },
-            Command::Notify { contact, event } => machine::Command::Notify {
-                contact,
-                sequence: event.sequence().number(),
-                event: event.general(),
-            },
+            Command::S1(command) => {
+                machine::Command::Copy {
+                    sequence: 1u32,
+                    command: command.into(),
+                }
+            }
+            Command::Notify { contact, event } => {
+                machine::Command::Notify {
+                    contact,
+                    sequence: event.sequence().number(),
+                    event: event.general(),
+                }
+            }
         }
     }
 }
@@ -213,10 +218,12 @@ pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
         }
         Event::S1(machine::ContinuousEvent::Error) => {
             next.s1 = machine::ContinuousState::Failed;
-            Vec::from([Command::Notify {
-                contact: "dr-team",
-                event,
-            }])
+            Vec::from([
+                Command::Notify {
+                    contact: "dr-team",
+                    event,
+                },
+            ])
         }
         Event::S1(machine::ContinuousEvent::Stop) => {
             next.s1 = machine::ContinuousState::Stopped;
@@ -232,10 +239,12 @@ pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
         }
         Event::S2(machine::PointInTimeEvent::Error) => {
             next.s2 = machine::PointInTimeState::Failed;
-            Vec::from([Command::Notify {
-                contact: "dr-team",
-                event,
-            }])
+            Vec::from([
+                Command::Notify {
+                    contact: "dr-team",
+                    event,
+                },
+            ])
         }
         Event::S2(machine::PointInTimeEvent::Stop) => {
             next.s2 = machine::PointInTimeState::Stopped;
@@ -258,12 +267,8 @@ impl machine::Solution for Chain {
     const MERMAID: &'static str = MERMAID;
     fn event(sequence: u32, event: vocab::Event) -> Option<Event> {
         match sequence {
-            1u32 => machine::ContinuousEvent::try_from(event)
-                .ok()
-                .map(Event::S1),
-            2u32 => machine::PointInTimeEvent::try_from(event)
-                .ok()
-                .map(Event::S2),
+            1u32 => machine::ContinuousEvent::try_from(event).ok().map(Event::S1),
+            2u32 => machine::PointInTimeEvent::try_from(event).ok().map(Event::S2),
             _ => None,
         }
     }

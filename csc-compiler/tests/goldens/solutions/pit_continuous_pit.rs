@@ -140,18 +140,24 @@ pub enum Command {
 impl From<Command> for machine::Command {
     fn from(command: Command) -> machine::Command {
         match command {
-            Command::S1(command) => machine::Command::Copy {
-                sequence: 1u32,
-                command: command.into(),
-            },
-            Command::S2(command) => machine::Command::Copy {
-                sequence: 2u32,
-                command: command.into(),
-            },
-            Command::S3(command) => machine::Command::Copy {
-                sequence: 3u32,
-                command: command.into(),
-            },
+            Command::S1(command) => {
+                machine::Command::Copy {
+                    sequence: 1u32,
+                    command: command.into(),
+                }
+            }
+            Command::S2(command) => {
+                machine::Command::Copy {
+                    sequence: 2u32,
+                    command: command.into(),
+                }
+            }
+            Command::S3(command) => {
+                machine::Command::Copy {
+                    sequence: 3u32,
+                    command: command.into(),
+                }
+            }
         }
     }
 }
@@ -228,15 +234,9 @@ impl machine::Solution for Chain {
     const MERMAID: &'static str = MERMAID;
     fn event(sequence: u32, event: vocab::Event) -> Option<Event> {
         match sequence {
-            1u32 => machine::PointInTimeEvent::try_from(event)
-                .ok()
-                .map(Event::S1),
-            2u32 => machine::ContinuousEvent::try_from(event)
-                .ok()
-                .map(Event::S2),
-            3u32 => machine::PointInTimeEvent::try_from(event)
-                .ok()
-                .map(Event::S3),
+            1u32 => machine::PointInTimeEvent::try_from(event).ok().map(Event::S1),
+            2u32 => machine::ContinuousEvent::try_from(event).ok().map(Event::S2),
+            3u32 => machine::PointInTimeEvent::try_from(event).ok().map(Event::S3),
             _ => None,
         }
     }

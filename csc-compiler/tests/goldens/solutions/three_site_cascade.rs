@@ -125,11 +125,13 @@ pub const SESSION: session::Session = session::Session {
             }),
         },
     ],
-    contacts: &[session::Contact {
-        name: "storage-oncall",
-        webhook: Some("http://127.0.0.1:9000/storage"),
-        command: None,
-    }],
+    contacts: &[
+        session::Contact {
+            name: "storage-oncall",
+            webhook: Some("http://127.0.0.1:9000/storage"),
+            command: None,
+        },
+    ],
     copysets: &[
         session::CopySet {
             name: "orders",
@@ -227,27 +229,30 @@ pub enum Command {
     S1(machine::ContinuousCommand),
     S2(machine::ContinuousCommand),
     /// Notify a contact of an event.
-    Notify {
-        contact: &'static str,
-        event: Event,
-    },
+    Notify { contact: &'static str, event: Event },
 }
 impl From<Command> for machine::Command {
     fn from(command: Command) -> machine::Command {
         match command {
-            Command::S1(command) => machine::Command::Copy {
-                sequence: 1u32,
-                command: command.into(),
-            },
-            Command::S2(command) => machine::Command::Copy {
-                sequence: 2u32,
-                command: command.into(),
-            },
-            Command::Notify { contact, event } => machine::Command::Notify {
-                contact,
-                sequence: event.sequence().number(),
-                event: event.general(),
-            },
+            Command::S1(command) => {
+                machine::Command::Copy {
+                    sequence: 1u32,
+                    command: command.into(),
+                }
+            }
+            Command::S2(command) => {
+                machine::Command::Copy {
+                    sequence: 2u32,
+                    command: command.into(),
+                }
+            }
+            Command::Notify { contact, event } => {
+                machine::Command::Notify {
+                    contact,
+                    sequence: event.sequence().number(),
+                    event: event.general(),
+                }
+            }
         }
     }
 }
@@ -295,10 +300,12 @@ pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
         }
         Event::S2(machine::ContinuousEvent::Error) => {
             next.s2 = machine::ContinuousState::Failed;
-            Vec::from([Command::Notify {
-                contact: "storage-oncall",
-                event,
-            }])
+            Vec::from([
+                Command::Notify {
+                    contact: "storage-oncall",
+                    event,
+                },
+            ])
         }
         Event::S2(machine::ContinuousEvent::Stop) => {
             next.s2 = machine::ContinuousState::Stopped;
@@ -321,12 +328,8 @@ impl machine::Solution for Chain {
     const MERMAID: &'static str = MERMAID;
     fn event(sequence: u32, event: vocab::Event) -> Option<Event> {
         match sequence {
-            1u32 => machine::ContinuousEvent::try_from(event)
-                .ok()
-                .map(Event::S1),
-            2u32 => machine::ContinuousEvent::try_from(event)
-                .ok()
-                .map(Event::S2),
+            1u32 => machine::ContinuousEvent::try_from(event).ok().map(Event::S1),
+            2u32 => machine::ContinuousEvent::try_from(event).ok().map(Event::S2),
             _ => None,
         }
     }
