@@ -1,12 +1,18 @@
 //! The command line of every compiled solution: `solution`, `graph`, `simulate`.
 //! Generated code calls [`main`] with its [`Solution`]; nothing here is per-solution.
 
+use crate::executor::{self, Options};
+use crate::log::{Log, LogFormat};
 use crate::machine::{Command, Solution};
+use crate::plan::Plan;
 use crate::vocab::{Event, Keyword};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::fmt::Write;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 struct Cli {
@@ -23,6 +29,30 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// Run the session against the storage the document (or --config) names, until
+    /// SIGINT or SIGTERM; then end its copies and remove what it added.
+    Run {
+        /// A run-time file (TOML) that supplies or overrides STORAGE and COPYSET.
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+        #[arg(long, value_enum, default_value_t = LogFormatArg::Human)]
+        log_format: LogFormatArg,
+        /// Log the progress of long copies every SECONDS (0: never).
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        progress_every: u64,
+    },
+    /// The solution end to end on storage made for the occasion: one
+    /// qemu-storage-daemon per site, data, writes, a site failure, every copy verified.
+    Demo {
+        /// Size of each volume.
+        #[arg(long, default_value_t = 64, value_name = "MIB")]
+        volume_mib: u64,
+        /// Keep the scratch directory (images, sockets) afterwards.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, value_enum, default_value_t = LogFormatArg::Human)]
+        log_format: LogFormatArg,
+    },
     /// Dry run: feed events to the state machine and print each transition and the
     /// commands it would issue. Touches no storage.
     Simulate {
@@ -30,6 +60,12 @@ enum Cmd {
         #[arg(long = "event", value_name = "SEQ:EVENT", required = true)]
         events: Vec<String>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,6 +116,29 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
                 GraphFormat::Mermaid => S::MERMAID,
             }
         ),
+        Cmd::Run {
+            config,
+            log_format,
+            progress_every,
+        } => return run::<S>(config, log::<S>(log_format), progress_every),
+        Cmd::Demo {
+            volume_mib,
+            keep,
+            log_format,
+        } => {
+            let options = crate::demo::DemoOptions {
+                volume_mib,
+                keep,
+                log: log::<S>(log_format),
+            };
+            return match crate::demo::run::<S>(options) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{}: demo failed: {e}", S::SESSION.name);
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Cmd::Simulate { events } => match simulate::<S>(&events) {
             Ok(text) => print!("{text}"),
             Err(message) => {
@@ -89,6 +148,51 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
         },
     }
     ExitCode::SUCCESS
+}
+
+fn log<S: Solution>(format: LogFormatArg) -> Log {
+    Log {
+        format: match format {
+            LogFormatArg::Human => LogFormat::Human,
+            LogFormatArg::Json => LogFormat::Json,
+        },
+        session: S::SESSION.name.to_string(),
+    }
+}
+
+/// `run`: exit 0 after a clean stop, 3 when the session cannot start (bad run-time
+/// input: unreachable storage, unknown volume, target too small, busy volume), with
+/// the storage left as it was.
+fn run<S: Solution>(config: Option<std::path::PathBuf>, log: Log, progress_every: u64) -> ExitCode {
+    let name = S::SESSION.name;
+    let mut plan = Plan::from_session(&S::SESSION);
+    if let Some(path) = config {
+        let applied = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|text| plan.apply_run_file(&path.display().to_string(), &text));
+        if let Err(e) = applied {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            eprintln!("{name}: cannot handle signal {signal}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let options = Options {
+        log,
+        progress_every: (progress_every > 0).then(|| Duration::from_secs(progress_every)),
+    };
+    match executor::run::<S>(plan, options, stop, Arc::default()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: cannot start: {e}; nothing was changed");
+            ExitCode::from(3)
+        }
+    }
 }
 
 /// Parses `SEQ:EVENT` into the solution's typed event, explaining what is valid.

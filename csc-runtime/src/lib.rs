@@ -2,9 +2,23 @@
 //! it describes the session ([`session`]) and implements a pure state machine over the
 //! typed vocabulary of [`machine`]; this crate owns everything else.
 
+#[cfg(feature = "engine")]
+pub mod actions;
 pub mod address;
 #[cfg(feature = "engine")]
 pub mod cli;
+#[cfg(feature = "engine")]
+pub mod demo;
+#[cfg(feature = "engine")]
+pub mod drivers;
+#[cfg(feature = "engine")]
+pub mod executor;
+#[cfg(feature = "engine")]
+pub mod lab;
+#[cfg(feature = "engine")]
+pub mod log;
 pub mod machine;
+#[cfg(feature = "engine")]
+pub mod plan;
 pub mod session;
 pub mod vocab;

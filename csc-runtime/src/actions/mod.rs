@@ -1,0 +1,212 @@
+//! The actions that leave the storage: NOTIFY a contact (webhook or program) and RUN a
+//! program. Programs run with argv, never through a shell, with the event in their
+//! environment and a timeout; each runs on its own thread so a slow one never holds
+//! up the copy commands after it. Results are logged.
+
+use crate::log::{timestamp, Log};
+use crate::plan::Contact;
+use crate::vocab::{Event, Keyword};
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use wait_timeout::ChildExt;
+
+/// How long a webhook may take, and a contact's program.
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an action is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Occurrence {
+    pub session: String,
+    pub sequence: u32,
+    pub event: Event,
+    /// The copy set whose pair caused the event, if one did.
+    pub copyset: Option<String>,
+    pub detail: String,
+    pub time: String,
+}
+
+impl Occurrence {
+    pub fn new(
+        session: &str,
+        sequence: u32,
+        event: Event,
+        copyset: Option<String>,
+        detail: String,
+    ) -> Self {
+        Occurrence {
+            session: session.to_string(),
+            sequence,
+            event,
+            copyset,
+            detail,
+            time: timestamp(),
+        }
+    }
+
+    /// The webhook body.
+    pub fn json(&self) -> Value {
+        json!({
+            "session": self.session,
+            "sequence": self.sequence,
+            "event": self.event.as_str(),
+            "copyset": self.copyset,
+            "time": self.time,
+            "detail": self.detail,
+        })
+    }
+
+    /// The environment of a program run about this occurrence.
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CSSC_SESSION", self.session.clone()),
+            ("CSSC_SEQUENCE", self.sequence.to_string()),
+            ("CSSC_EVENT", self.event.as_str().to_string()),
+            ("CSSC_COPYSET", self.copyset.clone().unwrap_or_default()),
+            ("CSSC_TIME", self.time.clone()),
+            ("CSSC_DETAIL", self.detail.clone()),
+        ]
+    }
+}
+
+/// Runs `program` (no shell, no PATH search) with the occurrence in its environment;
+/// kills it at `timeout`. Returns how it ended, for the log.
+pub fn run_program(program: &str, timeout: Duration, what: &Occurrence) -> Result<String, String> {
+    let mut child = Command::new(program)
+        .envs(what.environment())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    match child
+        .wait_timeout(timeout)
+        .map_err(|e| format!("waiting for {program}: {e}"))?
+    {
+        Some(status) if status.success() => Ok(format!("{program} exited 0")),
+        Some(status) => Err(format!("{program} failed: {status}")),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "{program} killed after its timeout of {}s",
+                timeout.as_secs()
+            ))
+        }
+    }
+}
+
+/// POSTs the occurrence as JSON to a webhook.
+pub fn post(url: &str, what: &Occurrence) -> Result<String, String> {
+    let response = minreq::post(url)
+        .with_header("Content-Type", "application/json")
+        .with_body(what.json().to_string())
+        .with_timeout(NOTIFY_TIMEOUT.as_secs())
+        .send()
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    match response.status_code {
+        200..=299 => Ok(format!("POST {url}: {}", response.status_code)),
+        code => Err(format!("POST {url}: HTTP {code}")),
+    }
+}
+
+/// Notifies a contact by every way it has, logging each result.
+pub fn notify(contact: &Contact, what: &Occurrence, log: &Log) {
+    let mut results = Vec::new();
+    if let Some(url) = &contact.webhook {
+        results.push(post(url, what));
+    }
+    if let Some(program) = &contact.command {
+        results.push(run_program(program, NOTIFY_TIMEOUT, what));
+    }
+    for result in results {
+        let (ok, text) = match result {
+            Ok(t) => (true, t),
+            Err(t) => (false, t),
+        };
+        log.record(
+            "notify",
+            json!({ "contact": contact.name, "sequence": what.sequence, "event": what.event.as_str(), "ok": ok }),
+            &format!("notify {}: {text}", contact.name),
+        );
+    }
+}
+
+/// Runs a RUN action and logs how it ended.
+pub fn run(program: &str, timeout: Duration, what: &Occurrence, log: &Log) {
+    let (ok, text) = match run_program(program, timeout, what) {
+        Ok(t) => (true, t),
+        Err(t) => (false, t),
+    };
+    log.record(
+        "run",
+        json!({ "program": program, "sequence": what.sequence, "event": what.event.as_str(), "ok": ok }),
+        &format!("run: {text}"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn occurrence() -> Occurrence {
+        Occurrence::new("s", 2, Event::OnError, Some("db".into()), "it broke".into())
+    }
+
+    #[test]
+    fn programs_get_the_event_in_their_environment_and_no_shell() {
+        let dir = std::env::temp_dir().join(format!("cssc-action-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let out = dir.join("env.txt");
+        let script = dir.join("record.sh");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\nenv | grep ^CSSC_ | sort > {}\n", out.display()),
+        )
+        .expect("script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let result = run_program(
+            script.to_str().expect("utf-8"),
+            Duration::from_secs(5),
+            &occurrence(),
+        );
+        assert!(result.is_ok(), "{result:?}");
+        let env = std::fs::read_to_string(&out).expect("recorded");
+        assert!(
+            env.contains("CSSC_EVENT=onError\n")
+                && env.contains("CSSC_SEQUENCE=2\n")
+                && env.contains("CSSC_COPYSET=db\n"),
+            "{env}"
+        );
+        // A shell command line is not run as one: it names no program.
+        assert!(run_program(
+            "/bin/echo hi; touch /tmp/x",
+            Duration::from_secs(1),
+            &occurrence()
+        )
+        .is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_program_past_its_timeout_is_killed() {
+        let dir = std::env::temp_dir().join(format!("cssc-timeout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let script = dir.join("sleep.sh");
+        std::fs::write(&script, "#!/bin/sh\nsleep 30\n").expect("script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let started = std::time::Instant::now();
+        let result = run_program(
+            script.to_str().expect("utf-8"),
+            Duration::from_millis(300),
+            &occurrence(),
+        );
+        assert!(result
+            .expect_err("timed out")
+            .contains("killed after its timeout"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

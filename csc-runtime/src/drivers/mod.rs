@@ -1,0 +1,82 @@
+//! What every storage offers, as the executor uses it. A driver acts on the pairs of
+//! one sequence at a time (a consistency group) and reports what happens to each
+//! pair; the executor turns pair reports into group events.
+
+pub mod qemu;
+
+use crate::plan::Pair;
+use crate::vocab::BaseCopy;
+use std::fmt;
+
+/// What happened to one pair (one copy set's hop of one sequence).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PairEvent {
+    Started,
+    /// A continuous pair is in full duplex.
+    Duplex,
+    /// A point-in-time copy is complete (for NoCopy: the instant copy exists).
+    Complete,
+    Suspended,
+    Stopped,
+    Error(String),
+}
+
+/// A pair report: which pair (sequence, copy set index) and what happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairReport {
+    pub sequence: u32,
+    pub copyset: usize,
+    pub event: PairEvent,
+}
+
+/// A refusal, naming the site and, where there is one, the volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverError {
+    pub site: String,
+    pub volume: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.volume {
+            Some(v) => write!(f, "storage {}, volume {v}: {}", self.site, self.message),
+            None => write!(f, "storage {}: {}", self.site, self.message),
+        }
+    }
+}
+
+impl std::error::Error for DriverError {}
+
+/// How far a long copy has come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub sequence: u32,
+    pub copyset: usize,
+    pub done: u64,
+    pub total: u64,
+}
+
+pub trait Driver {
+    /// What the storage says on its own, as the executor receives it.
+    type Notice: Send + 'static;
+
+    /// Checks that every volume exists and every target can hold its source, before
+    /// anything is changed.
+    fn preflight(&mut self, pairs: &[Pair]) -> Result<(), DriverError>;
+    /// Starts the pairs of one sequence: atomically where the storage can (one
+    /// point-in-time instant per site); on failure nothing stays started.
+    fn start(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError>;
+    fn stop(&mut self, pairs: &[Pair]) -> Result<(), DriverError>;
+    fn suspend(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError>;
+    fn resume(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError>;
+    /// Stops every continuous pair of the group as close to one instant as the storage allows.
+    fn freeze(&mut self, pairs: &[Pair]) -> Result<(), DriverError>;
+    /// Lets the sources' writers go on without the pairs.
+    fn thaw(&mut self, pairs: &[Pair]) -> Result<(), DriverError>;
+    /// Turns one notice of site `site` into pair reports.
+    fn interpret(&mut self, site: &str, notice: Self::Notice) -> Vec<PairReport>;
+    fn progress(&mut self) -> Vec<Progress>;
+    /// Ends every copy this driver started and removes everything it added.
+    fn shutdown(&mut self);
+}

@@ -1,0 +1,708 @@
+//! The qemu driver: one qemu-storage-daemon per STORAGE, controlled over QMP. A
+//! VOLUME is a block node the administrator defined in that daemon. A pair across
+//! sites copies to an NBD client node in the source's daemon, pointing at an export
+//! of the target in the target's daemon (its DATA address).
+//!
+//! Recipes (shared/notes/qemu-dataplane.md): Continuous is `blockdev-mirror` over NBD
+//! (`write-blocking` for Synchronous, `background` for Asynchronous) with
+//! `on-target-error=stop`; Point-In-Time Copy is `blockdev-backup sync=full`,
+//! Incremental `sync=incremental` against a bitmap, NoCopy `sync=none` (copy before
+//! write into a fleecing target); the PIT jobs of one site start in one `transaction`
+//! (one instant). Everything added to a daemon is named `cssc-...` and removed by
+//! `shutdown`.
+
+pub mod qmp;
+
+use super::{Driver, DriverError, PairEvent, PairReport, Progress};
+use crate::plan::{Pair, Plan, Volume};
+use crate::vocab::{BaseCopy, ContinuousMode, PointInTimeMode};
+use qmp::{Notice, Qmp, QmpError};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Mirror,
+    Backup,
+}
+
+/// Why a job is ending, so its end is reported as what was asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Intent {
+    Run,
+    Stop,
+    Suspend,
+}
+
+#[derive(Debug)]
+struct Job {
+    pair: Pair,
+    kind: Kind,
+    intent: Intent,
+    failed: bool,
+    paused: bool,
+    /// The NBD client node in the source's daemon, for a pair across sites.
+    remote_node: Option<String>,
+}
+
+pub struct Qemu {
+    plan: Plan,
+    sites: BTreeMap<String, Qmp>,
+    /// By job id (`cssc-s{sequence}-c{copyset}`).
+    jobs: BTreeMap<String, Job>,
+    /// Exports this driver added: (site, node).
+    exports: BTreeSet<(String, String)>,
+    /// Sites where this driver started the NBD server.
+    nbd_servers: BTreeSet<String>,
+    /// Incremental bitmaps this driver added: (site, node, name).
+    bitmaps: BTreeSet<(String, String, String)>,
+}
+
+fn job_id(pair: &Pair) -> String {
+    format!("cssc-s{}-c{}", pair.sequence, pair.copyset)
+}
+
+/// Which pair a job id names.
+fn parse_job_id(id: &str) -> Option<(u32, usize)> {
+    let rest = id.strip_prefix("cssc-s")?;
+    let (sequence, copyset) = rest.split_once("-c")?;
+    Some((sequence.parse().ok()?, copyset.parse().ok()?))
+}
+
+fn refused(site: &str, volume: &Volume, e: QmpError) -> DriverError {
+    DriverError {
+        site: site.to_string(),
+        volume: Some(volume.name.clone()),
+        message: e.to_string(),
+    }
+}
+
+/// An address as QMP's legacy SocketAddress (`nbd-server-start` takes only this form).
+fn socket_legacy(address: &crate::address::Address) -> Value {
+    let flat = socket(address);
+    let kind = flat["type"].clone();
+    let mut data = flat;
+    data.as_object_mut().expect("an object").remove("type");
+    json!({ "type": kind, "data": data })
+}
+
+/// An address as QMP's SocketAddress.
+fn socket(address: &crate::address::Address) -> Value {
+    match address {
+        crate::address::Address::Unix(path) => json!({ "type": "unix", "path": path }),
+        crate::address::Address::Tcp { host, port } => {
+            json!({ "type": "inet", "host": host.trim_start_matches('[').trim_end_matches(']'), "port": port.to_string() })
+        }
+    }
+}
+
+impl Qemu {
+    /// Connects to every storage the plan's copy sets use; their notices go to `notices`.
+    pub fn connect(plan: &Plan, notices: Sender<(String, Notice)>) -> Result<Qemu, DriverError> {
+        let used: BTreeSet<&str> = plan
+            .copysets
+            .iter()
+            .flat_map(|c| c.volumes.iter().map(|v| v.storage.as_str()))
+            .collect();
+        let mut sites = BTreeMap::new();
+        for id in used {
+            let storage = &plan.storages[id];
+            let qmp =
+                Qmp::connect(&storage.endpoint, id.to_string(), notices.clone()).map_err(|e| {
+                    DriverError {
+                        site: id.to_string(),
+                        volume: None,
+                        message: format!("cannot reach its QMP endpoint {}: {e}", storage.endpoint),
+                    }
+                })?;
+            sites.insert(id.to_string(), qmp);
+        }
+        Ok(Qemu {
+            plan: plan.clone(),
+            sites,
+            jobs: BTreeMap::new(),
+            exports: BTreeSet::new(),
+            nbd_servers: BTreeSet::new(),
+            bitmaps: BTreeSet::new(),
+        })
+    }
+
+    fn qmp(&self, site: &str) -> Result<&Qmp, DriverError> {
+        self.sites.get(site).ok_or_else(|| DriverError {
+            site: site.to_string(),
+            volume: None,
+            message: "not connected (its daemon is gone)".into(),
+        })
+    }
+
+    /// The node a job in the source's daemon writes to: the target itself on the same
+    /// site, else an NBD client node to the target's export (created here).
+    fn target_node(&mut self, pair: &Pair) -> Result<(String, Option<String>), DriverError> {
+        if pair.source.storage == pair.target.storage {
+            return Ok((pair.target.name.clone(), None));
+        }
+        let target_site = pair.target.storage.clone();
+        let data = self.plan.storages[&target_site]
+            .data
+            .clone()
+            .ok_or_else(|| DriverError {
+                site: target_site.clone(),
+                volume: Some(pair.target.name.clone()),
+                message: "has no DATA address: other sites cannot reach its volumes".into(),
+            })?;
+        let qmp = self.qmp(&target_site)?;
+        if !self.nbd_servers.contains(&target_site) {
+            match qmp.execute("nbd-server-start", json!({ "addr": socket_legacy(&data) })) {
+                Ok(_) => {
+                    self.nbd_servers.insert(target_site.clone());
+                }
+                // The administrator's own server (--nbd-server) serves as well.
+                Err(QmpError::Refused { desc, .. }) if desc.contains("already running") => {}
+                Err(e) => return Err(refused(&target_site, &pair.target, e)),
+            }
+        }
+        let export = format!("cssc-{}", pair.target.name);
+        let key = (target_site.clone(), pair.target.name.clone());
+        if !self.exports.contains(&key) {
+            self.qmp(&target_site)?
+                .execute(
+                    "block-export-add",
+                    json!({ "type": "nbd", "id": export, "node-name": pair.target.name, "name": export, "writable": true }),
+                )
+                .map_err(|e| refused(&target_site, &pair.target, e))?;
+            self.exports.insert(key);
+        }
+        let node = format!("cssc-nbd-{}", job_id(pair).trim_start_matches("cssc-"));
+        let args = json!({
+            "driver": "nbd", "node-name": node, "server": socket(&data), "export": export,
+            // A dead target fails the next write at once instead of stalling it.
+            "reconnect-delay": 0,
+        });
+        self.qmp(&pair.source.storage)?
+            .execute("blockdev-add", args)
+            .map_err(|e| refused(&pair.source.storage, &pair.target, e))?;
+        Ok((node.clone(), Some(node)))
+    }
+
+    /// Removes an NBD client node (and the export when no job uses it any more).
+    fn release(&mut self, pair: &Pair, remote_node: Option<String>) {
+        let Some(node) = remote_node else { return };
+        if let Some(qmp) = self.sites.get(&pair.source.storage) {
+            let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
+        }
+        let in_use = self.jobs.values().any(|j| j.pair.target == pair.target);
+        let key = (pair.target.storage.clone(), pair.target.name.clone());
+        if !in_use && self.exports.remove(&key) {
+            if let Some(qmp) = self.sites.get(&pair.target.storage) {
+                let _ = qmp.execute(
+                    "block-export-del",
+                    json!({ "id": format!("cssc-{}", pair.target.name) }),
+                );
+            }
+        }
+    }
+
+    fn has_bitmap(&self, site: &str, node: &str, name: &str) -> bool {
+        self.bitmaps
+            .contains(&(site.to_string(), node.to_string(), name.to_string()))
+    }
+
+    fn start_mirrors(
+        &mut self,
+        pairs: &[Pair],
+        mode: ContinuousMode,
+    ) -> Result<Vec<PairReport>, DriverError> {
+        let mut started = Vec::new();
+        for pair in pairs {
+            let id = job_id(pair);
+            if self.jobs.contains_key(&id) {
+                continue;
+            }
+            let result = self.target_node(pair).and_then(|(target, remote)| {
+                let mut args = json!({
+                    "job-id": id, "device": pair.source.name, "target": target, "sync": "full",
+                    "on-target-error": "stop", "on-source-error": "stop",
+                    "copy-mode": match mode { ContinuousMode::Synchronous => "write-blocking", ContinuousMode::Asynchronous => "background" },
+                });
+                if mode == ContinuousMode::Asynchronous {
+                    // 4 KiB granularity: a 4 KiB write copies 4 KiB, not 64 (notes §4).
+                    args["granularity"] = json!(4096);
+                }
+                match self.qmp(&pair.source.storage)?.execute("blockdev-mirror", args) {
+                    Ok(_) => Ok(remote),
+                    Err(e) => {
+                        self.release(pair, remote);
+                        Err(refused(&pair.source.storage, &pair.source, e))
+                    }
+                }
+            });
+            match result {
+                Ok(remote_node) => {
+                    self.jobs.insert(
+                        id,
+                        Job {
+                            pair: pair.clone(),
+                            kind: Kind::Mirror,
+                            intent: Intent::Run,
+                            failed: false,
+                            paused: false,
+                            remote_node,
+                        },
+                    );
+                    started.push(pair.clone());
+                }
+                Err(e) => {
+                    // Nothing of this group stays started.
+                    for pair in &started {
+                        self.cancel(pair, true);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(started
+            .iter()
+            .map(|p| report(p, PairEvent::Started))
+            .collect())
+    }
+
+    fn start_backups(
+        &mut self,
+        pairs: &[Pair],
+        mode: PointInTimeMode,
+    ) -> Result<Vec<PairReport>, DriverError> {
+        let mut by_site: BTreeMap<String, Vec<(Pair, String, Option<String>)>> = BTreeMap::new();
+        let mut prepared: Vec<(Pair, Option<String>)> = Vec::new();
+        let idle: Vec<&Pair> = pairs
+            .iter()
+            .filter(|p| !self.jobs.contains_key(&job_id(p)))
+            .collect();
+        for pair in idle {
+            match self.target_node(pair) {
+                Ok((target, remote)) => {
+                    prepared.push((pair.clone(), remote.clone()));
+                    by_site
+                        .entry(pair.source.storage.clone())
+                        .or_default()
+                        .push((pair.clone(), target, remote));
+                }
+                Err(e) => {
+                    for (p, remote) in prepared {
+                        self.release(&p, remote);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut reports = Vec::new();
+        let mut done_sites: Vec<String> = Vec::new();
+        for (site, group) in &by_site {
+            let bitmap = format!("cssc-inc-s{}", group[0].0.sequence);
+            let mut actions = Vec::new();
+            let mut new_bitmaps = Vec::new();
+            for (pair, target, _) in group {
+                let mut backup = json!({ "job-id": job_id(pair), "device": pair.source.name, "target": target, "sync": "full" });
+                match mode {
+                    PointInTimeMode::Copy => {}
+                    PointInTimeMode::NoCopy => backup["sync"] = json!("none"),
+                    PointInTimeMode::Incremental
+                        if self.has_bitmap(site, &pair.source.name, &bitmap) =>
+                    {
+                        backup["sync"] = json!("incremental");
+                        backup["bitmap"] = json!(bitmap);
+                    }
+                    PointInTimeMode::Incremental => {
+                        // The first copy is full; the bitmap, added at the same instant,
+                        // records what the next one must copy.
+                        actions.push(json!({ "type": "block-dirty-bitmap-add", "data": { "node": pair.source.name, "name": bitmap } }));
+                        new_bitmaps.push((site.clone(), pair.source.name.clone(), bitmap.clone()));
+                    }
+                }
+                actions.push(json!({ "type": "blockdev-backup", "data": backup }));
+            }
+            let result = self.qmp(site).and_then(|q| {
+                q.execute("transaction", json!({ "actions": actions, "properties": { "completion-mode": "individual" } }))
+                    .map_err(|e| refused(site, &group[0].0.source, e))
+            });
+            if let Err(e) = result {
+                // Earlier sites' groups already run: stop them; undo every preparation.
+                for (p, remote) in &prepared {
+                    if done_sites.contains(&p.source.storage) {
+                        self.cancel(p, true);
+                    } else {
+                        self.release(p, remote.clone());
+                    }
+                }
+                return Err(e);
+            }
+            done_sites.push(site.clone());
+            self.bitmaps.extend(new_bitmaps);
+            for (pair, _, remote) in group {
+                self.jobs.insert(
+                    job_id(pair),
+                    Job {
+                        pair: pair.clone(),
+                        kind: Kind::Backup,
+                        intent: Intent::Run,
+                        failed: false,
+                        paused: false,
+                        remote_node: remote.clone(),
+                    },
+                );
+                reports.push(report(pair, PairEvent::Started));
+                if mode == PointInTimeMode::NoCopy {
+                    // The instant copy exists once the job runs; it lasts until stopped.
+                    reports.push(report(pair, PairEvent::Complete));
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Asks a pair's job to end (`force`: at once, without a final synchronisation).
+    fn cancel(&mut self, pair: &Pair, force: bool) {
+        let id = job_id(pair);
+        if let Some(job) = self.jobs.get_mut(&id) {
+            if job.intent == Intent::Run {
+                job.intent = Intent::Stop;
+            }
+            if let Some(qmp) = self.sites.get(&pair.source.storage) {
+                let _ = qmp.execute("block-job-cancel", json!({ "device": id, "force": force }));
+            }
+        }
+    }
+
+    /// Sends `block-job-cancel` to every given job, pipelined per site.
+    fn cancel_all(&mut self, pairs: &[Pair], intent: Intent) -> Result<(), DriverError> {
+        let mut by_site: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+        for pair in pairs {
+            let id = job_id(pair);
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.intent = intent;
+                // A failed or paused mirror cannot synchronise a last time: end it at once.
+                let force = job.failed || job.paused || job.kind == Kind::Backup;
+                by_site
+                    .entry(pair.source.storage.clone())
+                    .or_default()
+                    .push((id, force));
+            }
+        }
+        for (site, jobs) in by_site {
+            let Ok(qmp) = self.qmp(&site) else { continue };
+            let commands = jobs
+                .iter()
+                .map(|(id, force)| ("block-job-cancel", json!({ "device": id, "force": force })))
+                .collect();
+            for ((id, _), result) in jobs.iter().zip(qmp.execute_all(commands)) {
+                if let Err(e) = result {
+                    return Err(DriverError {
+                        site: site.clone(),
+                        volume: Some(id.clone()),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of a job: its report, and its resources released.
+    fn finish(&mut self, id: &str, error: Option<String>) -> Option<PairReport> {
+        let job = self.jobs.remove(id)?;
+        let event = match (error, job.intent) {
+            // An error already reported (BLOCK_JOB_ERROR) ends as a stop.
+            (Some(e), _) if !job.failed => PairEvent::Error(e),
+            (_, Intent::Suspend) => PairEvent::Suspended,
+            (None, Intent::Run) if job.kind == Kind::Backup => PairEvent::Complete,
+            _ => PairEvent::Stopped,
+        };
+        self.release(&job.pair, job.remote_node.clone());
+        Some(report(&job.pair, event))
+    }
+}
+
+fn report(pair: &Pair, event: PairEvent) -> PairReport {
+    PairReport {
+        sequence: pair.sequence,
+        copyset: pair.copyset,
+        event,
+    }
+}
+
+fn size_of(nodes: &Value, name: &str) -> Option<u64> {
+    nodes.as_array()?.iter().find(|n| n["node-name"] == name)?["image"]["virtual-size"].as_u64()
+}
+
+impl Driver for Qemu {
+    type Notice = Notice;
+
+    fn preflight(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
+        let mut nodes: BTreeMap<String, Value> = BTreeMap::new();
+        for site in self.sites.keys() {
+            let list = self.sites[site]
+                .execute("query-named-block-nodes", json!({ "flat": true }))
+                .map_err(|e| DriverError {
+                    site: site.clone(),
+                    volume: None,
+                    message: format!("cannot list its block nodes: {e}"),
+                })?;
+            nodes.insert(site.clone(), list);
+        }
+        for pair in pairs {
+            let mut sizes = Vec::new();
+            for volume in [&pair.source, &pair.target] {
+                let list = &nodes[&volume.storage];
+                let size = size_of(list, &volume.name).ok_or_else(|| {
+                    let known: Vec<&str> = list
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|n| n["node-name"].as_str())
+                        .filter(|n| !n.starts_with('#'))
+                        .collect();
+                    DriverError {
+                        site: volume.storage.clone(),
+                        volume: Some(volume.name.clone()),
+                        message: format!(
+                            "no block node has this name; its nodes: {}",
+                            known.join(", ")
+                        ),
+                    }
+                })?;
+                sizes.push(size);
+            }
+            if sizes[1] < sizes[0] {
+                return Err(DriverError {
+                    site: pair.target.storage.clone(),
+                    volume: Some(pair.target.name.clone()),
+                    message: format!(
+                        "the target holds {} bytes, less than its source {} ({} bytes)",
+                        sizes[1], pair.source, sizes[0]
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        match copy {
+            BaseCopy::Continuous(mode) => self.start_mirrors(pairs, mode),
+            BaseCopy::PointInTime(mode) => self.start_backups(pairs, mode),
+        }
+    }
+
+    fn stop(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
+        self.cancel_all(pairs, Intent::Stop)
+    }
+
+    fn suspend(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        if copy == BaseCopy::Continuous(ContinuousMode::Asynchronous) {
+            // A paused background mirror copies nothing and tracks what changes.
+            let mut reports = Vec::new();
+            for pair in pairs {
+                let id = job_id(pair);
+                let Some(job) = self.jobs.get_mut(&id) else {
+                    continue;
+                };
+                job.paused = true;
+                self.qmp(&pair.source.storage)?
+                    .execute("block-job-pause", json!({ "device": id }))
+                    .map_err(|e| refused(&pair.source.storage, &pair.source, e))?;
+                reports.push(report(pair, PairEvent::Suspended));
+            }
+            return Ok(reports);
+        }
+        // A paused write-blocking mirror still writes synchronously (notes §6): split it.
+        self.cancel_all(pairs, Intent::Suspend)?;
+        Ok(Vec::new())
+    }
+
+    fn resume(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        let mut reports = Vec::new();
+        let mut restart = Vec::new();
+        for pair in pairs {
+            let id = job_id(pair);
+            match self.jobs.get_mut(&id) {
+                Some(job) if job.paused => {
+                    job.paused = false;
+                    self.qmp(&pair.source.storage)?
+                        .execute("block-job-resume", json!({ "device": id }))
+                        .map_err(|e| refused(&pair.source.storage, &pair.source, e))?;
+                    // It copies only what changed while paused, staying ready.
+                    reports.push(report(pair, PairEvent::Started));
+                    reports.push(report(pair, PairEvent::Duplex));
+                }
+                Some(_) => {}
+                None => restart.push(pair.clone()),
+            }
+        }
+        reports.extend(self.start(&restart, copy)?);
+        Ok(reports)
+    }
+
+    fn freeze(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
+        self.cancel_all(pairs, Intent::Suspend)
+    }
+
+    fn thaw(&mut self, _pairs: &[Pair]) -> Result<(), DriverError> {
+        // qemu never holds writers back during a freeze: nothing to release.
+        Ok(())
+    }
+
+    fn interpret(&mut self, site: &str, notice: Notice) -> Vec<PairReport> {
+        let (name, data) = match notice {
+            Notice::Event { name, data } => (name, data),
+            Notice::Disconnected => {
+                self.sites.remove(site);
+                let gone: Vec<String> = self
+                    .jobs
+                    .iter()
+                    .filter(|(_, j)| j.pair.source.storage == site || j.pair.target.storage == site)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let reason = format!("storage {site} is unreachable (its daemon is gone)");
+                return gone
+                    .iter()
+                    .filter_map(|id| self.finish(id, Some(reason.clone())))
+                    .collect();
+            }
+        };
+        let Some(id) = data["device"]
+            .as_str()
+            .or(data["id"].as_str())
+            .map(str::to_string)
+        else {
+            return Vec::new();
+        };
+        if parse_job_id(&id).is_none() || !self.jobs.contains_key(&id) {
+            return Vec::new();
+        }
+        match name.as_str() {
+            "BLOCK_JOB_READY" => vec![report(&self.jobs[&id].pair, PairEvent::Duplex)],
+            "BLOCK_JOB_ERROR" => {
+                let job = self.jobs.get_mut(&id).expect("checked");
+                if job.failed {
+                    return Vec::new();
+                }
+                job.failed = true;
+                let message = format!(
+                    "{} error ({})",
+                    data["operation"].as_str().unwrap_or("I/O"),
+                    data["action"].as_str().unwrap_or("stop")
+                );
+                vec![report(&job.pair, PairEvent::Error(message))]
+            }
+            "BLOCK_JOB_COMPLETED" => self
+                .finish(&id, data["error"].as_str().map(str::to_string))
+                .into_iter()
+                .collect(),
+            "BLOCK_JOB_CANCELLED" => self.finish(&id, None).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn progress(&mut self) -> Vec<Progress> {
+        let mut out = Vec::new();
+        for qmp in self.sites.values() {
+            let Ok(Value::Array(jobs)) = qmp.execute("query-block-jobs", Value::Null) else {
+                continue;
+            };
+            for job in jobs {
+                let Some((sequence, copyset)) = job["device"].as_str().and_then(parse_job_id)
+                else {
+                    continue;
+                };
+                out.push(Progress {
+                    sequence,
+                    copyset,
+                    done: job["offset"].as_u64().unwrap_or(0),
+                    total: job["len"].as_u64().unwrap_or(0),
+                });
+            }
+        }
+        out
+    }
+
+    fn shutdown(&mut self) {
+        let pairs: Vec<Pair> = self.jobs.values().map(|j| j.pair.clone()).collect();
+        let _ = self.cancel_all(&pairs, Intent::Stop);
+        // Mirrors in sync end once they have synchronised a last time: wait a little.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.jobs.is_empty() && Instant::now() < deadline {
+            let mut ended = Vec::new();
+            for (site, qmp) in &self.sites {
+                let running: BTreeSet<String> = match qmp.execute("query-block-jobs", Value::Null) {
+                    Ok(Value::Array(jobs)) => jobs
+                        .iter()
+                        .filter_map(|j| j["device"].as_str().map(str::to_string))
+                        .collect(),
+                    _ => BTreeSet::new(),
+                };
+                ended.extend(
+                    self.jobs
+                        .iter()
+                        .filter(|(id, j)| &j.pair.source.storage == site && !running.contains(*id))
+                        .map(|(id, _)| id.clone()),
+                );
+            }
+            ended.extend(
+                self.jobs
+                    .iter()
+                    .filter(|(_, j)| !self.sites.contains_key(&j.pair.source.storage))
+                    .map(|(id, _)| id.clone()),
+            );
+            for id in ended {
+                self.finish(&id, None);
+            }
+            if !self.jobs.is_empty() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        for (site, node, name) in std::mem::take(&mut self.bitmaps) {
+            if let Some(qmp) = self.sites.get(&site) {
+                let _ = qmp.execute(
+                    "block-dirty-bitmap-remove",
+                    json!({ "node": node, "name": name }),
+                );
+            }
+        }
+        for (site, node) in std::mem::take(&mut self.exports) {
+            if let Some(qmp) = self.sites.get(&site) {
+                let _ = qmp.execute("block-export-del", json!({ "id": format!("cssc-{node}") }));
+            }
+        }
+        for site in std::mem::take(&mut self.nbd_servers) {
+            if let Some(qmp) = self.sites.get(&site) {
+                let _ = qmp.execute("nbd-server-stop", Value::Null);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_name_their_pair() {
+        let pair = Pair {
+            sequence: 3,
+            copyset: 12,
+            source: Volume {
+                storage: "a".into(),
+                name: "x".into(),
+            },
+            target: Volume {
+                storage: "b".into(),
+                name: "y".into(),
+            },
+        };
+        assert_eq!(job_id(&pair), "cssc-s3-c12");
+        assert_eq!(parse_job_id("cssc-s3-c12"), Some((3, 12)));
+        assert_eq!(parse_job_id("backup0"), None);
+        assert_eq!(parse_job_id("cssc-sx-c1"), None);
+    }
+}

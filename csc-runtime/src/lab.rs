@@ -1,0 +1,260 @@
+//! A laboratory of real storage: one qemu-storage-daemon per site in a scratch
+//! directory, raw volumes as block nodes, an NBD server on each, source volumes
+//! exported for an application's writes. Used by `demo` and by the tests.
+
+use crate::address::Address;
+use crate::plan::Plan;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Site {
+    pub qmp: PathBuf,
+    pub nbd: PathBuf,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+pub struct Lab {
+    pub dir: PathBuf,
+    pub sites: BTreeMap<String, Site>,
+    /// Every volume's image file, by (site, volume).
+    pub images: BTreeMap<(String, String), PathBuf>,
+    keep: bool,
+}
+
+fn tool(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {program} (Debian: apt-get install qemu-utils): {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Fills a file with `bytes` of pseudo-random data (xorshift: fast, not secret).
+pub fn fill_random(path: &Path, bytes: u64, seed: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut state = seed | 1;
+    let mut file = std::io::BufWriter::new(std::fs::OpenOptions::new().write(true).open(path)?);
+    let mut block = vec![0u8; 1 << 16];
+    for _ in 0..bytes / block.len() as u64 {
+        for chunk in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes());
+        }
+        file.write_all(&block)?;
+    }
+    file.flush()
+}
+
+impl Lab {
+    /// A lab in a new scratch directory under `parent`; removed on drop unless `keep`.
+    pub fn new(parent: &Path, keep: bool) -> Result<Lab, String> {
+        let dir = parent.join(format!(
+            "cssc-lab-{}-{}",
+            std::process::id(),
+            crate::log::timestamp().replace([':', '.'], "")
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(Lab {
+            dir,
+            sites: BTreeMap::new(),
+            images: BTreeMap::new(),
+            keep,
+        })
+    }
+
+    /// Creates the raw images of `volumes` (name, bytes) that do not exist yet.
+    pub fn create(&mut self, site: &str, volumes: &[(String, u64)]) -> Result<(), String> {
+        for (name, bytes) in volumes {
+            let image = self.dir.join(format!("{site}-{name}.img"));
+            if !image.exists() {
+                tool(
+                    "qemu-img",
+                    &[
+                        "create",
+                        "-q",
+                        "-f",
+                        "raw",
+                        &image.display().to_string(),
+                        &bytes.to_string(),
+                    ],
+                )?;
+            }
+            self.images.insert((site.to_string(), name.clone()), image);
+        }
+        Ok(())
+    }
+
+    /// Creates `volumes` (name, bytes) as raw images if needed and starts the site's
+    /// daemon. The volumes in `exported` get an NBD export `app-NAME` for an
+    /// application to write.
+    pub fn add_site(
+        &mut self,
+        site: &str,
+        volumes: &[(String, u64)],
+        exported: &[String],
+    ) -> Result<(), String> {
+        let qmp = self.dir.join(format!("{site}.qmp"));
+        let nbd = self.dir.join(format!("{site}.nbd"));
+        let mut args = vec![
+            "--chardev".to_string(),
+            format!("socket,id=qmp,path={},server=on,wait=off", qmp.display()),
+            "--monitor".into(),
+            "chardev=qmp,mode=control".into(),
+            "--nbd-server".into(),
+            format!("addr.type=unix,addr.path={}", nbd.display()),
+        ];
+        self.create(site, volumes)?;
+        for (name, _) in volumes {
+            let image = self.image(site, name).to_path_buf();
+            args.push("--blockdev".into());
+            args.push(format!(
+                "driver=file,node-name={name}-file,filename={}",
+                image.display()
+            ));
+            args.push("--blockdev".into());
+            args.push(format!("driver=raw,node-name={name},file={name}-file"));
+            if exported.contains(name) {
+                args.push("--export".into());
+                args.push(format!(
+                    "type=nbd,id=app-{name},node-name={name},name=app-{name},writable=on"
+                ));
+            }
+        }
+        let mut s = Site {
+            qmp,
+            nbd,
+            child: None,
+            args,
+        };
+        start(&mut s)?;
+        self.sites.insert(site.to_string(), s);
+        Ok(())
+    }
+
+    /// Kills a site's daemon at once (SIGKILL): a site failure.
+    pub fn kill(&mut self, site: &str) {
+        if let Some(mut child) = self.sites.get_mut(site).and_then(|s| s.child.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed site's daemon again, on the same images.
+    pub fn restart(&mut self, site: &str) -> Result<(), String> {
+        let s = self
+            .sites
+            .get_mut(site)
+            .ok_or_else(|| format!("no site {site}"))?;
+        start(s)
+    }
+
+    /// Points the plan's storages at this lab's daemons.
+    pub fn wire(&self, plan: &mut Plan) {
+        for (id, site) in &self.sites {
+            if let Some(storage) = plan.storages.get_mut(id) {
+                storage.endpoint = Address::Unix(site.qmp.display().to_string());
+                storage.data = Some(Address::Unix(site.nbd.display().to_string()));
+            }
+        }
+    }
+
+    pub fn image(&self, site: &str, volume: &str) -> &Path {
+        &self.images[&(site.to_string(), volume.to_string())]
+    }
+
+    /// Writes `pattern` at each offset (64 KiB each) through the volume's export, as an
+    /// application would; returns once every write is acknowledged.
+    pub fn write(
+        &self,
+        site: &str,
+        volume: &str,
+        pattern: u8,
+        offsets: &[u64],
+    ) -> Result<(), String> {
+        let uri = format!(
+            "nbd+unix:///app-{volume}?socket={}",
+            self.sites[site].nbd.display()
+        );
+        let mut args = vec!["-f".to_string(), "raw".into(), uri];
+        for off in offsets {
+            args.push("-c".into());
+            args.push(format!("write -P {pattern} {off} 64k"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        tool("qemu-io", &args).map(|_| ())
+    }
+
+    /// Whether two images hold the same bytes (`qemu-img compare`, sharing the locks of
+    /// running daemons).
+    pub fn same(&self, a: &Path, b: &Path) -> Result<bool, String> {
+        let out = Command::new("qemu-img")
+            .args(["compare", "-U", "-q", "-f", "raw", "-F", "raw"])
+            .arg(a)
+            .arg(b)
+            .status()
+            .map_err(|e| format!("cannot run qemu-img: {e}"))?;
+        match out.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(format!(
+                "qemu-img compare {} {} failed",
+                a.display(),
+                b.display()
+            )),
+        }
+    }
+}
+
+fn start(site: &mut Site) -> Result<(), String> {
+    let _ = std::fs::remove_file(&site.qmp);
+    let _ = std::fs::remove_file(&site.nbd);
+    let child = Command::new("qemu-storage-daemon")
+        .args(&site.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot start qemu-storage-daemon (Debian: apt-get install qemu-utils): {e}")
+        })?;
+    site.child = Some(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(site.qmp.exists() && site.nbd.exists()) {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "qemu-storage-daemon did not open {} in 10 s",
+                site.qmp.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for site in self.sites.values_mut() {
+            if let Some(mut child) = site.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The session as it will run: the document's description, with STORAGE and COPYSET
+//! supplied or overridden by a run-time file, so one binary serves many hosts.
+//!
+//! ```toml
+//! [storage.site1]                  # replaces or adds STORAGE id="site1"
+//! endpoint = "unix:/run/cssc/site1.qmp"
+//! data = "tcp:127.0.0.1:10809"     # optional
+//!
+//! [[copyset]]                      # if any, they replace the document's COPYSETs
+//! name = "db"
+//! volumes = ["site1:db-a", "site2:db-b"]
+//! ```
+
+use crate::address::Address;
+use crate::session::{Schedule, Session};
+use crate::vocab::{BaseCopy, Event};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub name: String,
+    pub storages: BTreeMap<String, Storage>,
+    pub contacts: Vec<Contact>,
+    pub copysets: Vec<CopySet>,
+    /// In chain order: element i is sequence i+1.
+    pub sequences: Vec<Sequence>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Storage {
+    pub id: String,
+    pub endpoint: Address,
+    pub data: Option<Address>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub name: String,
+    pub webhook: Option<String>,
+    pub command: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopySet {
+    pub name: String,
+    pub volumes: Vec<Volume>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Volume {
+    pub storage: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {}", self.name, self.storage)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    pub number: u32,
+    pub copy: BaseCopy,
+    pub schedule: Option<Schedule>,
+    pub handled: Vec<Event>,
+}
+
+/// One hop of one copy set: what a sequence copies for that copy set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pair {
+    pub sequence: u32,
+    /// Index into `Plan::copysets`.
+    pub copyset: usize,
+    pub source: Volume,
+    pub target: Volume,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunFile {
+    #[serde(default)]
+    storage: BTreeMap<String, RunStorage>,
+    #[serde(default)]
+    copyset: Vec<RunCopySet>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunStorage {
+    endpoint: String,
+    data: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunCopySet {
+    name: String,
+    volumes: Vec<String>,
+}
+
+impl Plan {
+    /// The plan of a compiled session, as the document wrote it.
+    pub fn from_session(s: &Session) -> Plan {
+        Plan {
+            name: s.name.to_string(),
+            storages: s
+                .storages
+                .iter()
+                .map(|st| {
+                    let storage = Storage {
+                        id: st.id.to_string(),
+                        endpoint: st.endpoint.into(),
+                        data: st.data.map(Into::into),
+                    };
+                    (storage.id.clone(), storage)
+                })
+                .collect(),
+            contacts: s
+                .contacts
+                .iter()
+                .map(|c| Contact {
+                    name: c.name.to_string(),
+                    webhook: c.webhook.map(str::to_string),
+                    command: c.command.map(str::to_string),
+                })
+                .collect(),
+            copysets: s
+                .copysets
+                .iter()
+                .map(|c| CopySet {
+                    name: c.name.to_string(),
+                    volumes: c
+                        .volumes
+                        .iter()
+                        .map(|v| Volume {
+                            storage: v.storage.to_string(),
+                            name: v.name.to_string(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            sequences: s
+                .sequences
+                .iter()
+                .map(|q| Sequence {
+                    number: q.number,
+                    copy: q.copy,
+                    schedule: q.schedule,
+                    handled: q.handled.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Applies a run-time file (TOML, see the module's documentation).
+    pub fn apply_run_file(&mut self, name: &str, text: &str) -> Result<(), String> {
+        let file: RunFile = toml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+        for (id, st) in file.storage {
+            let address = |text: &str, what: &str| {
+                Address::parse(text).map_err(|e| format!("{name}: storage {id}: {what}: {e}"))
+            };
+            let storage = Storage {
+                endpoint: address(&st.endpoint, "endpoint")?,
+                data: st.data.as_deref().map(|d| address(d, "data")).transpose()?,
+                id: id.clone(),
+            };
+            self.storages.insert(id, storage);
+        }
+        if !file.copyset.is_empty() {
+            self.copysets = file
+                .copyset
+                .into_iter()
+                .map(|c| {
+                    let volumes = c
+                        .volumes
+                        .iter()
+                        .map(|v| match v.split_once(':') {
+                            Some((storage, volume))
+                                if !storage.is_empty() && !volume.is_empty() =>
+                            {
+                                Ok(Volume {
+                                    storage: storage.to_string(),
+                                    name: volume.to_string(),
+                                })
+                            }
+                            _ => Err(format!(
+                                "{name}: copy set {}: `{v}` is not STORAGE:VOLUME",
+                                c.name
+                            )),
+                        })
+                        .collect::<Result<_, _>>()?;
+                    Ok(CopySet {
+                        name: c.name,
+                        volumes,
+                    })
+                })
+                .collect::<Result<_, String>>()?;
+        }
+        self.validate().map_err(|e| format!("{name}: {e}"))
+    }
+
+    /// What a run-time file could break: chain lengths and storage references.
+    pub fn validate(&self) -> Result<(), String> {
+        let needed = self.sequences.len() + 1;
+        for set in &self.copysets {
+            if set.volumes.len() != needed {
+                return Err(format!(
+                    "copy set {} has {} volumes; the chain of {} sequences needs {needed}",
+                    set.name,
+                    set.volumes.len(),
+                    self.sequences.len()
+                ));
+            }
+            if let Some(v) = set
+                .volumes
+                .iter()
+                .find(|v| !self.storages.contains_key(&v.storage))
+            {
+                return Err(format!(
+                    "copy set {}: volume {v}: no storage `{}` (storages: {})",
+                    set.name,
+                    v.storage,
+                    self.storages.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pairs of sequence `number`: one per copy set.
+    pub fn pairs(&self, number: u32) -> Vec<Pair> {
+        let i = number as usize;
+        self.copysets
+            .iter()
+            .enumerate()
+            .map(|(copyset, set)| Pair {
+                sequence: number,
+                copyset,
+                source: set.volumes[i - 1].clone(),
+                target: set.volumes[i].clone(),
+            })
+            .collect()
+    }
+
+    pub fn sequence(&self, number: u32) -> Option<&Sequence> {
+        self.sequences.get((number as usize).checked_sub(1)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::{ContinuousMode, DriverKind};
+
+    const SESSION: Session = Session {
+        name: "t",
+        description: None,
+        storages: &[crate::session::Storage {
+            id: "a",
+            driver: DriverKind::Qemu,
+            endpoint: crate::session::Endpoint::Unix("/run/a.qmp"),
+            data: None,
+        }],
+        contacts: &[],
+        copysets: &[],
+        sequences: &[crate::session::Sequence {
+            number: 1,
+            copy: BaseCopy::Continuous(ContinuousMode::Synchronous),
+            schedule: None,
+            handled: &[],
+        }],
+    };
+
+    #[test]
+    fn a_run_file_overrides_storage_and_supplies_copysets() {
+        let mut plan = Plan::from_session(&SESSION);
+        plan.apply_run_file(
+            "host.toml",
+            "[storage.a]\nendpoint = \"tcp:127.0.0.1:4444\"\n[storage.b]\nendpoint = \"unix:/b\"\ndata = \"unix:/b.nbd\"\n[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\", \"b:y\"]\n",
+        )
+        .expect("valid run file");
+        assert_eq!(
+            plan.storages["a"].endpoint,
+            Address::Tcp {
+                host: "127.0.0.1".into(),
+                port: 4444
+            }
+        );
+        assert_eq!(
+            plan.pairs(1)[0].target,
+            Volume {
+                storage: "b".into(),
+                name: "y".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_run_file_is_explained() {
+        let mut plan = Plan::from_session(&SESSION);
+        let err = plan
+            .apply_run_file(
+                "h.toml",
+                "[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\", \"c:y\"]\n",
+            )
+            .expect_err("unknown storage");
+        assert!(err.contains("no storage `c`"), "{err}");
+        let err = plan
+            .apply_run_file("h.toml", "[storage.a]\nendpoint = \"http://x\"\n")
+            .expect_err("bad address");
+        assert!(err.contains("storage a: endpoint"), "{err}");
+        let err = plan
+            .apply_run_file(
+                "h.toml",
+                "[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\"]\n",
+            )
+            .expect_err("short");
+        assert!(err.contains("needs 2"), "{err}");
+        assert!(plan.apply_run_file("h.toml", "bogus = 1").is_err());
+    }
+}
