@@ -8,6 +8,10 @@ mod common;
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
 #[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
 mod cppc;
+#[path = "goldens/fixtures/actions.rs"]
+#[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
+mod fixture_actions;
 #[path = "goldens/fixtures/hostile_strings.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
 #[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it

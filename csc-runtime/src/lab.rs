@@ -10,7 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Site {
+    /// The monitor cssc uses.
     pub qmp: PathBuf,
+    /// A second monitor, the administrator's (a monitor serves one client at a time).
+    pub admin: PathBuf,
     pub nbd: PathBuf,
     child: Option<Child>,
     args: Vec<String>,
@@ -61,11 +64,10 @@ pub fn fill_random(path: &Path, bytes: u64, seed: u64) -> std::io::Result<()> {
 impl Lab {
     /// A lab in a new scratch directory under `parent`; removed on drop unless `keep`.
     pub fn new(parent: &Path, keep: bool) -> Result<Lab, String> {
-        let dir = parent.join(format!(
-            "cssc-lab-{}-{}",
-            std::process::id(),
-            crate::log::timestamp().replace([':', '.'], "")
-        ));
+        // Unique within the process too: tests create labs in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = parent.join(format!("cssc-lab-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         Ok(Lab {
@@ -108,12 +110,20 @@ impl Lab {
         exported: &[String],
     ) -> Result<(), String> {
         let qmp = self.dir.join(format!("{site}.qmp"));
+        let admin = self.dir.join(format!("{site}-admin.qmp"));
         let nbd = self.dir.join(format!("{site}.nbd"));
         let mut args = vec![
             "--chardev".to_string(),
             format!("socket,id=qmp,path={},server=on,wait=off", qmp.display()),
             "--monitor".into(),
             "chardev=qmp,mode=control".into(),
+            "--chardev".into(),
+            format!(
+                "socket,id=admin,path={},server=on,wait=off",
+                admin.display()
+            ),
+            "--monitor".into(),
+            "chardev=admin,mode=control".into(),
             "--nbd-server".into(),
             format!("addr.type=unix,addr.path={}", nbd.display()),
         ];
@@ -136,6 +146,7 @@ impl Lab {
         }
         let mut s = Site {
             qmp,
+            admin,
             nbd,
             child: None,
             args,
@@ -205,15 +216,16 @@ impl Lab {
             .args(["compare", "-U", "-q", "-f", "raw", "-F", "raw"])
             .arg(a)
             .arg(b)
-            .status()
+            .output()
             .map_err(|e| format!("cannot run qemu-img: {e}"))?;
-        match out.code() {
+        match out.status.code() {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
             _ => Err(format!(
-                "qemu-img compare {} {} failed",
+                "qemu-img compare {} {}: {}",
                 a.display(),
-                b.display()
+                b.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
             )),
         }
     }

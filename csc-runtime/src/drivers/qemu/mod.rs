@@ -557,17 +557,21 @@ impl Driver for Qemu {
             Notice::Event { name, data } => (name, data),
             Notice::Disconnected => {
                 self.sites.remove(site);
-                let gone: Vec<String> = self
-                    .jobs
-                    .iter()
-                    .filter(|(_, j)| j.pair.source.storage == site || j.pair.target.storage == site)
-                    .map(|(id, _)| id.clone())
-                    .collect();
                 let reason = format!("storage {site} is unreachable (its daemon is gone)");
-                return gone
-                    .iter()
-                    .filter_map(|id| self.finish(id, Some(reason.clone())))
-                    .collect();
+                let mut reports = Vec::new();
+                let ids: Vec<String> = self.jobs.keys().cloned().collect();
+                for id in ids {
+                    let job = self.jobs.get_mut(&id).expect("listed");
+                    if job.pair.source.storage == site {
+                        // The job died with its daemon.
+                        reports.extend(self.finish(&id, Some(reason.clone())));
+                    } else if job.pair.target.storage == site && !job.failed {
+                        // The job lives on in the source's daemon, failing: keep it to end it.
+                        job.failed = true;
+                        reports.push(report(&job.pair, PairEvent::Error(reason.clone())));
+                    }
+                }
+                return reports;
             }
         };
         let Some(id) = data["device"]

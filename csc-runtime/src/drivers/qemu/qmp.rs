@@ -51,7 +51,7 @@ pub enum Notice {
 type Pending = Arc<Mutex<HashMap<u64, Sender<Result<Value, QmpError>>>>>;
 
 pub struct Qmp {
-    writer: Mutex<Box<dyn Write + Send>>,
+    writer: Mutex<WriteHalf>,
     pending: Pending,
     next_id: AtomicU64,
 }
@@ -59,6 +59,7 @@ pub struct Qmp {
 trait Stream: std::io::Read + Write + Send {
     fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>>;
     fn set_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+    fn close(&self);
 }
 
 impl Stream for UnixStream {
@@ -68,6 +69,9 @@ impl Stream for UnixStream {
     fn set_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
         self.set_read_timeout(timeout)
     }
+    fn close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 impl Stream for TcpStream {
@@ -76,6 +80,19 @@ impl Stream for TcpStream {
     }
     fn set_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
         self.set_read_timeout(timeout)
+    }
+    fn close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A daemon's QMP monitor serves one client at a time: closing both directions ends
+/// the reader thread and frees the monitor for the next client.
+impl Drop for Qmp {
+    fn drop(&mut self) {
+        if let Ok(writer) = self.writer.lock() {
+            writer.0.close();
+        }
     }
 }
 
@@ -123,7 +140,7 @@ impl Qmp {
             .spawn(move || read_loop(reader, routes, tag, notices))
             .map_err(io)?;
         Ok(Qmp {
-            writer: Mutex::new(Box::new(WriteHalf(writer))),
+            writer: Mutex::new(WriteHalf(writer)),
             pending,
             next_id: AtomicU64::new(1),
         })

@@ -1,0 +1,702 @@
+//! The runtime against real qemu-storage-daemons (Debian's qemu-utils): every copy
+//! type and mode with the bytes compared, point-in-time semantics under concurrent
+//! writes, the CPPC chain end to end, a target site failure, every action type, and
+//! bad run-time input refused with the storage left as it was.
+
+#[path = "../csc-compiler/tests/goldens/fixtures/actions.rs"]
+#[allow(dead_code)]
+#[rustfmt::skip]
+mod actions_fixture;
+
+use csc_runtime::drivers::qemu::qmp::{Notice, Qmp};
+use csc_runtime::drivers::qemu::Qemu;
+use csc_runtime::drivers::{Driver, PairEvent, PairReport};
+use csc_runtime::executor::{self, Options, SetupError, Status};
+use csc_runtime::lab::{fill_random, Lab};
+use csc_runtime::log::{Log, LogFormat};
+use csc_runtime::machine::Solution;
+use csc_runtime::plan::{CopySet, Plan, Sequence, Storage, Volume};
+use csc_runtime::vocab::{BaseCopy, Command as Verb, ContinuousMode, Event, PointInTimeMode};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+
+fn log(session: &str) -> Log {
+    Log {
+        format: LogFormat::Human,
+        session: session.into(),
+    }
+}
+
+fn vol(storage: &str, name: &str) -> Volume {
+    Volume {
+        storage: storage.into(),
+        name: name.into(),
+    }
+}
+
+/// A lab with `sites` (site, [(volume, MiB)]); first volumes of `copysets` get random
+/// data and an application export. Returns the lab and a plan over it.
+fn lab(
+    sites: &[(&str, &[(&str, u64)])],
+    copysets: &[&[(&str, &str)]],
+    copy: BaseCopy,
+) -> (Lab, Plan) {
+    let mut lab = Lab::new(&std::env::temp_dir(), false).expect("lab");
+    let sources: Vec<(String, String)> = copysets
+        .iter()
+        .map(|c| (c[0].0.to_string(), c[0].1.to_string()))
+        .collect();
+    for (site, volumes) in sites {
+        let volumes: Vec<(String, u64)> = volumes
+            .iter()
+            .map(|(v, mib)| (v.to_string(), mib * MIB))
+            .collect();
+        lab.create(site, &volumes).expect("images");
+        let exported: Vec<String> = sources
+            .iter()
+            .filter(|(s, _)| s == site)
+            .map(|(_, v)| v.clone())
+            .collect();
+        for (i, name) in exported.iter().enumerate() {
+            let size = volumes.iter().find(|(v, _)| v == name).expect("volume").1;
+            fill_random(lab.image(site, name), size, 7 + i as u64).expect("fill");
+        }
+        lab.add_site(site, &volumes, &exported).expect("daemon");
+    }
+    let mut plan = Plan {
+        name: "test".into(),
+        storages: sites
+            .iter()
+            .map(|(s, _)| {
+                let placeholder = csc_runtime::address::Address::Unix(String::new());
+                (
+                    s.to_string(),
+                    Storage {
+                        id: s.to_string(),
+                        endpoint: placeholder,
+                        data: None,
+                    },
+                )
+            })
+            .collect(),
+        contacts: Vec::new(),
+        copysets: copysets
+            .iter()
+            .enumerate()
+            .map(|(i, c)| CopySet {
+                name: format!("set{i}"),
+                volumes: c.iter().map(|(s, v)| vol(s, v)).collect(),
+            })
+            .collect(),
+        sequences: vec![Sequence {
+            number: 1,
+            copy,
+            schedule: None,
+            handled: Vec::new(),
+        }],
+    };
+    lab.wire(&mut plan);
+    (lab, plan)
+}
+
+/// A driver on the plan and the channel of its notices.
+fn driver(plan: &Plan) -> (Qemu, Receiver<(String, Notice)>) {
+    let (tx, rx) = mpsc::channel();
+    (Qemu::connect(plan, tx).expect("connect"), rx)
+}
+
+/// Feeds notices to the driver until `want` reports have the event `event` (or fails).
+fn await_reports(
+    driver: &mut Qemu,
+    rx: &Receiver<(String, Notice)>,
+    event: &PairEvent,
+    want: usize,
+) -> Vec<PairReport> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut all = Vec::new();
+    while all
+        .iter()
+        .filter(|r: &&PairReport| &r.event == event)
+        .count()
+        < want
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (site, notice) = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {event:?} within 60 s; got {all:?}"));
+        all.extend(driver.interpret(&site, notice));
+    }
+    all
+}
+
+fn same(lab: &Lab, a: (&str, &str), b: (&str, &str)) -> bool {
+    lab.same(lab.image(a.0, a.1), lab.image(b.0, b.1))
+        .expect("compare")
+}
+
+fn qmp(lab: &Lab, site: &str) -> Qmp {
+    let (tx, _rx) = mpsc::channel::<((), Notice)>();
+    Qmp::connect(
+        &csc_runtime::address::Address::Unix(lab.sites[site].admin.display().to_string()),
+        (),
+        tx,
+    )
+    .expect("qmp")
+}
+
+/// What cssc may have left in a daemon: its jobs, block nodes and exports.
+fn leftovers(lab: &Lab, site: &str) -> Vec<String> {
+    let q = qmp(lab, site);
+    let mut found = Vec::new();
+    for (command, args, key) in [
+        ("query-block-jobs", Value::Null, "device"),
+        (
+            "query-named-block-nodes",
+            json!({ "flat": true }),
+            "node-name",
+        ),
+        ("query-block-exports", Value::Null, "id"),
+    ] {
+        let list = q.execute(command, args).expect("query");
+        found.extend(
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x[key].as_str())
+                .filter(|n| n.starts_with("cssc-"))
+                .map(str::to_string),
+        );
+    }
+    found
+}
+
+fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let mut f = std::fs::File::open(path).expect("open image");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    let mut buf = vec![0; len];
+    f.read_exact(&mut buf).expect("read");
+    buf
+}
+
+#[test]
+fn point_in_time_copy_is_the_source_as_of_its_start_under_concurrent_writes() {
+    let (lab, plan) = lab(
+        &[("a", &[("src", 256), ("dst", 256)])],
+        &[&[("a", "src"), ("a", "dst")]],
+        BaseCopy::PointInTime(PointInTimeMode::Copy),
+    );
+    let expected = lab.dir.join("expected.img");
+    std::fs::copy(lab.image("a", "src"), &expected).expect("snapshot the source");
+    let (mut d, rx) = driver(&plan);
+    d.preflight(&plan.pairs(1)).expect("preflight");
+    d.start(&plan.pairs(1), BaseCopy::PointInTime(PointInTimeMode::Copy))
+        .expect("start");
+    // Overwrite 64 regions across the volume while the copy runs.
+    let offsets: Vec<u64> = (0..64).map(|k| k * 4 * MIB).collect();
+    lab.write("a", "src", 0xee, &offsets)
+        .expect("writes acknowledged");
+    await_reports(&mut d, &rx, &PairEvent::Complete, 1);
+    assert!(
+        lab.same(lab.image("a", "dst"), &expected).expect("compare"),
+        "the copy is the source as of its start"
+    );
+    assert!(
+        !same(&lab, ("a", "src"), ("a", "dst")),
+        "the source moved on after the start"
+    );
+    d.shutdown();
+    assert!(
+        leftovers(&lab, "a").is_empty(),
+        "{:?}",
+        leftovers(&lab, "a")
+    );
+}
+
+#[test]
+fn incremental_copies_refresh_the_target() {
+    let mode = BaseCopy::PointInTime(PointInTimeMode::Incremental);
+    let (lab, plan) = lab(
+        &[("a", &[("src", 32), ("dst", 32)]), ("b", &[("far", 32)])],
+        &[&[("a", "src"), ("b", "far")]],
+        mode,
+    );
+    let (mut d, rx) = driver(&plan);
+    d.start(&plan.pairs(1), mode).expect("first, full copy");
+    await_reports(&mut d, &rx, &PairEvent::Complete, 1);
+    assert!(same(&lab, ("a", "src"), ("b", "far")));
+    lab.write("a", "src", 0x11, &[0, 5 * MIB, 17 * MIB])
+        .expect("writes");
+    assert!(!same(&lab, ("a", "src"), ("b", "far")));
+    d.start(&plan.pairs(1), mode).expect("incremental copy");
+    await_reports(&mut d, &rx, &PairEvent::Complete, 1);
+    assert!(
+        same(&lab, ("a", "src"), ("b", "far")),
+        "the refresh brought the changes"
+    );
+    d.shutdown();
+    assert!(leftovers(&lab, "a").is_empty() && leftovers(&lab, "b").is_empty());
+}
+
+#[test]
+fn synchronous_mirror_has_every_acknowledged_write() {
+    let mode = BaseCopy::Continuous(ContinuousMode::Synchronous);
+    let (lab, plan) = lab(
+        &[("a", &[("src", 64)]), ("b", &[("dst", 64)])],
+        &[&[("a", "src"), ("b", "dst")]],
+        mode,
+    );
+    let (mut d, rx) = driver(&plan);
+    d.start(&plan.pairs(1), mode).expect("start");
+    await_reports(&mut d, &rx, &PairEvent::Duplex, 1);
+    assert!(
+        same(&lab, ("a", "src"), ("b", "dst")),
+        "duplex: the initial copy is complete"
+    );
+    for round in 0..5u8 {
+        let offsets: Vec<u64> = (0..16).map(|k| (k * 3 + u64::from(round)) * MIB).collect();
+        lab.write("a", "src", 0x30 + round, &offsets)
+            .expect("writes");
+        // No waiting: a synchronous write is acknowledged once the target has it.
+        assert!(same(&lab, ("a", "src"), ("b", "dst")), "round {round}");
+    }
+    d.stop(&plan.pairs(1)).expect("stop");
+    await_reports(&mut d, &rx, &PairEvent::Stopped, 1);
+    assert!(
+        leftovers(&lab, "a").is_empty() && leftovers(&lab, "b").is_empty(),
+        "stop removes the NBD node and export"
+    );
+    d.shutdown();
+}
+
+#[test]
+fn asynchronous_mirror_converges_and_suspend_resume_copy_only_what_changed() {
+    let mode = BaseCopy::Continuous(ContinuousMode::Asynchronous);
+    let (lab, plan) = lab(
+        &[("a", &[("src", 64)]), ("b", &[("dst", 64)])],
+        &[&[("a", "src"), ("b", "dst")]],
+        mode,
+    );
+    let (mut d, rx) = driver(&plan);
+    d.start(&plan.pairs(1), mode).expect("start");
+    await_reports(&mut d, &rx, &PairEvent::Duplex, 1);
+    let converge = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !same(&lab, ("a", "src"), ("b", "dst")) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the target did not converge"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    lab.write(
+        "a",
+        "src",
+        0x44,
+        &(0..32).map(|k| k * MIB).collect::<Vec<_>>(),
+    )
+    .expect("writes");
+    converge("running");
+    let suspended = d.suspend(&plan.pairs(1), mode).expect("suspend");
+    assert_eq!(suspended[0].event, PairEvent::Suspended);
+    lab.write("a", "src", 0x45, &[MIB, 9 * MIB])
+        .expect("writes while suspended");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !same(&lab, ("a", "src"), ("b", "dst")),
+        "a suspended pair copies nothing"
+    );
+    d.resume(&plan.pairs(1), mode).expect("resume");
+    converge("resumed");
+    d.shutdown();
+    assert!(leftovers(&lab, "a").is_empty() && leftovers(&lab, "b").is_empty());
+}
+
+#[test]
+fn freeze_stops_every_pair_of_the_group_with_targets_as_of_the_freeze() {
+    let mode = BaseCopy::Continuous(ContinuousMode::Synchronous);
+    let (lab, plan) = lab(
+        &[
+            ("a", &[("s0", 16), ("s1", 16)]),
+            ("b", &[("t0", 16), ("t1", 16)]),
+        ],
+        &[&[("a", "s0"), ("b", "t0")], &[("a", "s1"), ("b", "t1")]],
+        mode,
+    );
+    let (mut d, rx) = driver(&plan);
+    d.start(&plan.pairs(1), mode).expect("start");
+    await_reports(&mut d, &rx, &PairEvent::Duplex, 2);
+    lab.write("a", "s0", 0x51, &[0]).expect("write");
+    lab.write("a", "s1", 0x52, &[0]).expect("write");
+    d.freeze(&plan.pairs(1)).expect("freeze");
+    await_reports(&mut d, &rx, &PairEvent::Suspended, 2);
+    assert!(same(&lab, ("a", "s0"), ("b", "t0")) && same(&lab, ("a", "s1"), ("b", "t1")));
+    lab.write("a", "s0", 0x53, &[MIB])
+        .expect("the source stays writable");
+    assert!(
+        !same(&lab, ("a", "s0"), ("b", "t0")),
+        "after the freeze nothing reaches the target"
+    );
+    d.shutdown();
+}
+
+/// A running session: its stop flag, its status, its thread.
+type Session = (
+    Arc<AtomicBool>,
+    Arc<Mutex<Status>>,
+    std::thread::JoinHandle<Result<(), SetupError>>,
+);
+
+/// Requests a webhook received: when, and the body.
+type Received = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// Runs a compiled solution on `plan` in a thread.
+fn spawn<S: Solution>(plan: Plan) -> Session {
+    let stop = Arc::new(AtomicBool::new(false));
+    let status = Arc::new(Mutex::new(Status::default()));
+    let (s, st) = (Arc::clone(&stop), Arc::clone(&status));
+    let options = Options {
+        log: log(&plan.name),
+        progress_every: None,
+    };
+    (
+        stop,
+        status,
+        std::thread::spawn(move || executor::run::<S>(plan, options, s, st)),
+    )
+}
+
+fn wait_until(status: &Mutex<Status>, what: &str, done: impl Fn(&Status) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(&status.lock().expect("status")) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            status.lock().expect("status")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A local HTTP server that records each request body with the time it arrived.
+fn webhook() -> (u16, Received) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = vec![0; 65536];
+            let mut got = 0;
+            // Headers, then the body of Content-Length bytes.
+            let body = loop {
+                let n = stream.read(&mut buf[got..]).unwrap_or(0);
+                if n == 0 {
+                    break String::new();
+                }
+                got += n;
+                let text = String::from_utf8_lossy(&buf[..got]).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break body.to_string();
+                    }
+                }
+            };
+            record.lock().expect("record").push((Instant::now(), body));
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn target_site_failure_freezes_and_notifies_within_two_seconds() {
+    type S = cssc_solutions::mirror_freeze_switch::Chain;
+    let (lab, mut plan) = {
+        let (lab, _) = lab(
+            &[
+                ("siteA", &[("db", 16), ("journal", 16)]),
+                ("siteB", &[("db-r", 16), ("journal-r", 16)]),
+            ],
+            &[
+                &[("siteA", "db"), ("siteB", "db-r")],
+                &[("siteA", "journal"), ("siteB", "journal-r")],
+            ],
+            BaseCopy::Continuous(ContinuousMode::Synchronous),
+        );
+        let mut plan = Plan::from_session(&S::SESSION);
+        lab.wire(&mut plan);
+        (lab, plan)
+    };
+    let (port, hooks) = webhook();
+    plan.contacts[0].webhook = Some(format!("http://127.0.0.1:{port}/oncall"));
+    let (stop, status, handle) = spawn::<S>(plan);
+    wait_until(&status, "duplex", |s| s.states.get(&1) == Some(&"Duplex"));
+    let offsets: Vec<u64> = (0..16).map(|k| k * 512 * 1024).collect();
+    lab.write("siteA", "db", 0x61, &offsets)
+        .expect("writes acknowledged before the failure");
+
+    let mut lab = lab;
+    let killed = Instant::now();
+    lab.kill("siteB");
+    // The failure shows at the next write (reconnect-delay 0): the application goes on.
+    lab.write("siteA", "db", 0x62, &[8 * MIB])
+        .expect("the source stays writable");
+    wait_until(&status, "the freeze", |s| {
+        s.commands.iter().any(|c| c.1 == Verb::Freeze)
+    });
+    let froze = killed.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hooks.lock().expect("hooks").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (arrived, body) = hooks
+        .lock()
+        .expect("hooks")
+        .first()
+        .cloned()
+        .expect("the on-call contact was notified");
+    let notified = arrived.duration_since(killed);
+    assert!(froze < Duration::from_secs(2), "freeze after {froze:?}");
+    assert!(
+        notified < Duration::from_secs(2),
+        "notified after {notified:?}"
+    );
+    let hook: Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(
+        (
+            hook["session"].as_str(),
+            hook["sequence"].as_u64(),
+            hook["event"].as_str()
+        ),
+        (Some("mirror-freeze-switch"), Some(1), Some("onError"))
+    );
+    assert!(status
+        .lock()
+        .expect("status")
+        .events
+        .contains(&(1, Event::OnError)));
+    lab.write("siteA", "db", 0x63, &[9 * MIB])
+        .expect("still writable after the freeze");
+    for off in &offsets {
+        assert_eq!(
+            read_at(lab.image("siteB", "db-r"), *off, 65536),
+            vec![0x61; 65536],
+            "acknowledged write at {off} is on the target"
+        );
+    }
+    println!("freeze {froze:?} and webhook {notified:?} after the target site died");
+    stop.store(true, Ordering::Relaxed);
+    handle
+        .join()
+        .expect("executor thread")
+        .expect("session ran");
+    assert!(
+        leftovers(&lab, "siteA").is_empty(),
+        "{:?}",
+        leftovers(&lab, "siteA")
+    );
+}
+
+#[test]
+fn every_action_type_runs_on_its_event() {
+    type S = actions_fixture::Chain;
+    let dir = Path::new("/tmp/cssc-actions-test");
+    std::fs::create_dir_all(dir).expect("dir");
+    for (script, out) in [("notify.sh", "notify.env"), ("run.sh", "run.env")] {
+        let path = dir.join(script);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nenv | grep ^CSSC_ | sort > {}\n",
+                dir.join(out).display()
+            ),
+        )
+        .expect("script");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let _ = std::fs::remove_file(dir.join(out));
+    }
+    let (lab, _) = lab(
+        &[("lab", &[("src", 8), ("dst", 8)])],
+        &[&[("lab", "src"), ("lab", "dst")]],
+        BaseCopy::PointInTime(PointInTimeMode::Copy),
+    );
+    let mut plan = Plan::from_session(&S::SESSION);
+    lab.wire(&mut plan);
+    let (port, hooks) = webhook();
+    plan.contacts[0].webhook = Some(format!("http://127.0.0.1:{port}/hook"));
+    let (stop, status, handle) = spawn::<S>(plan);
+    wait_until(&status, "the copy", |s| {
+        s.states.get(&1) == Some(&"Complete")
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(dir.join("notify.env").exists()
+        && dir.join("run.env").exists()
+        && !hooks.lock().expect("hooks").is_empty())
+    {
+        assert!(Instant::now() < deadline, "actions did not all run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for out in ["notify.env", "run.env"] {
+        let env = std::fs::read_to_string(dir.join(out)).expect("recorded");
+        assert!(
+            env.contains("CSSC_EVENT=onComplete\n")
+                && env.contains("CSSC_SESSION=actions\n")
+                && env.contains("CSSC_SEQUENCE=1\n"),
+            "{out}: {env}"
+        );
+    }
+    let body: Value = serde_json::from_str(&hooks.lock().expect("hooks")[0].1).expect("JSON");
+    assert_eq!(body["event"], "onComplete");
+    assert!(same(&lab, ("lab", "src"), ("lab", "dst")));
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("thread").expect("ran");
+}
+
+#[test]
+fn the_cppc_chain_survives_a_site_failure_end_to_end() {
+    let options = csc_runtime::demo::DemoOptions {
+        volume_mib: 16,
+        keep: false,
+        log: log("cppc"),
+    };
+    let verdicts = csc_runtime::demo::run::<cssc_solutions::cppc::Chain>(options).expect("demo");
+    assert_eq!(verdicts.len(), 6, "{verdicts:#?}");
+    assert!(verdicts.iter().all(|v| v.contains(" == ")));
+}
+
+/// Runs a session that must refuse to start; returns its message. Checks that the
+/// storage is as it was: no cssc job, node or export, and every image unchanged.
+fn refused(lab: &Lab, plan: Plan) -> String {
+    let before: BTreeMap<_, _> = lab
+        .images
+        .iter()
+        .map(|(k, p)| (k.clone(), std::fs::read(p).expect("image")))
+        .collect();
+    let (_, _, handle) = spawn::<cssc_solutions::mirror_freeze_switch::Chain>(plan);
+    let err = handle
+        .join()
+        .expect("thread")
+        .expect_err("the session must not start");
+    for site in lab.sites.keys() {
+        assert!(
+            leftovers(lab, site).is_empty(),
+            "{site}: {:?}",
+            leftovers(lab, site)
+        );
+    }
+    for (k, bytes) in before {
+        assert!(
+            std::fs::read(&lab.images[&k]).expect("image") == bytes,
+            "{k:?} changed"
+        );
+    }
+    err.to_string()
+}
+
+fn two_site_lab(target_mib: u64) -> (Lab, Plan) {
+    let (lab, _) = lab(
+        &[
+            ("siteA", &[("db", 16), ("journal", 16)]),
+            ("siteB", &[("db-r", target_mib), ("journal-r", 16)]),
+        ],
+        &[&[("siteA", "db"), ("siteB", "db-r")]],
+        BaseCopy::Continuous(ContinuousMode::Synchronous),
+    );
+    let mut plan = Plan::from_session(&cssc_solutions::mirror_freeze_switch::Chain::SESSION);
+    lab.wire(&mut plan);
+    (lab, plan)
+}
+
+#[test]
+fn bad_run_time_input_is_refused_naming_site_and_volume() {
+    let (lab, mut plan) = two_site_lab(16);
+    plan.storages.get_mut("siteB").expect("siteB").endpoint =
+        csc_runtime::address::Address::Unix("/nonexistent/siteB.qmp".into());
+    let err = refused(&lab, plan);
+    assert!(
+        err.contains("storage siteB") && err.contains("/nonexistent/siteB.qmp"),
+        "{err}"
+    );
+
+    let (lab, mut plan) = two_site_lab(16);
+    plan.copysets[1].volumes[1].name = "jornal-r".into();
+    let err = refused(&lab, plan);
+    assert!(
+        err.contains("storage siteB, volume jornal-r: no block node") && err.contains("journal-r"),
+        "{err}"
+    );
+
+    let (lab, plan) = two_site_lab(8);
+    let err = refused(&lab, plan);
+    assert!(
+        err.contains("storage siteB, volume db-r") && err.contains("less than its source"),
+        "{err}"
+    );
+
+    let (lab, plan) = two_site_lab(16);
+    // Someone else's job on db (a monitor serves one client: close this one after).
+    qmp(&lab, "siteA")
+        .execute("blockdev-mirror", json!({ "job-id": "someone-else", "device": "db", "target": "journal", "sync": "none" }))
+        .expect("another job");
+    let err = refused(&lab, plan);
+    assert!(err.starts_with("storage siteA, volume db: "), "{err}");
+    let jobs = qmp(&lab, "siteA")
+        .execute("query-block-jobs", Value::Null)
+        .expect("jobs");
+    assert_eq!(
+        jobs.as_array().map(Vec::len),
+        Some(1),
+        "only the other job runs: {jobs}"
+    );
+}
+
+#[test]
+fn run_exits_non_zero_on_a_bad_run_time_file() {
+    let dir = std::env::temp_dir().join(format!("cssc-runfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("host.toml");
+    std::fs::write(&file, "[storage.siteA]\nendpoint = \"unix:/nonexistent/a.qmp\"\n[storage.siteB]\nendpoint = \"unix:/nonexistent/b.qmp\"\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+        .args(["mirror-freeze-switch", "run", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot start: storage siteA") && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    std::fs::write(&file, "[storage.siteA]\nendpoint = \"ftp://x\"\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+        .args(["mirror-freeze-switch", "run", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("storage siteA: endpoint"));
+    std::fs::remove_dir_all(&dir).ok();
+}
