@@ -1,0 +1,261 @@
+//! Storage benchmarks, each side by side in one run (numbers go into BENCHMARKS.md):
+//! point-in-time Copy vs `qemu-img convert`; synchronous-mirror 4 KiB write latency
+//! under cssc vs the same mirror set up by hand; freeze of 10 and 100 pairs; storage
+//! event -> action latency. Run: `cargo bench --bench storage` (needs qemu-utils).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use csc_runtime::drivers::{Driver, PairEvent};
+use csc_runtime::lab::Lab;
+use csc_runtime::machine::Solution;
+use csc_runtime::plan::Plan;
+use csc_runtime::vocab::{BaseCopy, Command as Verb, ContinuousMode, PointInTimeMode};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn sync_disks() {
+    Command::new("sync").status().expect("sync");
+}
+
+/// Point-in-time Copy of 1 GiB through cssc's driver vs `qemu-img convert`, both
+/// buffered and both followed by `sync`, three runs each.
+fn pit_copy_vs_convert() {
+    let gib = 1024;
+    let mode = BaseCopy::PointInTime(PointInTimeMode::Copy);
+    let (lab, plan) = lab(
+        &[("a", &[("src", gib), ("dst", gib), ("conv", gib)])],
+        &[&[("a", "src"), ("a", "dst")]],
+        mode,
+    );
+    let (mut d, rx) = driver(&plan);
+    let (mut cssc, mut convert) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        sync_disks();
+        let t = Instant::now();
+        d.start(&plan.pairs(1), mode).expect("start");
+        await_reports(&mut d, &rx, &PairEvent::Complete, 1);
+        sync_disks();
+        cssc.push(t.elapsed().as_secs_f64());
+        assert!(same(&lab, ("a", "src"), ("a", "dst")));
+
+        sync_disks();
+        let t = Instant::now();
+        let ok = Command::new("qemu-img")
+            .args(["convert", "-U", "-n", "-f", "raw", "-O", "raw"])
+            .arg(lab.image("a", "src"))
+            .arg(lab.image("a", "conv"))
+            .status()
+            .expect("qemu-img convert");
+        assert!(ok.success());
+        sync_disks();
+        convert.push(t.elapsed().as_secs_f64());
+    }
+    d.shutdown();
+    let (c, q) = (median(cssc.clone()), median(convert.clone()));
+    println!("PIT Copy 1 GiB (s, incl. sync): cssc {cssc:.2?} median {c:.2} ({:.0} MiB/s); qemu-img convert {convert:.2?} median {q:.2} ({:.0} MiB/s); cssc/convert throughput = {:.2}x",
+        1024.0 / c, 1024.0 / q, q / c);
+}
+
+/// Mean 4 KiB write latency through the source's export, by `qemu-img bench`.
+fn write_latency_us(lab: &Lab, site: &str, volume: &str, count: u32) -> f64 {
+    let uri = format!(
+        "nbd+unix:///app-{volume}?socket={}",
+        lab.sites[site].nbd.display()
+    );
+    let out = Command::new("qemu-img")
+        .args([
+            "bench",
+            "-f",
+            "raw",
+            "-w",
+            "-s",
+            "4096",
+            "-S",
+            "4096",
+            "-d",
+            "1",
+            "-c",
+            &count.to_string(),
+            &uri,
+        ])
+        .output()
+        .expect("qemu-img bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let secs: f64 = text
+        .split("Run completed in ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("qemu-img bench said: {text}"));
+    secs * 1e6 / f64::from(count)
+}
+
+/// Synchronous mirror: 4 KiB write latency with no mirror, under cssc, and with the
+/// same mirror set up by hand over QMP (alternating, three rounds).
+fn sync_mirror_latency() {
+    let mode = BaseCopy::Continuous(ContinuousMode::Synchronous);
+    let (lab, plan) = lab(
+        &[("a", &[("src", 256)]), ("b", &[("dst", 256)])],
+        &[&[("a", "src"), ("b", "dst")]],
+        mode,
+    );
+    let count = 20_000;
+    let base = write_latency_us(&lab, "a", "src", count);
+    let (mut by_cssc, mut by_hand) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let (mut d, rx) = driver(&plan);
+        d.start(&plan.pairs(1), mode).expect("start");
+        await_reports(&mut d, &rx, &PairEvent::Duplex, 1);
+        by_cssc.push(write_latency_us(&lab, "a", "src", count));
+        d.shutdown();
+        drop(d);
+
+        // The same recipe by hand: export, NBD client node, write-blocking mirror.
+        let (qa, qb) = (qmp(&lab, "a"), qmp(&lab, "b"));
+        let nbd = lab.sites["b"].nbd.display().to_string();
+        qb.execute("block-export-add", json!({ "type": "nbd", "id": "hand", "node-name": "dst", "name": "hand", "writable": true })).expect("export");
+        qa.execute("blockdev-add", json!({ "driver": "nbd", "node-name": "handnbd", "server": { "type": "unix", "path": nbd }, "export": "hand", "reconnect-delay": 0 })).expect("nbd node");
+        qa.execute("blockdev-mirror", json!({ "job-id": "handm", "device": "src", "target": "handnbd", "sync": "full", "copy-mode": "write-blocking", "on-target-error": "stop" })).expect("mirror");
+        while !qa.execute("query-block-jobs", Value::Null).expect("jobs")[0]["ready"]
+            .as_bool()
+            .unwrap_or(false)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        by_hand.push(write_latency_us(&lab, "a", "src", count));
+        qa.execute(
+            "block-job-cancel",
+            json!({ "device": "handm", "force": true }),
+        )
+        .expect("cancel");
+        while qa
+            .execute("query-block-jobs", Value::Null)
+            .expect("jobs")
+            .as_array()
+            .is_some_and(|j| !j.is_empty())
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        qa.execute("blockdev-del", json!({ "node-name": "handnbd" }))
+            .expect("del");
+        qb.execute("block-export-del", json!({ "id": "hand" }))
+            .expect("export del");
+    }
+    let (c, h) = (median(by_cssc.clone()), median(by_hand.clone()));
+    println!("sync mirror 4 KiB write, QD1, {count} writes (mean us/write): no mirror {base:.1}; cssc {by_cssc:.1?} median {c:.1}; by hand {by_hand:.1?} median {h:.1}; cssc/hand = {:.2}x", c / h);
+}
+
+/// Freeze of N synchronous pairs: until every cancel is acknowledged, and until every
+/// pair has reported that it stopped.
+fn freeze(n: usize) {
+    let mode = BaseCopy::Continuous(ContinuousMode::Synchronous);
+    let sources: Vec<(String, u64)> = (0..n).map(|i| (format!("s{i}"), 4)).collect();
+    let targets: Vec<(String, u64)> = (0..n).map(|i| (format!("t{i}"), 4)).collect();
+    let names: Vec<(String, String)> = (0..n).map(|i| (format!("s{i}"), format!("t{i}"))).collect();
+    let src: Vec<(&str, u64)> = sources.iter().map(|(v, m)| (v.as_str(), *m)).collect();
+    let tgt: Vec<(&str, u64)> = targets.iter().map(|(v, m)| (v.as_str(), *m)).collect();
+    let pairs: Vec<[(&str, &str); 2]> = names
+        .iter()
+        .map(|(s, t)| [("a", s.as_str()), ("b", t.as_str())])
+        .collect();
+    let sets: Vec<&[(&str, &str)]> = pairs.iter().map(|p| &p[..]).collect();
+    let (_lab, plan) = lab(&[("a", &src), ("b", &tgt)], &sets, mode);
+    let (mut d, rx) = driver(&plan);
+    d.start(&plan.pairs(1), mode).expect("start");
+    await_reports(&mut d, &rx, &PairEvent::Duplex, n);
+    let t = Instant::now();
+    d.freeze(&plan.pairs(1)).expect("freeze");
+    let acked = t.elapsed();
+    await_reports(&mut d, &rx, &PairEvent::Suspended, n);
+    let stopped = t.elapsed();
+    d.shutdown();
+    println!("freeze of {n} sync pairs: every cancel acknowledged after {:.1} ms; every pair stopped after {:.1} ms",
+        acked.as_secs_f64() * 1e3, stopped.as_secs_f64() * 1e3);
+}
+
+/// A target site dies under a synchronous mirror: time until the freeze command ran
+/// and until the webhook arrived (five runs).
+fn event_to_action() {
+    type S = cssc_solutions::mirror_freeze_switch::Chain;
+    let (mut to_freeze, mut to_hook) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (mut lab, _) = lab(
+            &[
+                ("siteA", &[("db", 8), ("journal", 8)]),
+                ("siteB", &[("db-r", 8), ("journal-r", 8)]),
+            ],
+            &[
+                &[("siteA", "db"), ("siteB", "db-r")],
+                &[("siteA", "journal"), ("siteB", "journal-r")],
+            ],
+            BaseCopy::Continuous(ContinuousMode::Synchronous),
+        );
+        let mut plan = Plan::from_session(&S::SESSION);
+        lab.wire(&mut plan);
+        let (port, hooks) = webhook();
+        plan.contacts[0].webhook = Some(format!("http://127.0.0.1:{port}/oncall"));
+        let (stop, status, handle) = spawn::<S>(plan);
+        wait_until(&status, "duplex", |s| s.states.get(&1) == Some(&"Duplex"));
+        let killed = Instant::now();
+        lab.kill("siteB");
+        wait_until(&status, "freeze", |s| {
+            s.commands.iter().any(|c| c.1 == Verb::Freeze)
+        });
+        to_freeze.push(killed.elapsed().as_secs_f64() * 1e3);
+        while hooks.lock().expect("hooks").is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        to_hook.push(
+            hooks.lock().expect("hooks")[0]
+                .0
+                .duration_since(killed)
+                .as_secs_f64()
+                * 1e3,
+        );
+        stop.store(true, Ordering::Relaxed);
+        handle.join().expect("thread").expect("ran");
+    }
+    println!("target site killed -> freeze done (ms): {to_freeze:.1?} median {:.1}; -> webhook received (ms): {to_hook:.1?} median {:.1}",
+        median(to_freeze.clone()), median(to_hook.clone()));
+}
+
+fn main() {
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    println!(
+        "machine: {} cores; qemu-storage-daemon: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        String::from_utf8_lossy(
+            &Command::new("qemu-storage-daemon")
+                .arg("--version")
+                .output()
+                .expect("qsd")
+                .stdout
+        )
+        .lines()
+        .next()
+        .unwrap_or("?")
+    );
+    if run("pit") {
+        pit_copy_vs_convert();
+    }
+    if run("latency") {
+        sync_mirror_latency();
+    }
+    if run("freeze") {
+        freeze(10);
+        freeze(100);
+    }
+    if run("action") {
+        event_to_action();
+    }
+}

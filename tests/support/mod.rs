@@ -1,0 +1,262 @@
+//! Helpers shared by the real-storage tests and benchmarks: labs of
+//! qemu-storage-daemons with a plan over them, drivers, sessions, a webhook receiver.
+#![allow(dead_code)] // each user takes what it needs
+
+use csc_runtime::drivers::qemu::qmp::{Notice, Qmp};
+use csc_runtime::drivers::qemu::Qemu;
+use csc_runtime::drivers::PairEvent;
+use csc_runtime::drivers::{Driver, PairReport};
+use csc_runtime::executor::{self, Options, SetupError, Status};
+use csc_runtime::lab::{fill_random, Lab};
+use csc_runtime::log::{Log, LogFormat};
+use csc_runtime::machine::Solution;
+use csc_runtime::plan::{CopySet, Plan, Sequence, Storage, Volume};
+use csc_runtime::vocab::BaseCopy;
+use serde_json::{json, Value};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const MIB: u64 = 1 << 20;
+
+pub fn log(session: &str) -> Log {
+    Log {
+        format: LogFormat::Human,
+        session: session.into(),
+    }
+}
+
+pub fn vol(storage: &str, name: &str) -> Volume {
+    Volume {
+        storage: storage.into(),
+        name: name.into(),
+    }
+}
+
+/// A lab with `sites` (site, [(volume, MiB)]); first volumes of `copysets` get random
+/// data and an application export. Returns the lab and a plan over it.
+pub fn lab(
+    sites: &[(&str, &[(&str, u64)])],
+    copysets: &[&[(&str, &str)]],
+    copy: BaseCopy,
+) -> (Lab, Plan) {
+    let mut lab = Lab::new(&std::env::temp_dir(), false).expect("lab");
+    let sources: Vec<(String, String)> = copysets
+        .iter()
+        .map(|c| (c[0].0.to_string(), c[0].1.to_string()))
+        .collect();
+    for (site, volumes) in sites {
+        let volumes: Vec<(String, u64)> = volumes
+            .iter()
+            .map(|(v, mib)| (v.to_string(), mib * MIB))
+            .collect();
+        lab.create(site, &volumes).expect("images");
+        let exported: Vec<String> = sources
+            .iter()
+            .filter(|(s, _)| s == site)
+            .map(|(_, v)| v.clone())
+            .collect();
+        for (i, name) in exported.iter().enumerate() {
+            let size = volumes.iter().find(|(v, _)| v == name).expect("volume").1;
+            fill_random(lab.image(site, name), size, 7 + i as u64).expect("fill");
+        }
+        lab.add_site(site, &volumes, &exported).expect("daemon");
+    }
+    let mut plan = Plan {
+        name: "test".into(),
+        storages: sites
+            .iter()
+            .map(|(s, _)| {
+                let placeholder = csc_runtime::address::Address::Unix(String::new());
+                (
+                    s.to_string(),
+                    Storage {
+                        id: s.to_string(),
+                        endpoint: placeholder,
+                        data: None,
+                    },
+                )
+            })
+            .collect(),
+        contacts: Vec::new(),
+        copysets: copysets
+            .iter()
+            .enumerate()
+            .map(|(i, c)| CopySet {
+                name: format!("set{i}"),
+                volumes: c.iter().map(|(s, v)| vol(s, v)).collect(),
+            })
+            .collect(),
+        sequences: vec![Sequence {
+            number: 1,
+            copy,
+            schedule: None,
+            handled: Vec::new(),
+        }],
+    };
+    lab.wire(&mut plan);
+    (lab, plan)
+}
+
+/// A driver on the plan and the channel of its notices.
+pub fn driver(plan: &Plan) -> (Qemu, Receiver<(String, Notice)>) {
+    let (tx, rx) = mpsc::channel();
+    (Qemu::connect(plan, tx).expect("connect"), rx)
+}
+
+/// Feeds notices to the driver until `want` reports have the event `event` (or fails).
+pub fn await_reports(
+    driver: &mut Qemu,
+    rx: &Receiver<(String, Notice)>,
+    event: &PairEvent,
+    want: usize,
+) -> Vec<PairReport> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut all = Vec::new();
+    while all
+        .iter()
+        .filter(|r: &&PairReport| &r.event == event)
+        .count()
+        < want
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (site, notice) = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {event:?} within 60 s; got {all:?}"));
+        all.extend(driver.interpret(&site, notice));
+    }
+    all
+}
+
+pub fn same(lab: &Lab, a: (&str, &str), b: (&str, &str)) -> bool {
+    lab.same(lab.image(a.0, a.1), lab.image(b.0, b.1))
+        .expect("compare")
+}
+
+pub fn qmp(lab: &Lab, site: &str) -> Qmp {
+    let (tx, _rx) = mpsc::channel::<((), Notice)>();
+    Qmp::connect(
+        &csc_runtime::address::Address::Unix(lab.sites[site].admin.display().to_string()),
+        (),
+        tx,
+    )
+    .expect("qmp")
+}
+
+/// What cssc may have left in a daemon: its jobs, block nodes and exports.
+pub fn leftovers(lab: &Lab, site: &str) -> Vec<String> {
+    let q = qmp(lab, site);
+    let mut found = Vec::new();
+    for (command, args, key) in [
+        ("query-block-jobs", Value::Null, "device"),
+        (
+            "query-named-block-nodes",
+            json!({ "flat": true }),
+            "node-name",
+        ),
+        ("query-block-exports", Value::Null, "id"),
+    ] {
+        let list = q.execute(command, args).expect("query");
+        found.extend(
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x[key].as_str())
+                .filter(|n| n.starts_with("cssc-"))
+                .map(str::to_string),
+        );
+    }
+    found
+}
+
+pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let mut f = std::fs::File::open(path).expect("open image");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    let mut buf = vec![0; len];
+    f.read_exact(&mut buf).expect("read");
+    buf
+}
+
+/// A running session: its stop flag, its status, its thread.
+pub type Session = (
+    Arc<AtomicBool>,
+    Arc<Mutex<Status>>,
+    std::thread::JoinHandle<Result<(), SetupError>>,
+);
+
+/// Requests a webhook received: when, and the body.
+pub type Received = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// Runs a compiled solution on `plan` in a thread.
+pub fn spawn<S: Solution>(plan: Plan) -> Session {
+    let stop = Arc::new(AtomicBool::new(false));
+    let status = Arc::new(Mutex::new(Status::default()));
+    let (s, st) = (Arc::clone(&stop), Arc::clone(&status));
+    let options = Options {
+        log: log(&plan.name),
+        progress_every: None,
+    };
+    (
+        stop,
+        status,
+        std::thread::spawn(move || executor::run::<S>(plan, options, s, st)),
+    )
+}
+
+pub fn wait_until(status: &Mutex<Status>, what: &str, done: impl Fn(&Status) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(&status.lock().expect("status")) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            status.lock().expect("status")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A local HTTP server that records each request body with the time it arrived.
+pub fn webhook() -> (u16, Received) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = vec![0; 65536];
+            let mut got = 0;
+            // Headers, then the body of Content-Length bytes.
+            let body = loop {
+                let n = stream.read(&mut buf[got..]).unwrap_or(0);
+                if n == 0 {
+                    break String::new();
+                }
+                got += n;
+                let text = String::from_utf8_lossy(&buf[..got]).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break body.to_string();
+                    }
+                }
+            };
+            record.lock().expect("record").push((Instant::now(), body));
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            );
+        }
+    });
+    (port, seen)
+}
