@@ -355,9 +355,7 @@ impl<S: Solution> Executor<S> {
                 sequence,
                 event,
             } => {
-                let what = cause.unwrap_or_else(|| {
-                    Occurrence::new(&self.plan.name, sequence, event, None, String::new())
-                });
+                let what = self.occurrence(cause, sequence, event);
                 match self.plan.contacts.iter().find(|c| c.name == contact).cloned() {
                     Some(contact) => {
                         let log = self.log.clone();
@@ -376,15 +374,21 @@ impl<S: Solution> Executor<S> {
                 sequence,
                 event,
             } => {
-                let what = cause.unwrap_or_else(|| {
-                    Occurrence::new(&self.plan.name, sequence, event, None, String::new())
-                });
+                let what = self.occurrence(cause, sequence, event);
                 let log = self.log.clone();
                 std::thread::spawn(move || {
                     actions::run(program, Duration::from_secs(timeout_secs), &what, &log)
                 });
             }
         }
+    }
+
+    /// What an action is about: the event that caused it, or (for a command issued
+    /// outside an event) the sequence and event it names.
+    fn occurrence(&self, cause: Option<Occurrence>, sequence: u32, event: Event) -> Occurrence {
+        cause.unwrap_or_else(|| {
+            Occurrence::new(&self.plan.name, sequence, event, None, String::new())
+        })
     }
 
     fn log_progress(&mut self) {

@@ -62,29 +62,23 @@ trait Stream: std::io::Read + Write + Send {
     fn close(&self);
 }
 
-impl Stream for UnixStream {
-    fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
-        Ok(Box::new(self.try_clone()?))
-    }
-    fn set_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
-        self.set_read_timeout(timeout)
-    }
-    fn close(&self) {
-        let _ = self.shutdown(std::net::Shutdown::Both);
-    }
+macro_rules! stream {
+    ($($t:ty),+) => {$(
+        impl Stream for $t {
+            fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
+                Ok(Box::new(self.try_clone()?))
+            }
+            fn set_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+                self.set_read_timeout(timeout)
+            }
+            fn close(&self) {
+                let _ = self.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    )+};
 }
 
-impl Stream for TcpStream {
-    fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
-        Ok(Box::new(self.try_clone()?))
-    }
-    fn set_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
-        self.set_read_timeout(timeout)
-    }
-    fn close(&self) {
-        let _ = self.shutdown(std::net::Shutdown::Both);
-    }
-}
+stream!(UnixStream, TcpStream);
 
 /// A daemon's QMP monitor serves one client at a time: closing both directions ends
 /// the reader thread and frees the monitor for the next client.
