@@ -456,3 +456,81 @@ fn run_exits_non_zero_on_a_bad_run_time_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("storage siteA: endpoint"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn no_copy_is_an_instant_point_in_time_read_through_a_fleecing_target() {
+    let mode = BaseCopy::PointInTime(PointInTimeMode::NoCopy);
+    let (lab, mut plan) = lab(
+        &[("a", &[("src", 32)])],
+        &[&[("a", "src"), ("a", "src")]],
+        mode,
+    );
+    let expected = lab.dir.join("expected.img");
+    std::fs::copy(lab.image("a", "src"), &expected).expect("the source before the copy");
+    // The target: a qcow2 fleecing node whose backing is the source (notes §2), and a
+    // read-only export to read the point in time through.
+    let fleece = lab.dir.join("fl.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&fleece)
+        .arg((32 * MIB).to_string())
+        .status()
+        .expect("qemu-img");
+    assert!(made.success());
+    let admin = qmp(&lab, "a");
+    admin
+        .execute("blockdev-add", json!({ "driver": "qcow2", "node-name": "fl", "file": { "driver": "file", "filename": fleece.display().to_string() }, "backing": "src" }))
+        .expect("fleecing node");
+    drop(admin);
+    plan.copysets[0].volumes[1].name = "fl".into();
+    let (mut d, rx) = driver(&plan);
+    d.preflight(&plan.pairs(1)).expect("preflight");
+    let reports = d.start(&plan.pairs(1), mode).expect("start");
+    assert!(
+        reports.iter().any(|r| r.event == PairEvent::Complete),
+        "instant: complete at once"
+    );
+    lab.write(
+        "a",
+        "src",
+        0x77,
+        &(0..24).map(|k| k * MIB).collect::<Vec<_>>(),
+    )
+    .expect("writes after the copy");
+    let admin = qmp(&lab, "a");
+    admin
+        .execute("block-export-add", json!({ "type": "nbd", "id": "read-fl", "node-name": "fl", "name": "read-fl", "writable": false }))
+        .expect("read-only export");
+    let uri = format!(
+        "nbd+unix:///read-fl?socket={}",
+        lab.sites["a"].nbd.display()
+    );
+    let compare = std::process::Command::new("qemu-img")
+        .args(["compare", "-U", "-q", "-f", "raw", "-F", "raw"])
+        .arg(&expected)
+        .arg(&uri)
+        .status()
+        .expect("qemu-img compare");
+    assert_eq!(
+        compare.code(),
+        Some(0),
+        "the point in time still reads as the source before the writes"
+    );
+    assert!(
+        !lab.same(lab.image("a", "src"), &expected).expect("compare"),
+        "the source moved on"
+    );
+    admin
+        .execute("block-export-del", json!({ "id": "read-fl" }))
+        .expect("export del");
+    drop(admin);
+    d.stop(&plan.pairs(1)).expect("stop");
+    await_reports(&mut d, &rx, &PairEvent::Stopped, 1);
+    d.shutdown();
+    drop(d);
+    assert!(
+        leftovers(&lab, "a").is_empty(),
+        "{:?}",
+        leftovers(&lab, "a")
+    );
+}
