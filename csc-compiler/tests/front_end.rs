@@ -148,3 +148,18 @@ fn every_code_is_documented() {
         );
     }
 }
+
+#[test]
+fn a_storage_with_a_fault_is_still_declared() {
+    // Its volumes must not also be told that the storage does not exist.
+    let doc = r#"<SESSION><STORAGE id="s1"><ENDPOINT>tcp:host</ENDPOINT></STORAGE>
+<COPYSET name="c"><VOLUME storage="s1">a</VOLUME><VOLUME storage="s1">b</VOLUME></COPYSET>
+<SEQUENCE><TYPE>Continuous</TYPE></SEQUENCE></SESSION>"#;
+    let checked = front_end("x", doc.as_bytes().to_vec());
+    let codes: Vec<&str> = checked
+        .diagnostics
+        .iter()
+        .map(|d| d.code.as_str())
+        .collect();
+    assert_eq!(codes, vec!["E0221"]);
+}

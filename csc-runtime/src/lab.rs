@@ -164,15 +164,6 @@ impl Lab {
         }
     }
 
-    /// Starts a killed site's daemon again, on the same images.
-    pub fn restart(&mut self, site: &str) -> Result<(), String> {
-        let s = self
-            .sites
-            .get_mut(site)
-            .ok_or_else(|| format!("no site {site}"))?;
-        start(s)
-    }
-
     /// Points the plan's storages at this lab's daemons.
     pub fn wire(&self, plan: &mut Plan) {
         for (id, site) in &self.sites {

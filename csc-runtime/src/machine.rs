@@ -12,10 +12,6 @@ macro_rules! typed {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum $name { $($variant,)+ }
 
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-        }
-
         impl From<$name> for $general {
             fn from(value: $name) -> $general {
                 match value { $($name::$variant => $general::$to,)+ }

@@ -88,7 +88,14 @@ impl Checker<'_> {
                 }
             }
         }
-        let copysets = self.copysets(&s.copysets, &storages, s.sequences.len());
+        // Against every declared id: a STORAGE with a fault of its own is still declared.
+        let declared: Vec<&str> = s
+            .storages
+            .iter()
+            .filter_map(|st| st.id.as_ref())
+            .map(|id| id.value.as_ref())
+            .collect();
+        let copysets = self.copysets(&s.copysets, &declared, s.sequences.len());
         // Only a document without errors gets this advice; with errors it is noise.
         if count_errors(self.diags) == 0 {
             self.warn_unreachable(&numbered, &sequences);
@@ -149,15 +156,19 @@ impl Checker<'_> {
                 }),
             };
             let endpoint = s.endpoint.as_ref().and_then(|e| self.endpoint(e));
-            let data = s.data.as_ref().map(|d| self.endpoint(d));
-            if let (true, Some(driver), Some(endpoint), None | Some(Some(_))) =
-                (unique, driver, endpoint.clone(), &data)
+            // `Some(None)`: no DATA, which is fine; `None`: a DATA that is wrong.
+            let data = match &s.data {
+                None => Some(None),
+                Some(d) => self.endpoint(d).map(Some),
+            };
+            if let (true, Some(driver), Some(endpoint), Some(data)) =
+                (unique, driver, endpoint, data)
             {
                 out.push(ir::Storage {
                     id: id.value.to_string(),
                     driver,
                     endpoint,
-                    data: data.flatten(),
+                    data,
                 });
             }
         }
@@ -578,7 +589,7 @@ impl Checker<'_> {
     fn copysets(
         &mut self,
         sets: &[ast::CopySet],
-        storages: &[ir::Storage],
+        storage_ids: &[&str],
         sequences: usize,
     ) -> Vec<ir::CopySet> {
         let mut seen = HashMap::new();
@@ -587,7 +598,6 @@ impl Checker<'_> {
         let total = sets.iter().map(|s| s.volumes.len()).sum();
         let mut volumes_seen: FxHashSet<(&str, &str)> =
             FxHashSet::with_capacity_and_hasher(total, Default::default());
-        let storage_ids: Vec<&str> = storages.iter().map(|s| s.id.as_str()).collect();
         let mut out = Vec::new();
         for set in sets {
             let Some(name) = &set.name else { continue };
