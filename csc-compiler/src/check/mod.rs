@@ -89,12 +89,12 @@ impl Checker<'_> {
             }
         }
         // Against every declared id: a STORAGE with a fault of its own is still declared.
-        let declared: Vec<&str> = s
-            .storages
-            .iter()
-            .filter_map(|st| st.id.as_ref())
-            .map(|id| id.value.as_ref())
-            .collect();
+        let mut declared: Vec<&str> = Vec::new();
+        for id in s.storages.iter().filter_map(|st| st.id.as_ref()) {
+            if !declared.contains(&id.value.as_ref()) {
+                declared.push(&id.value);
+            }
+        }
         let copysets = self.copysets(&s.copysets, &declared, s.sequences.len());
         // Only a document without errors gets this advice; with errors it is noise.
         if count_errors(self.diags) == 0 {
