@@ -40,15 +40,8 @@ fn main() {
             .to_string_lossy()
             .into_owned();
         let module = module_name(&stem);
-        let session_name = codegen::session_name(&solution, &shown);
         let source = path.file_name().expect("a file name").to_string_lossy();
-        let code = codegen::rust(
-            &solution,
-            &codegen::Origin {
-                session_name: &session_name,
-                source: &source,
-            },
-        );
+        let code = codegen::rust(&solution, &shown);
         let generated = out.join(format!("{module}.rs"));
         write_if_changed(&generated, &code);
         let _ = writeln!(
@@ -97,7 +90,6 @@ fn module_name(stem: &str) -> String {
 }
 
 fn write_if_changed(path: &Path, content: &str) {
-    if std::fs::read_to_string(path).ok().as_deref() != Some(content) {
-        std::fs::write(path, content).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
+    csc_compiler::build::write_if_changed(path, content)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }

@@ -141,7 +141,7 @@ fn run(cli: &Cli) -> Result<u8, String> {
                 return Ok(EXIT_INVALID);
             };
             let session_name = codegen::session_name(&solution, file);
-            match build::compile(&session_name, &generate(file, &solution), output) {
+            match build::compile(&session_name, &codegen::rust(&solution, file), output) {
                 Ok(()) => Ok(0),
                 Err(BuildError::Io(message)) => Err(message),
                 Err(BuildError::Cargo { summary, log }) => {
@@ -161,7 +161,7 @@ fn run(cli: &Cli) -> Result<u8, String> {
             let Some((_, solution)) = load_valid(file, &reporter)? else {
                 return Ok(EXIT_INVALID);
             };
-            let code = generate(file, &solution);
+            let code = codegen::rust(&solution, file);
             if *check {
                 let current = std::fs::read_to_string(output).unwrap_or_default();
                 return Ok(stale_unless(current == code, || {
@@ -185,21 +185,6 @@ fn run(cli: &Cli) -> Result<u8, String> {
     }
 }
 
-/// The Rust module of a solution read from `file`.
-fn generate(file: &str, solution: &Solution) -> String {
-    let source = Path::new(file)
-        .file_name()
-        .map_or_else(|| file.to_string(), |n| n.to_string_lossy().into_owned());
-    let session_name = codegen::session_name(solution, file);
-    codegen::rust(
-        solution,
-        &codegen::Origin {
-            session_name: &session_name,
-            source: &source,
-        },
-    )
-}
-
 /// Loads and checks one document, reporting its diagnostics; the solution if valid.
 fn load_valid(file: &str, reporter: &Reporter) -> Result<Option<(Checked, Solution)>, String> {
     let mut checked = load(file)?;
@@ -216,12 +201,10 @@ fn stale_unless(fresh: bool, why: impl FnOnce() -> String) -> u8 {
     EXIT_STALE
 }
 
-/// Writes `content` to `path` only if it differs, so builds that watch it stay warm.
+/// Writes a file the user named, only if its content changed.
 fn write_if_changed(path: &str, content: &str) -> Result<(), String> {
-    if std::fs::read(path).is_ok_and(|old| old == content.as_bytes()) {
-        return Ok(());
-    }
-    std::fs::write(path, content).map_err(|e| format!("cannot write {path}: {e}"))
+    build::write_if_changed(Path::new(path), content)
+        .map_err(|e| format!("cannot write {path}: {e}"))
 }
 
 fn print_stdout(text: &str) -> Result<u8, String> {

@@ -80,15 +80,7 @@ fn generated(doc: &Path) -> String {
     let solution = front_end(&file, std::fs::read(doc).expect("read"))
         .solution
         .expect("valid");
-    let source = doc.file_name().expect("name").to_string_lossy();
-    let name = codegen::session_name(&solution, &file);
-    codegen::rust(
-        &solution,
-        &codegen::Origin {
-            session_name: &name,
-            source: &source,
-        },
-    )
+    codegen::rust(&solution, &file)
 }
 
 #[test]
