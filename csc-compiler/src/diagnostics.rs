@@ -134,6 +134,14 @@ impl Diagnostic {
     }
 }
 
+/// How many of `diagnostics` are errors (warnings do not make a document invalid).
+pub fn error_count(diagnostics: &[Diagnostic]) -> usize {
+    diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count()
+}
+
 /// "did you mean X?" for the closest candidate, if one is close enough to be a typo.
 pub fn did_you_mean<'a>(
     text: &str,

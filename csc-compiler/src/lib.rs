@@ -13,7 +13,7 @@ pub mod ir;
 pub mod source;
 pub mod syntax;
 
-use diagnostics::{Diagnostic, Severity};
+use diagnostics::Diagnostic;
 use source::SourceFile;
 
 /// A document run through the front end.
@@ -26,10 +26,7 @@ pub struct Checked {
 
 impl Checked {
     pub fn errors(&self) -> usize {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        diagnostics::error_count(&self.diagnostics)
     }
 }
 
@@ -52,7 +49,7 @@ pub fn front_end(name: &str, bytes: Vec<u8>) -> Checked {
     // Report in document order, whichever stage found what.
     diagnostics.sort_by_key(|d| d.span.start);
     // A fault found by syntax leaves holes the checker skips; never call that valid.
-    let solution = solution.filter(|_| !diagnostics.iter().any(|d| d.severity == Severity::Error));
+    let solution = solution.filter(|_| diagnostics::error_count(&diagnostics) == 0);
     Checked {
         source,
         diagnostics,

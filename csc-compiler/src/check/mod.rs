@@ -5,7 +5,7 @@ mod values;
 
 pub use values::format_duration;
 
-use crate::diagnostics::{did_you_mean, valid_values_help, Code, Diagnostic};
+use crate::diagnostics::{did_you_mean, error_count, valid_values_help, Code, Diagnostic};
 use crate::ir::{self, Action, Solution};
 use crate::source::Span;
 use crate::syntax::ast::{self, Text};
@@ -16,17 +16,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Checks a parsed document; the IR only when no error was found.
 pub fn check(session: &ast::Session, diags: &mut Vec<Diagnostic>) -> Option<Solution> {
-    let errors_before = count_errors(diags);
+    let errors_before = error_count(diags);
     let mut c = Checker { diags };
     let solution = c.solution(session);
-    (count_errors(c.diags) == errors_before).then_some(solution)
-}
-
-fn count_errors(diags: &[Diagnostic]) -> usize {
-    diags
-        .iter()
-        .filter(|d| d.severity == crate::diagnostics::Severity::Error)
-        .count()
+    (error_count(c.diags) == errors_before).then_some(solution)
 }
 
 fn names<K: Keyword>() -> Vec<&'static str> {
@@ -97,7 +90,7 @@ impl Checker<'_> {
         }
         let copysets = self.copysets(&s.copysets, &declared, s.sequences.len());
         // Only a document without errors gets this advice; with errors it is noise.
-        if count_errors(self.diags) == 0 {
+        if error_count(self.diags) == 0 {
             self.warn_unreachable(&numbered, &sequences);
         }
         Solution {
