@@ -163,3 +163,31 @@ fn a_storage_with_a_fault_is_still_declared() {
         .collect();
     assert_eq!(codes, vec!["E0221"]);
 }
+
+#[test]
+fn text_elements_report_unknown_attributes_with_their_valid_ones() {
+    let doc = r#"<SESSION><COPYSET name="c"><VOLUME storage="s" stroage="x">a</VOLUME><VOLUME storage="s">b</VOLUME></COPYSET><SEQUENCE><TYPE mode="y">Continuous</TYPE><EVENTFLAGS><EVENT>onError</EVENT><ACTION><RUN timout="5s">/bin/true</RUN></ACTION></EVENTFLAGS></SEQUENCE></SESSION>"#;
+    let checked = front_end("x", doc.as_bytes().to_vec());
+    let found: Vec<(&str, &str)> = checked
+        .diagnostics
+        .iter()
+        .map(|d| (d.message.as_str(), d.help.as_deref().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (
+                "unknown attribute `stroage` on <VOLUME>",
+                "did you mean `storage`? valid attributes: storage"
+            ),
+            (
+                "unknown attribute `mode` on <TYPE>",
+                "<TYPE> takes no attributes"
+            ),
+            (
+                "unknown attribute `timout` on <RUN>",
+                "did you mean `timeout`? valid attributes: timeout"
+            ),
+        ]
+    );
+}

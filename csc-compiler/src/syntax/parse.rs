@@ -195,12 +195,12 @@ impl Parser<'_> {
             ..Default::default()
         };
         for (_, child) in self.children(node) {
-            let [storage] = self.attributes(child, ["storage"]);
+            let (name, [storage]) = self.text_with(child, ["storage"]);
             self.require_attribute(child, "storage", &storage);
             c.volumes.push(ast::Volume {
                 span: child.range(),
                 storage,
-                name: self.text(child),
+                name,
             });
         }
         c
@@ -273,8 +273,7 @@ impl Parser<'_> {
                 "DO_CMD" => self.once(&mut a.do_cmd, child),
                 "NOTIFY" => self.once(&mut a.notify, child),
                 _ => {
-                    let [timeout] = self.attributes(child, ["timeout"]);
-                    let program = self.text(child);
+                    let (program, [timeout]) = self.text_with(child, ["timeout"]);
                     if a.run.is_some() {
                         self.duplicate(child);
                     } else if let Some(program) = program {
@@ -448,7 +447,21 @@ impl Parser<'_> {
     /// The trimmed text of a text-only element; `None` (reported) when it is empty
     /// or holds elements. Borrowed from the input when it is one plain text node.
     fn text<'i>(&mut self, node: Node<'_, 'i>) -> Option<Text<'i>> {
-        self.attributes_checked_by_caller(node);
+        self.text_with(node, []).0
+    }
+
+    /// The text of a text-only element and the values of its attributes `names`
+    /// (any other attribute is reported).
+    fn text_with<'i, const N: usize>(
+        &mut self,
+        node: Node<'_, 'i>,
+        names: [&str; N],
+    ) -> (Option<Text<'i>>, [Option<Text<'i>>; N]) {
+        let attributes = self.attributes(node, names);
+        (self.text_only(node), attributes)
+    }
+
+    fn text_only<'i>(&mut self, node: Node<'_, 'i>) -> Option<Text<'i>> {
         let name = node.tag_name().name();
         // Usually one text node, borrowed; comments inside the value split it.
         let mut value: Option<Cow<'i, str>> = None;
@@ -504,14 +517,6 @@ impl Parser<'_> {
                 );
                 None
             }
-        }
-    }
-
-    /// Text elements take no attributes except those their caller read first (RUN's
-    /// `timeout`, VOLUME's `storage`); the rest are reported here.
-    fn attributes_checked_by_caller(&mut self, node: Node) {
-        if !matches!(node.tag_name().name(), "RUN" | "VOLUME") {
-            self.attributes(node, []);
         }
     }
 }
