@@ -20,6 +20,11 @@ pub struct DemoOptions {
     pub log: Log,
 }
 
+/// What the demo says, on stdout (the session logs on stderr).
+fn say(text: &str) {
+    println!("demo: {text}");
+}
+
 fn wait_for(status: &Mutex<Status>, timeout: Duration, done: impl Fn(&Status) -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -39,7 +44,6 @@ pub fn run<S: Solution>(options: DemoOptions) -> Result<Vec<String>, String> {
     }
     let bytes = options.volume_mib << 20;
     let mut lab = Lab::new(&std::env::temp_dir(), options.keep)?;
-    let say = |text: &str| println!("demo: {text}");
     say(&format!("scratch directory {}", lab.dir.display()));
     let sites: Vec<String> = plan.storages.keys().cloned().collect();
     for site in &sites {
@@ -86,7 +90,7 @@ pub fn run<S: Solution>(options: DemoOptions) -> Result<Vec<String>, String> {
         };
         std::thread::spawn(move || executor::run::<S>(plan, opts, stop, status))
     };
-    let outcome = drive(&mut lab, &plan, &status, &executor);
+    let outcome = drive(&mut lab, &plan, bytes, &status, &executor);
     stop.store(true, Ordering::Relaxed);
     let ended = executor
         .join()
@@ -98,10 +102,10 @@ pub fn run<S: Solution>(options: DemoOptions) -> Result<Vec<String>, String> {
 fn drive(
     lab: &mut Lab,
     plan: &Plan,
+    volume_bytes: u64,
     status: &Mutex<Status>,
     executor: &std::thread::JoinHandle<Result<(), executor::SetupError>>,
 ) -> Result<Vec<String>, String> {
-    let say = |text: &str| println!("demo: {text}");
     let first = &plan.sequences[0];
     let settled = |s: &Status| matches!(s.states.get(&1), Some(&"Duplex") | Some(&"Complete"));
     if !wait_for(status, Duration::from_secs(120), |s| {
@@ -121,7 +125,7 @@ fn drive(
     for (i, set) in plan.copysets.iter().enumerate() {
         let source = &set.volumes[0];
         // One write per MiB, wrapping within the volume.
-        let size = lab_bytes(lab, &source.storage, &source.name)?.max(1 << 20);
+        let size = volume_bytes.max(1 << 20);
         let offsets: Vec<u64> = (0..32).map(|k| (k << 20) % size).collect();
         lab.write(&source.storage, &source.name, 0xa0 + i as u8, &offsets)?;
         say(&format!(
@@ -221,10 +225,4 @@ fn drive(
         verdicts.len()
     ));
     Ok(verdicts)
-}
-
-fn lab_bytes(lab: &Lab, site: &str, volume: &str) -> Result<u64, String> {
-    std::fs::metadata(lab.image(site, volume))
-        .map(|m| m.len())
-        .map_err(|e| e.to_string())
 }
