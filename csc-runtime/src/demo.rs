@@ -5,7 +5,7 @@
 //! should hold the data is compared byte for byte with its source.
 
 use crate::executor::{self, Options, Status};
-use crate::lab::{fill_random, Lab};
+use crate::lab::Lab;
 use crate::log::Log;
 use crate::machine::Solution;
 use crate::plan::Plan;
@@ -66,11 +66,6 @@ pub fn run<S: Solution>(options: DemoOptions) -> Result<Vec<String>, String> {
             .filter(|c| &c.volumes[0].storage == site)
             .map(|c| c.volumes[0].name.clone())
             .collect();
-        lab.create(site, &volumes)?;
-        for (i, name) in sources.iter().enumerate() {
-            fill_random(lab.image(site, name), bytes, 0x5eed + i as u64)
-                .map_err(|e| format!("cannot fill {name}: {e}"))?;
-        }
         lab.add_site(site, &volumes, &sources)?;
         say(&format!(
             "site {site}: qemu-storage-daemon with {} volumes of {} MiB",

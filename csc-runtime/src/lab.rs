@@ -44,7 +44,7 @@ fn tool(program: &str, args: &[&str]) -> Result<String, String> {
 }
 
 /// Fills a file with `bytes` of pseudo-random data (xorshift: fast, not secret).
-pub fn fill_random(path: &Path, bytes: u64, seed: u64) -> std::io::Result<()> {
+fn fill_random(path: &Path, bytes: u64, seed: u64) -> std::io::Result<()> {
     use std::io::Write;
     let mut state = seed | 1;
     let mut file = std::io::BufWriter::new(std::fs::OpenOptions::new().write(true).open(path)?);
@@ -79,7 +79,7 @@ impl Lab {
     }
 
     /// Creates the raw images of `volumes` (name, bytes) that do not exist yet.
-    pub fn create(&mut self, site: &str, volumes: &[(String, u64)]) -> Result<(), String> {
+    fn create(&mut self, site: &str, volumes: &[(String, u64)]) -> Result<(), String> {
         for (name, bytes) in volumes {
             let image = self.dir.join(format!("{site}-{name}.img"));
             if !image.exists() {
@@ -100,14 +100,14 @@ impl Lab {
         Ok(())
     }
 
-    /// Creates `volumes` (name, bytes) as raw images if needed and starts the site's
-    /// daemon. The volumes in `exported` get an NBD export `app-NAME` for an
-    /// application to write.
+    /// Creates `volumes` (name, bytes) as raw images and starts the site's daemon. The
+    /// `sources` are filled with pseudo-random data first and get an NBD export
+    /// `app-NAME` for an application to write.
     pub fn add_site(
         &mut self,
         site: &str,
         volumes: &[(String, u64)],
-        exported: &[String],
+        sources: &[String],
     ) -> Result<(), String> {
         let qmp = self.dir.join(format!("{site}.qmp"));
         let admin = self.dir.join(format!("{site}-admin.qmp"));
@@ -128,6 +128,12 @@ impl Lab {
             format!("addr.type=unix,addr.path={}", nbd.display()),
         ];
         self.create(site, volumes)?;
+        for (name, bytes) in volumes.iter().filter(|(v, _)| sources.contains(v)) {
+            // Distinct data per volume, so a copy landing on the wrong target shows.
+            let seed = crate::machine::fnv1a64(format!("{site}/{name}").as_bytes());
+            fill_random(self.image(site, name), *bytes, seed)
+                .map_err(|e| format!("cannot fill {name}: {e}"))?;
+        }
         for (name, _) in volumes {
             let image = self.image(site, name).to_path_buf();
             args.push("--blockdev".into());
@@ -137,7 +143,7 @@ impl Lab {
             ));
             args.push("--blockdev".into());
             args.push(format!("driver=raw,node-name={name},file={name}-file"));
-            if exported.contains(name) {
+            if sources.contains(name) {
                 args.push("--export".into());
                 args.push(format!(
                     "type=nbd,id=app-{name},node-name={name},name=app-{name},writable=on"

@@ -7,7 +7,7 @@ use csc_runtime::drivers::qemu::Qemu;
 use csc_runtime::drivers::PairEvent;
 use csc_runtime::drivers::{Driver, PairReport};
 use csc_runtime::executor::{self, Options, SetupError, Status};
-use csc_runtime::lab::{fill_random, Lab};
+use csc_runtime::lab::Lab;
 use csc_runtime::log::{Log, LogFormat};
 use csc_runtime::machine::Solution;
 use csc_runtime::plan::{CopySet, Plan, Sequence, Storage, Volume};
@@ -53,16 +53,11 @@ pub fn lab(
             .iter()
             .map(|(v, mib)| (v.to_string(), mib * MIB))
             .collect();
-        lab.create(site, &volumes).expect("images");
         let exported: Vec<String> = sources
             .iter()
             .filter(|(s, _)| s == site)
             .map(|(_, v)| v.clone())
             .collect();
-        for (i, name) in exported.iter().enumerate() {
-            let size = volumes.iter().find(|(v, _)| v == name).expect("volume").1;
-            fill_random(lab.image(site, name), size, 7 + i as u64).expect("fill");
-        }
         lab.add_site(site, &volumes, &exported).expect("daemon");
     }
     let mut plan = Plan {

@@ -23,12 +23,10 @@ pub fn session_name(solution: &Solution, path: &str) -> String {
 
 /// FNV-1a, 64 bits, in hex: names which document a binary carries (not a security hash).
 pub fn solution_hash(canonical_xml: &str) -> String {
-    let hash = canonical_xml
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    format!("{hash:016x}")
+    format!(
+        "{:016x}",
+        csc_runtime::machine::fnv1a64(canonical_xml.as_bytes())
+    )
 }
 
 /// The generated module of the document at `path`, formatted, with its `@generated`
