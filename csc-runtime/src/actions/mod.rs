@@ -69,16 +69,34 @@ impl Occurrence {
     }
 }
 
+/// Linux's ETXTBSY: the program file is open for writing somewhere (being replaced,
+/// or inherited by a child forked at that moment); it passes within milliseconds.
+const TEXT_FILE_BUSY: i32 = 26;
+
+/// Starts `program`, retrying briefly while its file is busy.
+fn spawn(program: &str, what: &Occurrence) -> Result<std::process::Child, String> {
+    let mut attempts = 0;
+    loop {
+        let started = Command::new(program)
+            .envs(what.environment())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match started {
+            Err(e) if e.raw_os_error() == Some(TEXT_FILE_BUSY) && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.map_err(|e| format!("cannot start {program}: {e}")),
+        }
+    }
+}
+
 /// Runs `program` (no shell, no PATH search) with the occurrence in its environment;
 /// kills it at `timeout`. Returns how it ended, for the log.
 pub fn run_program(program: &str, timeout: Duration, what: &Occurrence) -> Result<String, String> {
-    let mut child = Command::new(program)
-        .envs(what.environment())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let mut child = spawn(program, what)?;
     match child
         .wait_timeout(timeout)
         .map_err(|e| format!("waiting for {program}: {e}"))?
