@@ -147,22 +147,33 @@ pub fn run<S: Solution>(
     ex.driver
         .preflight(&all_pairs)
         .map_err(SetupError::Storage)?;
-    ex.log.record(
-        "session",
-        json!({ "state": "starting" }),
-        "session starts: sequence 1",
-    );
-    // A session whose first sequence cannot start does not run at all.
-    if let Err(e) = ex.start(1) {
-        ex.driver.shutdown();
-        return Err(SetupError::Storage(e));
+    ex.log
+        .record("session", json!({ "state": "starting" }), "session starts");
+    // The machine says what starting the session starts; if that cannot start, the
+    // session does not run at all.
+    for command in S::start() {
+        if let Command::Copy {
+            sequence,
+            command: Verb::Start,
+        } = command.into()
+        {
+            if let Err(e) = ex.start(sequence) {
+                ex.driver.shutdown();
+                return Err(SetupError::Storage(e));
+            }
+        }
     }
     ex.publish();
-    let mut timers: BTreeMap<u32, Instant> = ex
+    let mut timers: BTreeMap<u32, (Instant, Schedule)> = ex
         .plan
         .sequences
         .iter()
-        .filter_map(|s| Some((s.number, Instant::now() + due_in(s.schedule?))))
+        .filter_map(|s| {
+            Some((
+                s.number,
+                (Instant::now() + due_in(s.schedule?), s.schedule?),
+            ))
+        })
         .collect();
     let mut next_progress = options.progress_every.map(|every| Instant::now() + every);
     while !stop.load(Ordering::Relaxed) {
@@ -176,18 +187,13 @@ pub fn run<S: Solution>(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
-        let due: Vec<u32> = timers
+        let due: Vec<(u32, Schedule)> = timers
             .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(n, _)| *n)
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(n, (_, schedule))| (*n, *schedule))
             .collect();
-        for number in due {
-            let schedule = ex
-                .plan
-                .sequence(number)
-                .and_then(|s| s.schedule)
-                .expect("timed sequences have schedules");
-            timers.insert(number, now + due_in(schedule));
+        for (number, schedule) in due {
+            timers.insert(number, (now + due_in(schedule), schedule));
             ex.log.record(
                 "schedule",
                 json!({ "sequence": number }),
