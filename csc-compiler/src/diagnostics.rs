@@ -158,10 +158,15 @@ pub fn did_you_mean<'a>(
 
 /// Help naming the valid values, led by a "did you mean" when one is close.
 pub fn valid_values_help(text: &str, valid: &[&str]) -> String {
-    let list = valid.join(", ");
-    match did_you_mean(text, valid.iter().copied()) {
-        Some(best) => format!("did you mean `{best}`? valid values: {list}"),
-        None => format!("valid values: {list}"),
+    choices_help(text, valid, "valid values")
+}
+
+/// Help listing the choices under `label`, led by a "did you mean" when one is close.
+pub fn choices_help(text: &str, choices: &[&str], label: &str) -> String {
+    let list = choices.join(", ");
+    match did_you_mean(text, choices.iter().copied()) {
+        Some(best) => format!("did you mean `{best}`? {label}: {list}"),
+        None => format!("{label}: {list}"),
     }
 }
 

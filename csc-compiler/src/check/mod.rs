@@ -5,7 +5,7 @@ mod values;
 
 pub use values::format_duration;
 
-use crate::diagnostics::{did_you_mean, error_count, valid_values_help, Code, Diagnostic};
+use crate::diagnostics::{choices_help, error_count, valid_values_help, Code, Diagnostic};
 use crate::ir::{self, Action, Solution};
 use crate::source::Span;
 use crate::syntax::ast::{self, Text};
@@ -512,8 +512,7 @@ impl Checker<'_> {
         if let Some(name) = &a.notify {
             if !contacts.is_empty() && !contacts.iter().any(|c| c.name == name.value) {
                 let known: Vec<&str> = contacts.iter().map(|c| c.name.as_str()).collect();
-                let help =
-                    valid_values_help(&name.value, &known).replace("valid values", "contacts");
+                let help = choices_help(&name.value, &known, "contacts");
                 self.report(
                     Code::UnknownContact,
                     &name.span,
@@ -613,13 +612,7 @@ impl Checker<'_> {
                     continue;
                 };
                 if !storage_ids.is_empty() && !storage_ids.contains(&storage.value.as_ref()) {
-                    let help = match did_you_mean(&storage.value, storage_ids.iter().copied()) {
-                        Some(best) => format!(
-                            "did you mean `{best}`? storages: {}",
-                            storage_ids.join(", ")
-                        ),
-                        None => format!("storages: {}", storage_ids.join(", ")),
-                    };
+                    let help = choices_help(&storage.value, storage_ids, "storages");
                     self.report(
                         Code::UnknownStorage,
                         &storage.span,

@@ -3,7 +3,7 @@
 //! run reports every fault. Values are not interpreted here.
 
 use super::ast::{self, Spanned, Text};
-use crate::diagnostics::{did_you_mean, Code, Diagnostic};
+use crate::diagnostics::{choices_help, did_you_mean, Code, Diagnostic};
 use crate::source::{Position, SourceFile, Span};
 use roxmltree::{Node, NodeType, StringStorage};
 use std::borrow::Cow;
@@ -301,14 +301,10 @@ impl Parser<'_> {
                     })
                 }
                 None => {
-                    let valid = if names.is_empty() {
+                    let help = if names.is_empty() {
                         format!("<{}> takes no attributes", node.tag_name().name())
                     } else {
-                        format!("valid attributes: {}", names.join(", "))
-                    };
-                    let help = match did_you_mean(attr.name(), names.iter().copied()) {
-                        Some(best) => format!("did you mean `{best}`? {valid}"),
-                        None => valid,
+                        choices_help(attr.name(), &names, "valid attributes")
                     };
                     self.diags.push(
                         Diagnostic::error(
