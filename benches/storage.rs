@@ -67,10 +67,7 @@ fn pit_copy_vs_convert() {
 
 /// Mean 4 KiB write latency through the source's export, by `qemu-img bench`.
 fn write_latency_us(lab: &Lab, site: &str, volume: &str, count: u32) -> f64 {
-    let uri = format!(
-        "nbd+unix:///app-{volume}?socket={}",
-        lab.sites[site].nbd.display()
-    );
+    let uri = lab.nbd_uri(site, &format!("app-{volume}"));
     let out = Command::new("qemu-img")
         .args([
             "bench",
@@ -121,9 +118,9 @@ fn sync_mirror_latency() {
 
         // The same recipe by hand: export, NBD client node, write-blocking mirror.
         let (qa, qb) = (qmp(&lab, "a"), qmp(&lab, "b"));
-        let nbd = lab.sites["b"].nbd.display().to_string();
+        let port = lab.sites["b"].nbd_port.to_string();
         qb.execute("block-export-add", json!({ "type": "nbd", "id": "hand", "node-name": "dst", "name": "hand", "writable": true })).expect("export");
-        qa.execute("blockdev-add", json!({ "driver": "nbd", "node-name": "handnbd", "server": { "type": "unix", "path": nbd }, "export": "hand", "reconnect-delay": 0 })).expect("nbd node");
+        qa.execute("blockdev-add", json!({ "driver": "nbd", "node-name": "handnbd", "server": { "type": "inet", "host": "127.0.0.1", "port": port }, "export": "hand", "reconnect-delay": 0 })).expect("nbd node");
         qa.execute("blockdev-mirror", json!({ "job-id": "handm", "device": "src", "target": "handnbd", "sync": "full", "copy-mode": "write-blocking", "on-target-error": "stop" })).expect("mirror");
         while !qa.execute("query-block-jobs", Value::Null).expect("jobs")[0]["ready"]
             .as_bool()

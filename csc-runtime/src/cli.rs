@@ -162,7 +162,7 @@ fn log<S: Solution>(format: LogFormatArg) -> Log {
 
 /// `run`: exit 0 after a clean stop, 3 when the session cannot start (bad run-time
 /// input: unreachable storage, unknown volume, target too small, busy volume), with
-/// the storage left as it was.
+/// the storage left as it was, 4 when it was stopped after losing every storage.
 fn run<S: Solution>(config: Option<std::path::PathBuf>, log: Log, progress_every: u64) -> ExitCode {
     let name = S::SESSION.name;
     let mut plan = Plan::from_session(&S::SESSION);
@@ -187,7 +187,11 @@ fn run<S: Solution>(config: Option<std::path::PathBuf>, log: Log, progress_every
         progress_every: (progress_every > 0).then(|| Duration::from_secs(progress_every)),
     };
     match executor::run::<S>(plan, options, stop, Arc::default()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(executor::Ended::Clean) => ExitCode::SUCCESS,
+        Ok(executor::Ended::StoragesLost) => {
+            eprintln!("{name}: stopped after every storage of the session was lost");
+            ExitCode::from(4)
+        }
         Err(e) => {
             eprintln!("{name}: cannot start: {e}; nothing was changed");
             ExitCode::from(3)

@@ -99,7 +99,7 @@ fn drive(
     plan: &Plan,
     volume_bytes: u64,
     status: &Mutex<Status>,
-    executor: &std::thread::JoinHandle<Result<(), executor::SetupError>>,
+    executor: &std::thread::JoinHandle<Result<executor::Ended, executor::SetupError>>,
 ) -> Result<Vec<String>, String> {
     let first = &plan.sequences[0];
     let settled = |s: &Status| matches!(s.states.get(&1), Some(&"Duplex") | Some(&"Complete"));

@@ -4,6 +4,7 @@
 //! commands it returns, in order.
 
 use crate::actions::{self, Occurrence};
+use crate::drivers::qemu::qmp::Notice;
 use crate::drivers::qemu::Qemu;
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport};
 use crate::log::Log;
@@ -110,17 +111,28 @@ struct Executor<S: Solution> {
     /// Pair reports waiting to be turned into group events, in arrival order.
     reports: VecDeque<PairReport>,
     status: Arc<Mutex<Status>>,
+    /// Frozen sequences whose writers are held, and when the hold time ends.
+    holds: BTreeMap<u32, Instant>,
 }
 
-/// Runs a session until `stop` is set: starts sequence 1, then reacts to the storage
-/// and the schedules. Returns an error only when the session could not start; the
-/// storage is then as it was.
+/// How a session that started ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Stopped on request with its storage reachable.
+    Clean,
+    /// Stopped on request after every storage it used was lost.
+    StoragesLost,
+}
+
+/// Runs a session until `stop` is set: starts what the machine's `start()` says, then
+/// reacts to the storage and the schedules. Returns an error only when the session
+/// could not start; the storage is then as it was.
 pub fn run<S: Solution>(
     plan: Plan,
     options: Options,
     stop: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
-) -> Result<(), SetupError> {
+) -> Result<Ended, SetupError> {
     plan.validate().map_err(SetupError::Plan)?;
     if plan.copysets.is_empty() {
         return Err(SetupError::Plan(
@@ -128,7 +140,15 @@ pub fn run<S: Solution>(
         ));
     }
     let (tx, rx) = mpsc::channel();
+    // Kept so that losing every storage leaves the loop waiting, not ended.
+    let _keep = tx.clone();
     let driver = Qemu::connect(&plan, tx).map_err(SetupError::Storage)?;
+    let sites: BTreeSet<String> = plan
+        .copysets
+        .iter()
+        .flat_map(|c| c.volumes.iter().map(|v| v.storage.clone()))
+        .collect();
+    let mut lost: BTreeSet<String> = BTreeSet::new();
     let mut ex = Executor::<S> {
         plan,
         driver,
@@ -137,6 +157,7 @@ pub fn run<S: Solution>(
         groups: BTreeMap::new(),
         reports: VecDeque::new(),
         status,
+        holds: BTreeMap::new(),
     };
     let all_pairs: Vec<Pair> = ex
         .plan
@@ -178,15 +199,31 @@ pub fn run<S: Solution>(
     let mut next_progress = options.progress_every.map(|every| Instant::now() + every);
     while !stop.load(Ordering::Relaxed) {
         ex.drain_reports();
-        match rx.recv_timeout(Duration::from_millis(100)) {
+        // Wake for the next notice, or when a hold ends (released on time, not on the
+        // next poll), or at the latest after 100 ms for the stop flag and schedules.
+        let wake = ex
+            .holds
+            .values()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+            .fold(Duration::from_millis(100), Duration::min);
+        match rx.recv_timeout(wake) {
             Ok((site, notice)) => {
+                let gone = matches!(notice, Notice::Disconnected | Notice::Hung);
                 let reports = ex.driver.interpret(&site, notice);
                 ex.reports.extend(reports);
+                if gone && !ex.driver.reaches(&site) && lost.insert(site.clone()) && lost == sites {
+                    ex.log.record(
+                        "session",
+                        json!({ "state": "storages-lost", "storages": lost }),
+                        "every storage of the session is lost: nothing is copied; waiting for them or for a stop",
+                    );
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
+        ex.release_expired_holds(now);
         let due: Vec<(u32, Schedule)> = timers
             .iter()
             .filter(|(_, (at, _))| *at <= now)
@@ -222,7 +259,11 @@ pub fn run<S: Solution>(
     ex.driver.shutdown();
     ex.log
         .record("session", json!({ "state": "stopped" }), "session stopped");
-    Ok(())
+    Ok(if !sites.is_empty() && lost == sites {
+        Ended::StoragesLost
+    } else {
+        Ended::Clean
+    })
 }
 
 impl<S: Solution> Executor<S> {
@@ -317,8 +358,15 @@ impl<S: Solution> Executor<S> {
                 let result = match verb {
                     Verb::Start => self.start(sequence),
                     Verb::Stop => self.driver.stop(&pairs),
-                    Verb::Freeze => self.driver.freeze(&pairs),
-                    Verb::Thaw => self.driver.thaw(&pairs),
+                    Verb::Freeze => self.driver.freeze(&pairs).map(|r| {
+                        self.holds
+                            .insert(sequence, Instant::now() + self.plan.timing.hold);
+                        self.reports.extend(r)
+                    }),
+                    Verb::Thaw => {
+                        self.holds.remove(&sequence);
+                        self.driver.thaw(&pairs)
+                    }
                     Verb::Suspend => self
                         .driver
                         .suspend(&pairs, copy)
@@ -395,6 +443,30 @@ impl<S: Solution> Executor<S> {
         cause.unwrap_or_else(|| {
             Occurrence::new(&self.plan.name, sequence, event, None, String::new())
         })
+    }
+
+    /// A freeze the document does not thaw releases its writers after the hold time.
+    fn release_expired_holds(&mut self, now: Instant) {
+        let expired: Vec<u32> = self
+            .holds
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for sequence in expired {
+            self.holds.remove(&sequence);
+            let result = self.driver.thaw(&self.plan.pairs(sequence));
+            let ok = result.is_ok();
+            let text = match result {
+                Ok(()) => format!(
+                    "sequence {sequence}: hold time ({} ms) over, writers released",
+                    self.plan.timing.hold.as_millis()
+                ),
+                Err(e) => format!("sequence {sequence}: releasing the writers failed: {e}"),
+            };
+            self.log
+                .record("release", json!({ "sequence": sequence, "ok": ok }), &text);
+        }
     }
 
     fn log_progress(&mut self) {

@@ -1,6 +1,7 @@
 //! A laboratory of real storage: one qemu-storage-daemon per site in a scratch
-//! directory, raw volumes as block nodes, an NBD server on each, source volumes
-//! exported for an application's writes. Used by `demo` and by the tests.
+//! directory, raw volumes as block nodes, an NBD server on each (TCP on 127.0.0.1, as
+//! sites talk in production, so a hung site's connections can be destroyed), source
+//! volumes exported for an application's writes. Used by `demo` and by the tests.
 
 use crate::address::Address;
 use crate::plan::Plan;
@@ -14,7 +15,8 @@ pub struct Site {
     pub qmp: PathBuf,
     /// A second monitor, the administrator's (a monitor serves one client at a time).
     pub admin: PathBuf,
-    pub nbd: PathBuf,
+    /// The NBD server's port on 127.0.0.1.
+    pub nbd_port: u16,
     child: Option<Child>,
     args: Vec<String>,
 }
@@ -111,7 +113,7 @@ impl Lab {
     ) -> Result<(), String> {
         let qmp = self.dir.join(format!("{site}.qmp"));
         let admin = self.dir.join(format!("{site}-admin.qmp"));
-        let nbd = self.dir.join(format!("{site}.nbd"));
+        let nbd_port = free_port()?;
         let mut args = vec![
             "--chardev".to_string(),
             format!("socket,id=qmp,path={},server=on,wait=off", qmp.display()),
@@ -125,7 +127,7 @@ impl Lab {
             "--monitor".into(),
             "chardev=admin,mode=control".into(),
             "--nbd-server".into(),
-            format!("addr.type=unix,addr.path={}", nbd.display()),
+            format!("addr.type=inet,addr.host=127.0.0.1,addr.port={nbd_port}"),
         ];
         self.create(site, volumes)?;
         for (name, bytes) in volumes.iter().filter(|(v, _)| sources.contains(v)) {
@@ -153,7 +155,7 @@ impl Lab {
         let mut s = Site {
             qmp,
             admin,
-            nbd,
+            nbd_port,
             child: None,
             args,
         };
@@ -175,9 +177,26 @@ impl Lab {
         for (id, site) in &self.sites {
             if let Some(storage) = plan.storages.get_mut(id) {
                 storage.endpoint = Address::Unix(site.qmp.display().to_string());
-                storage.data = Some(Address::Unix(site.nbd.display().to_string()));
+                storage.data = Some(Address::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: site.nbd_port,
+                });
             }
         }
+    }
+
+    /// The URI of an export of a site's NBD server (for qemu-img and qemu-io).
+    pub fn nbd_uri(&self, site: &str, export: &str) -> String {
+        format!("nbd://127.0.0.1:{}/{export}", self.sites[site].nbd_port)
+    }
+
+    /// Stops a site's daemon (SIGSTOP) or lets it go on (SIGCONT): a hung site.
+    pub fn signal(&self, site: &str, signal: &str) -> Result<(), String> {
+        let child = self.sites[site]
+            .child
+            .as_ref()
+            .ok_or_else(|| format!("site {site} has no daemon"))?;
+        tool("kill", &[&format!("-{signal}"), &child.id().to_string()]).map(|_| ())
     }
 
     pub fn image(&self, site: &str, volume: &str) -> &Path {
@@ -193,11 +212,11 @@ impl Lab {
         pattern: u8,
         offsets: &[u64],
     ) -> Result<(), String> {
-        let uri = format!(
-            "nbd+unix:///app-{volume}?socket={}",
-            self.sites[site].nbd.display()
-        );
-        let mut args = vec!["-f".to_string(), "raw".into(), uri];
+        let mut args = vec![
+            "-f".to_string(),
+            "raw".into(),
+            self.nbd_uri(site, &format!("app-{volume}")),
+        ];
         for off in offsets {
             args.push("-c".into());
             args.push(format!("write -P {pattern} {off} 64k"));
@@ -228,9 +247,18 @@ impl Lab {
     }
 }
 
+/// A port on 127.0.0.1 that nothing listens on now.
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
 fn start(site: &mut Site) -> Result<(), String> {
     let _ = std::fs::remove_file(&site.qmp);
-    let _ = std::fs::remove_file(&site.nbd);
     let child = Command::new("qemu-storage-daemon")
         .args(&site.args)
         .stdin(Stdio::null())
@@ -242,7 +270,8 @@ fn start(site: &mut Site) -> Result<(), String> {
         })?;
     site.child = Some(child);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !(site.qmp.exists() && site.nbd.exists()) {
+    let listening = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    while !(site.qmp.exists() && listening(site.nbd_port)) {
         if Instant::now() > deadline {
             return Err(format!(
                 "qemu-storage-daemon did not open {} in 10 s",

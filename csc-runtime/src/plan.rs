@@ -9,6 +9,12 @@
 //! [[copyset]]                      # if any, they replace the document's COPYSETs
 //! name = "db"
 //! volumes = ["site1:db-a", "site2:db-b"]
+//!
+//! [timing]                          # optional; defaults in `Timing::default`
+//! hold_seconds = 2                  # a freeze without thaw releases writers after this
+//! failed_target_hold_seconds = 1    # a write to a failed target waits this long
+//! heartbeat_ms = 200                # every storage is asked this often
+//! hung_after_ms = 1000              # and is hung when it does not answer within this
 //! ```
 
 use crate::address::Address;
@@ -16,6 +22,7 @@ use crate::session::{Schedule, Session};
 use crate::vocab::{BaseCopy, Event};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -25,6 +32,34 @@ pub struct Plan {
     pub copysets: Vec<CopySet>,
     /// In chain order: element i is sequence i+1.
     pub sequences: Vec<Sequence>,
+    pub timing: Timing,
+}
+
+/// The session's clocks for failures and freezes (docs/runtime.md, "Freeze").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a freeze holds the writers of its group when the document does not thaw.
+    pub hold: Duration,
+    /// How long a write to a target that failed is held before the source goes on
+    /// alone (the NBD client's reconnect-delay, whole seconds). It must outlast the
+    /// detection and the hold of the rest of the group: with 0 the failed pair would
+    /// acknowledge writes its target lacks while the others still mirror.
+    pub failed_target_hold_secs: u64,
+    /// How often every storage is asked whether it is alive.
+    pub heartbeat: Duration,
+    /// A storage that does not answer within this is hung.
+    pub hung_after: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            hold: Duration::from_secs(2),
+            failed_target_hold_secs: 1,
+            heartbeat: Duration::from_millis(200),
+            hung_after: Duration::from_secs(1),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +119,16 @@ struct RunFile {
     storage: BTreeMap<String, RunStorage>,
     #[serde(default)]
     copyset: Vec<RunCopySet>,
+    timing: Option<RunTiming>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunTiming {
+    hold_seconds: Option<u64>,
+    failed_target_hold_seconds: Option<u64>,
+    heartbeat_ms: Option<u64>,
+    hung_after_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -151,12 +196,31 @@ impl Plan {
                     handled: q.handled.to_vec(),
                 })
                 .collect(),
+            timing: Timing::default(),
         }
     }
 
     /// Applies a run-time file (TOML, see the module's documentation).
     pub fn apply_run_file(&mut self, name: &str, text: &str) -> Result<(), String> {
         let file: RunFile = toml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+        if let Some(t) = file.timing {
+            let timing = &mut self.timing;
+            if let Some(s) = t.hold_seconds {
+                timing.hold = Duration::from_secs(s);
+            }
+            if let Some(s) = t.failed_target_hold_seconds {
+                if s == 0 {
+                    return Err(format!("{name}: timing: failed_target_hold_seconds must be at least 1: with 0 a failed pair acknowledges writes its target lacks before the rest of its group is held"));
+                }
+                timing.failed_target_hold_secs = s;
+            }
+            if let Some(ms) = t.heartbeat_ms {
+                timing.heartbeat = Duration::from_millis(ms.max(10));
+            }
+            if let Some(ms) = t.hung_after_ms {
+                timing.hung_after = Duration::from_millis(ms.max(10));
+            }
+        }
         for (id, st) in file.storage {
             let address = |text: &str, what: &str| {
                 Address::parse(text).map_err(|e| format!("{name}: storage {id}: {what}: {e}"))

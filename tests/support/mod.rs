@@ -2,6 +2,8 @@
 //! qemu-storage-daemons with a plan over them, drivers, sessions, a webhook receiver.
 #![allow(dead_code)] // each user takes what it needs
 
+pub mod writer;
+
 use csc_runtime::drivers::qemu::qmp::{Notice, Qmp};
 use csc_runtime::drivers::qemu::Qemu;
 use csc_runtime::drivers::PairEvent;
@@ -85,6 +87,7 @@ pub fn lab(
                 volumes: c.iter().map(|(s, v)| vol(s, v)).collect(),
             })
             .collect(),
+        timing: Default::default(),
         sequences: vec![Sequence {
             number: 1,
             copy,
@@ -179,7 +182,7 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
 pub type Session = (
     Arc<AtomicBool>,
     Arc<Mutex<Status>>,
-    std::thread::JoinHandle<Result<(), SetupError>>,
+    std::thread::JoinHandle<Result<executor::Ended, SetupError>>,
 );
 
 /// Requests a webhook received: when, and the body.

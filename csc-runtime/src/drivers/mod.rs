@@ -70,9 +70,11 @@ pub trait Driver {
     fn stop(&mut self, pairs: &[Pair]) -> Result<(), DriverError>;
     fn suspend(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError>;
     fn resume(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError>;
-    /// Stops every continuous pair of the group as close to one instant as the storage allows.
-    fn freeze(&mut self, pairs: &[Pair]) -> Result<(), DriverError>;
-    /// Lets the sources' writers go on without the pairs.
+    /// Splits every continuous pair of the group at one dependent-write-consistent
+    /// instant: hold (no pair acknowledges a write any more), then cut (the pairs are
+    /// split while the writers wait). The writers stay held until `thaw`.
+    fn freeze(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError>;
+    /// Releases the writers a freeze holds; they go on without the pairs.
     fn thaw(&mut self, pairs: &[Pair]) -> Result<(), DriverError>;
     /// Turns one notice of site `site` into pair reports.
     fn interpret(&mut self, site: &str, notice: Self::Notice) -> Vec<PairReport>;

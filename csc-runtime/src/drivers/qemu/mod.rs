@@ -3,18 +3,20 @@
 //! sites copies to an NBD client node in the source's daemon, pointing at an export
 //! of the target in the target's daemon (its DATA address).
 //!
-//! Recipes (shared/notes/qemu-dataplane.md): Continuous is `blockdev-mirror` over NBD
-//! (`write-blocking` for Synchronous, `background` for Asynchronous) with
-//! `on-target-error=stop`; Point-In-Time Copy is `blockdev-backup sync=full`,
-//! Incremental `sync=incremental` against a bitmap, NoCopy `sync=none` (copy before
-//! write into a fleecing target); the PIT jobs of one site start in one `transaction`
-//! (one instant). Everything added to a daemon is named `cssc-...` and removed by
-//! `shutdown`.
+//! Recipes (docs/qemu-recipes.md): Continuous is `blockdev-mirror` (`write-blocking`
+//! for Synchronous, `background` for Asynchronous) with `on-target-error=stop`, whose
+//! target is a throttle filter (the pair's hold) over the NBD client node; Point-In-Time
+//! Copy is `blockdev-backup sync=full`, Incremental `sync=incremental` against a bitmap,
+//! NoCopy `sync=none` (copy before write into a fleecing target); the PIT jobs of one
+//! site start in one `transaction` (one instant). Freeze is hold (the group's throttle
+//! limit set to nothing), cut (every hold filter's child swapped for a null sink) and,
+//! at thaw, release (the filters moved to an unlimited group). Everything added to a
+//! daemon is named `cssc-...` and removed by `shutdown`.
 
 pub mod qmp;
 
 use super::{Driver, DriverError, PairEvent, PairReport, Progress};
-use crate::plan::{Pair, Plan, Volume};
+use crate::plan::{Pair, Plan, Timing, Volume};
 use crate::vocab::{BaseCopy, ContinuousMode, PointInTimeMode};
 use qmp::{Notice, Qmp, QmpError};
 use serde_json::{json, Value};
@@ -33,7 +35,8 @@ enum Kind {
 enum Intent {
     Run,
     Stop,
-    Suspend,
+    /// Frozen: already reported suspended at the cut; its end says nothing more.
+    Freeze,
 }
 
 #[derive(Debug)]
@@ -45,12 +48,15 @@ struct Job {
     intent: Intent,
     failed: bool,
     paused: bool,
+    /// Cut from its target by a freeze (its writes go to the sink).
+    frozen: bool,
     /// The NBD client node in the source's daemon, for a pair across sites.
     remote_node: Option<String>,
 }
 
 pub struct Qemu {
     plan: Plan,
+    notices: Sender<(String, Notice)>,
     sites: BTreeMap<String, Qmp>,
     /// By job id (`cssc-s{sequence}-c{copyset}`).
     jobs: BTreeMap<String, Job>,
@@ -60,17 +66,57 @@ pub struct Qemu {
     nbd_servers: BTreeSet<String>,
     /// Incremental bitmaps this driver added: (site, node, name).
     bitmaps: BTreeSet<(String, String, String)>,
+    /// Throttle groups this driver added: (site, id).
+    groups: BTreeSet<(String, String)>,
+    /// Sites whose daemon stopped answering.
+    hung: BTreeSet<String>,
+    /// When each frozen sequence's writers were held.
+    held: BTreeMap<u32, Instant>,
+    /// Bytes the last completed job of each pair copied: (sequence, copyset).
+    copied: BTreeMap<(u32, usize), u64>,
+    timing: Timing,
 }
 
 fn job_id(pair: &Pair) -> String {
     format!("cssc-s{}-c{}", pair.sequence, pair.copyset)
 }
 
+/// A continuous pair's hold: the throttle filter its mirror writes through.
+fn hold_node(pair: &Pair) -> String {
+    format!("cssc-hold-s{}-c{}", pair.sequence, pair.copyset)
+}
+
+/// Where a frozen pair's writes go after the cut: a null node of the source's size.
+fn sink_node(pair: &Pair) -> String {
+    format!("cssc-sink-s{}-c{}", pair.sequence, pair.copyset)
+}
+
+/// The throttle group of a pair's hold. One per pair: a pair whose target fails is
+/// never held by it (the NBD client holds its writes), and a group once held keeps
+/// its requests waiting on a timer, which only a move to another group undoes.
+fn hold_group(pair: &Pair) -> String {
+    format!("cssc-group-s{}-c{}", pair.sequence, pair.copyset)
+}
+
+/// The unlimited group released holds move to.
+const FREE_GROUP: &str = "cssc-free";
+
+/// How long an asynchronous pair may take to get in step before its freeze.
+const CATCH_UP: Duration = Duration::from_secs(30);
+
 /// Which pair a job id names.
 fn parse_job_id(id: &str) -> Option<(u32, usize)> {
     let rest = id.strip_prefix("cssc-s")?;
     let (sequence, copyset) = rest.split_once("-c")?;
     Some((sequence.parse().ok()?, copyset.parse().ok()?))
+}
+
+fn site_error(site: &str, message: String) -> DriverError {
+    DriverError {
+        site: site.to_string(),
+        volume: None,
+        message,
+    }
 }
 
 fn refused(site: &str, volume: &Volume, e: QmpError) -> DriverError {
@@ -112,23 +158,224 @@ impl Qemu {
         for id in used {
             let storage = &plan.storages[id];
             let qmp =
-                Qmp::connect(&storage.endpoint, id.to_string(), notices.clone()).map_err(|e| {
-                    DriverError {
-                        site: id.to_string(),
-                        volume: None,
-                        message: format!("cannot reach its QMP endpoint {}: {e}", storage.endpoint),
-                    }
+                watched(&storage.endpoint, id, plan.timing, &notices).map_err(|e| DriverError {
+                    site: id.to_string(),
+                    volume: None,
+                    message: format!("cannot reach its QMP endpoint {}: {e}", storage.endpoint),
                 })?;
             sites.insert(id.to_string(), qmp);
         }
         Ok(Qemu {
             plan: plan.clone(),
+            notices,
             sites,
             jobs: BTreeMap::new(),
             exports: BTreeSet::new(),
             nbd_servers: BTreeSet::new(),
             bitmaps: BTreeSet::new(),
+            groups: BTreeSet::new(),
+            hung: BTreeSet::new(),
+            held: BTreeMap::new(),
+            copied: BTreeMap::new(),
+            timing: plan.timing,
         })
+    }
+
+    /// Whether the session is connected to this storage's daemon.
+    pub fn reaches(&self, site: &str) -> bool {
+        self.sites.contains_key(site)
+    }
+
+    /// How many bytes the last completed point-in-time copy of a pair copied (for an
+    /// incremental copy: what changed since the previous one).
+    pub fn bytes_copied(&self, sequence: u32, copyset: usize) -> Option<u64> {
+        self.copied.get(&(sequence, copyset)).copied()
+    }
+
+    /// When the writers of `sequence` were held by its last freeze.
+    pub fn held_at(&self, sequence: u32) -> Option<Instant> {
+        self.held.get(&sequence).copied()
+    }
+
+    /// Adds a throttle group to a daemon once.
+    fn ensure_group(&mut self, site: &str, id: &str) -> Result<(), DriverError> {
+        let key = (site.to_string(), id.to_string());
+        if !self.groups.contains(&key) {
+            self.qmp(site)?
+                .execute(
+                    "object-add",
+                    json!({ "qom-type": "throttle-group", "id": id, "limits": {} }),
+                )
+                .map_err(|e| site_error(site, format!("cannot add throttle group {id}: {e}")))?;
+            self.groups.insert(key);
+        }
+        Ok(())
+    }
+
+    /// The virtual size of a volume, as its daemon reports it.
+    fn size(&self, volume: &Volume) -> Result<u64, DriverError> {
+        let nodes = self
+            .qmp(&volume.storage)?
+            .execute("query-named-block-nodes", json!({ "flat": true }))
+            .map_err(|e| refused(&volume.storage, volume, e))?;
+        size_of(&nodes, &volume.name).ok_or_else(|| DriverError {
+            site: volume.storage.clone(),
+            volume: Some(volume.name.clone()),
+            message: "no block node has this name".into(),
+        })
+    }
+
+    /// A mirror's target: a hold filter (in the sequence's throttle group) over
+    /// `target`, and the null sink the cut of a freeze swaps in.
+    fn hold_filter(&mut self, pair: &Pair, target: &str) -> Result<String, DriverError> {
+        let site = pair.source.storage.clone();
+        let size = self.size(&pair.source)?;
+        self.ensure_group(&site, &hold_group(pair))?;
+        let qmp = self.qmp(&site)?;
+        qmp.execute(
+            "blockdev-add",
+            json!({ "driver": "null-co", "node-name": sink_node(pair), "size": size }),
+        )
+        .map_err(|e| refused(&site, &pair.source, e))?;
+        qmp.execute(
+            "blockdev-add",
+            json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": hold_group(pair), "file": target }),
+        )
+        .map_err(|e| refused(&site, &pair.source, e))?;
+        Ok(hold_node(pair))
+    }
+
+    /// Points the hold filters of `ids` at their sinks, each in its own group (the cut)
+    /// or in the unlimited one (`release`): one `blockdev-reopen` per source daemon.
+    /// Returns the jobs whose filter could not be swapped (a reopen flushes the old
+    /// child, which fails when its target died meanwhile).
+    fn reopen_holds(&mut self, ids: &[String], release: bool) -> Vec<String> {
+        let mut by_site: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+        for id in ids {
+            let site = self.jobs[id].pair.source.storage.clone();
+            by_site.entry(site).or_default().push(id);
+        }
+        let option = |pair: &Pair| {
+            let group = if release {
+                FREE_GROUP.to_string()
+            } else {
+                hold_group(pair)
+            };
+            json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": group, "file": sink_node(pair) })
+        };
+        let mut failed = Vec::new();
+        for (site, site_ids) in by_site {
+            let ready = !release || self.ensure_group(&site, FREE_GROUP).is_ok();
+            let Some(qmp) = self.sites.get(&site).filter(|_| ready) else {
+                failed.extend(site_ids.into_iter().cloned());
+                continue;
+            };
+            let all: Vec<Value> = site_ids
+                .iter()
+                .map(|id| option(&self.jobs[*id].pair))
+                .collect();
+            if qmp
+                .execute("blockdev-reopen", json!({ "options": all }))
+                .is_ok()
+            {
+                continue;
+            }
+            // One failed pair fails the whole reopen: swap them one by one.
+            for id in site_ids {
+                let one = option(&self.jobs[id].pair);
+                if qmp
+                    .execute("blockdev-reopen", json!({ "options": [one] }))
+                    .is_err()
+                {
+                    failed.push(id.clone());
+                }
+            }
+        }
+        failed
+    }
+
+    /// Asynchronous mirrors of `ids` become write-blocking and are waited for until
+    /// their targets are in step; returns the reports of those that did not get there.
+    fn catch_up(&mut self, ids: &[String]) -> Vec<PairReport> {
+        let mut waiting: Vec<String> = Vec::new();
+        for id in ids {
+            let job = &self.jobs[id];
+            if job.synchronous || job.failed {
+                continue;
+            }
+            let site = job.pair.source.storage.clone();
+            let changed = self.qmp(&site).and_then(|q| {
+                q.execute(
+                    "block-job-change",
+                    json!({ "id": id, "type": "mirror", "copy-mode": "write-blocking" }),
+                )
+                .map_err(|e| site_error(&site, e.to_string()))
+            });
+            if changed.is_ok() {
+                waiting.push(id.clone());
+            }
+        }
+        let deadline = Instant::now() + CATCH_UP;
+        while !waiting.is_empty() && Instant::now() < deadline {
+            let mut synced = BTreeSet::new();
+            for qmp in self.sites.values() {
+                if let Ok(Value::Array(jobs)) = qmp.execute("query-block-jobs", Value::Null) {
+                    synced.extend(
+                        jobs.iter()
+                            .filter(|j| j["actively-synced"] == true)
+                            .filter_map(|j| j["device"].as_str().map(str::to_string)),
+                    );
+                }
+            }
+            waiting.retain(|id| !synced.contains(id));
+            if !waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        for id in ids {
+            if let Some(job) = self.jobs.get_mut(id) {
+                job.synchronous |= !waiting.contains(id);
+            }
+        }
+        waiting
+            .iter()
+            .map(|id| {
+                report(
+                    &self.jobs[id].pair,
+                    PairEvent::Error(format!(
+                        "its asynchronous target did not get in step within {} s: it is not consistent with the group",
+                        CATCH_UP.as_secs()
+                    )),
+                )
+            })
+            .collect()
+    }
+
+    /// Ends the source daemon's TCP connections to a target that hangs, so its held
+    /// writes fail after `failed_target_hold_secs` instead of never (SOCK_DESTROY through
+    /// `ss -K`; only for connections of this host).
+    fn destroy_connections(&self, site: &str) -> Result<(), String> {
+        match self.plan.storages[site].data.as_ref() {
+            Some(crate::address::Address::Tcp { host, port }) => {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let out = std::process::Command::new("ss")
+                    .args(["-K", "dst", host, "dport", "=", &format!(":{port}")])
+                    .output()
+                    .map_err(|e| format!("cannot run ss (Debian: iproute2): {e}"))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "ss -K failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ))
+                }
+            }
+            Some(other) => Err(format!(
+                "its DATA address {other} is not TCP: connections to it cannot be destroyed, so writes to it stay held until it answers again"
+            )),
+            None => Ok(()),
+        }
     }
 
     fn qmp(&self, site: &str) -> Result<&Qmp, DriverError> {
@@ -179,8 +426,9 @@ impl Qemu {
         let node = format!("cssc-nbd-{}", job_id(pair).trim_start_matches("cssc-"));
         let args = json!({
             "driver": "nbd", "node-name": node, "server": socket(&data), "export": export,
-            // A dead target fails the next write at once instead of stalling it.
-            "reconnect-delay": 0,
+            // A write to a dead target is held this long (not acknowledged without its
+            // target) while the rest of the group is held: the failure's own hold.
+            "reconnect-delay": self.timing.failed_target_hold_secs,
         });
         self.qmp(&pair.source.storage)?
             .execute("blockdev-add", args)
@@ -188,8 +436,16 @@ impl Qemu {
         Ok((node.clone(), Some(node)))
     }
 
-    /// Removes an NBD client node (and the export when no job uses it any more).
-    fn release(&mut self, pair: &Pair, remote_node: Option<String>) {
+    /// Removes a pair's hold filter and sink (`continuous`), its NBD client node, and
+    /// the export when no job uses it any more.
+    fn release(&mut self, pair: &Pair, continuous: bool, remote_node: Option<String>) {
+        if let Some(qmp) = self.sites.get(&pair.source.storage) {
+            if continuous {
+                for node in [hold_node(pair), sink_node(pair)] {
+                    let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
+                }
+            }
+        }
         let Some(node) = remote_node else { return };
         if let Some(qmp) = self.sites.get(&pair.source.storage) {
             let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
@@ -223,6 +479,13 @@ impl Qemu {
                 continue;
             }
             let result = self.target_node(pair).and_then(|(target, remote)| {
+                let target = match self.hold_filter(pair, &target) {
+                    Ok(node) => node,
+                    Err(e) => {
+                        self.release(pair, true, remote);
+                        return Err(e);
+                    }
+                };
                 let mut args = json!({
                     "job-id": id, "device": pair.source.name, "target": target, "sync": "full",
                     "on-target-error": "stop", "on-source-error": "stop",
@@ -235,7 +498,7 @@ impl Qemu {
                 match self.qmp(&pair.source.storage)?.execute("blockdev-mirror", args) {
                     Ok(_) => Ok(remote),
                     Err(e) => {
-                        self.release(pair, remote);
+                        self.release(pair, true, remote);
                         Err(refused(&pair.source.storage, &pair.source, e))
                     }
                 }
@@ -251,6 +514,7 @@ impl Qemu {
                             intent: Intent::Run,
                             failed: false,
                             paused: false,
+                            frozen: false,
                             remote_node,
                         },
                     );
@@ -293,7 +557,7 @@ impl Qemu {
                 }
                 Err(e) => {
                     for (p, remote) in prepared {
-                        self.release(&p, remote);
+                        self.release(&p, false, remote);
                     }
                     return Err(e);
                 }
@@ -339,7 +603,7 @@ impl Qemu {
                     if done_sites.contains(&p.source.storage) {
                         self.cancel(p, true);
                     } else {
-                        self.release(p, remote.clone());
+                        self.release(p, false, remote.clone());
                     }
                 }
                 return Err(e);
@@ -356,6 +620,7 @@ impl Qemu {
                         intent: Intent::Run,
                         failed: false,
                         paused: false,
+                        frozen: false,
                         remote_node: remote.clone(),
                     },
                 );
@@ -422,14 +687,14 @@ impl Qemu {
     /// The end of a job: its report, and its resources released.
     fn finish(&mut self, id: &str, error: Option<String>) -> Option<PairReport> {
         let job = self.jobs.remove(id)?;
+        self.release(&job.pair, job.kind == Kind::Mirror, job.remote_node.clone());
         let event = match (error, job.intent) {
+            (_, Intent::Freeze) => return None,
             // An error already reported (BLOCK_JOB_ERROR) ends as a stop.
             (Some(e), _) if !job.failed => PairEvent::Error(e),
-            (_, Intent::Suspend) => PairEvent::Suspended,
             (None, Intent::Run) if job.kind == Kind::Backup => PairEvent::Complete,
             _ => PairEvent::Stopped,
         };
-        self.release(&job.pair, job.remote_node.clone());
         Some(report(&job.pair, event))
     }
 }
@@ -440,6 +705,26 @@ fn report(pair: &Pair, event: PairEvent) -> PairReport {
         copyset: pair.copyset,
         event,
     }
+}
+
+/// A QMP connection to a storage, with its heartbeat.
+fn watched(
+    endpoint: &crate::address::Address,
+    site: &str,
+    timing: Timing,
+    notices: &Sender<(String, Notice)>,
+) -> Result<Qmp, QmpError> {
+    let qmp = Qmp::connect(endpoint, site.to_string(), notices.clone())?;
+    let watch = qmp::Watch {
+        every: timing.heartbeat,
+        deadline: timing.hung_after,
+    };
+    qmp.watch(watch, site.to_string(), notices.clone());
+    Ok(qmp)
+}
+
+fn notice_is_hang(notice: &Notice) -> bool {
+    *notice == Notice::Hung
 }
 
 fn size_of(nodes: &Value, name: &str) -> Option<u64> {
@@ -526,9 +811,11 @@ impl Driver for Qemu {
             }
             return Ok(reports);
         }
-        // A paused write-blocking mirror still writes synchronously (notes §6): split it.
-        self.cancel_all(pairs, Intent::Suspend)?;
-        Ok(Vec::new())
+        // A paused write-blocking mirror still writes synchronously: split the group
+        // the way a freeze does, at one consistent instant, and release at once.
+        let reports = self.freeze(pairs)?;
+        self.thaw(pairs)?;
+        Ok(reports)
     }
 
     fn resume(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
@@ -554,21 +841,119 @@ impl Driver for Qemu {
         Ok(reports)
     }
 
-    fn freeze(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
-        self.cancel_all(pairs, Intent::Suspend)
+    fn freeze(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
+        let ids: Vec<String> = pairs
+            .iter()
+            .map(job_id)
+            .filter(|id| {
+                self.jobs
+                    .get(id)
+                    .is_some_and(|j| j.kind == Kind::Mirror && !j.frozen)
+            })
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut reports = self.catch_up(&ids);
+        // A pair whose target failed is held by its NBD client (its writes wait
+        // failed_target_hold_secs, unacknowledged, then fail): it is cut already.
+        let healthy: Vec<String> = ids
+            .iter()
+            .filter(|id| !self.jobs[*id].failed)
+            .cloned()
+            .collect();
+        // Hold: every healthy pair's mirror writes wait in its filter, unacknowledged.
+        // Holds may be staggered across pairs and daemons: nothing can depend on a
+        // held write. Pipelined per source daemon.
+        let mut by_site: BTreeMap<String, Vec<(&str, Value)>> = BTreeMap::new();
+        for id in &healthy {
+            let pair = &self.jobs[id].pair;
+            by_site.entry(pair.source.storage.clone()).or_default().push((
+                "qom-set",
+                json!({ "path": hold_group(pair), "property": "limits", "value": { "bps-write": 1 } }),
+            ));
+        }
+        for (site, commands) in by_site {
+            let Ok(qmp) = self.qmp(&site) else { continue };
+            if let Some(Err(e)) = qmp.execute_all(commands).into_iter().find(Result::is_err) {
+                return Err(site_error(&site, format!("cannot hold the writers: {e}")));
+            }
+        }
+        self.held.insert(pairs[0].sequence, Instant::now());
+        // Cut: each filter's child becomes its sink while the writers still wait. The
+        // reopen drains, so it waits for writes the NBD clients of failed targets hold.
+        let stuck = self.reopen_holds(&healthy, false);
+        for id in &ids {
+            let job = self.jobs.get_mut(id).expect("listed");
+            job.frozen = !stuck.contains(id) && !job.failed;
+            job.intent = Intent::Freeze;
+            if stuck.contains(id) {
+                job.failed = true;
+                reports.push(report(&job.pair, PairEvent::Error("its target failed during the freeze; its writes are held until the hold time ends".into())));
+            } else if !reports.iter().any(|r| r.copyset == job.pair.copyset) {
+                reports.push(report(&job.pair, PairEvent::Suspended));
+            }
+        }
+        Ok(reports)
     }
 
-    fn thaw(&mut self, _pairs: &[Pair]) -> Result<(), DriverError> {
-        // qemu never holds writers back during a freeze: nothing to release.
-        Ok(())
+    fn thaw(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
+        let ids: Vec<String> = pairs
+            .iter()
+            .map(job_id)
+            .filter(|id| self.jobs.get(id).is_some_and(|j| j.frozen))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Release: in a group without limits the held writes go on, into the sinks.
+        let stuck = self.reopen_holds(&ids, true);
+        let frozen: Vec<Pair> = ids.iter().map(|id| self.jobs[id].pair.clone()).collect();
+        self.cancel_all(&frozen, Intent::Freeze)?;
+        match stuck.first() {
+            None => Ok(()),
+            Some(id) => Err(site_error(
+                &self
+                    .jobs
+                    .get(id)
+                    .map_or(String::new(), |j| j.pair.source.storage.clone()),
+                format!("cannot release the writers of {}", stuck.join(", ")),
+            )),
+        }
     }
 
     fn interpret(&mut self, site: &str, notice: Notice) -> Vec<PairReport> {
         let (name, data) = match notice {
             Notice::Event { name, data } => (name, data),
-            Notice::Disconnected => {
+            // The end of a connection this driver dropped because its daemon hangs.
+            Notice::Disconnected if self.hung.contains(site) => return Vec::new(),
+            Notice::Disconnected | Notice::Hung => {
                 self.sites.remove(site);
-                let reason = format!("storage {site} is unreachable (its daemon is gone)");
+                if notice == Notice::Disconnected {
+                    // A monitor connection can drop while its daemon lives: reconnect.
+                    let endpoint = self.plan.storages[site].endpoint.clone();
+                    if let Ok(qmp) = watched(&endpoint, site, self.timing, &self.notices) {
+                        self.sites.insert(site.to_string(), qmp);
+                        return Vec::new();
+                    }
+                }
+                let mut reason = if notice_is_hang(&notice) {
+                    format!(
+                        "storage {site} does not answer (hung for more than {} ms)",
+                        self.timing.hung_after.as_millis()
+                    )
+                } else {
+                    format!("storage {site} is unreachable (its daemon is gone)")
+                };
+                if notice_is_hang(&notice) {
+                    self.hung.insert(site.to_string());
+                    let targets_here = self.jobs.values().any(|j| j.pair.target.storage == site);
+                    if targets_here {
+                        if let Err(e) = self.destroy_connections(site) {
+                            reason.push_str(&format!("; {e}"));
+                        }
+                    }
+                }
                 let mut reports = Vec::new();
                 let ids: Vec<String> = self.jobs.keys().cloned().collect();
                 for id in ids {
@@ -576,7 +961,7 @@ impl Driver for Qemu {
                     if job.pair.source.storage == site {
                         // The job died with its daemon.
                         reports.extend(self.finish(&id, Some(reason.clone())));
-                    } else if job.pair.target.storage == site && !job.failed {
+                    } else if job.pair.target.storage == site && !job.failed && !job.frozen {
                         // The job lives on in the source's daemon, failing: keep it to end it.
                         job.failed = true;
                         reports.push(report(&job.pair, PairEvent::Error(reason.clone())));
@@ -599,7 +984,7 @@ impl Driver for Qemu {
             "BLOCK_JOB_READY" => vec![report(&self.jobs[&id].pair, PairEvent::Duplex)],
             "BLOCK_JOB_ERROR" => {
                 let job = self.jobs.get_mut(&id).expect("checked");
-                if job.failed {
+                if job.failed || job.frozen {
                     return Vec::new();
                 }
                 job.failed = true;
@@ -610,10 +995,15 @@ impl Driver for Qemu {
                 );
                 vec![report(&job.pair, PairEvent::Error(message))]
             }
-            "BLOCK_JOB_COMPLETED" => self
-                .finish(&id, data["error"].as_str().map(str::to_string))
-                .into_iter()
-                .collect(),
+            "BLOCK_JOB_COMPLETED" => {
+                if let (Some(len), Some(job)) = (data["len"].as_u64(), self.jobs.get(&id)) {
+                    self.copied
+                        .insert((job.pair.sequence, job.pair.copyset), len);
+                }
+                self.finish(&id, data["error"].as_str().map(str::to_string))
+                    .into_iter()
+                    .collect()
+            }
             "BLOCK_JOB_CANCELLED" => self.finish(&id, None).into_iter().collect(),
             _ => Vec::new(),
         }
@@ -643,6 +1033,8 @@ impl Driver for Qemu {
 
     fn shutdown(&mut self) {
         let pairs: Vec<Pair> = self.jobs.values().map(|j| j.pair.clone()).collect();
+        // Held writers go on first.
+        let _ = self.thaw(&pairs);
         let _ = self.cancel_all(&pairs, Intent::Stop);
         // Mirrors in sync end once they have synchronised a last time: wait a little.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -687,6 +1079,11 @@ impl Driver for Qemu {
         for (site, node) in std::mem::take(&mut self.exports) {
             if let Some(qmp) = self.sites.get(&site) {
                 let _ = qmp.execute("block-export-del", json!({ "id": format!("cssc-{node}") }));
+            }
+        }
+        for (site, id) in std::mem::take(&mut self.groups) {
+            if let Some(qmp) = self.sites.get(&site) {
+                let _ = qmp.execute("object-del", json!({ "id": id }));
             }
         }
         for site in std::mem::take(&mut self.nbd_servers) {

@@ -11,13 +11,14 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// How long any command may take before it is reported as hung.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QmpError {
@@ -36,24 +37,41 @@ impl std::fmt::Display for QmpError {
         match self {
             QmpError::Io(e) => write!(f, "{e}"),
             QmpError::Refused { desc, .. } => write!(f, "{desc}"),
-            QmpError::Timeout => write!(f, "no reply within {}s", COMMAND_TIMEOUT.as_secs()),
+            QmpError::Timeout => write!(f, "no reply in time"),
         }
     }
 }
 
-/// What a daemon says on its own: an event, or that it is gone.
+/// What a daemon says on its own: an event, that it is gone (its monitor closed), or
+/// that it hangs (a heartbeat went unanswered past its deadline).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Notice {
     Event { name: String, data: Value },
     Disconnected,
+    Hung,
+}
+
+/// How a connection is watched: a heartbeat every `every`, and the daemon is hung
+/// when one goes unanswered for `deadline`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watch {
+    pub every: Duration,
+    pub deadline: Duration,
 }
 
 type Pending = Arc<Mutex<HashMap<u64, Sender<Result<Value, QmpError>>>>>;
 
 pub struct Qmp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     writer: Mutex<WriteHalf>,
     pending: Pending,
     next_id: AtomicU64,
+    /// Commands of ours awaiting their reply: while the monitor works for us (a drain
+    /// can hold it for a while) a missing heartbeat reply proves nothing.
+    busy: AtomicUsize,
 }
 
 trait Stream: std::io::Read + Write + Send {
@@ -84,7 +102,7 @@ stream!(UnixStream, TcpStream);
 /// the reader thread and frees the monitor for the next client.
 impl Drop for Qmp {
     fn drop(&mut self) {
-        if let Ok(writer) = self.writer.lock() {
+        if let Ok(writer) = self.inner.writer.lock() {
             writer.0.close();
         }
     }
@@ -103,10 +121,16 @@ impl Qmp {
             Address::Unix(path) => Box::new(UnixStream::connect(path).map_err(io)?),
             Address::Tcp { host, port } => {
                 let host = host.trim_start_matches('[').trim_end_matches(']');
-                Box::new(TcpStream::connect((host, *port)).map_err(io)?)
+                let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, *port))
+                    .map_err(io)?
+                    .next()
+                    .ok_or_else(|| QmpError::Io(format!("{host} has no address")))?;
+                // A partitioned host must not hold the session in connect for minutes.
+                Box::new(TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).map_err(io)?)
             }
         };
-        stream.set_timeout(Some(COMMAND_TIMEOUT)).map_err(io)?;
+        // A daemon that accepts but does not greet (stopped) is not waited for long.
+        stream.set_timeout(Some(CONNECT_TIMEOUT)).map_err(io)?;
         let mut reader = BufReader::new(stream.try_clone_box().map_err(io)?);
         let mut writer = stream;
         let mut line = String::new();
@@ -134,12 +158,88 @@ impl Qmp {
             .spawn(move || read_loop(reader, routes, tag, notices))
             .map_err(io)?;
         Ok(Qmp {
-            writer: Mutex::new(WriteHalf(writer)),
-            pending,
-            next_id: AtomicU64::new(1),
+            inner: Arc::new(Inner {
+                writer: Mutex::new(WriteHalf(writer)),
+                pending,
+                next_id: AtomicU64::new(1),
+                busy: AtomicUsize::new(0),
+            }),
         })
     }
 
+    /// Watches the daemon: a `query-version` heartbeat; `Notice::Hung` (once) when one
+    /// is not answered within the deadline. Ends with the connection.
+    pub fn watch<T: Send + 'static>(&self, watch: Watch, tag: T, notices: Sender<(T, Notice)>) {
+        let inner = Arc::downgrade(&self.inner);
+        let _ = std::thread::Builder::new()
+            .name("qmp-heartbeat".into())
+            .spawn(move || heartbeat(inner, watch, tag, notices));
+    }
+
+    /// Runs one command and waits for its reply.
+    pub fn execute(&self, command: &str, arguments: Value) -> Result<Value, QmpError> {
+        self.execute_within(command, arguments, COMMAND_TIMEOUT)
+    }
+
+    /// Runs one command and waits at most `timeout` for its reply.
+    pub fn execute_within(
+        &self,
+        command: &str,
+        arguments: Value,
+        timeout: Duration,
+    ) -> Result<Value, QmpError> {
+        self.inner.busy.fetch_add(1, Ordering::SeqCst);
+        let reply = wait(self.inner.send(command, arguments), timeout);
+        self.inner.busy.fetch_sub(1, Ordering::SeqCst);
+        reply
+    }
+
+    /// Sends every command before reading any reply (pipelined), then collects the
+    /// replies in order.
+    pub fn execute_all(&self, commands: Vec<(&str, Value)>) -> Vec<Result<Value, QmpError>> {
+        self.inner.busy.fetch_add(1, Ordering::SeqCst);
+        let receivers: Vec<_> = commands
+            .into_iter()
+            .map(|(c, a)| self.inner.send(c, a))
+            .collect();
+        let replies = receivers
+            .into_iter()
+            .map(|rx| wait(rx, COMMAND_TIMEOUT))
+            .collect();
+        self.inner.busy.fetch_sub(1, Ordering::SeqCst);
+        replies
+    }
+}
+
+fn heartbeat<T>(inner: Weak<Inner>, watch: Watch, tag: T, notices: Sender<(T, Notice)>) {
+    loop {
+        std::thread::sleep(watch.every);
+        let Some(connection) = inner.upgrade() else {
+            return;
+        };
+        if connection.busy.load(Ordering::SeqCst) > 0 {
+            continue;
+        }
+        let reply = connection.send("query-version", Value::Null);
+        drop(connection);
+        match reply.recv_timeout(watch.deadline) {
+            Ok(Ok(_)) => {}
+            // The connection is gone: the reader reports it.
+            Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                let ours = inner
+                    .upgrade()
+                    .is_some_and(|c| c.busy.load(Ordering::SeqCst) > 0);
+                if !ours {
+                    let _ = notices.send((tag, Notice::Hung));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
     /// Sends a command and returns a receiver for its reply.
     fn send(&self, command: &str, arguments: Value) -> Receiver<Result<Value, QmpError>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -162,23 +262,10 @@ impl Qmp {
         }
         rx
     }
-
-    /// Runs one command and waits for its reply.
-    pub fn execute(&self, command: &str, arguments: Value) -> Result<Value, QmpError> {
-        wait(self.send(command, arguments))
-    }
-
-    /// Sends every command before reading any reply (pipelined), then collects the
-    /// replies in order.
-    pub fn execute_all(&self, commands: Vec<(&str, Value)>) -> Vec<Result<Value, QmpError>> {
-        let receivers: Vec<_> = commands.into_iter().map(|(c, a)| self.send(c, a)).collect();
-        receivers.into_iter().map(wait).collect()
-    }
 }
 
-fn wait(rx: Receiver<Result<Value, QmpError>>) -> Result<Value, QmpError> {
-    rx.recv_timeout(COMMAND_TIMEOUT)
-        .unwrap_or(Err(QmpError::Timeout))
+fn wait(rx: Receiver<Result<Value, QmpError>>, timeout: Duration) -> Result<Value, QmpError> {
+    rx.recv_timeout(timeout).unwrap_or(Err(QmpError::Timeout))
 }
 
 /// The writing side of a stream (the reader owns its own clone).
