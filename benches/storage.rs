@@ -1,7 +1,7 @@
 //! Storage benchmarks, each side by side in one run (numbers go into BENCHMARKS.md):
 //! point-in-time Copy vs `qemu-img convert`; synchronous-mirror 4 KiB write latency
-//! under cssc vs the same mirror set up by hand; freeze of 10 and 100 pairs; storage
-//! event -> action latency. Run: `cargo bench --bench storage` (needs qemu-utils).
+//! under cssc vs the same mirror set up by hand; freeze of 10 and 100 pairs under
+//! dependent writes (asked, and on a killed target site); storage event -> action latency. Run: `cargo bench --bench storage` (needs qemu-utils).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -151,32 +151,166 @@ fn sync_mirror_latency() {
     println!("sync mirror 4 KiB write, QD1, {count} writes (mean us/write): no mirror {base:.1}; cssc {by_cssc:.1?} median {c:.1}; by hand {by_hand:.1?} median {h:.1}; cssc/hand = {:.2}x", c / h);
 }
 
-/// Freeze of N synchronous pairs: until every cancel is acknowledged, and until every
-/// pair has reported that it stopped.
-fn freeze(n: usize) {
+fn spread(xs: &[f64]) -> String {
+    let mut sorted = xs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    format!(
+        "min {:.1} / median {:.1} / max {:.1}",
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `n` synchronous pairs from site a to sites b and c (half each), 4 MiB volumes,
+/// with an application doing dependent writes over all the sources.
+fn group_under_load(n: usize) -> (Lab, Plan, support::writer::Writer, Vec<(String, String)>) {
     let mode = BaseCopy::Continuous(ContinuousMode::Synchronous);
-    let sources: Vec<(String, u64)> = (0..n).map(|i| (format!("s{i}"), 4)).collect();
-    let targets: Vec<(String, u64)> = (0..n).map(|i| (format!("t{i}"), 4)).collect();
-    let names: Vec<(String, String)> = (0..n).map(|i| (format!("s{i}"), format!("t{i}"))).collect();
-    let src: Vec<(&str, u64)> = sources.iter().map(|(v, m)| (v.as_str(), *m)).collect();
-    let tgt: Vec<(&str, u64)> = targets.iter().map(|(v, m)| (v.as_str(), *m)).collect();
-    let pairs: Vec<[(&str, &str); 2]> = names
-        .iter()
-        .map(|(s, t)| [("a", s.as_str()), ("b", t.as_str())])
+    let volumes = |prefix: &str, range: std::ops::Range<usize>| -> Vec<(String, u64)> {
+        range.map(|i| (format!("{prefix}{i}"), 4)).collect()
+    };
+    let (src, tb, tc) = (
+        volumes("s", 0..n),
+        volumes("t", 0..n / 2),
+        volumes("t", n / 2..n),
+    );
+    fn borrow(v: &[(String, u64)]) -> Vec<(&str, u64)> {
+        v.iter().map(|(n, m)| (n.as_str(), *m)).collect()
+    }
+    let (src_b, tb_b, tc_b) = (borrow(&src), borrow(&tb), borrow(&tc));
+    let targets: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            (
+                (if i < n / 2 { "b" } else { "c" }).to_string(),
+                format!("t{i}"),
+            )
+        })
+        .collect();
+    let pairs: Vec<[(&str, &str); 2]> = (0..n)
+        .map(|i| {
+            [
+                ("a", src[i].0.as_str()),
+                (targets[i].0.as_str(), targets[i].1.as_str()),
+            ]
+        })
         .collect();
     let sets: Vec<&[(&str, &str)]> = pairs.iter().map(|p| &p[..]).collect();
-    let (_lab, plan) = lab(&[("a", &src), ("b", &tgt)], &sets, mode);
-    let (mut d, rx) = driver(&plan);
-    d.start(&plan.pairs(1), mode).expect("start");
-    await_reports(&mut d, &rx, &PairEvent::Duplex, n);
-    let t = Instant::now();
-    d.freeze(&plan.pairs(1)).expect("freeze");
-    let acked = t.elapsed();
-    await_reports(&mut d, &rx, &PairEvent::Suspended, n);
-    let stopped = t.elapsed();
-    d.shutdown();
-    println!("freeze of {n} sync pairs: every cancel acknowledged after {:.1} ms; every pair stopped after {:.1} ms",
-        acked.as_secs_f64() * 1e3, stopped.as_secs_f64() * 1e3);
+    let (lab, plan) = lab(&[("a", &src_b), ("b", &tb_b), ("c", &tc_b)], &sets, mode);
+    let sources: Vec<(&str, &str)> = src.iter().map(|(v, _)| ("a", v.as_str())).collect();
+    let writer = support::writer::Writer::start(&lab, &sources, 1024);
+    (lab, plan, writer, targets)
+}
+
+/// The targets after a freeze: a prefix of the writes that covers every write
+/// acknowledged before `instant` (checked, so that no number comes from a bad run).
+fn check_prefix(lab: &Lab, targets: &[(String, String)], acked_before: usize) {
+    let t: Vec<(&str, &str)> = targets
+        .iter()
+        .map(|(s, v)| (s.as_str(), v.as_str()))
+        .collect();
+    let held = support::writer::held(lab, &t, 1024);
+    assert!(held.past_gap.is_empty(), "not a prefix: {held:?}");
+    assert!(
+        held.prefix as usize >= acked_before,
+        "RPO: {acked_before} > {}",
+        held.prefix
+    );
+}
+
+/// Freeze of `n` synchronous pairs over two target daemons under dependent writes,
+/// `trials` times each way: asked by the document (freeze then thaw at once), and on
+/// a target site SIGKILLed. Times come from where things happen: the QMP reader's
+/// notice of the dead monitor (detection), the driver's instant of the last hold, the
+/// application's own acknowledgements (release) and the webhook receiver (notify).
+fn freeze_under_load(n: usize, trials: usize) {
+    let mode = BaseCopy::Continuous(ContinuousMode::Synchronous);
+    let (mut ask_to_held, mut ask_stall) = (Vec::new(), Vec::new());
+    let (mut kill_to_detect, mut detect_to_held, mut kill_stall, mut detect_to_notify) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..trials {
+        let (lab, plan, writer, targets) = group_under_load(n);
+        let (mut d, rx) = driver(&plan);
+        d.start(&plan.pairs(1), mode).expect("start");
+        await_reports(&mut d, &rx, &PairEvent::Duplex, n);
+        writer.wait_for_progress(2 * n);
+        let asked = Instant::now();
+        d.freeze(&plan.pairs(1)).expect("freeze");
+        let held = d.held_at(1).expect("held");
+        d.thaw(&plan.pairs(1)).expect("thaw");
+        writer.wait_for_progress(n);
+        let released = writer
+            .first_ack_after(held)
+            .expect("writes after the release");
+        ask_to_held.push(ms(held - asked));
+        ask_stall.push(ms(released - held));
+        let before = writer.acknowledged_before(held);
+        let (_, ended, _) = writer.stop();
+        ended.expect("no write failed");
+        check_prefix(&lab, &targets, before);
+        d.shutdown();
+    }
+    for _ in 0..trials {
+        let (mut lab, plan, writer, targets) = group_under_load(n);
+        let (mut d, rx) = driver(&plan);
+        d.start(&plan.pairs(1), mode).expect("start");
+        await_reports(&mut d, &rx, &PairEvent::Duplex, n);
+        writer.wait_for_progress(2 * n);
+        let (port, hooks) = webhook();
+        let contact = csc_runtime::plan::Contact {
+            name: "oncall".into(),
+            webhook: Some(format!("http://127.0.0.1:{port}/oncall")),
+            command: None,
+        };
+        let killed = Instant::now();
+        lab.kill("b");
+        let detected = loop {
+            let (site, notice) = rx.recv().expect("notice");
+            let gone = notice == csc_runtime::drivers::qemu::qmp::Notice::Disconnected;
+            let at = Instant::now();
+            let reports = d.interpret(&site, notice);
+            if gone && site == "b" && !reports.is_empty() {
+                break at;
+            }
+        };
+        // What the executor does on onError with `freeze; notify; thaw`.
+        d.freeze(&plan.pairs(1)).expect("freeze");
+        let held = d.held_at(1).expect("held");
+        let what = csc_runtime::actions::Occurrence::new(
+            "bench",
+            1,
+            csc_runtime::vocab::Event::OnError,
+            None,
+            "site b killed".into(),
+        );
+        csc_runtime::actions::notify(&contact, &what, &log("bench"));
+        d.thaw(&plan.pairs(1)).expect("thaw");
+        writer.wait_for_progress(n);
+        let released = writer
+            .first_ack_after(held)
+            .expect("writes after the release");
+        let notified = hooks.lock().expect("hooks")[0].0;
+        kill_to_detect.push(ms(detected - killed));
+        detect_to_held.push(ms(held - detected));
+        kill_stall.push(ms(released - held));
+        detect_to_notify.push(ms(notified - detected));
+        let before = writer.acknowledged_before(killed);
+        let (_, ended, _) = writer.stop();
+        ended.expect("no write failed");
+        check_prefix(&lab, &targets, before);
+        d.shutdown();
+    }
+    println!("freeze of {n} sync pairs over 2 target daemons under dependent writes, {trials} trials each (ms):");
+    println!(
+        "  asked: ask -> every pair held {}; held -> first write released {}",
+        spread(&ask_to_held),
+        spread(&ask_stall)
+    );
+    println!("  target daemon SIGKILLed: kill -> detected {}; detected -> every pair held {}; held -> first write released {}; detected -> webhook received {}",
+        spread(&kill_to_detect), spread(&detect_to_held), spread(&kill_stall), spread(&detect_to_notify));
 }
 
 /// A target site dies under a synchronous mirror: time until the freeze command ran
@@ -249,8 +383,8 @@ fn main() {
         sync_mirror_latency();
     }
     if run("freeze") {
-        freeze(10);
-        freeze(100);
+        freeze_under_load(10, 5);
+        freeze_under_load(100, 5);
     }
     if run("action") {
         event_to_action();

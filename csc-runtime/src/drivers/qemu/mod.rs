@@ -91,13 +91,6 @@ fn sink_node(pair: &Pair) -> String {
     format!("cssc-sink-s{}-c{}", pair.sequence, pair.copyset)
 }
 
-/// The throttle group of a pair's hold. One per pair: a pair whose target fails is
-/// never held by it (the NBD client holds its writes), and a group once held keeps
-/// its requests waiting on a timer, which only a move to another group undoes.
-fn hold_group(pair: &Pair) -> String {
-    format!("cssc-group-s{}-c{}", pair.sequence, pair.copyset)
-}
-
 /// The unlimited group released holds move to.
 const FREE_GROUP: &str = "cssc-free";
 
@@ -181,6 +174,21 @@ impl Qemu {
         })
     }
 
+    /// The throttle group of a pair's hold: one per sequence, source daemon and target
+    /// storage, so one `qom-set` holds all the pairs to a site (a QMP command costs
+    /// about a millisecond), and pairs to a site that failed, whose NBD clients hold
+    /// their writes, are never in a held group (a group once held keeps its requests
+    /// waiting on a timer that only a move to another group undoes).
+    fn hold_group(&self, pair: &Pair) -> String {
+        let target = self
+            .plan
+            .storages
+            .keys()
+            .position(|s| *s == pair.target.storage)
+            .unwrap_or(usize::MAX);
+        format!("cssc-hold-s{}-t{target}", pair.sequence)
+    }
+
     /// Whether the session is connected to this storage's daemon.
     pub fn reaches(&self, site: &str) -> bool {
         self.sites.contains_key(site)
@@ -230,7 +238,8 @@ impl Qemu {
     fn hold_filter(&mut self, pair: &Pair, target: &str) -> Result<String, DriverError> {
         let site = pair.source.storage.clone();
         let size = self.size(&pair.source)?;
-        self.ensure_group(&site, &hold_group(pair))?;
+        let group = self.hold_group(pair);
+        self.ensure_group(&site, &group)?;
         let qmp = self.qmp(&site)?;
         qmp.execute(
             "blockdev-add",
@@ -239,13 +248,13 @@ impl Qemu {
         .map_err(|e| refused(&site, &pair.source, e))?;
         qmp.execute(
             "blockdev-add",
-            json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": hold_group(pair), "file": target }),
+            json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": group, "file": target }),
         )
         .map_err(|e| refused(&site, &pair.source, e))?;
         Ok(hold_node(pair))
     }
 
-    /// Points the hold filters of `ids` at their sinks, each in its own group (the cut)
+    /// Points the hold filters of `ids` at their sinks, in their hold group (the cut)
     /// or in the unlimited one (`release`): one `blockdev-reopen` per source daemon.
     /// Returns the jobs whose filter could not be swapped (a reopen flushes the old
     /// child, which fails when its target died meanwhile).
@@ -255,17 +264,17 @@ impl Qemu {
             let site = self.jobs[id].pair.source.storage.clone();
             by_site.entry(site).or_default().push(id);
         }
-        let option = |pair: &Pair| {
-            let group = if release {
-                FREE_GROUP.to_string()
-            } else {
-                hold_group(pair)
-            };
-            json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": group, "file": sink_node(pair) })
-        };
         let mut failed = Vec::new();
         for (site, site_ids) in by_site {
             let ready = !release || self.ensure_group(&site, FREE_GROUP).is_ok();
+            let option = |pair: &Pair| {
+                let group = if release {
+                    FREE_GROUP.to_string()
+                } else {
+                    self.hold_group(pair)
+                };
+                json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": group, "file": sink_node(pair) })
+            };
             let Some(qmp) = self.sites.get(&site).filter(|_| ready) else {
                 failed.extend(site_ids.into_iter().cloned());
                 continue;
@@ -655,10 +664,12 @@ impl Qemu {
             if let Some(job) = self.jobs.get_mut(&id) {
                 job.intent = intent;
                 // End at once (no last synchronisation) a failed or paused mirror, which
-                // cannot synchronise, and a synchronous one, which has nothing left to
-                // copy: every acknowledged write is already on its target. Only a
-                // background mirror drains first, so its target catches up.
-                let force = job.failed || job.paused || job.synchronous || job.kind == Kind::Backup;
+                // cannot synchronise, and a backup. A mirror in step ends gracefully: a
+                // synchronous or frozen one has nothing left to copy, a background one
+                // drains first so its target catches up. (A forced cancel of a
+                // write-blocking mirror under writes has crashed qemu-storage-daemon
+                // 10.0.2 with heap corruption: docs/qemu-recipes.md.)
+                let force = job.failed || job.paused || job.kind == Kind::Backup;
                 by_site
                     .entry(pair.source.storage.clone())
                     .or_default()
@@ -855,26 +866,36 @@ impl Driver for Qemu {
             return Ok(Vec::new());
         }
         let mut reports = self.catch_up(&ids);
-        // A pair whose target failed is held by its NBD client (its writes wait
-        // failed_target_hold_secs, unacknowledged, then fail): it is cut already.
-        let healthy: Vec<String> = ids
+        // A pair whose target storage is lost (gone or hung) is held by its NBD client
+        // (its writes wait failed_target_hold_secs, unacknowledged, then fail): cut
+        // already. Every other pair is held, then cut.
+        let cut: Vec<String> = ids
             .iter()
-            .filter(|id| !self.jobs[*id].failed)
+            .filter(|id| self.sites.contains_key(&self.jobs[*id].pair.target.storage))
             .cloned()
             .collect();
-        // Hold: every healthy pair's mirror writes wait in its filter, unacknowledged.
-        // Holds may be staggered across pairs and daemons: nothing can depend on a
-        // held write. Pipelined per source daemon.
-        let mut by_site: BTreeMap<String, Vec<(&str, Value)>> = BTreeMap::new();
-        for id in &healthy {
+        // Hold: the mirror writes of these pairs wait in their filters, unacknowledged.
+        // Holds may be staggered across groups and daemons: nothing can depend on a
+        // held write. One `qom-set` per group, pipelined per source daemon.
+        let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for id in &cut {
             let pair = &self.jobs[id].pair;
-            by_site.entry(pair.source.storage.clone()).or_default().push((
-                "qom-set",
-                json!({ "path": hold_group(pair), "property": "limits", "value": { "bps-write": 1 } }),
-            ));
+            groups
+                .entry(pair.source.storage.clone())
+                .or_default()
+                .insert(self.hold_group(pair));
         }
-        for (site, commands) in by_site {
+        for (site, site_groups) in groups {
             let Ok(qmp) = self.qmp(&site) else { continue };
+            let commands = site_groups
+                .iter()
+                .map(|g| {
+                    (
+                        "qom-set",
+                        json!({ "path": g, "property": "limits", "value": { "bps-write": 1 } }),
+                    )
+                })
+                .collect();
             if let Some(Err(e)) = qmp.execute_all(commands).into_iter().find(Result::is_err) {
                 return Err(site_error(&site, format!("cannot hold the writers: {e}")));
             }
@@ -882,14 +903,14 @@ impl Driver for Qemu {
         self.held.insert(pairs[0].sequence, Instant::now());
         // Cut: each filter's child becomes its sink while the writers still wait. The
         // reopen drains, so it waits for writes the NBD clients of failed targets hold.
-        let stuck = self.reopen_holds(&healthy, false);
+        let stuck = self.reopen_holds(&cut, false);
         for id in &ids {
             let job = self.jobs.get_mut(id).expect("listed");
-            job.frozen = !stuck.contains(id) && !job.failed;
+            job.frozen = cut.contains(id) && !stuck.contains(id);
             job.intent = Intent::Freeze;
             if stuck.contains(id) {
                 job.failed = true;
-                reports.push(report(&job.pair, PairEvent::Error("its target failed during the freeze; its writes are held until the hold time ends".into())));
+                reports.push(report(&job.pair, PairEvent::Error("its target failed during the freeze: its filter cannot be swapped, so its writes stay held (docs/runtime.md, Freeze)".into())));
             } else if !reports.iter().any(|r| r.copyset == job.pair.copyset) {
                 reports.push(report(&job.pair, PairEvent::Suspended));
             }
