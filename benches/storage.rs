@@ -205,6 +205,21 @@ fn group_under_load(n: usize) -> (Lab, Plan, support::writer::Writer, Vec<(Strin
     (lab, plan, writer, targets)
 }
 
+/// Ends a trial: the application stops (it never saw an error), the targets are
+/// checked, the session's additions removed.
+fn end_trial(
+    lab: &Lab,
+    targets: &[(String, String)],
+    writer: support::writer::Writer,
+    acked_before: usize,
+    mut d: csc_runtime::drivers::qemu::Qemu,
+) {
+    let (_, ended, _) = writer.stop();
+    ended.expect("no write failed");
+    check_prefix(lab, targets, acked_before);
+    d.shutdown();
+}
+
 /// The targets after a freeze: a prefix of the writes that covers every write
 /// acknowledged before `instant` (checked, so that no number comes from a bad run).
 fn check_prefix(lab: &Lab, targets: &[(String, String)], acked_before: usize) {
@@ -248,10 +263,7 @@ fn freeze_under_load(n: usize, trials: usize) {
         ask_to_held.push(ms(held - asked));
         ask_stall.push(ms(released - held));
         let before = writer.acknowledged_before(held);
-        let (_, ended, _) = writer.stop();
-        ended.expect("no write failed");
-        check_prefix(&lab, &targets, before);
-        d.shutdown();
+        end_trial(&lab, &targets, writer, before, d);
     }
     for _ in 0..trials {
         let (mut lab, plan, writer, targets) = group_under_load(n);
@@ -298,10 +310,7 @@ fn freeze_under_load(n: usize, trials: usize) {
         kill_stall.push(ms(released - held));
         detect_to_notify.push(ms(notified - detected));
         let before = writer.acknowledged_before(killed);
-        let (_, ended, _) = writer.stop();
-        ended.expect("no write failed");
-        check_prefix(&lab, &targets, before);
-        d.shutdown();
+        end_trial(&lab, &targets, writer, before, d);
     }
     println!("freeze of {n} sync pairs over 2 target daemons under dependent writes, {trials} trials each (ms):");
     println!(

@@ -7,6 +7,7 @@
 
 mod support;
 
+use csc_runtime::drivers::qemu::Qemu;
 use csc_runtime::drivers::{Driver, PairEvent};
 use csc_runtime::lab::Lab;
 use csc_runtime::machine::Solution;
@@ -89,15 +90,41 @@ fn assert_prefix(lab: &Lab, what: &str) -> u64 {
     found.prefix
 }
 
-#[test]
-fn an_explicit_freeze_under_dependent_writes_holds_cuts_and_releases() {
-    let mode = BaseCopy::Continuous(ContinuousMode::Synchronous);
+/// The group lab driven directly, in duplex, with the application writing.
+fn driven_under_load(mode: BaseCopy, warm_up: usize) -> (Lab, Plan, Qemu, Writer) {
     let (lab, plan) = group_lab(mode);
     let (mut d, rx) = driver(&plan);
     d.start(&plan.pairs(1), mode).expect("start");
     await_reports(&mut d, &rx, &PairEvent::Duplex, 4);
     let writer = Writer::start(&lab, &SOURCES, SLOTS);
-    writer.wait_for_progress(500);
+    writer.wait_for_progress(warm_up);
+    (lab, plan, d, writer)
+}
+
+/// Stops the application (which must never have seen an error) and checks its
+/// targets: a prefix holding every write acknowledged before `instant`. Returns the
+/// acknowledgements and the prefix.
+fn consistent_since(
+    lab: &Lab,
+    writer: Writer,
+    instant: Instant,
+    what: &str,
+) -> (Vec<Instant>, u64) {
+    let (acks, ended, _) = writer.stop();
+    ended.expect("the application never saw an error");
+    let prefix = assert_prefix(lab, what);
+    let before = acks.partition_point(|t| *t < instant);
+    assert!(
+        prefix as usize >= before,
+        "{what}: {before} writes were acknowledged before {instant:?}, the targets hold {prefix}"
+    );
+    (acks, prefix)
+}
+
+#[test]
+fn an_explicit_freeze_under_dependent_writes_holds_cuts_and_releases() {
+    let mode = BaseCopy::Continuous(ContinuousMode::Synchronous);
+    let (lab, plan, mut d, writer) = driven_under_load(mode, 500);
 
     let reports = d.freeze(&plan.pairs(1)).expect("freeze");
     assert_eq!(
@@ -119,14 +146,8 @@ fn an_explicit_freeze_under_dependent_writes_holds_cuts_and_releases() {
     let released = Instant::now();
     d.thaw(&plan.pairs(1)).expect("thaw");
     writer.wait_for_progress(500);
-    let (acks, ended, _) = writer.stop();
-    ended.expect("the application never saw an error");
-    let prefix = assert_prefix(&lab, "freeze");
+    let (acks, prefix) = consistent_since(&lab, writer, held_at, "freeze (RPO 0 at the hold)");
     let before = acks.partition_point(|t| *t < held_at);
-    assert!(
-        prefix as usize >= before,
-        "RPO 0: {before} writes were acknowledged before the hold, the targets hold {prefix}"
-    );
     assert!(
         (prefix as usize) < acks.len(),
         "the writes after the release are not mirrored"
@@ -149,23 +170,16 @@ fn an_explicit_freeze_under_dependent_writes_holds_cuts_and_releases() {
 #[test]
 fn an_asynchronous_group_is_frozen_at_a_consistent_instant() {
     let mode = BaseCopy::Continuous(ContinuousMode::Asynchronous);
-    let (lab, plan) = group_lab(mode);
-    let (mut d, rx) = driver(&plan);
-    d.start(&plan.pairs(1), mode).expect("start");
-    await_reports(&mut d, &rx, &PairEvent::Duplex, 4);
-    let writer = Writer::start(&lab, &SOURCES, SLOTS);
-    writer.wait_for_progress(2000);
+    let (lab, plan, mut d, writer) = driven_under_load(mode, 2000);
     let asked = Instant::now();
     d.freeze(&plan.pairs(1)).expect("freeze");
     d.thaw(&plan.pairs(1)).expect("thaw");
     writer.wait_for_progress(500);
-    let (acks, ended, _) = writer.stop();
-    ended.expect("no error");
-    let prefix = assert_prefix(&lab, "asynchronous freeze");
-    let before = acks.partition_point(|t| *t < asked);
-    assert!(
-        prefix as usize >= before,
-        "every write acknowledged before the freeze was asked is on the targets: {before} > {prefix}"
+    consistent_since(
+        &lab,
+        writer,
+        asked,
+        "asynchronous freeze (every write before it was asked)",
     );
     d.shutdown();
 }
@@ -179,6 +193,14 @@ fn session(lab: &Lab, plan: &Plan) -> Session {
         s.states.get(&1) == Some(&"Duplex")
     });
     session
+}
+
+/// The session in duplex, with the application writing.
+fn session_under_load(lab: &Lab, plan: &Plan) -> (Session, Writer) {
+    let s = session(lab, plan);
+    let writer = Writer::start(lab, &SOURCES, SLOTS);
+    writer.wait_for_progress(500);
+    (s, writer)
 }
 
 fn froze(session: &Session) {
@@ -199,20 +221,15 @@ fn end(session: Session) {
 #[test]
 fn a_target_site_killed_under_load_leaves_consistent_targets_and_the_application_going() {
     let (lab, plan) = group_lab(BaseCopy::Continuous(ContinuousMode::Synchronous));
-    let s = session(&lab, &plan);
-    let writer = Writer::start(&lab, &SOURCES, SLOTS);
-    writer.wait_for_progress(500);
+    let (s, writer) = session_under_load(&lab, &plan);
     let mut lab = lab;
     let killed = Instant::now();
     lab.kill("siteB");
     froze(&s);
     // The document does not thaw: the hold time releases the writers.
     writer.wait_for_progress(500);
-    let (acks, ended, _) = writer.stop();
-    ended.expect("the application never saw an error");
-    let prefix = assert_prefix(&lab, "target killed");
+    let (acks, prefix) = consistent_since(&lab, writer, killed, "target killed (RPO 0)");
     let before = acks.partition_point(|t| *t < killed);
-    assert!(prefix as usize >= before, "RPO 0: {before} > {prefix}");
     let stall = acks
         .windows(2)
         .filter(|w| w[1] > killed)
@@ -226,20 +243,14 @@ fn a_target_site_killed_under_load_leaves_consistent_targets_and_the_application
 #[test]
 fn a_hung_target_site_is_noticed_frozen_and_the_application_goes_on() {
     let (lab, plan) = group_lab(BaseCopy::Continuous(ContinuousMode::Synchronous));
-    let s = session(&lab, &plan);
-    let writer = Writer::start(&lab, &SOURCES, SLOTS);
-    writer.wait_for_progress(500);
+    let (s, writer) = session_under_load(&lab, &plan);
     let stopped = Instant::now();
     lab.signal("siteB", "STOP").expect("SIGSTOP");
     froze(&s);
     let noticed = stopped.elapsed();
     writer.wait_for_progress(500);
-    let (acks, ended, _) = writer.stop();
+    let (acks, prefix) = consistent_since(&lab, writer, stopped, "target hung (RPO 0)");
     lab.signal("siteB", "CONT").expect("SIGCONT");
-    ended.expect("the application never saw an error");
-    let prefix = assert_prefix(&lab, "target hung");
-    let before = acks.partition_point(|t| *t < stopped);
-    assert!(prefix as usize >= before, "RPO 0: {before} > {prefix}");
     assert!(
         noticed < Duration::from_secs(5),
         "the hang was noticed and frozen after {noticed:?}"
@@ -254,9 +265,7 @@ fn a_hung_target_site_is_noticed_frozen_and_the_application_goes_on() {
 #[test]
 fn a_source_site_lost_under_load_leaves_every_acknowledged_write_on_the_targets() {
     let (lab, plan) = group_lab(BaseCopy::Continuous(ContinuousMode::Synchronous));
-    let s = session(&lab, &plan);
-    let writer = Writer::start(&lab, &SOURCES, SLOTS);
-    writer.wait_for_progress(500);
+    let (s, writer) = session_under_load(&lab, &plan);
     let mut lab = lab;
     lab.kill("siteA");
     froze(&s);

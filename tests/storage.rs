@@ -536,3 +536,24 @@ fn no_copy_is_an_instant_point_in_time_read_through_a_fleecing_target() {
         leftovers(&lab, "a")
     );
 }
+
+#[test]
+fn a_session_that_loses_every_storage_waits_and_says_so() {
+    let (lab, plan) = two_site_lab(16);
+    let (stop, status, handle) = spawn::<cssc_solutions::mirror_freeze_switch::Chain>(plan);
+    wait_until(&status, "duplex", |s| s.states.get(&1) == Some(&"Duplex"));
+    let mut lab = lab;
+    lab.kill("siteA");
+    lab.kill("siteB");
+    wait_until(&status, "the error", |s| {
+        s.events.contains(&(1, Event::OnError))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !handle.is_finished(),
+        "the session waits for its storage or a stop"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let ended = handle.join().expect("thread").expect("it had started");
+    assert_eq!(ended, csc_runtime::executor::Ended::StoragesLost);
+}

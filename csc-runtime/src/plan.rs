@@ -14,7 +14,7 @@
 //! hold_seconds = 2                  # a freeze without thaw releases writers after this
 //! failed_target_hold_seconds = 1    # a write to a failed target waits this long
 //! heartbeat_ms = 200                # every storage is asked this often
-//! hung_after_ms = 1000              # and is hung when it does not answer within this
+//! hung_after_ms = 800               # and is hung when it does not answer within this
 //! ```
 
 use crate::address::Address;
@@ -57,7 +57,7 @@ impl Default for Timing {
             hold: Duration::from_secs(2),
             failed_target_hold_secs: 1,
             heartbeat: Duration::from_millis(200),
-            hung_after: Duration::from_secs(1),
+            hung_after: Duration::from_millis(800),
         }
     }
 }
@@ -359,6 +359,33 @@ mod tests {
                 name: "y".into()
             }
         );
+    }
+
+    #[test]
+    fn a_run_file_sets_the_clocks_and_refuses_a_zero_failed_target_hold() {
+        let mut plan = Plan::from_session(&SESSION);
+        assert_eq!(plan.timing, Timing::default());
+        plan.apply_run_file(
+            "h.toml",
+            "[timing]\nhold_seconds = 30\nfailed_target_hold_seconds = 3\nheartbeat_ms = 50\nhung_after_ms = 400\n",
+        )
+        .expect("valid timing");
+        assert_eq!(
+            plan.timing,
+            Timing {
+                hold: Duration::from_secs(30),
+                failed_target_hold_secs: 3,
+                heartbeat: Duration::from_millis(50),
+                hung_after: Duration::from_millis(400),
+            }
+        );
+        let err = plan
+            .apply_run_file("h.toml", "[timing]\nfailed_target_hold_seconds = 0\n")
+            .expect_err("zero");
+        assert!(err.contains("at least 1"), "{err}");
+        assert!(plan
+            .apply_run_file("h.toml", "[timing]\nhold = 3\n")
+            .is_err());
     }
 
     #[test]
