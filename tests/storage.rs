@@ -472,7 +472,7 @@ fn no_copy_is_an_instant_point_in_time_read_through_a_fleecing_target() {
     );
     let expected = lab.dir.join("expected.img");
     std::fs::copy(lab.image("a", "src"), &expected).expect("the source before the copy");
-    // The target: a qcow2 fleecing node whose backing is the source (notes §2), and a
+    // The target: a qcow2 fleecing node whose backing is the source (docs/qemu-recipes.md), and a
     // read-only export to read the point in time through.
     let fleece = lab.dir.join("fl.qcow2");
     let made = std::process::Command::new("qemu-img")

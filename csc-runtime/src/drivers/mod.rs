@@ -48,6 +48,26 @@ impl fmt::Display for DriverError {
 
 impl std::error::Error for DriverError {}
 
+impl DriverError {
+    /// A refusal about a whole storage.
+    pub fn at(site: &str, message: impl fmt::Display) -> DriverError {
+        DriverError {
+            site: site.to_string(),
+            volume: None,
+            message: message.to_string(),
+        }
+    }
+
+    /// A refusal about one volume, as seen from storage `site`.
+    pub fn on(site: &str, volume: &str, message: impl fmt::Display) -> DriverError {
+        DriverError {
+            site: site.to_string(),
+            volume: Some(volume.to_string()),
+            message: message.to_string(),
+        }
+    }
+}
+
 /// How far a long copy has come.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Progress {

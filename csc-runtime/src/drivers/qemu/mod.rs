@@ -13,11 +13,15 @@
 //! at thaw, release (the filters moved to an unlimited group). Everything added to a
 //! daemon is named `cssc-...` and removed by `shutdown`.
 
+mod events;
+mod hold;
+mod names;
 pub mod qmp;
 
 use super::{Driver, DriverError, PairEvent, PairReport, Progress};
 use crate::plan::{Pair, Plan, Timing, Volume};
 use crate::vocab::{BaseCopy, ContinuousMode, PointInTimeMode};
+use names::{export, hold_node, incremental_bitmap, job_id, nbd_node, parse_job_id, sink_node};
 use qmp::{Notice, Qmp, QmpError};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,47 +81,8 @@ pub struct Qemu {
     timing: Timing,
 }
 
-fn job_id(pair: &Pair) -> String {
-    format!("cssc-s{}-c{}", pair.sequence, pair.copyset)
-}
-
-/// A continuous pair's hold: the throttle filter its mirror writes through.
-fn hold_node(pair: &Pair) -> String {
-    format!("cssc-hold-s{}-c{}", pair.sequence, pair.copyset)
-}
-
-/// Where a frozen pair's writes go after the cut: a null node of the source's size.
-fn sink_node(pair: &Pair) -> String {
-    format!("cssc-sink-s{}-c{}", pair.sequence, pair.copyset)
-}
-
-/// The unlimited group released holds move to.
-const FREE_GROUP: &str = "cssc-free";
-
-/// How long an asynchronous pair may take to get in step before its freeze.
-const CATCH_UP: Duration = Duration::from_secs(30);
-
-/// Which pair a job id names.
-fn parse_job_id(id: &str) -> Option<(u32, usize)> {
-    let rest = id.strip_prefix("cssc-s")?;
-    let (sequence, copyset) = rest.split_once("-c")?;
-    Some((sequence.parse().ok()?, copyset.parse().ok()?))
-}
-
-fn site_error(site: &str, message: String) -> DriverError {
-    DriverError {
-        site: site.to_string(),
-        volume: None,
-        message,
-    }
-}
-
 fn refused(site: &str, volume: &Volume, e: QmpError) -> DriverError {
-    DriverError {
-        site: site.to_string(),
-        volume: Some(volume.name.clone()),
-        message: e.to_string(),
-    }
+    DriverError::on(site, &volume.name, e)
 }
 
 /// An address as QMP's legacy SocketAddress (`nbd-server-start` takes only this form).
@@ -150,12 +115,12 @@ impl Qemu {
         let mut sites = BTreeMap::new();
         for id in used {
             let storage = &plan.storages[id];
-            let qmp =
-                watched(&storage.endpoint, id, plan.timing, &notices).map_err(|e| DriverError {
-                    site: id.to_string(),
-                    volume: None,
-                    message: format!("cannot reach its QMP endpoint {}: {e}", storage.endpoint),
-                })?;
+            let qmp = watched(&storage.endpoint, id, plan.timing, &notices).map_err(|e| {
+                DriverError::at(
+                    id,
+                    format!("cannot reach its QMP endpoint {}: {e}", storage.endpoint),
+                )
+            })?;
             sites.insert(id.to_string(), qmp);
         }
         Ok(Qemu {
@@ -174,21 +139,6 @@ impl Qemu {
         })
     }
 
-    /// The throttle group of a pair's hold: one per sequence, source daemon and target
-    /// storage, so one `qom-set` holds all the pairs to a site (a QMP command costs
-    /// about a millisecond), and pairs to a site that failed, whose NBD clients hold
-    /// their writes, are never in a held group (a group once held keeps its requests
-    /// waiting on a timer that only a move to another group undoes).
-    fn hold_group(&self, pair: &Pair) -> String {
-        let target = self
-            .plan
-            .storages
-            .keys()
-            .position(|s| *s == pair.target.storage)
-            .unwrap_or(usize::MAX);
-        format!("cssc-hold-s{}-t{target}", pair.sequence)
-    }
-
     /// Whether the session is connected to this storage's daemon.
     pub fn reaches(&self, site: &str) -> bool {
         self.sites.contains_key(site)
@@ -205,194 +155,10 @@ impl Qemu {
         self.held.get(&sequence).copied()
     }
 
-    /// Adds a throttle group to a daemon once.
-    fn ensure_group(&mut self, site: &str, id: &str) -> Result<(), DriverError> {
-        let key = (site.to_string(), id.to_string());
-        if !self.groups.contains(&key) {
-            self.qmp(site)?
-                .execute(
-                    "object-add",
-                    json!({ "qom-type": "throttle-group", "id": id, "limits": {} }),
-                )
-                .map_err(|e| site_error(site, format!("cannot add throttle group {id}: {e}")))?;
-            self.groups.insert(key);
-        }
-        Ok(())
-    }
-
-    /// The virtual size of a volume, as its daemon reports it.
-    fn size(&self, volume: &Volume) -> Result<u64, DriverError> {
-        let nodes = self
-            .qmp(&volume.storage)?
-            .execute("query-named-block-nodes", json!({ "flat": true }))
-            .map_err(|e| refused(&volume.storage, volume, e))?;
-        size_of(&nodes, &volume.name).ok_or_else(|| DriverError {
-            site: volume.storage.clone(),
-            volume: Some(volume.name.clone()),
-            message: "no block node has this name".into(),
-        })
-    }
-
-    /// A mirror's target: a hold filter (in the sequence's throttle group) over
-    /// `target`, and the null sink the cut of a freeze swaps in.
-    fn hold_filter(&mut self, pair: &Pair, target: &str) -> Result<String, DriverError> {
-        let site = pair.source.storage.clone();
-        let size = self.size(&pair.source)?;
-        let group = self.hold_group(pair);
-        self.ensure_group(&site, &group)?;
-        let qmp = self.qmp(&site)?;
-        qmp.execute(
-            "blockdev-add",
-            json!({ "driver": "null-co", "node-name": sink_node(pair), "size": size }),
-        )
-        .map_err(|e| refused(&site, &pair.source, e))?;
-        qmp.execute(
-            "blockdev-add",
-            json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": group, "file": target }),
-        )
-        .map_err(|e| refused(&site, &pair.source, e))?;
-        Ok(hold_node(pair))
-    }
-
-    /// Points the hold filters of `ids` at their sinks, in their hold group (the cut)
-    /// or in the unlimited one (`release`): one `blockdev-reopen` per source daemon.
-    /// Returns the jobs whose filter could not be swapped (a reopen flushes the old
-    /// child, which fails when its target died meanwhile).
-    fn reopen_holds(&mut self, ids: &[String], release: bool) -> Vec<String> {
-        let mut by_site: BTreeMap<String, Vec<&String>> = BTreeMap::new();
-        for id in ids {
-            let site = self.jobs[id].pair.source.storage.clone();
-            by_site.entry(site).or_default().push(id);
-        }
-        let mut failed = Vec::new();
-        for (site, site_ids) in by_site {
-            let ready = !release || self.ensure_group(&site, FREE_GROUP).is_ok();
-            let option = |pair: &Pair| {
-                let group = if release {
-                    FREE_GROUP.to_string()
-                } else {
-                    self.hold_group(pair)
-                };
-                json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": group, "file": sink_node(pair) })
-            };
-            let Some(qmp) = self.sites.get(&site).filter(|_| ready) else {
-                failed.extend(site_ids.into_iter().cloned());
-                continue;
-            };
-            let all: Vec<Value> = site_ids
-                .iter()
-                .map(|id| option(&self.jobs[*id].pair))
-                .collect();
-            if qmp
-                .execute("blockdev-reopen", json!({ "options": all }))
-                .is_ok()
-            {
-                continue;
-            }
-            // One failed pair fails the whole reopen: swap them one by one.
-            for id in site_ids {
-                let one = option(&self.jobs[id].pair);
-                if qmp
-                    .execute("blockdev-reopen", json!({ "options": [one] }))
-                    .is_err()
-                {
-                    failed.push(id.clone());
-                }
-            }
-        }
-        failed
-    }
-
-    /// Asynchronous mirrors of `ids` become write-blocking and are waited for until
-    /// their targets are in step; returns the reports of those that did not get there.
-    fn catch_up(&mut self, ids: &[String]) -> Vec<PairReport> {
-        let mut waiting: Vec<String> = Vec::new();
-        for id in ids {
-            let job = &self.jobs[id];
-            if job.synchronous || job.failed {
-                continue;
-            }
-            let site = job.pair.source.storage.clone();
-            let changed = self.qmp(&site).and_then(|q| {
-                q.execute(
-                    "block-job-change",
-                    json!({ "id": id, "type": "mirror", "copy-mode": "write-blocking" }),
-                )
-                .map_err(|e| site_error(&site, e.to_string()))
-            });
-            if changed.is_ok() {
-                waiting.push(id.clone());
-            }
-        }
-        let deadline = Instant::now() + CATCH_UP;
-        while !waiting.is_empty() && Instant::now() < deadline {
-            let mut synced = BTreeSet::new();
-            for qmp in self.sites.values() {
-                if let Ok(Value::Array(jobs)) = qmp.execute("query-block-jobs", Value::Null) {
-                    synced.extend(
-                        jobs.iter()
-                            .filter(|j| j["actively-synced"] == true)
-                            .filter_map(|j| j["device"].as_str().map(str::to_string)),
-                    );
-                }
-            }
-            waiting.retain(|id| !synced.contains(id));
-            if !waiting.is_empty() {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        for id in ids {
-            if let Some(job) = self.jobs.get_mut(id) {
-                job.synchronous |= !waiting.contains(id);
-            }
-        }
-        waiting
-            .iter()
-            .map(|id| {
-                report(
-                    &self.jobs[id].pair,
-                    PairEvent::Error(format!(
-                        "its asynchronous target did not get in step within {} s: it is not consistent with the group",
-                        CATCH_UP.as_secs()
-                    )),
-                )
-            })
-            .collect()
-    }
-
-    /// Ends the source daemon's TCP connections to a target that hangs, so its held
-    /// writes fail after `failed_target_hold_secs` instead of never (SOCK_DESTROY through
-    /// `ss -K`; only for connections of this host).
-    fn destroy_connections(&self, site: &str) -> Result<(), String> {
-        match self.plan.storages[site].data.as_ref() {
-            Some(crate::address::Address::Tcp { host, port }) => {
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let out = std::process::Command::new("ss")
-                    .args(["-K", "dst", host, "dport", "=", &format!(":{port}")])
-                    .output()
-                    .map_err(|e| format!("cannot run ss (Debian: iproute2): {e}"))?;
-                if out.status.success() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "ss -K failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ))
-                }
-            }
-            Some(other) => Err(format!(
-                "its DATA address {other} is not TCP: connections to it cannot be destroyed, so writes to it stay held until it answers again"
-            )),
-            None => Ok(()),
-        }
-    }
-
     fn qmp(&self, site: &str) -> Result<&Qmp, DriverError> {
-        self.sites.get(site).ok_or_else(|| DriverError {
-            site: site.to_string(),
-            volume: None,
-            message: "not connected (its daemon is gone)".into(),
-        })
+        self.sites
+            .get(site)
+            .ok_or_else(|| DriverError::at(site, "not connected (its daemon is gone)"))
     }
 
     /// The node a job in the source's daemon writes to: the target itself on the same
@@ -405,10 +171,12 @@ impl Qemu {
         let data = self.plan.storages[&target_site]
             .data
             .clone()
-            .ok_or_else(|| DriverError {
-                site: target_site.clone(),
-                volume: Some(pair.target.name.clone()),
-                message: "has no DATA address: other sites cannot reach its volumes".into(),
+            .ok_or_else(|| {
+                DriverError::on(
+                    &target_site,
+                    &pair.target.name,
+                    "has no DATA address: other sites cannot reach its volumes",
+                )
             })?;
         let qmp = self.qmp(&target_site)?;
         if !self.nbd_servers.contains(&target_site) {
@@ -421,7 +189,7 @@ impl Qemu {
                 Err(e) => return Err(refused(&target_site, &pair.target, e)),
             }
         }
-        let export = format!("cssc-{}", pair.target.name);
+        let export = export(&pair.target.name);
         let key = (target_site.clone(), pair.target.name.clone());
         if !self.exports.contains(&key) {
             self.qmp(&target_site)?
@@ -432,7 +200,7 @@ impl Qemu {
                 .map_err(|e| refused(&target_site, &pair.target, e))?;
             self.exports.insert(key);
         }
-        let node = format!("cssc-nbd-{}", job_id(pair).trim_start_matches("cssc-"));
+        let node = nbd_node(pair);
         let args = json!({
             "driver": "nbd", "node-name": node, "server": socket(&data), "export": export,
             // A write to a dead target is held this long (not acknowledged without its
@@ -465,7 +233,7 @@ impl Qemu {
             if let Some(qmp) = self.sites.get(&pair.target.storage) {
                 let _ = qmp.execute(
                     "block-export-del",
-                    json!({ "id": format!("cssc-{}", pair.target.name) }),
+                    json!({ "id": export(&pair.target.name) }),
                 );
             }
         }
@@ -501,7 +269,7 @@ impl Qemu {
                     "copy-mode": match mode { ContinuousMode::Synchronous => "write-blocking", ContinuousMode::Asynchronous => "background" },
                 });
                 if mode == ContinuousMode::Asynchronous {
-                    // 4 KiB granularity: a 4 KiB write copies 4 KiB, not 64 (notes §4).
+                    // 4 KiB granularity: a 4 KiB write copies 4 KiB, not 64 (docs/qemu-recipes.md).
                     args["granularity"] = json!(4096);
                 }
                 match self.qmp(&pair.source.storage)?.execute("blockdev-mirror", args) {
@@ -575,13 +343,13 @@ impl Qemu {
         let mut reports = Vec::new();
         let mut done_sites: Vec<String> = Vec::new();
         for (site, group) in &by_site {
-            let bitmap = format!("cssc-inc-s{}", group[0].0.sequence);
+            let bitmap = incremental_bitmap(group[0].0.sequence);
             let mut actions = Vec::new();
             let mut new_bitmaps = Vec::new();
             for (pair, target, _) in group {
                 let mut backup = json!({
                     "job-id": job_id(pair), "device": pair.source.name, "target": target, "sync": "full",
-                    // copy_file_range between files: as fast as qemu-img convert (notes §1).
+                    // copy_file_range between files: as fast as qemu-img convert (docs/qemu-recipes.md).
                     "x-perf": { "use-copy-range": true },
                 });
                 match mode {
@@ -684,29 +452,11 @@ impl Qemu {
                 .collect();
             for ((id, _), result) in jobs.iter().zip(qmp.execute_all(commands)) {
                 if let Err(e) = result {
-                    return Err(DriverError {
-                        site: site.clone(),
-                        volume: Some(id.clone()),
-                        message: e.to_string(),
-                    });
+                    return Err(DriverError::on(&site, id, e));
                 }
             }
         }
         Ok(())
-    }
-
-    /// The end of a job: its report, and its resources released.
-    fn finish(&mut self, id: &str, error: Option<String>) -> Option<PairReport> {
-        let job = self.jobs.remove(id)?;
-        self.release(&job.pair, job.kind == Kind::Mirror, job.remote_node.clone());
-        let event = match (error, job.intent) {
-            (_, Intent::Freeze) => return None,
-            // An error already reported (BLOCK_JOB_ERROR) ends as a stop.
-            (Some(e), _) if !job.failed => PairEvent::Error(e),
-            (None, Intent::Run) if job.kind == Kind::Backup => PairEvent::Complete,
-            _ => PairEvent::Stopped,
-        };
-        Some(report(&job.pair, event))
     }
 }
 
@@ -734,10 +484,6 @@ fn watched(
     Ok(qmp)
 }
 
-fn notice_is_hang(notice: &Notice) -> bool {
-    *notice == Notice::Hung
-}
-
 fn size_of(nodes: &Value, name: &str) -> Option<u64> {
     nodes.as_array()?.iter().find(|n| n["node-name"] == name)?["image"]["virtual-size"].as_u64()
 }
@@ -750,11 +496,7 @@ impl Driver for Qemu {
         for site in self.sites.keys() {
             let list = self.sites[site]
                 .execute("query-named-block-nodes", json!({ "flat": true }))
-                .map_err(|e| DriverError {
-                    site: site.clone(),
-                    volume: None,
-                    message: format!("cannot list its block nodes: {e}"),
-                })?;
+                .map_err(|e| DriverError::at(site, format!("cannot list its block nodes: {e}")))?;
             nodes.insert(site.clone(), list);
         }
         for pair in pairs {
@@ -769,26 +511,26 @@ impl Driver for Qemu {
                         .filter_map(|n| n["node-name"].as_str())
                         .filter(|n| !n.starts_with('#'))
                         .collect();
-                    DriverError {
-                        site: volume.storage.clone(),
-                        volume: Some(volume.name.clone()),
-                        message: format!(
+                    DriverError::on(
+                        &volume.storage,
+                        &volume.name,
+                        format!(
                             "no block node has this name; its nodes: {}",
                             known.join(", ")
                         ),
-                    }
+                    )
                 })?;
                 sizes.push(size);
             }
             if sizes[1] < sizes[0] {
-                return Err(DriverError {
-                    site: pair.target.storage.clone(),
-                    volume: Some(pair.target.name.clone()),
-                    message: format!(
+                return Err(DriverError::on(
+                    &pair.target.storage,
+                    &pair.target.name,
+                    format!(
                         "the target holds {} bytes, less than its source {} ({} bytes)",
                         sizes[1], pair.source, sizes[0]
                     ),
-                });
+                ));
             }
         }
         Ok(())
@@ -853,181 +595,15 @@ impl Driver for Qemu {
     }
 
     fn freeze(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
-        let ids: Vec<String> = pairs
-            .iter()
-            .map(job_id)
-            .filter(|id| {
-                self.jobs
-                    .get(id)
-                    .is_some_and(|j| j.kind == Kind::Mirror && !j.frozen)
-            })
-            .collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut reports = self.catch_up(&ids);
-        // A pair whose target storage is lost (gone or hung) is held by its NBD client
-        // (its writes wait failed_target_hold_secs, unacknowledged, then fail): cut
-        // already. Every other pair is held, then cut.
-        let cut: Vec<String> = ids
-            .iter()
-            .filter(|id| self.sites.contains_key(&self.jobs[*id].pair.target.storage))
-            .cloned()
-            .collect();
-        // Hold: the mirror writes of these pairs wait in their filters, unacknowledged.
-        // Holds may be staggered across groups and daemons: nothing can depend on a
-        // held write. One `qom-set` per group, pipelined per source daemon.
-        let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for id in &cut {
-            let pair = &self.jobs[id].pair;
-            groups
-                .entry(pair.source.storage.clone())
-                .or_default()
-                .insert(self.hold_group(pair));
-        }
-        for (site, site_groups) in groups {
-            let Ok(qmp) = self.qmp(&site) else { continue };
-            let commands = site_groups
-                .iter()
-                .map(|g| {
-                    (
-                        "qom-set",
-                        json!({ "path": g, "property": "limits", "value": { "bps-write": 1 } }),
-                    )
-                })
-                .collect();
-            if let Some(Err(e)) = qmp.execute_all(commands).into_iter().find(Result::is_err) {
-                return Err(site_error(&site, format!("cannot hold the writers: {e}")));
-            }
-        }
-        self.held.insert(pairs[0].sequence, Instant::now());
-        // Cut: each filter's child becomes its sink while the writers still wait. The
-        // reopen drains, so it waits for writes the NBD clients of failed targets hold.
-        let stuck = self.reopen_holds(&cut, false);
-        for id in &ids {
-            let job = self.jobs.get_mut(id).expect("listed");
-            job.frozen = cut.contains(id) && !stuck.contains(id);
-            job.intent = Intent::Freeze;
-            if stuck.contains(id) {
-                job.failed = true;
-                reports.push(report(&job.pair, PairEvent::Error("its target failed during the freeze: its filter cannot be swapped, so its writes stay held (docs/runtime.md, Freeze)".into())));
-            } else if !reports.iter().any(|r| r.copyset == job.pair.copyset) {
-                reports.push(report(&job.pair, PairEvent::Suspended));
-            }
-        }
-        Ok(reports)
+        self.hold_and_cut(pairs)
     }
 
     fn thaw(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
-        let ids: Vec<String> = pairs
-            .iter()
-            .map(job_id)
-            .filter(|id| self.jobs.get(id).is_some_and(|j| j.frozen))
-            .collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Release: in a group without limits the held writes go on, into the sinks.
-        let stuck = self.reopen_holds(&ids, true);
-        let frozen: Vec<Pair> = ids.iter().map(|id| self.jobs[id].pair.clone()).collect();
-        self.cancel_all(&frozen, Intent::Freeze)?;
-        match stuck.first() {
-            None => Ok(()),
-            Some(id) => Err(site_error(
-                &self
-                    .jobs
-                    .get(id)
-                    .map_or(String::new(), |j| j.pair.source.storage.clone()),
-                format!("cannot release the writers of {}", stuck.join(", ")),
-            )),
-        }
+        self.release_held(pairs)
     }
 
     fn interpret(&mut self, site: &str, notice: Notice) -> Vec<PairReport> {
-        let (name, data) = match notice {
-            Notice::Event { name, data } => (name, data),
-            // The end of a connection this driver dropped because its daemon hangs.
-            Notice::Disconnected if self.hung.contains(site) => return Vec::new(),
-            Notice::Disconnected | Notice::Hung => {
-                self.sites.remove(site);
-                if notice == Notice::Disconnected {
-                    // A monitor connection can drop while its daemon lives: reconnect.
-                    let endpoint = self.plan.storages[site].endpoint.clone();
-                    if let Ok(qmp) = watched(&endpoint, site, self.timing, &self.notices) {
-                        self.sites.insert(site.to_string(), qmp);
-                        return Vec::new();
-                    }
-                }
-                let mut reason = if notice_is_hang(&notice) {
-                    format!(
-                        "storage {site} does not answer (hung for more than {} ms)",
-                        self.timing.hung_after.as_millis()
-                    )
-                } else {
-                    format!("storage {site} is unreachable (its daemon is gone)")
-                };
-                if notice_is_hang(&notice) {
-                    self.hung.insert(site.to_string());
-                    let targets_here = self.jobs.values().any(|j| j.pair.target.storage == site);
-                    if targets_here {
-                        if let Err(e) = self.destroy_connections(site) {
-                            reason.push_str(&format!("; {e}"));
-                        }
-                    }
-                }
-                let mut reports = Vec::new();
-                let ids: Vec<String> = self.jobs.keys().cloned().collect();
-                for id in ids {
-                    let job = self.jobs.get_mut(&id).expect("listed");
-                    if job.pair.source.storage == site {
-                        // The job died with its daemon.
-                        reports.extend(self.finish(&id, Some(reason.clone())));
-                    } else if job.pair.target.storage == site && !job.failed && !job.frozen {
-                        // The job lives on in the source's daemon, failing: keep it to end it.
-                        job.failed = true;
-                        reports.push(report(&job.pair, PairEvent::Error(reason.clone())));
-                    }
-                }
-                return reports;
-            }
-        };
-        let Some(id) = data["device"]
-            .as_str()
-            .or(data["id"].as_str())
-            .map(str::to_string)
-        else {
-            return Vec::new();
-        };
-        if parse_job_id(&id).is_none() || !self.jobs.contains_key(&id) {
-            return Vec::new();
-        }
-        match name.as_str() {
-            "BLOCK_JOB_READY" => vec![report(&self.jobs[&id].pair, PairEvent::Duplex)],
-            "BLOCK_JOB_ERROR" => {
-                let job = self.jobs.get_mut(&id).expect("checked");
-                if job.failed || job.frozen {
-                    return Vec::new();
-                }
-                job.failed = true;
-                let message = format!(
-                    "{} error ({})",
-                    data["operation"].as_str().unwrap_or("I/O"),
-                    data["action"].as_str().unwrap_or("stop")
-                );
-                vec![report(&job.pair, PairEvent::Error(message))]
-            }
-            "BLOCK_JOB_COMPLETED" => {
-                if let (Some(len), Some(job)) = (data["len"].as_u64(), self.jobs.get(&id)) {
-                    self.copied
-                        .insert((job.pair.sequence, job.pair.copyset), len);
-                }
-                self.finish(&id, data["error"].as_str().map(str::to_string))
-                    .into_iter()
-                    .collect()
-            }
-            "BLOCK_JOB_CANCELLED" => self.finish(&id, None).into_iter().collect(),
-            _ => Vec::new(),
-        }
+        self.on_notice(site, notice)
     }
 
     fn progress(&mut self) -> Vec<Progress> {
@@ -1099,7 +675,7 @@ impl Driver for Qemu {
         }
         for (site, node) in std::mem::take(&mut self.exports) {
             if let Some(qmp) = self.sites.get(&site) {
-                let _ = qmp.execute("block-export-del", json!({ "id": format!("cssc-{node}") }));
+                let _ = qmp.execute("block-export-del", json!({ "id": export(&node) }));
             }
         }
         for (site, id) in std::mem::take(&mut self.groups) {
@@ -1112,30 +688,5 @@ impl Driver for Qemu {
                 let _ = qmp.execute("nbd-server-stop", Value::Null);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn job_ids_name_their_pair() {
-        let pair = Pair {
-            sequence: 3,
-            copyset: 12,
-            source: Volume {
-                storage: "a".into(),
-                name: "x".into(),
-            },
-            target: Volume {
-                storage: "b".into(),
-                name: "y".into(),
-            },
-        };
-        assert_eq!(job_id(&pair), "cssc-s3-c12");
-        assert_eq!(parse_job_id("cssc-s3-c12"), Some((3, 12)));
-        assert_eq!(parse_job_id("backup0"), None);
-        assert_eq!(parse_job_id("cssc-sx-c1"), None);
     }
 }

@@ -1,0 +1,154 @@
+//! What a daemon says, turned into pair reports: job events, and the loss of a site
+//! (its monitor closed, or its heartbeat unanswered).
+
+use super::names::parse_job_id;
+use super::qmp::Notice;
+use super::{report, watched, Intent, Kind, Qemu};
+use crate::drivers::{PairEvent, PairReport};
+
+fn notice_is_hang(notice: &Notice) -> bool {
+    *notice == Notice::Hung
+}
+
+/// How a job's end is reported, from why it ended: nothing for a frozen pair (reported
+/// at the cut), its error unless one was reported already (then a stop), `Complete`
+/// for a point-in-time copy that ran to its end, else a stop.
+fn end_event(error: Option<String>, intent: Intent, kind: Kind, failed: bool) -> Option<PairEvent> {
+    Some(match (error, intent) {
+        (_, Intent::Freeze) => return None,
+        (Some(e), _) if !failed => PairEvent::Error(e),
+        (None, Intent::Run) if kind == Kind::Backup => PairEvent::Complete,
+        _ => PairEvent::Stopped,
+    })
+}
+
+impl Qemu {
+    /// What a daemon's notice means for the pairs: a job event, or its site lost.
+    pub(super) fn on_notice(&mut self, site: &str, notice: Notice) -> Vec<PairReport> {
+        let (name, data) = match notice {
+            Notice::Event { name, data } => (name, data),
+            // The end of a connection this driver dropped because its daemon hangs.
+            Notice::Disconnected if self.hung.contains(site) => return Vec::new(),
+            Notice::Disconnected | Notice::Hung => {
+                self.sites.remove(site);
+                if notice == Notice::Disconnected {
+                    // A monitor connection can drop while its daemon lives: reconnect.
+                    let endpoint = self.plan.storages[site].endpoint.clone();
+                    if let Ok(qmp) = watched(&endpoint, site, self.timing, &self.notices) {
+                        self.sites.insert(site.to_string(), qmp);
+                        return Vec::new();
+                    }
+                }
+                let mut reason = if notice_is_hang(&notice) {
+                    format!(
+                        "storage {site} does not answer (hung for more than {} ms)",
+                        self.timing.hung_after.as_millis()
+                    )
+                } else {
+                    format!("storage {site} is unreachable (its daemon is gone)")
+                };
+                if notice_is_hang(&notice) {
+                    self.hung.insert(site.to_string());
+                    let targets_here = self.jobs.values().any(|j| j.pair.target.storage == site);
+                    if targets_here {
+                        if let Err(e) = self.destroy_connections(site) {
+                            reason.push_str(&format!("; {e}"));
+                        }
+                    }
+                }
+                let mut reports = Vec::new();
+                let ids: Vec<String> = self.jobs.keys().cloned().collect();
+                for id in ids {
+                    let job = self.jobs.get_mut(&id).expect("listed");
+                    if job.pair.source.storage == site {
+                        // The job died with its daemon.
+                        reports.extend(self.finish(&id, Some(reason.clone())));
+                    } else if job.pair.target.storage == site && !job.failed && !job.frozen {
+                        // The job lives on in the source's daemon, failing: keep it to end it.
+                        job.failed = true;
+                        reports.push(report(&job.pair, PairEvent::Error(reason.clone())));
+                    }
+                }
+                return reports;
+            }
+        };
+        let Some(id) = data["device"]
+            .as_str()
+            .or(data["id"].as_str())
+            .map(str::to_string)
+        else {
+            return Vec::new();
+        };
+        if parse_job_id(&id).is_none() || !self.jobs.contains_key(&id) {
+            return Vec::new();
+        }
+        match name.as_str() {
+            "BLOCK_JOB_READY" => vec![report(&self.jobs[&id].pair, PairEvent::Duplex)],
+            "BLOCK_JOB_ERROR" => {
+                let job = self.jobs.get_mut(&id).expect("checked");
+                if job.failed || job.frozen {
+                    return Vec::new();
+                }
+                job.failed = true;
+                let message = format!(
+                    "{} error ({})",
+                    data["operation"].as_str().unwrap_or("I/O"),
+                    data["action"].as_str().unwrap_or("stop")
+                );
+                vec![report(&job.pair, PairEvent::Error(message))]
+            }
+            "BLOCK_JOB_COMPLETED" => {
+                if let (Some(len), Some(job)) = (data["len"].as_u64(), self.jobs.get(&id)) {
+                    self.copied
+                        .insert((job.pair.sequence, job.pair.copyset), len);
+                }
+                self.finish(&id, data["error"].as_str().map(str::to_string))
+                    .into_iter()
+                    .collect()
+            }
+            "BLOCK_JOB_CANCELLED" => self.finish(&id, None).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The end of a job: its report, and its resources released.
+    pub(super) fn finish(&mut self, id: &str, error: Option<String>) -> Option<PairReport> {
+        let job = self.jobs.remove(id)?;
+        self.release(&job.pair, job.kind == Kind::Mirror, job.remote_node.clone());
+        end_event(error, job.intent, job.kind, job.failed).map(|event| report(&job.pair, event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_end_is_reported_as_what_was_asked() {
+        let err = || Some("EIO".to_string());
+        assert_eq!(end_event(None, Intent::Freeze, Kind::Mirror, false), None);
+        assert_eq!(end_event(err(), Intent::Freeze, Kind::Mirror, false), None);
+        assert_eq!(
+            end_event(err(), Intent::Run, Kind::Mirror, false),
+            Some(PairEvent::Error("EIO".into()))
+        );
+        assert_eq!(
+            end_event(err(), Intent::Run, Kind::Mirror, true),
+            Some(PairEvent::Stopped),
+            "an error already reported ends as a stop"
+        );
+        assert_eq!(
+            end_event(None, Intent::Run, Kind::Backup, false),
+            Some(PairEvent::Complete)
+        );
+        assert_eq!(
+            end_event(None, Intent::Stop, Kind::Backup, false),
+            Some(PairEvent::Stopped),
+            "a stopped copy is not complete"
+        );
+        assert_eq!(
+            end_event(None, Intent::Run, Kind::Mirror, false),
+            Some(PairEvent::Stopped)
+        );
+    }
+}

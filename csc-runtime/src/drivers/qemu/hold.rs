@@ -1,0 +1,312 @@
+//! Freeze: hold, cut, release (docs/qemu-recipes.md). Every mirror writes to its
+//! target through a throttle filter; the filters of a sequence's pairs to one target
+//! storage share a throttle group. Hold: the group's limit drops to nothing, so mirror
+//! writes wait unacknowledged. Cut: one `blockdev-reopen` per source daemon points
+//! the filters at null sinks while the writers wait. Release: the filters move to an
+//! unlimited group and the held writes complete into the sinks.
+
+use super::names::{hold_group, hold_node, job_id, sink_node, FREE_GROUP};
+use super::{refused, report, size_of, Intent, Kind, Qemu};
+use crate::drivers::{DriverError, PairEvent, PairReport};
+use crate::plan::{Pair, Volume};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// How long an asynchronous pair may take to get in step before its freeze.
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+impl Qemu {
+    /// The throttle group of a pair's hold: one per sequence, source daemon and target
+    /// storage, so one `qom-set` holds all the pairs to a site (a QMP command costs
+    /// about a millisecond), and pairs to a site that failed, whose NBD clients hold
+    /// their writes, are never in a held group (a group once held keeps its requests
+    /// waiting on a timer that only a move to another group undoes).
+    fn hold_group(&self, pair: &Pair) -> String {
+        let target = self
+            .plan
+            .storages
+            .keys()
+            .position(|s| *s == pair.target.storage)
+            .unwrap_or(usize::MAX);
+        hold_group(pair.sequence, target)
+    }
+
+    /// Adds a throttle group to a daemon once.
+    fn ensure_group(&mut self, site: &str, id: &str) -> Result<(), DriverError> {
+        let key = (site.to_string(), id.to_string());
+        if !self.groups.contains(&key) {
+            self.qmp(site)?
+                .execute(
+                    "object-add",
+                    json!({ "qom-type": "throttle-group", "id": id, "limits": {} }),
+                )
+                .map_err(|e| {
+                    DriverError::at(site, format!("cannot add throttle group {id}: {e}"))
+                })?;
+            self.groups.insert(key);
+        }
+        Ok(())
+    }
+
+    /// The virtual size of a volume, as its daemon reports it.
+    fn size(&self, volume: &Volume) -> Result<u64, DriverError> {
+        let nodes = self
+            .qmp(&volume.storage)?
+            .execute("query-named-block-nodes", json!({ "flat": true }))
+            .map_err(|e| refused(&volume.storage, volume, e))?;
+        size_of(&nodes, &volume.name).ok_or_else(|| {
+            DriverError::on(&volume.storage, &volume.name, "no block node has this name")
+        })
+    }
+
+    /// A mirror's target: a hold filter (in the sequence's throttle group) over
+    /// `target`, and the null sink the cut of a freeze swaps in.
+    pub(super) fn hold_filter(&mut self, pair: &Pair, target: &str) -> Result<String, DriverError> {
+        let site = pair.source.storage.clone();
+        let size = self.size(&pair.source)?;
+        let group = self.hold_group(pair);
+        self.ensure_group(&site, &group)?;
+        let qmp = self.qmp(&site)?;
+        qmp.execute(
+            "blockdev-add",
+            json!({ "driver": "null-co", "node-name": sink_node(pair), "size": size }),
+        )
+        .map_err(|e| refused(&site, &pair.source, e))?;
+        qmp.execute(
+            "blockdev-add",
+            json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": group, "file": target }),
+        )
+        .map_err(|e| refused(&site, &pair.source, e))?;
+        Ok(hold_node(pair))
+    }
+
+    /// Points the hold filters of `ids` at their sinks, in their hold group (the cut)
+    /// or in the unlimited one (`release`): one `blockdev-reopen` per source daemon.
+    /// Returns the jobs whose filter could not be swapped (a reopen flushes the old
+    /// child, which fails when its target died meanwhile).
+    fn reopen_holds(&mut self, ids: &[String], release: bool) -> Vec<String> {
+        let mut by_site: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+        for id in ids {
+            let site = self.jobs[id].pair.source.storage.clone();
+            by_site.entry(site).or_default().push(id);
+        }
+        let mut failed = Vec::new();
+        for (site, site_ids) in by_site {
+            let ready = !release || self.ensure_group(&site, FREE_GROUP).is_ok();
+            let option = |pair: &Pair| {
+                let group = if release {
+                    FREE_GROUP.to_string()
+                } else {
+                    self.hold_group(pair)
+                };
+                json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": group, "file": sink_node(pair) })
+            };
+            let Some(qmp) = self.sites.get(&site).filter(|_| ready) else {
+                failed.extend(site_ids.into_iter().cloned());
+                continue;
+            };
+            let all: Vec<Value> = site_ids
+                .iter()
+                .map(|id| option(&self.jobs[*id].pair))
+                .collect();
+            if qmp
+                .execute("blockdev-reopen", json!({ "options": all }))
+                .is_ok()
+            {
+                continue;
+            }
+            // One failed pair fails the whole reopen: swap them one by one.
+            for id in site_ids {
+                let one = option(&self.jobs[id].pair);
+                if qmp
+                    .execute("blockdev-reopen", json!({ "options": [one] }))
+                    .is_err()
+                {
+                    failed.push(id.clone());
+                }
+            }
+        }
+        failed
+    }
+
+    /// Asynchronous mirrors of `ids` become write-blocking and are waited for until
+    /// their targets are in step; returns the reports of those that did not get there.
+    fn catch_up(&mut self, ids: &[String]) -> Vec<PairReport> {
+        let mut waiting: Vec<String> = Vec::new();
+        for id in ids {
+            let job = &self.jobs[id];
+            if job.synchronous || job.failed {
+                continue;
+            }
+            let site = job.pair.source.storage.clone();
+            let changed = self.qmp(&site).and_then(|q| {
+                q.execute(
+                    "block-job-change",
+                    json!({ "id": id, "type": "mirror", "copy-mode": "write-blocking" }),
+                )
+                .map_err(|e| DriverError::at(&site, e.to_string()))
+            });
+            if changed.is_ok() {
+                waiting.push(id.clone());
+            }
+        }
+        let deadline = Instant::now() + CATCH_UP;
+        while !waiting.is_empty() && Instant::now() < deadline {
+            let mut synced = BTreeSet::new();
+            for qmp in self.sites.values() {
+                if let Ok(Value::Array(jobs)) = qmp.execute("query-block-jobs", Value::Null) {
+                    synced.extend(
+                        jobs.iter()
+                            .filter(|j| j["actively-synced"] == true)
+                            .filter_map(|j| j["device"].as_str().map(str::to_string)),
+                    );
+                }
+            }
+            waiting.retain(|id| !synced.contains(id));
+            if !waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        for id in ids {
+            if let Some(job) = self.jobs.get_mut(id) {
+                job.synchronous |= !waiting.contains(id);
+            }
+        }
+        waiting
+            .iter()
+            .map(|id| {
+                report(
+                    &self.jobs[id].pair,
+                    PairEvent::Error(format!(
+                        "its asynchronous target did not get in step within {} s: it is not consistent with the group",
+                        CATCH_UP.as_secs()
+                    )),
+                )
+            })
+            .collect()
+    }
+
+    /// Ends the source daemon's TCP connections to a target that hangs, so its held
+    /// writes fail after `failed_target_hold_secs` instead of never (SOCK_DESTROY through
+    /// `ss -K`; only for connections of this host).
+    pub(super) fn destroy_connections(&self, site: &str) -> Result<(), String> {
+        match self.plan.storages[site].data.as_ref() {
+            Some(crate::address::Address::Tcp { host, port }) => {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let out = std::process::Command::new("ss")
+                    .args(["-K", "dst", host, "dport", "=", &format!(":{port}")])
+                    .output()
+                    .map_err(|e| format!("cannot run ss (Debian: iproute2): {e}"))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "ss -K failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ))
+                }
+            }
+            Some(other) => Err(format!(
+                "its DATA address {other} is not TCP: connections to it cannot be destroyed, so writes to it stay held until it answers again"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Hold then cut every continuous pair of `pairs` (the group): see the module.
+    pub(super) fn hold_and_cut(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
+        let ids: Vec<String> = pairs
+            .iter()
+            .map(job_id)
+            .filter(|id| {
+                self.jobs
+                    .get(id)
+                    .is_some_and(|j| j.kind == Kind::Mirror && !j.frozen)
+            })
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut reports = self.catch_up(&ids);
+        // A pair whose target storage is lost (gone or hung) is held by its NBD client
+        // (its writes wait failed_target_hold_secs, unacknowledged, then fail): cut
+        // already. Every other pair is held, then cut.
+        let cut: Vec<String> = ids
+            .iter()
+            .filter(|id| self.sites.contains_key(&self.jobs[*id].pair.target.storage))
+            .cloned()
+            .collect();
+        // Hold: the mirror writes of these pairs wait in their filters, unacknowledged.
+        // Holds may be staggered across groups and daemons: nothing can depend on a
+        // held write. One `qom-set` per group, pipelined per source daemon.
+        let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for id in &cut {
+            let pair = &self.jobs[id].pair;
+            groups
+                .entry(pair.source.storage.clone())
+                .or_default()
+                .insert(self.hold_group(pair));
+        }
+        for (site, site_groups) in groups {
+            let Ok(qmp) = self.qmp(&site) else { continue };
+            let commands = site_groups
+                .iter()
+                .map(|g| {
+                    (
+                        "qom-set",
+                        json!({ "path": g, "property": "limits", "value": { "bps-write": 1 } }),
+                    )
+                })
+                .collect();
+            if let Some(Err(e)) = qmp.execute_all(commands).into_iter().find(Result::is_err) {
+                return Err(DriverError::at(
+                    &site,
+                    format!("cannot hold the writers: {e}"),
+                ));
+            }
+        }
+        self.held.insert(pairs[0].sequence, Instant::now());
+        // Cut: each filter's child becomes its sink while the writers still wait. The
+        // reopen drains, so it waits for writes the NBD clients of failed targets hold.
+        let stuck = self.reopen_holds(&cut, false);
+        for id in &ids {
+            let job = self.jobs.get_mut(id).expect("listed");
+            job.frozen = cut.contains(id) && !stuck.contains(id);
+            job.intent = Intent::Freeze;
+            if stuck.contains(id) {
+                job.failed = true;
+                reports.push(report(&job.pair, PairEvent::Error("its target failed during the freeze: its filter cannot be swapped, so its writes stay held (docs/runtime.md, Freeze)".into())));
+            } else if !reports.iter().any(|r| r.copyset == job.pair.copyset) {
+                reports.push(report(&job.pair, PairEvent::Suspended));
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Release the writers a freeze holds, and end the frozen mirrors.
+    pub(super) fn release_held(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
+        let ids: Vec<String> = pairs
+            .iter()
+            .map(job_id)
+            .filter(|id| self.jobs.get(id).is_some_and(|j| j.frozen))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Release: in a group without limits the held writes go on, into the sinks.
+        let stuck = self.reopen_holds(&ids, true);
+        let frozen: Vec<Pair> = ids.iter().map(|id| self.jobs[id].pair.clone()).collect();
+        self.cancel_all(&frozen, Intent::Freeze)?;
+        match stuck.first() {
+            None => Ok(()),
+            Some(id) => Err(DriverError::at(
+                &self
+                    .jobs
+                    .get(id)
+                    .map_or(String::new(), |j| j.pair.source.storage.clone()),
+                format!("cannot release the writers of {}", stuck.join(", ")),
+            )),
+        }
+    }
+}
