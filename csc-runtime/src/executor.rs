@@ -1,21 +1,21 @@
-//! The executor: the only place with I/O around a generated machine. It turns pair
-//! reports from the driver into group events (a sequence across all copy sets is one
-//! consistency group), feeds them and schedules to the pure `step`, and runs the
-//! commands it returns, in order.
+//! The executor: the thin loop with the I/O around the session's pure [`Core`]. It
+//! receives the storages' notices, has the driver turn them into pair reports, gives
+//! those and the clock to the core, and carries out the core's orders in order:
+//! commands through the driver (any [`Driver`]), actions on their own threads, logs
+//! and the shared status.
 
 use crate::actions::{self, Occurrence};
-use crate::drivers::qemu::qmp::Notice;
+use crate::core::{Cause, Core, Order};
 use crate::drivers::qemu::Qemu;
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport};
 use crate::log::Log;
 use crate::machine::{Command, Solution};
-use crate::plan::{Pair, Plan};
-use crate::session::Schedule;
-use crate::vocab::{BaseCopy, Command as Verb, Event, Keyword};
+use crate::plan::Plan;
+use crate::vocab::{Command as Verb, Event, Keyword};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,69 +52,6 @@ pub struct Options {
     pub progress_every: Option<Duration>,
 }
 
-/// Where one sequence's group stands in its current run.
-#[derive(Default)]
-struct Group {
-    pairs: BTreeMap<usize, PairEvent>,
-    emitted: BTreeSet<Event>,
-}
-
-impl Group {
-    /// The group event a pair report completes, if any: the first error, or the
-    /// moment every pair has got there.
-    fn report(&mut self, copysets: usize, copyset: usize, event: PairEvent) -> Option<Event> {
-        self.pairs.insert(copyset, event.clone());
-        let all = |f: &dyn Fn(&PairEvent) -> bool| {
-            self.pairs.len() == copysets && self.pairs.values().all(f)
-        };
-        let ended = |e: &PairEvent| matches!(e, PairEvent::Stopped | PairEvent::Error(_));
-        let group = match event {
-            PairEvent::Error(_) => Some(Event::OnError),
-            PairEvent::Started => (self.pairs.len() == copysets).then_some(Event::OnStart),
-            PairEvent::Duplex => all(&|e| *e == PairEvent::Duplex).then_some(Event::OnDuplex),
-            PairEvent::Complete => all(&|e| *e == PairEvent::Complete).then_some(Event::OnComplete),
-            PairEvent::Suspended => {
-                all(&|e| *e == PairEvent::Suspended || ended(e)).then_some(Event::OnSuspend)
-            }
-            PairEvent::Stopped => all(&ended).then_some(Event::OnStop),
-        }?;
-        self.emitted.insert(group).then_some(group)
-    }
-}
-
-/// Seconds from now to the next time `schedule` is due (daily times are UTC).
-fn due_in(schedule: Schedule) -> Duration {
-    match schedule {
-        Schedule::Every { seconds } => Duration::from_secs(seconds),
-        Schedule::Daily { hour, minute } => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            let at = u64::from(hour) * 3600 + u64::from(minute) * 60;
-            let today = now % 86_400;
-            Duration::from_secs(if at > today {
-                at - today
-            } else {
-                86_400 - today + at
-            })
-        }
-    }
-}
-
-struct Executor<S: Solution> {
-    plan: Plan,
-    driver: Qemu,
-    log: Log,
-    state: S::State,
-    groups: BTreeMap<u32, Group>,
-    /// Pair reports waiting to be turned into group events, in arrival order.
-    reports: VecDeque<PairReport>,
-    status: Arc<Mutex<Status>>,
-    /// Frozen sequences whose writers are held, and when the hold time ends.
-    holds: BTreeMap<u32, Instant>,
-}
-
 /// How a session that started ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -124,42 +61,70 @@ pub enum Ended {
     StoragesLost,
 }
 
-/// Runs a session until `stop` is set: starts what the machine's `start()` says, then
-/// reacts to the storage and the schedules. Returns an error only when the session
-/// could not start; the storage is then as it was.
+/// Seconds since the Unix epoch, for `daily` schedules.
+fn wall() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// Runs a session on qemu-storage-daemons until `stop` is set. Returns an error only
+/// when the session could not start; the storage is then as it was.
 pub fn run<S: Solution>(
     plan: Plan,
     options: Options,
     stop: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
 ) -> Result<Ended, SetupError> {
+    check(&plan)?;
+    let (tx, rx) = mpsc::channel();
+    let driver = Qemu::connect(&plan, tx.clone()).map_err(SetupError::Storage)?;
+    run_with::<S, Qemu>(plan, driver, (tx, rx), options, stop, status)
+}
+
+/// What a plan must have before any storage is touched.
+fn check(plan: &Plan) -> Result<(), SetupError> {
     plan.validate().map_err(SetupError::Plan)?;
     if plan.copysets.is_empty() {
         return Err(SetupError::Plan(
             "the session has no copy sets: give COPYSET elements in the document or [[copyset]] in a run-time file".into(),
         ));
     }
-    let (tx, rx) = mpsc::channel();
-    // Kept so that losing every storage leaves the loop waiting, not ended.
-    let _keep = tx.clone();
-    let driver = Qemu::connect(&plan, tx).map_err(SetupError::Storage)?;
+    Ok(())
+}
+
+/// A driver's notice channel, both ends: (storage id, notice).
+pub type Notices<N> = (Sender<(String, N)>, Receiver<(String, N)>);
+
+/// Runs a session with any driver, whose notices arrive on `notices` (the sender is
+/// kept, so that losing every storage leaves the loop waiting, not ended): preflight,
+/// what the machine's `start()` says, then the storage's notices and the clock until
+/// `stop` is set.
+pub fn run_with<S: Solution, D: Driver>(
+    plan: Plan,
+    driver: D,
+    notices: Notices<D::Notice>,
+    options: Options,
+    stop: Arc<AtomicBool>,
+    status: Arc<Mutex<Status>>,
+) -> Result<Ended, SetupError> {
+    check(&plan)?;
+    let (_keep, rx) = notices;
     let sites: BTreeSet<String> = plan
         .copysets
         .iter()
         .flat_map(|c| c.volumes.iter().map(|v| v.storage.clone()))
         .collect();
-    let mut lost: BTreeSet<String> = BTreeSet::new();
-    let mut ex = Executor::<S> {
+    let mut ex = Executor::<S, D> {
+        core: Core::new(&plan, Instant::now(), wall()),
         plan,
         driver,
         log: options.log,
-        state: S::State::default(),
-        groups: BTreeMap::new(),
         reports: VecDeque::new(),
         status,
-        holds: BTreeMap::new(),
     };
-    let all_pairs: Vec<Pair> = ex
+    let all_pairs: Vec<_> = ex
         .plan
         .sequences
         .iter()
@@ -172,12 +137,17 @@ pub fn run<S: Solution>(
         .record("session", json!({ "state": "starting" }), "session starts");
     // The machine says what starting the session starts; if that cannot start, the
     // session does not run at all.
-    for command in S::start() {
-        if let Command::Copy {
-            sequence,
-            command: Verb::Start,
-        } = command.into()
+    for order in ex.core.start() {
+        if let Order::Run {
+            command:
+                Command::Copy {
+                    sequence,
+                    command: Verb::Start,
+                },
+            ..
+        } = order
         {
+            ex.core.issue(sequence, Verb::Start, Instant::now());
             if let Err(e) = ex.start(sequence) {
                 ex.driver.shutdown();
                 return Err(SetupError::Storage(e));
@@ -185,33 +155,25 @@ pub fn run<S: Solution>(
         }
     }
     ex.publish();
-    let mut timers: BTreeMap<u32, (Instant, Schedule)> = ex
-        .plan
-        .sequences
-        .iter()
-        .filter_map(|s| {
-            Some((
-                s.number,
-                (Instant::now() + due_in(s.schedule?), s.schedule?),
-            ))
-        })
-        .collect();
+    let mut lost: BTreeSet<String> = BTreeSet::new();
     let mut next_progress = options.progress_every.map(|every| Instant::now() + every);
     while !stop.load(Ordering::Relaxed) {
         ex.drain_reports();
-        // Wake for the next notice, or when a hold ends (released on time, not on the
-        // next poll), or at the latest after 100 ms for the stop flag and schedules.
+        // Wake for the next notice, or when the core has something due (a hold ends
+        // on time, not on the next poll), or after 100 ms for the stop flag.
+        let now = Instant::now();
         let wake = ex
-            .holds
-            .values()
-            .map(|at| at.saturating_duration_since(Instant::now()))
-            .fold(Duration::from_millis(100), Duration::min);
+            .core
+            .next_deadline()
+            .map(|at| at.saturating_duration_since(now))
+            .map_or(Duration::from_millis(100), |d| {
+                d.min(Duration::from_millis(100))
+            });
         match rx.recv_timeout(wake) {
             Ok((site, notice)) => {
-                let gone = matches!(notice, Notice::Disconnected | Notice::Hung);
                 let reports = ex.driver.interpret(&site, notice);
                 ex.reports.extend(reports);
-                if gone && !ex.driver.reaches(&site) && lost.insert(site.clone()) && lost == sites {
+                if !ex.driver.reaches(&site) && lost.insert(site.clone()) && lost == sites {
                     ex.log.record(
                         "session",
                         json!({ "state": "storages-lost", "storages": lost }),
@@ -223,26 +185,8 @@ pub fn run<S: Solution>(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
-        ex.release_expired_holds(now);
-        let due: Vec<(u32, Schedule)> = timers
-            .iter()
-            .filter(|(_, (at, _))| *at <= now)
-            .map(|(n, (_, schedule))| (*n, *schedule))
-            .collect();
-        for (number, schedule) in due {
-            timers.insert(number, (now + due_in(schedule), schedule));
-            ex.log.record(
-                "schedule",
-                json!({ "sequence": number }),
-                &format!("schedule: start sequence {number}"),
-            );
-            ex.command(
-                Command::Copy {
-                    sequence: number,
-                    command: Verb::Start,
-                },
-                None,
-            );
+        for order in ex.core.tick(now, wall()) {
+            ex.carry_out(order);
         }
         if let (Some(at), Some(every)) = (next_progress, options.progress_every) {
             if at <= now {
@@ -266,117 +210,124 @@ pub fn run<S: Solution>(
     })
 }
 
-impl<S: Solution> Executor<S> {
+struct Executor<S: Solution, D: Driver> {
+    plan: Plan,
+    driver: D,
+    log: Log,
+    core: Core<S>,
+    /// Pair reports waiting for the core, in arrival order.
+    reports: VecDeque<PairReport>,
+    status: Arc<Mutex<Status>>,
+}
+
+impl<S: Solution, D: Driver> Executor<S, D> {
     fn publish(&self) {
         let mut status = self.status.lock().expect("status");
         for seq in &self.plan.sequences {
             status
                 .states
-                .insert(seq.number, S::sequence_state(&self.state, seq.number));
+                .insert(seq.number, self.core.sequence_state(seq.number));
         }
     }
 
-    fn copy_of(&self, sequence: u32) -> BaseCopy {
-        self.plan
-            .sequence(sequence)
-            .expect("the machine names only its sequences")
-            .copy
-    }
-
-    /// Starts a sequence's group afresh.
+    /// Starts a sequence's group.
     fn start(&mut self, sequence: u32) -> Result<(), DriverError> {
-        self.groups.insert(sequence, Group::default());
         let pairs = self.plan.pairs(sequence);
-        let reports = self.driver.start(&pairs, self.copy_of(sequence))?;
+        let copy = self.plan.sequence(sequence).expect("a sequence").copy;
+        let reports = self.driver.start(&pairs, copy)?;
         self.reports.extend(reports);
         Ok(())
     }
 
-    /// Turns queued pair reports into group events and feeds each to the machine.
+    /// Gives queued pair reports to the core and carries out what it orders.
     fn drain_reports(&mut self) {
         while let Some(report) = self.reports.pop_front() {
-            let copysets = self.plan.copysets.len();
-            let detail = match &report.event {
-                PairEvent::Error(e) => e.clone(),
-                other => format!("{other:?}"),
-            };
             let set = self
                 .plan
                 .copysets
                 .get(report.copyset)
                 .map(|c| c.name.clone());
+            let detail = match &report.event {
+                PairEvent::Error(e) => e.clone(),
+                other => format!("{other:?}"),
+            };
             self.log.record(
                 "pair",
                 json!({ "sequence": report.sequence, "copyset": set, "pair_event": format!("{:?}", report.event) }),
                 &format!("sequence {} copy set {}: {detail}", report.sequence, set.as_deref().unwrap_or("?")),
             );
-            let group = self.groups.entry(report.sequence).or_default();
-            if let Some(event) = group.report(copysets, report.copyset, report.event) {
-                self.feed(
-                    report.sequence,
-                    event,
-                    Occurrence::new(&self.plan.name, report.sequence, event, set, detail),
-                );
+            for order in self.core.report(report) {
+                self.carry_out(order);
             }
         }
     }
 
-    /// One group event through the machine, then its commands in order.
-    fn feed(&mut self, sequence: u32, event: Event, occurrence: Occurrence) {
-        self.status
-            .lock()
-            .expect("status")
-            .events
-            .push((sequence, event));
-        let Some(typed) = S::event(sequence, event) else {
-            return;
-        };
-        let before = S::sequence_state(&self.state, sequence);
-        let (next, commands) = S::step(self.state, typed);
-        self.state = next;
-        let after = S::sequence_state(&self.state, sequence);
-        self.log.record(
-            "event",
-            json!({ "sequence": sequence, "event": event.as_str(), "from": before, "to": after }),
-            &format!("sequence {sequence} {event}: {before} -> {after}"),
-        );
-        self.publish();
-        for command in commands {
-            self.command(command.into(), Some(&occurrence));
+    fn carry_out(&mut self, order: Order) {
+        match order {
+            Order::Transition {
+                sequence,
+                event,
+                from,
+                to,
+            } => {
+                self.status
+                    .lock()
+                    .expect("status")
+                    .events
+                    .push((sequence, event));
+                self.log.record(
+                    "event",
+                    json!({ "sequence": sequence, "event": event.as_str(), "from": from, "to": to }),
+                    &format!("sequence {sequence} {event}: {from} -> {to}"),
+                );
+                self.publish();
+            }
+            Order::Run { command, cause } => self.command(command, cause),
+            Order::Release { sequence } => {
+                let result = self.driver.thaw(&self.plan.pairs(sequence));
+                let ok = result.is_ok();
+                let text = match result {
+                    Ok(()) => format!(
+                        "sequence {sequence}: hold time ({} ms) over, writers released",
+                        self.plan.timing.hold.as_millis()
+                    ),
+                    Err(e) => format!("sequence {sequence}: releasing the writers failed: {e}"),
+                };
+                self.log
+                    .record("release", json!({ "sequence": sequence, "ok": ok }), &text);
+            }
         }
     }
 
-    fn command(&mut self, command: Command, cause: Option<&Occurrence>) {
-        let cause = cause.cloned();
+    fn command(&mut self, command: Command, cause: Option<Cause>) {
         match command {
             Command::Copy {
                 sequence,
                 command: verb,
             } => {
+                if cause.is_none() && verb == Verb::Start {
+                    self.log.record(
+                        "schedule",
+                        json!({ "sequence": sequence }),
+                        &format!("schedule: start sequence {sequence}"),
+                    );
+                }
+                self.core.issue(sequence, verb, Instant::now());
                 let pairs = self.plan.pairs(sequence);
-                let copy = self.copy_of(sequence);
+                let copy = self.plan.sequence(sequence).expect("a sequence").copy;
                 let result = match verb {
                     Verb::Start => self.start(sequence),
                     Verb::Stop => self.driver.stop(&pairs),
-                    Verb::Freeze => self.driver.freeze(&pairs).map(|r| {
-                        self.holds
-                            .insert(sequence, Instant::now() + self.plan.timing.hold);
-                        self.reports.extend(r)
-                    }),
-                    Verb::Thaw => {
-                        self.holds.remove(&sequence);
-                        self.driver.thaw(&pairs)
-                    }
+                    Verb::Freeze => self.driver.freeze(&pairs).map(|r| self.reports.extend(r)),
+                    Verb::Thaw => self.driver.thaw(&pairs),
                     Verb::Suspend => self
                         .driver
                         .suspend(&pairs, copy)
                         .map(|r| self.reports.extend(r)),
-                    Verb::Resume => {
-                        self.groups.insert(sequence, Group::default());
-                        self.driver
-                            .resume(&pairs, copy)
-                            .map(|r| self.reports.extend(r))
-                    }
+                    Verb::Resume => self
+                        .driver
+                        .resume(&pairs, copy)
+                        .map(|r| self.reports.extend(r)),
                 };
                 let ok = result.is_ok();
                 self.status
@@ -439,33 +390,10 @@ impl<S: Solution> Executor<S> {
 
     /// What an action is about: the event that caused it, or (for a command issued
     /// outside an event) the sequence and event it names.
-    fn occurrence(&self, cause: Option<Occurrence>, sequence: u32, event: Event) -> Occurrence {
-        cause.unwrap_or_else(|| {
-            Occurrence::new(&self.plan.name, sequence, event, None, String::new())
-        })
-    }
-
-    /// A freeze the document does not thaw releases its writers after the hold time.
-    fn release_expired_holds(&mut self, now: Instant) {
-        let expired: Vec<u32> = self
-            .holds
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(n, _)| *n)
-            .collect();
-        for sequence in expired {
-            self.holds.remove(&sequence);
-            let result = self.driver.thaw(&self.plan.pairs(sequence));
-            let ok = result.is_ok();
-            let text = match result {
-                Ok(()) => format!(
-                    "sequence {sequence}: hold time ({} ms) over, writers released",
-                    self.plan.timing.hold.as_millis()
-                ),
-                Err(e) => format!("sequence {sequence}: releasing the writers failed: {e}"),
-            };
-            self.log
-                .record("release", json!({ "sequence": sequence, "ok": ok }), &text);
+    fn occurrence(&self, cause: Option<Cause>, sequence: u32, event: Event) -> Occurrence {
+        match cause {
+            Some(c) => Occurrence::new(&self.plan.name, c.sequence, c.event, c.copyset, c.detail),
+            None => Occurrence::new(&self.plan.name, sequence, event, None, String::new()),
         }
     }
 
@@ -491,50 +419,5 @@ impl<S: Solution> Executor<S> {
                 ),
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_group_event_needs_every_pair_and_an_error_needs_one() {
-        let mut g = Group::default();
-        assert_eq!(g.report(2, 0, PairEvent::Started), None);
-        assert_eq!(g.report(2, 1, PairEvent::Started), Some(Event::OnStart));
-        assert_eq!(g.report(2, 0, PairEvent::Duplex), None);
-        assert_eq!(g.report(2, 1, PairEvent::Duplex), Some(Event::OnDuplex));
-        assert_eq!(g.report(2, 1, PairEvent::Duplex), None, "once per run");
-        assert_eq!(
-            g.report(2, 0, PairEvent::Error("x".into())),
-            Some(Event::OnError)
-        );
-        assert_eq!(
-            g.report(2, 1, PairEvent::Error("y".into())),
-            None,
-            "the first error only"
-        );
-        assert_eq!(g.report(2, 1, PairEvent::Stopped), Some(Event::OnStop));
-    }
-
-    #[test]
-    fn suspension_counts_pairs_that_ended() {
-        let mut g = Group::default();
-        assert_eq!(
-            g.report(2, 0, PairEvent::Error("dead".into())),
-            Some(Event::OnError)
-        );
-        assert_eq!(g.report(2, 1, PairEvent::Suspended), Some(Event::OnSuspend));
-    }
-
-    #[test]
-    fn daily_schedules_come_within_a_day() {
-        let d = due_in(Schedule::Daily { hour: 0, minute: 0 });
-        assert!(d > Duration::ZERO && d <= Duration::from_secs(86_400));
-        assert_eq!(
-            due_in(Schedule::Every { seconds: 10_800 }),
-            Duration::from_secs(10_800)
-        );
     }
 }

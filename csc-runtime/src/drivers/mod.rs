@@ -99,6 +99,8 @@ pub trait Driver {
     /// Turns one notice of site `site` into pair reports.
     fn interpret(&mut self, site: &str, notice: Self::Notice) -> Vec<PairReport>;
     fn progress(&mut self) -> Vec<Progress>;
+    /// Whether the driver is connected to this storage now.
+    fn reaches(&self, site: &str) -> bool;
     /// Ends every copy this driver started and removes everything it added.
     fn shutdown(&mut self);
 }

@@ -139,11 +139,6 @@ impl Qemu {
         })
     }
 
-    /// Whether the session is connected to this storage's daemon.
-    pub fn reaches(&self, site: &str) -> bool {
-        self.sites.contains_key(site)
-    }
-
     /// How many bytes the last completed point-in-time copy of a pair copied (for an
     /// incremental copy: what changed since the previous one).
     pub fn bytes_copied(&self, sequence: u32, copyset: usize) -> Option<u64> {
@@ -626,6 +621,10 @@ impl Driver for Qemu {
             }
         }
         out
+    }
+
+    fn reaches(&self, site: &str) -> bool {
+        self.sites.contains_key(site)
     }
 
     fn shutdown(&mut self) {

@@ -1,0 +1,300 @@
+//! The session's pure core (quinn-proto style): pair reports and the clock go in,
+//! orders come out. It turns pair reports into group events (a sequence across every
+//! copy set is one consistency group), runs them through the generated `step`, fires
+//! schedules and ends the holds of freezes the document does not thaw. It does no I/O
+//! and reads no clock: the executor passes `now` (monotonic, for deadlines) and `wall`
+//! (seconds since the Unix epoch, for `daily` schedules, which are UTC).
+
+use crate::drivers::{PairEvent, PairReport};
+use crate::machine::{Command, Solution};
+use crate::plan::Plan;
+use crate::session::Schedule;
+use crate::vocab::{Command as Verb, Event};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// The group event a command answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    pub sequence: u32,
+    pub event: Event,
+    /// The copy set whose pair report completed the event.
+    pub copyset: Option<String>,
+    pub detail: String,
+}
+
+/// What the core asks of the executor, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// A group event happened; `from` and `to` are the sequence's states around it
+    /// (equal when the sequence's type has no such event).
+    Transition {
+        sequence: u32,
+        event: Event,
+        from: &'static str,
+        to: &'static str,
+    },
+    /// Run a command: the answer to `cause`, or (none) a start or a schedule.
+    Run {
+        command: Command,
+        cause: Option<Cause>,
+    },
+    /// A freeze's hold time is over: release the writers of `sequence`.
+    Release { sequence: u32 },
+}
+
+/// Where one sequence's group stands in its current run.
+#[derive(Default)]
+struct Group {
+    pairs: BTreeMap<usize, PairEvent>,
+    emitted: BTreeSet<Event>,
+}
+
+impl Group {
+    /// The group event a pair report completes, if any: the first error, or the
+    /// moment every pair has got there.
+    fn report(&mut self, copysets: usize, copyset: usize, event: PairEvent) -> Option<Event> {
+        self.pairs.insert(copyset, event.clone());
+        let all = |f: &dyn Fn(&PairEvent) -> bool| {
+            self.pairs.len() == copysets && self.pairs.values().all(f)
+        };
+        let ended = |e: &PairEvent| matches!(e, PairEvent::Stopped | PairEvent::Error(_));
+        let group = match event {
+            PairEvent::Error(_) => Some(Event::OnError),
+            PairEvent::Started => (self.pairs.len() == copysets).then_some(Event::OnStart),
+            PairEvent::Duplex => all(&|e| *e == PairEvent::Duplex).then_some(Event::OnDuplex),
+            PairEvent::Complete => all(&|e| *e == PairEvent::Complete).then_some(Event::OnComplete),
+            PairEvent::Suspended => {
+                all(&|e| *e == PairEvent::Suspended || ended(e)).then_some(Event::OnSuspend)
+            }
+            PairEvent::Stopped => all(&ended).then_some(Event::OnStop),
+        }?;
+        self.emitted.insert(group).then_some(group)
+    }
+}
+
+/// How long from `wall` (seconds since the Unix epoch) until `schedule` is due.
+pub fn due_in(schedule: Schedule, wall: u64) -> Duration {
+    match schedule {
+        Schedule::Every { seconds } => Duration::from_secs(seconds),
+        Schedule::Daily { hour, minute } => {
+            let at = u64::from(hour) * 3600 + u64::from(minute) * 60;
+            let today = wall % 86_400;
+            Duration::from_secs(if at > today {
+                at - today
+            } else {
+                86_400 - today + at
+            })
+        }
+    }
+}
+
+pub struct Core<S: Solution> {
+    state: S::State,
+    copysets: Vec<String>,
+    groups: BTreeMap<u32, Group>,
+    /// Sequences with a schedule: when each is next due.
+    schedules: BTreeMap<u32, (Instant, Schedule)>,
+    /// Frozen sequences whose writers are held: when the hold time ends.
+    holds: BTreeMap<u32, Instant>,
+    hold: Duration,
+}
+
+impl<S: Solution> Core<S> {
+    pub fn new(plan: &Plan, now: Instant, wall: u64) -> Core<S> {
+        Core {
+            state: S::State::default(),
+            copysets: plan.copysets.iter().map(|c| c.name.clone()).collect(),
+            groups: BTreeMap::new(),
+            schedules: plan
+                .sequences
+                .iter()
+                .filter_map(|s| {
+                    let schedule = s.schedule?;
+                    Some((s.number, (now + due_in(schedule, wall), schedule)))
+                })
+                .collect(),
+            holds: BTreeMap::new(),
+            hold: plan.timing.hold,
+        }
+    }
+
+    /// What starting the session does, as the machine says.
+    pub fn start(&self) -> Vec<Order> {
+        S::start()
+            .into_iter()
+            .map(|c| Order::Run {
+                command: c.into(),
+                cause: None,
+            })
+            .collect()
+    }
+
+    /// The state of one sequence, by name.
+    pub fn sequence_state(&self, sequence: u32) -> &'static str {
+        S::sequence_state(&self.state, sequence)
+    }
+
+    /// A command is about to run: a start or resume begins a new run of the group, a
+    /// freeze holds its writers until `now` + the hold time, a thaw ends the hold.
+    pub fn issue(&mut self, sequence: u32, verb: Verb, now: Instant) {
+        match verb {
+            Verb::Start | Verb::Resume => {
+                self.groups.insert(sequence, Group::default());
+            }
+            Verb::Freeze => {
+                self.holds.insert(sequence, now + self.hold);
+            }
+            Verb::Thaw => {
+                self.holds.remove(&sequence);
+            }
+            Verb::Stop | Verb::Suspend => {}
+        }
+    }
+
+    /// One pair report; the group event it completes, if any, goes through the machine.
+    pub fn report(&mut self, report: PairReport) -> Vec<Order> {
+        let copyset = self.copysets.get(report.copyset).cloned();
+        let detail = match &report.event {
+            PairEvent::Error(e) => e.clone(),
+            other => format!("{other:?}"),
+        };
+        let sequence = report.sequence;
+        let group = self.groups.entry(sequence).or_default();
+        let Some(event) = group.report(self.copysets.len(), report.copyset, report.event) else {
+            return Vec::new();
+        };
+        let from = self.sequence_state(sequence);
+        let Some(typed) = S::event(sequence, event) else {
+            let to = from;
+            return vec![Order::Transition {
+                sequence,
+                event,
+                from,
+                to,
+            }];
+        };
+        let (next, commands) = S::step(self.state, typed);
+        self.state = next;
+        let cause = Cause {
+            sequence,
+            event,
+            copyset,
+            detail,
+        };
+        let mut orders = vec![Order::Transition {
+            sequence,
+            event,
+            from,
+            to: self.sequence_state(sequence),
+        }];
+        orders.extend(commands.into_iter().map(|c| Order::Run {
+            command: c.into(),
+            cause: Some(cause.clone()),
+        }));
+        orders
+    }
+
+    /// What is due at `now`: schedules that fire (each starts its sequence) and holds
+    /// that end.
+    pub fn tick(&mut self, now: Instant, wall: u64) -> Vec<Order> {
+        let mut orders = Vec::new();
+        for (sequence, (at, schedule)) in self.schedules.iter_mut() {
+            if *at <= now {
+                *at = now + due_in(*schedule, wall);
+                orders.push(Order::Run {
+                    command: Command::Copy {
+                        sequence: *sequence,
+                        command: Verb::Start,
+                    },
+                    cause: None,
+                });
+            }
+        }
+        let ended: Vec<u32> = self
+            .holds
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for sequence in ended {
+            self.holds.remove(&sequence);
+            orders.push(Order::Release { sequence });
+        }
+        orders
+    }
+
+    /// The next moment `tick` has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.schedules
+            .values()
+            .map(|(at, _)| *at)
+            .chain(self.holds.values().copied())
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_event_needs_every_pair_and_an_error_needs_one() {
+        let mut g = Group::default();
+        assert_eq!(g.report(2, 0, PairEvent::Started), None);
+        assert_eq!(g.report(2, 1, PairEvent::Started), Some(Event::OnStart));
+        assert_eq!(g.report(2, 0, PairEvent::Duplex), None);
+        assert_eq!(g.report(2, 1, PairEvent::Duplex), Some(Event::OnDuplex));
+        assert_eq!(g.report(2, 1, PairEvent::Duplex), None, "once per run");
+        assert_eq!(
+            g.report(2, 0, PairEvent::Error("x".into())),
+            Some(Event::OnError)
+        );
+        assert_eq!(
+            g.report(2, 1, PairEvent::Error("y".into())),
+            None,
+            "the first error only"
+        );
+        assert_eq!(g.report(2, 1, PairEvent::Stopped), Some(Event::OnStop));
+    }
+
+    #[test]
+    fn suspension_and_stop_count_pairs_that_ended() {
+        let mut g = Group::default();
+        assert_eq!(
+            g.report(2, 0, PairEvent::Error("dead".into())),
+            Some(Event::OnError)
+        );
+        assert_eq!(g.report(2, 1, PairEvent::Suspended), Some(Event::OnSuspend));
+        let mut g = Group::default();
+        assert_eq!(g.report(2, 0, PairEvent::Complete), None);
+        assert_eq!(
+            g.report(2, 1, PairEvent::Duplex),
+            None,
+            "complete needs every pair complete"
+        );
+        assert_eq!(g.report(2, 1, PairEvent::Complete), Some(Event::OnComplete));
+    }
+
+    #[test]
+    fn daily_schedules_are_due_at_their_utc_time_across_midnight() {
+        let day = 86_400 * 20_000;
+        let daily = |hour, minute| Schedule::Daily { hour, minute };
+        // 23:59:30 UTC: midnight is 30 s away, 00:30 is 30 min 30 s away.
+        let late = day + 23 * 3600 + 59 * 60 + 30;
+        assert_eq!(due_in(daily(0, 0), late), Duration::from_secs(30));
+        assert_eq!(
+            due_in(daily(0, 30), late),
+            Duration::from_secs(30 * 60 + 30)
+        );
+        // 02:00 exactly: today's 02:00 has passed, the next is a day away.
+        assert_eq!(
+            due_in(daily(2, 0), day + 2 * 3600),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            due_in(Schedule::Every { seconds: 10_800 }, late),
+            Duration::from_secs(10_800)
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! The session's pure core with real generated machines and scripted input: group
+//! events, the orders they give, schedules, hold time; and the executor loop around
+//! it with a fake driver (logic only: no storage is involved, no copy is claimed).
+
+use csc_runtime::core::{Core, Order};
+use csc_runtime::drivers::{Driver, DriverError, PairEvent, PairReport, Progress};
+use csc_runtime::executor::{self, Options, SetupError, Status};
+use csc_runtime::log::{Log, LogFormat};
+use csc_runtime::machine::{Command, Solution};
+use csc_runtime::plan::{Pair, Plan};
+use csc_runtime::vocab::{BaseCopy, Command as Verb, Event};
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Switch = cssc_solutions::mirror_freeze_switch::Chain;
+
+fn pair(sequence: u32, copyset: usize, event: PairEvent) -> PairReport {
+    PairReport {
+        sequence,
+        copyset,
+        event,
+    }
+}
+
+fn commands(orders: &[Order]) -> Vec<Command> {
+    orders
+        .iter()
+        .filter_map(|o| match o {
+            Order::Run { command, .. } => Some(*command),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn group_events_drive_the_machine_and_its_actions_in_document_order() {
+    let plan = Plan::from_session(&Switch::SESSION);
+    let t0 = Instant::now();
+    let mut core = Core::<Switch>::new(&plan, t0, 0);
+    assert_eq!(
+        commands(&core.start()),
+        vec![Command::Copy {
+            sequence: 1,
+            command: Verb::Start
+        }]
+    );
+    core.issue(1, Verb::Start, t0);
+    assert!(core.report(pair(1, 0, PairEvent::Started)).is_empty());
+    let started = core.report(pair(1, 1, PairEvent::Started));
+    assert!(matches!(
+        started[..],
+        [Order::Transition {
+            event: Event::OnStart,
+            to: "Copying",
+            ..
+        }]
+    ));
+    assert!(core.report(pair(1, 0, PairEvent::Duplex)).is_empty());
+    core.report(pair(1, 1, PairEvent::Duplex));
+    assert_eq!(core.sequence_state(1), "Duplex");
+    // The first failing pair is the group's error: freeze, notify, run, in order.
+    let error = core.report(pair(1, 1, PairEvent::Error("EIO".into())));
+    let Order::Run { cause, .. } = &error[1] else {
+        panic!("{error:?}")
+    };
+    let cause = cause.as_ref().expect("a cause");
+    assert_eq!(
+        (cause.event, cause.copyset.as_deref(), cause.detail.as_str()),
+        (Event::OnError, Some("journal"), "EIO")
+    );
+    let verbs: Vec<String> = commands(&error).iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        verbs,
+        [
+            "freeze sequence 1",
+            "notify \"oncall\" of 1:onError",
+            "run \"/usr/local/sbin/site-switch\" about 1:onError (timeout 300s)"
+        ]
+    );
+    assert!(
+        core.report(pair(1, 0, PairEvent::Error("EIO".into())))
+            .is_empty(),
+        "one error per run"
+    );
+}
+
+#[test]
+fn a_freeze_the_document_does_not_thaw_is_released_when_the_hold_time_ends() {
+    let mut plan = Plan::from_session(&Switch::SESSION);
+    plan.timing.hold = Duration::from_secs(2);
+    let t0 = Instant::now();
+    let mut core = Core::<Switch>::new(&plan, t0, 0);
+    assert_eq!(core.next_deadline(), None);
+    core.issue(1, Verb::Freeze, t0);
+    assert_eq!(core.next_deadline(), Some(t0 + Duration::from_secs(2)));
+    assert!(core.tick(t0 + Duration::from_millis(1999), 0).is_empty());
+    assert_eq!(
+        core.tick(t0 + Duration::from_secs(2), 0),
+        vec![Order::Release { sequence: 1 }]
+    );
+    assert!(core.tick(t0 + Duration::from_secs(3), 0).is_empty(), "once");
+    core.issue(1, Verb::Freeze, t0);
+    core.issue(1, Verb::Thaw, t0 + Duration::from_millis(5));
+    assert!(
+        core.tick(t0 + Duration::from_secs(9), 0).is_empty(),
+        "a thaw ends the hold"
+    );
+}
+
+#[test]
+fn schedules_fire_every_period_and_daily_at_their_utc_time_across_midnight() {
+    type Every3h = cssc_solutions::incremental_every_3h::Chain;
+    let plan = Plan::from_session(&Every3h::SESSION);
+    let scheduled = plan
+        .sequences
+        .iter()
+        .find(|s| s.schedule.is_some())
+        .expect("a schedule")
+        .number;
+    let t0 = Instant::now();
+    let mut core = Core::<Every3h>::new(&plan, t0, 0);
+    let three_hours = Duration::from_secs(3 * 3600);
+    assert_eq!(core.next_deadline(), Some(t0 + three_hours));
+    assert!(core.tick(t0 + three_hours / 2, 0).is_empty());
+    let start = Command::Copy {
+        sequence: scheduled,
+        command: Verb::Start,
+    };
+    assert_eq!(commands(&core.tick(t0 + three_hours, 0)), vec![start]);
+    assert_eq!(core.next_deadline(), Some(t0 + 2 * three_hours));
+
+    type Practice = cssc_solutions::mirror_with_practice_copy::Chain;
+    let plan = Plan::from_session(&Practice::SESSION);
+    // 05:59:00 UTC: `daily 06:00` is a minute away, then a day.
+    let wall = 86_400 * 20_000 + 5 * 3600 + 59 * 60;
+    let mut core = Core::<Practice>::new(&plan, t0, wall);
+    let minute = Duration::from_secs(60);
+    assert_eq!(core.next_deadline(), Some(t0 + minute));
+    let fired = core.tick(t0 + minute, wall + 60);
+    assert_eq!(
+        commands(&fired),
+        vec![Command::Copy {
+            sequence: 2,
+            command: Verb::Start
+        }]
+    );
+    assert_eq!(
+        core.next_deadline(),
+        Some(t0 + minute + Duration::from_secs(86_400))
+    );
+    // Just before midnight: 06:00 is 6 h 0 min 30 s away.
+    let late = 86_400 * 20_000 + 23 * 3600 + 59 * 60 + 30;
+    let core = Core::<Practice>::new(&plan, t0, late);
+    assert_eq!(
+        core.next_deadline(),
+        Some(t0 + Duration::from_secs(6 * 3600 + 30))
+    );
+}
+
+#[test]
+fn a_new_start_is_a_new_run_of_the_group() {
+    let plan = Plan::from_session(&Switch::SESSION);
+    let t0 = Instant::now();
+    let mut core = Core::<Switch>::new(&plan, t0, 0);
+    core.issue(1, Verb::Start, t0);
+    core.report(pair(1, 0, PairEvent::Started));
+    core.report(pair(1, 1, PairEvent::Started));
+    assert!(!core
+        .report(pair(1, 0, PairEvent::Error("x".into())))
+        .is_empty());
+    core.issue(1, Verb::Start, t0);
+    core.report(pair(1, 0, PairEvent::Started));
+    let again = core.report(pair(1, 1, PairEvent::Started));
+    assert!(
+        matches!(
+            again[..],
+            [Order::Transition {
+                event: Event::OnStart,
+                ..
+            }]
+        ),
+        "{again:?}"
+    );
+}
+
+/// A driver that refuses the second pair of a group (having rolled back the first, as
+/// the qemu driver does).
+#[derive(Default)]
+struct HalfWay {
+    shut_down: Arc<AtomicBool>,
+}
+
+impl Driver for HalfWay {
+    type Notice = ();
+
+    fn preflight(&mut self, _: &[Pair]) -> Result<(), DriverError> {
+        Ok(())
+    }
+    fn start(&mut self, pairs: &[Pair], _: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        Err(DriverError::on(
+            &pairs[1].source.storage,
+            &pairs[1].source.name,
+            "busy",
+        ))
+    }
+    fn stop(&mut self, _: &[Pair]) -> Result<(), DriverError> {
+        Ok(())
+    }
+    fn suspend(&mut self, _: &[Pair], _: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        Ok(Vec::new())
+    }
+    fn resume(&mut self, _: &[Pair], _: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        Ok(Vec::new())
+    }
+    fn freeze(&mut self, _: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
+        Ok(Vec::new())
+    }
+    fn thaw(&mut self, _: &[Pair]) -> Result<(), DriverError> {
+        Ok(())
+    }
+    fn interpret(&mut self, _: &str, _: ()) -> Vec<PairReport> {
+        Vec::new()
+    }
+    fn progress(&mut self) -> Vec<Progress> {
+        Vec::new()
+    }
+    fn reaches(&self, _: &str) -> bool {
+        true
+    }
+    fn shutdown(&mut self) {
+        self.shut_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_session_whose_first_start_fails_half_way_does_not_run_and_says_which_volume() {
+    let plan = Plan::from_session(&Switch::SESSION);
+    let driver = HalfWay::default();
+    let shut_down = Arc::clone(&driver.shut_down);
+    let options = Options {
+        log: Log {
+            format: LogFormat::Human,
+            session: "t".into(),
+        },
+        progress_every: None,
+    };
+    let status = Arc::new(Mutex::new(Status::default()));
+    let result = executor::run_with::<Switch, HalfWay>(
+        plan,
+        driver,
+        mpsc::channel(),
+        options,
+        Arc::new(AtomicBool::new(false)),
+        Arc::clone(&status),
+    );
+    match result {
+        Err(SetupError::Storage(e)) => {
+            assert_eq!(e.to_string(), "storage siteA, volume journal: busy")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(shut_down.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(status.lock().expect("status").events.is_empty());
+}
