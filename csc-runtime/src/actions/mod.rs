@@ -7,6 +7,7 @@ use crate::log::{timestamp, Log};
 use crate::plan::Contact;
 use crate::vocab::{Event, Keyword};
 use serde_json::{json, Value};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use wait_timeout::ChildExt;
@@ -78,6 +79,8 @@ fn spawn(program: &str, what: &Occurrence) -> Result<std::process::Child, String
     let mut attempts = 0;
     loop {
         let started = Command::new(program)
+            // Its own process group, so that a timeout ends what it started too.
+            .process_group(0)
             .envs(what.environment())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -94,7 +97,7 @@ fn spawn(program: &str, what: &Occurrence) -> Result<std::process::Child, String
 }
 
 /// Runs `program` (no shell, no PATH search) with the occurrence in its environment;
-/// kills it at `timeout`. Returns how it ended, for the log.
+/// kills it and every process it started at `timeout`. Returns how it ended, for the log.
 pub fn run_program(program: &str, timeout: Duration, what: &Occurrence) -> Result<String, String> {
     let mut child = spawn(program, what)?;
     match child
@@ -104,6 +107,11 @@ pub fn run_program(program: &str, timeout: Duration, what: &Occurrence) -> Resul
         Some(status) if status.success() => Ok(format!("{program} exited 0")),
         Some(status) => Err(format!("{program} failed: {status}")),
         None => {
+            // The program and whatever it started (a script's children): its group.
+            if let Ok(group) = i32::try_from(child.id()) {
+                // SAFETY: a plain system call on a process group this function created.
+                unsafe { libc::killpg(group, libc::SIGKILL) };
+            }
             let _ = child.kill();
             let _ = child.wait();
             Err(format!(
@@ -208,11 +216,19 @@ mod tests {
     }
 
     #[test]
-    fn a_program_past_its_timeout_is_killed() {
+    fn a_program_past_its_timeout_is_killed_with_what_it_started() {
         let dir = std::env::temp_dir().join(format!("cssc-timeout-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let script = dir.join("sleep.sh");
-        std::fs::write(&script, "#!/bin/sh\nsleep 30\n").expect("script");
+        let child_pid = dir.join("child.pid");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nsleep 30 &\necho $! > {}\nsleep 30\n",
+                child_pid.display()
+            ),
+        )
+        .expect("script");
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod");
         let started = std::time::Instant::now();
@@ -225,6 +241,22 @@ mod tests {
             .expect_err("timed out")
             .contains("killed after its timeout"));
         assert!(started.elapsed() < Duration::from_secs(5));
+        let pid = std::fs::read_to_string(&child_pid).expect("the script started a child");
+        let proc = std::path::Path::new("/proc").join(pid.trim());
+        // Killed (the group got SIGKILL); reaped by init soon after, or a zombie until then.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let alive = || {
+            std::fs::read_to_string(proc.join("stat"))
+                .is_ok_and(|stat| !stat.split(' ').nth(2).is_some_and(|state| state == "Z"))
+        };
+        while alive() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the script's child {} outlived the timeout",
+                pid.trim()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 }
