@@ -247,7 +247,7 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let alive = || {
             std::fs::read_to_string(proc.join("stat"))
-                .is_ok_and(|stat| !stat.split(' ').nth(2).is_some_and(|state| state == "Z"))
+                .is_ok_and(|stat| stat.split(' ').nth(2).is_none_or(|state| state != "Z"))
         };
         while alive() {
             assert!(
