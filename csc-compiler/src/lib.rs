@@ -1,8 +1,10 @@
 //! cssc, the copy-services solution compiler.
 //!
 //! The pipeline, one module a stage: [`syntax`] (bytes -> AST with spans), [`check`]
-//! (AST -> [`ir`], every fault reported), [`emit`] (IR -> canonical XML and other
-//! forms). [`diagnostics`] renders what the stages report.
+//! (AST -> [`ir`], every fault reported), [`codegen`] (IR -> the Rust module of a
+//! solution), [`build`] (that module -> a standalone executable, built by cargo);
+//! beside them [`emit`] (IR -> canonical XML, DOT, Mermaid). [`diagnostics`] renders
+//! what the stages report.
 
 pub mod build;
 pub mod check;
