@@ -17,6 +17,7 @@ use csc_runtime::plan::Plan;
 use csc_runtime::vocab::{BaseCopy, Command as Verb, ContinuousMode, Event, PointInTimeMode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -556,4 +557,115 @@ fn a_session_that_loses_every_storage_waits_and_says_so() {
     stop.store(true, Ordering::Relaxed);
     let ended = handle.join().expect("thread").expect("it had started");
     assert_eq!(ended, csc_runtime::executor::Ended::StoragesLost);
+}
+
+/// Waits up to `secs` for a child to exit; kills it and fails if it does not.
+fn exits_within(child: &mut std::process::Child, secs: u64, what: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not exit within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until site A runs `n` mirror jobs in step.
+fn mirrors_ready(lab: &Lab, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = qmp(lab, "siteA")
+            .execute("query-block-jobs", Value::Null)
+            .expect("jobs");
+        let ready = jobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|j| j["status"] == "ready")
+            .count();
+        if ready == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "mirrors not ready: {jobs}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_run_is_cleaned_up_without_touching_others_and_then_runs_again() {
+    let (lab, _) = two_site_lab(16);
+    let dir = lab.dir.join("host");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("host.toml");
+    let mut text = String::new();
+    for site in ["siteA", "siteB"] {
+        text.push_str(&format!(
+            "[storage.{site}]\nendpoint = \"unix:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n",
+            lab.sites[site].qmp.display(),
+            lab.sites[site].nbd_port
+        ));
+    }
+    std::fs::write(&file, text).expect("run file");
+    // Another session's node on the same daemon: cleanup must leave it.
+    qmp(&lab, "siteA")
+        .execute(
+            "blockdev-add",
+            json!({ "driver": "null-co", "node-name": "cssc-other", "size": 1048576 }),
+        )
+        .expect("a foreign node");
+    let solution = |command: &str| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"));
+        c.args(["mirror-freeze-switch", command, "--config"])
+            .arg(&file)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let mut first = solution("run").spawn().expect("run");
+    mirrors_ready(&lab, 2);
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    // What it left makes a new run refuse to start, saying what to do.
+    let mut again = solution("run").spawn().expect("run");
+    assert_eq!(exits_within(&mut again, 20, "the second run"), 3);
+    let mut stderr = String::new();
+    again
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    assert!(stderr.contains("cleanup"), "{stderr}");
+    let out = solution("cleanup").output().expect("cleanup");
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("storage siteA: removed job")
+            && report.contains("storage siteB: removed export"),
+        "{report}"
+    );
+    for site in ["siteA", "siteB"] {
+        let left: Vec<String> = leftovers(&lab, site)
+            .into_iter()
+            .filter(|n| n != "cssc-other")
+            .collect();
+        assert!(left.is_empty(), "{site}: {left:?}");
+    }
+    assert_eq!(leftovers(&lab, "siteA"), ["cssc-other"]);
+    // And the session runs again, and stops cleanly.
+    let mut third = solution("run").spawn().expect("run");
+    mirrors_ready(&lab, 2);
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &third.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    assert_eq!(exits_within(&mut third, 30, "the third run"), 0);
+    assert_eq!(leftovers(&lab, "siteA"), ["cssc-other"]);
+    assert!(leftovers(&lab, "siteB").is_empty());
 }

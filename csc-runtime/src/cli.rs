@@ -1,5 +1,6 @@
-//! The command line of every compiled solution: `solution`, `graph`, `simulate`.
-//! Generated code calls [`main`] with its [`Solution`]; nothing here is per-solution.
+//! The command line of every compiled solution: `solution`, `graph`, `run`,
+//! `cleanup`, `demo`, `simulate`. Generated code calls [`main`] with its
+//! [`Solution`]; nothing here is per-solution.
 
 use crate::executor::{self, Options};
 use crate::log::{Log, LogFormat};
@@ -40,6 +41,14 @@ enum Cmd {
         /// Log the progress of long copies every SECONDS (0: never).
         #[arg(long, default_value_t = 5, value_name = "SECONDS")]
         progress_every: u64,
+    },
+    /// Remove what a killed run of this session left in its storages (jobs, NBD
+    /// nodes, holds, exports, bitmaps, throttle groups named for this session). The
+    /// volumes are never touched, nor what another session added.
+    Cleanup {
+        /// The run-time file the killed run used.
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
     },
     /// The solution end to end on storage made for the occasion: one
     /// qemu-storage-daemon per site, data, writes, a site failure, every copy verified.
@@ -121,6 +130,7 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
             log_format,
             progress_every,
         } => return run::<S>(config, log::<S>(log_format), progress_every),
+        Cmd::Cleanup { config } => return cleanup::<S>(config),
         Cmd::Demo {
             volume_mib,
             keep,
@@ -165,16 +175,10 @@ fn log<S: Solution>(format: LogFormatArg) -> Log {
 /// the storage left as it was, 4 when it was stopped after losing every storage.
 fn run<S: Solution>(config: Option<std::path::PathBuf>, log: Log, progress_every: u64) -> ExitCode {
     let name = S::SESSION.name;
-    let mut plan = Plan::from_session(&S::SESSION);
-    if let Some(path) = config {
-        let applied = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            .and_then(|text| plan.apply_run_file(&path.display().to_string(), &text));
-        if let Err(e) = applied {
-            eprintln!("{name}: {e}");
-            return ExitCode::from(2);
-        }
-    }
+    let plan = match plan::<S>(config) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
@@ -194,8 +198,56 @@ fn run<S: Solution>(config: Option<std::path::PathBuf>, log: Log, progress_every
         }
         Err(e) => {
             eprintln!("{name}: cannot start: {e}; nothing was changed");
+            if e.to_string().contains("in use") || e.to_string().contains("uplicate") {
+                eprintln!("{name}: if a run of this session was killed, `{name} cleanup` removes what it left");
+            }
             ExitCode::from(3)
         }
+    }
+}
+
+/// The document's plan with the run-time file applied; exit 2 when the file is bad.
+fn plan<S: Solution>(config: Option<std::path::PathBuf>) -> Result<Plan, ExitCode> {
+    let mut plan = Plan::from_session(&S::SESSION);
+    if let Some(path) = config {
+        let applied = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|text| plan.apply_run_file(&path.display().to_string(), &text));
+        if let Err(e) = applied {
+            eprintln!("{}: {e}", S::SESSION.name);
+            return Err(ExitCode::from(2));
+        }
+    }
+    Ok(plan)
+}
+
+/// `cleanup`: exit 0 when every storage was reached and cleaned, 3 when one could not
+/// be (the others are cleaned), 2 for a bad run-time file.
+fn cleanup<S: Solution>(config: Option<std::path::PathBuf>) -> ExitCode {
+    let name = S::SESSION.name;
+    let plan = match plan::<S>(config) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let mut ok = true;
+    for (storage, result) in crate::drivers::qemu::cleanup::cleanup(&plan) {
+        match result {
+            Ok(removed) if removed.is_empty() => println!("storage {storage}: nothing to remove"),
+            Ok(removed) => {
+                for item in removed {
+                    println!("storage {storage}: removed {item}");
+                }
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("{name}: storage {storage}: {e}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
     }
 }
 

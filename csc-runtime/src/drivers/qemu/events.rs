@@ -1,7 +1,6 @@
 //! What a daemon says, turned into pair reports: job events, and the loss of a site
 //! (its monitor closed, or its heartbeat unanswered).
 
-use super::names::parse_job_id;
 use super::qmp::Notice;
 use super::{report, watched, Intent, Kind, Qemu};
 use crate::drivers::{PairEvent, PairReport};
@@ -79,7 +78,7 @@ impl Qemu {
         else {
             return Vec::new();
         };
-        if parse_job_id(&id).is_none() || !self.jobs.contains_key(&id) {
+        if self.names.pair_of_job(&id).is_none() || !self.jobs.contains_key(&id) {
             return Vec::new();
         }
         match name.as_str() {

@@ -5,7 +5,6 @@
 //! the filters at null sinks while the writers wait. Release: the filters move to an
 //! unlimited group and the held writes complete into the sinks.
 
-use super::names::{hold_group, hold_node, job_id, sink_node, FREE_GROUP};
 use super::{refused, report, size_of, Intent, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
@@ -29,7 +28,7 @@ impl Qemu {
             .keys()
             .position(|s| *s == pair.target.storage)
             .unwrap_or(usize::MAX);
-        hold_group(pair.sequence, target)
+        self.names.hold_group(pair.sequence, target)
     }
 
     /// Adds a throttle group to a daemon once.
@@ -70,15 +69,15 @@ impl Qemu {
         let qmp = self.qmp(&site)?;
         qmp.execute(
             "blockdev-add",
-            json!({ "driver": "null-co", "node-name": sink_node(pair), "size": size }),
+            json!({ "driver": "null-co", "node-name": self.names.sink(pair), "size": size }),
         )
         .map_err(|e| refused(&site, &pair.source, e))?;
         qmp.execute(
             "blockdev-add",
-            json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": group, "file": target }),
+            json!({ "driver": "throttle", "node-name": self.names.hold(pair), "throttle-group": group, "file": target }),
         )
         .map_err(|e| refused(&site, &pair.source, e))?;
-        Ok(hold_node(pair))
+        Ok(self.names.hold(pair))
     }
 
     /// Points the hold filters of `ids` at their sinks, in their hold group (the cut)
@@ -93,14 +92,14 @@ impl Qemu {
         }
         let mut failed = Vec::new();
         for (site, site_ids) in by_site {
-            let ready = !release || self.ensure_group(&site, FREE_GROUP).is_ok();
+            let ready = !release || self.ensure_group(&site, &self.names.free_group()).is_ok();
             let option = |pair: &Pair| {
                 let group = if release {
-                    FREE_GROUP.to_string()
+                    self.names.free_group()
                 } else {
                     self.hold_group(pair)
                 };
-                json!({ "driver": "throttle", "node-name": hold_node(pair), "throttle-group": group, "file": sink_node(pair) })
+                json!({ "driver": "throttle", "node-name": self.names.hold(pair), "throttle-group": group, "file": self.names.sink(pair) })
             };
             let Some(qmp) = self.sites.get(&site).filter(|_| ready) else {
                 failed.extend(site_ids.into_iter().cloned());
@@ -218,7 +217,7 @@ impl Qemu {
     pub(super) fn hold_and_cut(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
         let ids: Vec<String> = pairs
             .iter()
-            .map(job_id)
+            .map(|p| self.names.job(p))
             .filter(|id| {
                 self.jobs
                     .get(id)
@@ -288,7 +287,7 @@ impl Qemu {
     pub(super) fn release_held(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
         let ids: Vec<String> = pairs
             .iter()
-            .map(job_id)
+            .map(|p| self.names.job(p))
             .filter(|id| self.jobs.get(id).is_some_and(|j| j.frozen))
             .collect();
         if ids.is_empty() {

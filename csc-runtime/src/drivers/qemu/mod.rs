@@ -13,15 +13,16 @@
 //! at thaw, release (the filters moved to an unlimited group). Everything added to a
 //! daemon is named `cssc-...` and removed by `shutdown`.
 
+pub mod cleanup;
 mod events;
 mod hold;
-mod names;
+pub(crate) mod names;
 pub mod qmp;
 
 use super::{Driver, DriverError, PairEvent, PairReport, Progress};
 use crate::plan::{Pair, Plan, Timing, Volume};
 use crate::vocab::{BaseCopy, ContinuousMode, PointInTimeMode};
-use names::{export, hold_node, incremental_bitmap, job_id, nbd_node, parse_job_id, sink_node};
+use names::Names;
 use qmp::{Notice, Qmp, QmpError};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,6 +61,7 @@ struct Job {
 
 pub struct Qemu {
     plan: Plan,
+    names: Names,
     notices: Sender<(String, Notice)>,
     sites: BTreeMap<String, Qmp>,
     /// By job id (`cssc-s{sequence}-c{copyset}`).
@@ -124,6 +126,7 @@ impl Qemu {
             sites.insert(id.to_string(), qmp);
         }
         Ok(Qemu {
+            names: Names::of_session(&plan.name),
             plan: plan.clone(),
             notices,
             sites,
@@ -184,7 +187,7 @@ impl Qemu {
                 Err(e) => return Err(refused(&target_site, &pair.target, e)),
             }
         }
-        let export = export(&pair.target.name);
+        let export = self.names.export(&pair.target.name);
         let key = (target_site.clone(), pair.target.name.clone());
         if !self.exports.contains(&key) {
             self.qmp(&target_site)?
@@ -195,7 +198,7 @@ impl Qemu {
                 .map_err(|e| refused(&target_site, &pair.target, e))?;
             self.exports.insert(key);
         }
-        let node = nbd_node(pair);
+        let node = self.names.nbd(pair);
         let args = json!({
             "driver": "nbd", "node-name": node, "server": socket(&data), "export": export,
             // A write to a dead target is held this long (not acknowledged without its
@@ -213,7 +216,7 @@ impl Qemu {
     fn release(&mut self, pair: &Pair, continuous: bool, remote_node: Option<String>) {
         if let Some(qmp) = self.sites.get(&pair.source.storage) {
             if continuous {
-                for node in [hold_node(pair), sink_node(pair)] {
+                for node in [self.names.hold(pair), self.names.sink(pair)] {
                     let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
                 }
             }
@@ -228,7 +231,7 @@ impl Qemu {
             if let Some(qmp) = self.sites.get(&pair.target.storage) {
                 let _ = qmp.execute(
                     "block-export-del",
-                    json!({ "id": export(&pair.target.name) }),
+                    json!({ "id": self.names.export(&pair.target.name) }),
                 );
             }
         }
@@ -246,7 +249,7 @@ impl Qemu {
     ) -> Result<Vec<PairReport>, DriverError> {
         let mut started = Vec::new();
         for pair in pairs {
-            let id = job_id(pair);
+            let id = self.names.job(pair);
             if self.jobs.contains_key(&id) {
                 continue;
             }
@@ -316,7 +319,7 @@ impl Qemu {
         let mut prepared: Vec<(Pair, Option<String>)> = Vec::new();
         let idle: Vec<&Pair> = pairs
             .iter()
-            .filter(|p| !self.jobs.contains_key(&job_id(p)))
+            .filter(|p| !self.jobs.contains_key(&self.names.job(p)))
             .collect();
         for pair in idle {
             match self.target_node(pair) {
@@ -338,12 +341,12 @@ impl Qemu {
         let mut reports = Vec::new();
         let mut done_sites: Vec<String> = Vec::new();
         for (site, group) in &by_site {
-            let bitmap = incremental_bitmap(group[0].0.sequence);
+            let bitmap = self.names.incremental_bitmap(group[0].0.sequence);
             let mut actions = Vec::new();
             let mut new_bitmaps = Vec::new();
             for (pair, target, _) in group {
                 let mut backup = json!({
-                    "job-id": job_id(pair), "device": pair.source.name, "target": target, "sync": "full",
+                    "job-id": self.names.job(pair), "device": pair.source.name, "target": target, "sync": "full",
                     // copy_file_range between files: as fast as qemu-img convert (docs/qemu-recipes.md).
                     "x-perf": { "use-copy-range": true },
                 });
@@ -384,7 +387,7 @@ impl Qemu {
             self.bitmaps.extend(new_bitmaps);
             for (pair, _, remote) in group {
                 self.jobs.insert(
-                    job_id(pair),
+                    self.names.job(pair),
                     Job {
                         pair: pair.clone(),
                         kind: Kind::Backup,
@@ -408,7 +411,7 @@ impl Qemu {
 
     /// Asks a pair's job to end (`force`: at once, without a final synchronisation).
     fn cancel(&mut self, pair: &Pair, force: bool) {
-        let id = job_id(pair);
+        let id = self.names.job(pair);
         if let Some(job) = self.jobs.get_mut(&id) {
             if job.intent == Intent::Run {
                 job.intent = Intent::Stop;
@@ -423,7 +426,7 @@ impl Qemu {
     fn cancel_all(&mut self, pairs: &[Pair], intent: Intent) -> Result<(), DriverError> {
         let mut by_site: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
         for pair in pairs {
-            let id = job_id(pair);
+            let id = self.names.job(pair);
             if let Some(job) = self.jobs.get_mut(&id) {
                 job.intent = intent;
                 // End at once (no last synchronisation) a failed or paused mirror, which
@@ -547,7 +550,7 @@ impl Driver for Qemu {
             // A paused background mirror copies nothing and tracks what changes.
             let mut reports = Vec::new();
             for pair in pairs {
-                let id = job_id(pair);
+                let id = self.names.job(pair);
                 let Some(job) = self.jobs.get_mut(&id) else {
                     continue;
                 };
@@ -570,7 +573,7 @@ impl Driver for Qemu {
         let mut reports = Vec::new();
         let mut restart = Vec::new();
         for pair in pairs {
-            let id = job_id(pair);
+            let id = self.names.job(pair);
             match self.jobs.get_mut(&id) {
                 Some(job) if job.paused => {
                     job.paused = false;
@@ -608,7 +611,9 @@ impl Driver for Qemu {
                 continue;
             };
             for job in jobs {
-                let Some((sequence, copyset)) = job["device"].as_str().and_then(parse_job_id)
+                let Some((sequence, copyset)) = job["device"]
+                    .as_str()
+                    .and_then(|id| self.names.pair_of_job(id))
                 else {
                     continue;
                 };
@@ -674,7 +679,10 @@ impl Driver for Qemu {
         }
         for (site, node) in std::mem::take(&mut self.exports) {
             if let Some(qmp) = self.sites.get(&site) {
-                let _ = qmp.execute("block-export-del", json!({ "id": export(&node) }));
+                let _ = qmp.execute(
+                    "block-export-del",
+                    json!({ "id": self.names.export(&node) }),
+                );
             }
         }
         for (site, id) in std::mem::take(&mut self.groups) {

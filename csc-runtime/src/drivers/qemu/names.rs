@@ -1,52 +1,77 @@
-//! The names this driver gives what it adds to a daemon. All start with `cssc-`, so
-//! they are told apart from the administrator's and removed at shutdown; the table is
-//! in docs/qemu-recipes.md.
+//! The names this driver gives what it adds to a daemon: `cssc-`, a tag of the
+//! session (6 hex digits of the FNV-1a hash of its name), then what it is. So they
+//! are told apart from the administrator's and from another session's on the same
+//! daemon, removed at shutdown, and found by `cleanup` after a crash; the table is in
+//! docs/qemu-recipes.md. Node names stay within qemu's 31 characters.
 
 use crate::plan::Pair;
 
-pub(super) fn job_id(pair: &Pair) -> String {
-    format!("cssc-s{}-c{}", pair.sequence, pair.copyset)
+pub(crate) struct Names {
+    /// `cssc-TAG`.
+    prefix: String,
 }
 
-/// A continuous pair's hold: the throttle filter its mirror writes through.
-pub(super) fn hold_node(pair: &Pair) -> String {
-    format!("cssc-hold-s{}-c{}", pair.sequence, pair.copyset)
-}
+impl Names {
+    pub(crate) fn of_session(session: &str) -> Names {
+        let tag = crate::machine::fnv1a64(session.as_bytes()) >> 40;
+        Names {
+            prefix: format!("cssc-{tag:06x}"),
+        }
+    }
 
-/// Where a frozen pair's writes go after the cut: a null node of the source's size.
-pub(super) fn sink_node(pair: &Pair) -> String {
-    format!("cssc-sink-s{}-c{}", pair.sequence, pair.copyset)
-}
+    /// Whether this session added something of this name.
+    pub(crate) fn owns(&self, name: &str) -> bool {
+        name.strip_prefix(&self.prefix)
+            .is_some_and(|rest| rest.starts_with('-'))
+    }
 
-/// Which pair a job id names.
-pub(super) fn parse_job_id(id: &str) -> Option<(u32, usize)> {
-    let rest = id.strip_prefix("cssc-s")?;
-    let (sequence, copyset) = rest.split_once("-c")?;
-    Some((sequence.parse().ok()?, copyset.parse().ok()?))
-}
+    /// The job of a pair (mirror or backup).
+    pub(crate) fn job(&self, pair: &Pair) -> String {
+        format!("{}-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
+    }
 
-/// The NBD client node in the source's daemon that reaches a pair's target.
-pub(super) fn nbd_node(pair: &Pair) -> String {
-    format!("cssc-nbd-s{}-c{}", pair.sequence, pair.copyset)
-}
+    /// Which pair a job id names, if this session's.
+    pub(crate) fn pair_of_job(&self, id: &str) -> Option<(u32, usize)> {
+        let rest = id.strip_prefix(&self.prefix)?.strip_prefix("-s")?;
+        let (sequence, copyset) = rest.split_once("-c")?;
+        Some((sequence.parse().ok()?, copyset.parse().ok()?))
+    }
 
-/// The export of a target volume in its daemon.
-pub(super) fn export(volume: &str) -> String {
-    format!("cssc-{volume}")
-}
+    /// A continuous pair's hold: the throttle filter its mirror writes through.
+    pub(crate) fn hold(&self, pair: &Pair) -> String {
+        format!("{}-hold-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
+    }
 
-/// The bitmap of a sequence's incremental point-in-time copies.
-pub(super) fn incremental_bitmap(sequence: u32) -> String {
-    format!("cssc-inc-s{sequence}")
-}
+    /// Where a frozen pair's writes go after the cut: a null node of the source's size.
+    pub(crate) fn sink(&self, pair: &Pair) -> String {
+        format!("{}-sink-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
+    }
 
-/// The throttle group of sequence `sequence`'s holds to the `target`-th storage.
-pub(super) fn hold_group(sequence: u32, target: usize) -> String {
-    format!("cssc-hold-s{sequence}-t{target}")
-}
+    /// The NBD client node in the source's daemon that reaches a pair's target.
+    pub(crate) fn nbd(&self, pair: &Pair) -> String {
+        format!("{}-nbd-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
+    }
 
-/// The unlimited group released holds move to.
-pub(super) const FREE_GROUP: &str = "cssc-free";
+    /// The export of a target volume in its daemon.
+    pub(crate) fn export(&self, volume: &str) -> String {
+        format!("{}-{volume}", self.prefix)
+    }
+
+    /// The bitmap of a sequence's incremental point-in-time copies.
+    pub(crate) fn incremental_bitmap(&self, sequence: u32) -> String {
+        format!("{}-inc-s{sequence}", self.prefix)
+    }
+
+    /// The throttle group of sequence `sequence`'s holds to the `target`-th storage.
+    pub(crate) fn hold_group(&self, sequence: u32, target: usize) -> String {
+        format!("{}-hold-s{sequence}-t{target}", self.prefix)
+    }
+
+    /// The unlimited group released holds move to.
+    pub(crate) fn free_group(&self) -> String {
+        format!("{}-free", self.prefix)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -54,7 +79,7 @@ mod tests {
     use crate::plan::Volume;
 
     #[test]
-    fn job_ids_name_their_pair() {
+    fn names_say_whose_they_are_and_fit_qemu() {
         let pair = Pair {
             sequence: 3,
             copyset: 12,
@@ -67,13 +92,30 @@ mod tests {
                 name: "y".into(),
             },
         };
-        assert_eq!(job_id(&pair), "cssc-s3-c12");
-        assert_eq!(nbd_node(&pair), "cssc-nbd-s3-c12");
-        assert_eq!(hold_node(&pair), "cssc-hold-s3-c12");
-        assert_eq!(sink_node(&pair), "cssc-sink-s3-c12");
-        assert_eq!(export("y"), "cssc-y");
-        assert_eq!(parse_job_id("cssc-s3-c12"), Some((3, 12)));
-        assert_eq!(parse_job_id("backup0"), None);
-        assert_eq!(parse_job_id("cssc-sx-c1"), None);
+        let ours = Names::of_session("cppc");
+        let theirs = Names::of_session("another-session");
+        let job = ours.job(&pair);
+        assert!(
+            job.starts_with("cssc-") && job.ends_with("-s3-c12"),
+            "{job}"
+        );
+        assert_eq!(ours.pair_of_job(&job), Some((3, 12)));
+        assert_eq!(theirs.pair_of_job(&job), None, "another session's job");
+        assert_eq!(ours.pair_of_job("backup0"), None);
+        for name in [
+            ours.hold(&pair),
+            ours.sink(&pair),
+            ours.nbd(&pair),
+            ours.export("y"),
+        ] {
+            assert!(ours.owns(&name) && !theirs.owns(&name), "{name}");
+        }
+        assert!(!ours.owns("cssc-other") && !ours.owns("db"));
+        let biggest = Pair {
+            sequence: 99,
+            copyset: 99_999,
+            ..pair
+        };
+        assert!(ours.sink(&biggest).len() <= 31 && ours.hold(&biggest).len() <= 31);
     }
 }

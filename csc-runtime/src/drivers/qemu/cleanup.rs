@@ -1,0 +1,193 @@
+//! `cleanup`: after a run was killed, removes what this session left in its storages
+//! (jobs, NBD client nodes, holds, sinks, exports, bitmaps, throttle groups), found by
+//! the session's name tag (names.rs). Never a volume, never another session's names.
+
+use super::names::Names;
+use super::qmp::{Notice, Qmp, QmpError};
+use crate::plan::Plan;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// One step of the cleanup on one daemon: what it removed.
+type Step = fn(&Qmp, &Names) -> Result<Vec<String>, QmpError>;
+
+/// What cleanup did on one storage: the names it removed, or why it could not.
+pub type Cleaned = BTreeMap<String, Result<Vec<String>, String>>;
+
+/// Removes what session `plan.name` left on every storage its copy sets use.
+pub fn cleanup(plan: &Plan) -> Cleaned {
+    let names = Names::of_session(&plan.name);
+    let (tx, _rx) = std::sync::mpsc::channel::<((), Notice)>();
+    let mut sites: BTreeMap<String, Qmp> = BTreeMap::new();
+    let mut cleaned = Cleaned::new();
+    let used: std::collections::BTreeSet<&str> = plan
+        .copysets
+        .iter()
+        .flat_map(|c| c.volumes.iter().map(|v| v.storage.as_str()))
+        .collect();
+    for id in used {
+        match Qmp::connect(&plan.storages[id].endpoint, (), tx.clone()) {
+            Ok(qmp) => {
+                sites.insert(id.to_string(), qmp);
+                cleaned.insert(id.to_string(), Ok(Vec::new()));
+            }
+            Err(e) => {
+                let endpoint = &plan.storages[id].endpoint;
+                cleaned.insert(id.to_string(), Err(format!("cannot reach {endpoint}: {e}")));
+            }
+        }
+    }
+    // Jobs first everywhere (their nodes and the exports they write to are busy until
+    // they end), then nodes, exports, bitmaps and groups.
+    let steps: [Step; 5] = [
+        end_jobs,
+        delete_nodes,
+        delete_exports,
+        remove_bitmaps,
+        delete_groups,
+    ];
+    for step in steps {
+        for (site, qmp) in &sites {
+            let Some(Ok(removed)) = cleaned.get_mut(site) else {
+                continue;
+            };
+            match step(qmp, &names) {
+                Ok(more) => removed.extend(more),
+                Err(e) => {
+                    cleaned.insert(site.clone(), Err(e.to_string()));
+                }
+            }
+        }
+    }
+    cleaned
+}
+
+fn list(qmp: &Qmp, command: &str, arguments: Value) -> Result<Vec<Value>, QmpError> {
+    Ok(qmp
+        .execute(command, arguments)?
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn named<'a>(items: &'a [Value], key: &str, names: &Names) -> Vec<&'a str> {
+    items
+        .iter()
+        .filter_map(|i| i[key].as_str())
+        .filter(|n| names.owns(n))
+        .collect()
+}
+
+/// Releases held writers (every hold filter onto its sink, in an unlimited group: a
+/// mirror cannot end while its writes wait), then ends every job and waits for them.
+fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
+    let nodes = list(qmp, "query-named-block-nodes", json!({ "flat": true }))?;
+    let holds: Vec<&str> = named(&nodes, "node-name", names)
+        .into_iter()
+        .filter(|n| n.contains("-hold-"))
+        .collect();
+    if !holds.is_empty() {
+        let free = names.free_group();
+        let _ = qmp.execute(
+            "object-add",
+            json!({ "qom-type": "throttle-group", "id": free, "limits": {} }),
+        );
+        for hold in holds {
+            let sink = hold.replacen("-hold-", "-sink-", 1);
+            let _ = qmp.execute(
+                "blockdev-reopen",
+                json!({ "options": [{ "driver": "throttle", "node-name": hold, "throttle-group": free, "file": sink }] }),
+            );
+        }
+    }
+    let jobs = list(qmp, "query-block-jobs", Value::Null)?;
+    let mut ended = Vec::new();
+    for job in jobs
+        .iter()
+        .filter(|j| j["device"].as_str().is_some_and(|d| names.owns(d)))
+    {
+        let id = job["device"].as_str().unwrap_or_default();
+        // A mirror in step ends gracefully (a forced cancel under writes has crashed
+        // qemu-storage-daemon); one stopped on an error cannot synchronise.
+        let force = job["status"] != "ready";
+        qmp.execute("block-job-cancel", json!({ "device": id, "force": force }))?;
+        ended.push(format!("job {id}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let left = list(qmp, "query-block-jobs", Value::Null)?;
+        if named(&left, "device", names).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(ended)
+}
+
+/// Deletes this session's nodes, filters before what they sit on: passes until none
+/// is left or a pass deletes nothing.
+fn delete_nodes(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
+    let mut deleted = Vec::new();
+    loop {
+        let nodes = list(qmp, "query-named-block-nodes", json!({ "flat": true }))?;
+        let ours: Vec<String> = named(&nodes, "node-name", names)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let before = deleted.len();
+        for node in &ours {
+            if qmp
+                .execute("blockdev-del", json!({ "node-name": node }))
+                .is_ok()
+            {
+                deleted.push(format!("node {node}"));
+            }
+        }
+        if deleted.len() == before || deleted.len() - before == ours.len() {
+            return Ok(deleted);
+        }
+    }
+}
+
+fn delete_exports(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
+    let exports = list(qmp, "query-block-exports", Value::Null)?;
+    let mut deleted = Vec::new();
+    for id in named(&exports, "id", names) {
+        qmp.execute("block-export-del", json!({ "id": id, "mode": "hard" }))?;
+        deleted.push(format!("export {id}"));
+    }
+    Ok(deleted)
+}
+
+fn remove_bitmaps(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
+    let nodes = list(qmp, "query-named-block-nodes", json!({ "flat": true }))?;
+    let mut removed = Vec::new();
+    for node in &nodes {
+        let Some(node_name) = node["node-name"].as_str() else {
+            continue;
+        };
+        let bitmaps = node["dirty-bitmaps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for bitmap in named(&bitmaps, "name", names) {
+            qmp.execute(
+                "block-dirty-bitmap-remove",
+                json!({ "node": node_name, "name": bitmap }),
+            )?;
+            removed.push(format!("bitmap {bitmap} on {node_name}"));
+        }
+    }
+    Ok(removed)
+}
+
+fn delete_groups(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
+    let objects = list(qmp, "qom-list", json!({ "path": "/objects" }))?;
+    let mut deleted = Vec::new();
+    for id in named(&objects, "name", names) {
+        qmp.execute("object-del", json!({ "id": id }))?;
+        deleted.push(format!("throttle group {id}"));
+    }
+    Ok(deleted)
+}
