@@ -669,3 +669,48 @@ fn a_killed_run_is_cleaned_up_without_touching_others_and_then_runs_again() {
     assert_eq!(leftovers(&lab, "siteA"), ["cssc-other"]);
     assert!(leftovers(&lab, "siteB").is_empty());
 }
+
+#[test]
+fn a_dropped_monitor_connection_is_picked_up_again_not_taken_for_a_failure() {
+    let (lab, mut plan) = two_site_lab(16);
+    let port = lab.sites["siteA"].qmp_port;
+    plan.storages.get_mut("siteA").expect("siteA").endpoint = csc_runtime::address::Address::Tcp {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let (stop, status, handle) = spawn::<cssc_solutions::mirror_freeze_switch::Chain>(plan);
+    wait_until(&status, "duplex", |s| s.states.get(&1) == Some(&"Duplex"));
+    // Destroy the session's connection to site A's monitor; the daemon lives on.
+    let destroyed = std::process::Command::new("ss")
+        .args(["-K", "dst", "127.0.0.1", "dport", "=", &format!(":{port}")])
+        .output()
+        .expect("ss");
+    assert!(
+        destroyed.status.success()
+            && String::from_utf8_lossy(&destroyed.stdout).contains(&port.to_string()),
+        "the connection was destroyed: {}",
+        String::from_utf8_lossy(&destroyed.stdout)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    {
+        let s = status.lock().expect("status");
+        assert!(
+            !s.events.contains(&(1, Event::OnError)),
+            "taken for a failure: {s:?}"
+        );
+        assert_eq!(s.states.get(&1), Some(&"Duplex"));
+    }
+    // The new connection works: a real failure is still noticed and frozen through it.
+    let mut lab = lab;
+    lab.kill("siteB");
+    wait_until(&status, "the freeze", |s| {
+        s.commands.iter().any(|c| c.1 == Verb::Freeze && c.2)
+    });
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("thread").expect("ran");
+    assert!(
+        leftovers(&lab, "siteA").is_empty(),
+        "{:?}",
+        leftovers(&lab, "siteA")
+    );
+}

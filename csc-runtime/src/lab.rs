@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 pub struct Site {
     /// The monitor cssc uses.
     pub qmp: PathBuf,
+    /// A third monitor on TCP (127.0.0.1), for sessions that reach the daemon over TCP.
+    pub qmp_port: u16,
     /// A second monitor, the administrator's (a monitor serves one client at a time).
     pub admin: PathBuf,
     /// The NBD server's port on 127.0.0.1.
@@ -114,6 +116,7 @@ impl Lab {
         let qmp = self.dir.join(format!("{site}.qmp"));
         let admin = self.dir.join(format!("{site}-admin.qmp"));
         let nbd_port = free_port()?;
+        let qmp_port = free_port()?;
         let mut args = vec![
             "--chardev".to_string(),
             format!("socket,id=qmp,path={},server=on,wait=off", qmp.display()),
@@ -126,6 +129,10 @@ impl Lab {
             ),
             "--monitor".into(),
             "chardev=admin,mode=control".into(),
+            "--chardev".into(),
+            format!("socket,id=qmptcp,host=127.0.0.1,port={qmp_port},server=on,wait=off"),
+            "--monitor".into(),
+            "chardev=qmptcp,mode=control".into(),
             "--nbd-server".into(),
             format!("addr.type=inet,addr.host=127.0.0.1,addr.port={nbd_port}"),
         ];
@@ -154,6 +161,7 @@ impl Lab {
         }
         let mut s = Site {
             qmp,
+            qmp_port,
             admin,
             nbd_port,
             child: None,
@@ -271,7 +279,7 @@ fn start(site: &mut Site) -> Result<(), String> {
     site.child = Some(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     let listening = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-    while !(site.qmp.exists() && listening(site.nbd_port)) {
+    while !(site.qmp.exists() && listening(site.nbd_port) && listening(site.qmp_port)) {
         if Instant::now() > deadline {
             return Err(format!(
                 "qemu-storage-daemon did not open {} in 10 s",
