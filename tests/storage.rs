@@ -442,7 +442,9 @@ fn run_exits_non_zero_on_a_bad_run_time_file() {
     let file = dir.join("host.toml");
     std::fs::write(&file, "[storage.siteA]\nendpoint = \"unix:/nonexistent/a.qmp\"\n[storage.siteB]\nendpoint = \"unix:/nonexistent/b.qmp\"\n").expect("write");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
-        .args(["mirror-freeze-switch", "run", "--config"])
+        .args(["mirror-freeze-switch", "run", "--state-dir"])
+        .arg(&dir)
+        .arg("--config")
         .arg(&file)
         .output()
         .expect("run");
@@ -454,7 +456,9 @@ fn run_exits_non_zero_on_a_bad_run_time_file() {
     );
     std::fs::write(&file, "[storage.siteA]\nendpoint = \"ftp://x\"\n").expect("write");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
-        .args(["mirror-freeze-switch", "run", "--config"])
+        .args(["mirror-freeze-switch", "run", "--state-dir"])
+        .arg(&dir)
+        .arg("--config")
         .arg(&file)
         .output()
         .expect("run");
@@ -619,16 +623,37 @@ fn a_killed_run_is_cleaned_up_without_touching_others_and_then_runs_again() {
         .expect("a foreign node");
     let solution = |command: &str| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"));
-        c.args(["mirror-freeze-switch", command, "--config"])
-            .arg(&file)
+        c.args(["mirror-freeze-switch", command])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
+        if command != "status" {
+            c.arg("--config").arg(&file);
+        }
+        if command != "cleanup" {
+            c.arg("--state-dir").arg(&dir);
+        }
         c
+    };
+    let status = || {
+        let out = solution("status").output().expect("status");
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let mut first = solution("run").spawn().expect("run");
     mirrors_ready(&lab, 2);
+    let shown = status();
+    assert!(
+        shown.contains(&format!("running (pid {}", first.id()))
+            && shown.contains("1         Duplex"),
+        "{shown}"
+    );
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
+    let shown = status();
+    assert!(
+        shown.contains("ended without stopping") && shown.contains("1         Duplex"),
+        "the journal tells what the killed run was doing: {shown}"
+    );
     // What it left makes a new run refuse to start, saying what to do.
     let mut again = solution("run").spawn().expect("run");
     assert_eq!(exits_within(&mut again, 20, "the second run"), 3);
@@ -666,6 +691,8 @@ fn a_killed_run_is_cleaned_up_without_touching_others_and_then_runs_again() {
         .expect("kill");
     assert!(stopped.success());
     assert_eq!(exits_within(&mut third, 30, "the third run"), 0);
+    let shown = status();
+    assert!(shown.contains("stopped; 2 run(s)"), "{shown}");
     assert_eq!(leftovers(&lab, "siteA"), ["cssc-other"]);
     assert!(leftovers(&lab, "siteB").is_empty());
 }

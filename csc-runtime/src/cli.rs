@@ -41,6 +41,20 @@ enum Cmd {
         /// Log the progress of long copies every SECONDS (0: never).
         #[arg(long, default_value_t = 5, value_name = "SECONDS")]
         progress_every: u64,
+        /// Where the session keeps its journal (default: $STATE_DIRECTORY, as systemd
+        /// sets it, else /var/lib/cssc/SESSION).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
+    },
+    /// What the session's journal says: whether a run holds it, each sequence's state,
+    /// the last events, commands and actions that did not finish.
+    Status {
+        /// The state directory of `run` (same default).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove what a killed run of this session left in its storages (jobs, NBD
     /// nodes, holds, exports, bitmaps, throttle groups named for this session). The
@@ -129,7 +143,15 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
             config,
             log_format,
             progress_every,
-        } => return run::<S>(config, log::<S>(log_format), progress_every),
+            state_dir,
+        } => {
+            let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
+            return run::<S>(config, log::<S>(log_format), progress_every, &dir);
+        }
+        Cmd::Status { state_dir, json } => {
+            let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
+            return crate::status::print::<S>(&dir, json);
+        }
         Cmd::Cleanup { config } => return cleanup::<S>(config),
         Cmd::Demo {
             volume_mib,
@@ -170,15 +192,48 @@ fn log<S: Solution>(format: LogFormatArg) -> Log {
     }
 }
 
+/// The state directory by default: systemd's `StateDirectory=`, else /var/lib/cssc/SESSION.
+fn default_state_dir<S: Solution>() -> std::path::PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new("/var/lib/cssc").join(S::SESSION.name))
+}
+
 /// `run`: exit 0 after a clean stop, 3 when the session cannot start (bad run-time
-/// input: unreachable storage, unknown volume, target too small, busy volume), with
-/// the storage left as it was, 4 when it was stopped after losing every storage.
-fn run<S: Solution>(config: Option<std::path::PathBuf>, log: Log, progress_every: u64) -> ExitCode {
+/// input: unreachable storage, unknown volume, target too small, busy volume; or its
+/// state directory held by another run), with the storage left as it was, 4 when it
+/// was stopped after losing every storage.
+fn run<S: Solution>(
+    config: Option<std::path::PathBuf>,
+    log: Log,
+    progress_every: u64,
+    state_dir: &std::path::Path,
+) -> ExitCode {
     let name = S::SESSION.name;
     let plan = match plan::<S>(config) {
         Ok(plan) => plan,
         Err(code) => return code,
     };
+    let (journal, earlier, torn) = match crate::journal::Journal::open(state_dir) {
+        Ok(opened) => opened,
+        Err(e) => {
+            eprintln!("{name}: cannot start: {e}; nothing was changed");
+            return ExitCode::from(3);
+        }
+    };
+    if let Some(t) = torn {
+        eprintln!(
+            "{name}: the journal's last {} bytes were a torn record (a crash mid-write): dropped",
+            t.dropped
+        );
+    }
+    if crate::status::killed(&earlier) {
+        eprintln!("{name}: the last run ended without stopping (killed?): this run does not adopt what it left; if it cannot start, `{name} cleanup` removes it");
+    }
+    let runs = earlier
+        .iter()
+        .filter(|r| matches!(r, crate::journal::Record::Run { .. }))
+        .count();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
@@ -189,6 +244,7 @@ fn run<S: Solution>(config: Option<std::path::PathBuf>, log: Log, progress_every
     let options = Options {
         log,
         progress_every: (progress_every > 0).then(|| Duration::from_secs(progress_every)),
+        journal: Some((journal, runs)),
     };
     match executor::run::<S>(plan, options, stop, Arc::default()) {
         Ok(executor::Ended::Clean) => ExitCode::SUCCESS,

@@ -80,6 +80,7 @@ pub fn run<S: Solution>(options: DemoOptions) -> Result<Vec<String>, String> {
     let executor = {
         let (plan, stop, status) = (plan.clone(), Arc::clone(&stop), Arc::clone(&status));
         let opts = Options {
+            journal: None,
             log: options.log.clone(),
             progress_every: Some(Duration::from_secs(2)),
         };

@@ -8,6 +8,8 @@ use crate::actions::{self, Occurrence};
 use crate::core::{Cause, Core, Order};
 use crate::drivers::qemu::Qemu;
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport};
+use crate::journal::{Journal, Record};
+use crate::log::timestamp;
 use crate::log::Log;
 use crate::machine::{Command, Solution};
 use crate::plan::Plan;
@@ -50,6 +52,9 @@ pub struct Options {
     pub log: Log,
     /// How often to log the progress of long copies (`None`: never).
     pub progress_every: Option<Duration>,
+    /// Where the run records what it does (`run` always has one; tests may not), and
+    /// how many runs the journal held before this one.
+    pub journal: Option<(Journal, usize)>,
 }
 
 /// How a session that started ended.
@@ -116,6 +121,10 @@ pub fn run_with<S: Solution, D: Driver>(
         .iter()
         .flat_map(|c| c.volumes.iter().map(|v| v.storage.clone()))
         .collect();
+    let (journal, run) = match options.journal {
+        Some((journal, runs)) => (Some(Arc::new(Mutex::new(journal))), runs + 1),
+        None => (None, 1),
+    };
     let mut ex = Executor::<S, D> {
         core: Core::new(&plan, Instant::now(), wall()),
         plan,
@@ -123,6 +132,9 @@ pub fn run_with<S: Solution, D: Driver>(
         log: options.log,
         reports: VecDeque::new(),
         status,
+        journal,
+        run,
+        actions: 0,
     };
     let all_pairs: Vec<_> = ex
         .plan
@@ -154,6 +166,12 @@ pub fn run_with<S: Solution, D: Driver>(
             }
         }
     }
+    // A run that could not start changed nothing and is not recorded.
+    ex.journal(Record::Run {
+        pid: std::process::id(),
+        time: timestamp(),
+        solution: S::HASH.to_string(),
+    });
     ex.publish();
     let mut lost: BTreeSet<String> = BTreeSet::new();
     let mut next_progress = options.progress_every.map(|every| Instant::now() + every);
@@ -201,6 +219,7 @@ pub fn run_with<S: Solution, D: Driver>(
         "session stops: ending its copies and removing what it added to the storage",
     );
     ex.driver.shutdown();
+    ex.journal(Record::Stopped { time: timestamp() });
     ex.log
         .record("session", json!({ "state": "stopped" }), "session stopped");
     Ok(if !sites.is_empty() && lost == sites {
@@ -218,9 +237,43 @@ struct Executor<S: Solution, D: Driver> {
     /// Pair reports waiting for the core, in arrival order.
     reports: VecDeque<PairReport>,
     status: Arc<Mutex<Status>>,
+    /// Shared with the threads of actions, which record their end.
+    journal: Option<Arc<Mutex<Journal>>>,
+    /// This run's number in the journal, and its actions so far (their ids).
+    run: usize,
+    actions: usize,
+}
+
+/// Appends a record; a journal that cannot be written is logged loudly, and the
+/// session goes on (its copies matter more than its record of them).
+fn append(journal: &Option<Arc<Mutex<Journal>>>, log: &Log, record: Record) {
+    if let Some(journal) = journal {
+        if let Err(e) = journal.lock().expect("journal").append(&record) {
+            log.record(
+                "journal",
+                json!({ "ok": false }),
+                &format!("cannot write the journal: {e}; a restart will not know this step"),
+            );
+        }
+    }
 }
 
 impl<S: Solution, D: Driver> Executor<S, D> {
+    fn journal(&self, record: Record) {
+        append(&self.journal, &self.log, record);
+    }
+
+    /// The next action's id and its occurrence, recorded as started.
+    fn action(&mut self, what: Occurrence, action: String) -> Occurrence {
+        self.actions += 1;
+        let id = format!("{}.{}", self.run, self.actions);
+        self.journal(Record::ActionStart {
+            id: id.clone(),
+            action,
+        });
+        what.for_action(id)
+    }
+
     fn publish(&self) {
         let mut status = self.status.lock().expect("status");
         for seq in &self.plan.sequences {
@@ -280,6 +333,13 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     json!({ "sequence": sequence, "event": event.as_str(), "from": from, "to": to }),
                     &format!("sequence {sequence} {event}: {from} -> {to}"),
                 );
+                self.journal(Record::Transition {
+                    sequence,
+                    event: event.as_str().to_string(),
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    time: timestamp(),
+                });
                 self.publish();
             }
             Order::Run { command, cause } => self.command(command, cause),
@@ -313,6 +373,10 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     );
                 }
                 self.core.issue(sequence, verb, Instant::now());
+                self.journal(Record::Issue {
+                    sequence,
+                    command: verb.as_str().to_string(),
+                });
                 let pairs = self.plan.pairs(sequence);
                 let copy = self.plan.sequence(sequence).expect("a sequence").copy;
                 let result = match verb {
@@ -330,6 +394,15 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                         .map(|r| self.reports.extend(r)),
                 };
                 let ok = result.is_ok();
+                self.journal(Record::Done {
+                    sequence,
+                    command: verb.as_str().to_string(),
+                    ok,
+                    detail: result
+                        .as_ref()
+                        .err()
+                        .map_or(String::new(), |e| e.to_string()),
+                });
                 self.status
                     .lock()
                     .expect("status")
@@ -363,8 +436,12 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 let what = self.occurrence(cause, sequence, event);
                 match self.plan.contacts.iter().find(|c| c.name == contact).cloned() {
                     Some(contact) => {
-                        let log = self.log.clone();
-                        std::thread::spawn(move || actions::notify(&contact, &what, &log));
+                        let what = self.action(what, format!("notify {}", contact.name));
+                        let (log, journal) = (self.log.clone(), self.journal.clone());
+                        std::thread::spawn(move || {
+                            let ok = actions::notify(&contact, &what, &log);
+                            append(&journal, &log, Record::ActionEnd { id: what.id, ok });
+                        });
                     }
                     None => self.log.record(
                         "notify",
@@ -380,9 +457,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 event,
             } => {
                 let what = self.occurrence(cause, sequence, event);
-                let log = self.log.clone();
+                let what = self.action(what, format!("run {program}"));
+                let (log, journal) = (self.log.clone(), self.journal.clone());
                 std::thread::spawn(move || {
-                    actions::run(program, Duration::from_secs(timeout_secs), &what, &log)
+                    let ok = actions::run(program, Duration::from_secs(timeout_secs), &what, &log);
+                    append(&journal, &log, Record::ActionEnd { id: what.id, ok });
                 });
             }
         }

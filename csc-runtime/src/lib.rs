@@ -16,6 +16,8 @@ pub mod drivers;
 #[cfg(feature = "engine")]
 pub mod executor;
 #[cfg(feature = "engine")]
+pub mod journal;
+#[cfg(feature = "engine")]
 pub mod lab;
 #[cfg(feature = "engine")]
 pub mod log;
@@ -23,4 +25,6 @@ pub mod machine;
 #[cfg(feature = "engine")]
 pub mod plan;
 pub mod session;
+#[cfg(feature = "engine")]
+pub mod status;
 pub mod vocab;

@@ -196,6 +196,7 @@ pub fn spawn<S: Solution>(plan: Plan) -> Session {
     let options = Options {
         log: log(&plan.name),
         progress_every: None,
+        journal: None,
     };
     (
         stop,

@@ -25,6 +25,9 @@ pub struct Occurrence {
     pub copyset: Option<String>,
     pub detail: String,
     pub time: String,
+    /// The action's id in the session's journal (empty outside a journaled run): a
+    /// receiver can tell a repeat by it.
+    pub id: String,
 }
 
 impl Occurrence {
@@ -42,7 +45,13 @@ impl Occurrence {
             copyset,
             detail,
             time: timestamp(),
+            id: String::new(),
         }
+    }
+
+    /// The same occurrence, for the action of journal id `id`.
+    pub fn for_action(&self, id: String) -> Occurrence {
+        Occurrence { id, ..self.clone() }
     }
 
     /// The webhook body.
@@ -54,6 +63,7 @@ impl Occurrence {
             "copyset": self.copyset,
             "time": self.time,
             "detail": self.detail,
+            "id": self.id,
         })
     }
 
@@ -66,6 +76,7 @@ impl Occurrence {
             ("CSSC_COPYSET", self.copyset.clone().unwrap_or_default()),
             ("CSSC_TIME", self.time.clone()),
             ("CSSC_DETAIL", self.detail.clone()),
+            ("CSSC_ACTION_ID", self.id.clone()),
         ]
     }
 }
@@ -136,8 +147,8 @@ pub fn post(url: &str, what: &Occurrence) -> Result<String, String> {
     }
 }
 
-/// Notifies a contact by every way it has, logging each result.
-pub fn notify(contact: &Contact, what: &Occurrence, log: &Log) {
+/// Notifies a contact by every way it has, logging each result; whether all went well.
+pub fn notify(contact: &Contact, what: &Occurrence, log: &Log) -> bool {
     let mut results = Vec::new();
     if let Some(url) = &contact.webhook {
         results.push(post(url, what));
@@ -145,21 +156,24 @@ pub fn notify(contact: &Contact, what: &Occurrence, log: &Log) {
     if let Some(program) = &contact.command {
         results.push(run_program(program, NOTIFY_TIMEOUT, what));
     }
+    let mut all = true;
     for result in results {
         let (ok, text) = match result {
             Ok(t) => (true, t),
             Err(t) => (false, t),
         };
+        all &= ok;
         log.record(
             "notify",
             json!({ "contact": contact.name, "sequence": what.sequence, "event": what.event.as_str(), "ok": ok }),
             &format!("notify {}: {text}", contact.name),
         );
     }
+    all
 }
 
-/// Runs a RUN action and logs how it ended.
-pub fn run(program: &str, timeout: Duration, what: &Occurrence, log: &Log) {
+/// Runs a RUN action and logs how it ended; whether it succeeded.
+pub fn run(program: &str, timeout: Duration, what: &Occurrence, log: &Log) -> bool {
     let (ok, text) = match run_program(program, timeout, what) {
         Ok(t) => (true, t),
         Err(t) => (false, t),
@@ -169,6 +183,7 @@ pub fn run(program: &str, timeout: Duration, what: &Occurrence, log: &Log) {
         json!({ "program": program, "sequence": what.sequence, "event": what.event.as_str(), "ok": ok }),
         &format!("run: {text}"),
     );
+    ok
 }
 
 #[cfg(test)]

@@ -1,0 +1,317 @@
+//! The session's journal: an append-only file in its state directory, one record per
+//! step of the run (a command before it is issued and once it returned, each group
+//! event with the states around it, each action started and ended), each written and
+//! fsync'd before the run goes on.
+//!
+//! Format: records of `[length: u32 LE][CRC-32 of payload: u32 LE][payload: JSON]`.
+//! Chosen over an embedded database: it is a log that is only appended and read
+//! whole, the JSON stays readable with `tail -c`, and the checksum tells a torn or
+//! corrupt tail (a SIGKILL or power loss mid-write) from a record: reading stops at
+//! the first record that does not check and reports the bytes it dropped; opening for
+//! a run cuts them off.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// The most a record may hold: more is taken for garbage, not read.
+const MAX_RECORD: u32 = 1 << 20;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    /// A run began (its process, the solution's hash).
+    Run {
+        pid: u32,
+        time: String,
+        solution: String,
+    },
+    /// A command is about to be issued to the storage.
+    Issue {
+        sequence: u32,
+        command: String,
+    },
+    /// The command returned.
+    Done {
+        sequence: u32,
+        command: String,
+        ok: bool,
+        detail: String,
+    },
+    /// A group event went through the machine.
+    Transition {
+        sequence: u32,
+        event: String,
+        from: String,
+        to: String,
+        time: String,
+    },
+    /// An action (notification or program) started; `id` names it to its receiver.
+    ActionStart {
+        id: String,
+        action: String,
+    },
+    ActionEnd {
+        id: String,
+        ok: bool,
+    },
+    /// The run ended on request, its copies ended and its additions removed.
+    Stopped {
+        time: String,
+    },
+}
+
+/// What reading a journal found past its last good record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Torn {
+    /// Where the good records end.
+    pub at: u64,
+    /// Bytes after that, dropped.
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+pub enum JournalError {
+    Io(PathBuf, std::io::Error),
+    /// Another run holds the state directory.
+    Busy(PathBuf),
+}
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JournalError::Io(path, e) => write!(f, "journal {}: {e}", path.display()),
+            JournalError::Busy(path) => write!(
+                f,
+                "another run of this session holds {} (one run per state directory)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JournalError::Io(_, e) => Some(e),
+            JournalError::Busy(_) => None,
+        }
+    }
+}
+
+/// The journal of a run: appended to, never rewritten.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+/// The journal's file in a state directory.
+pub fn path_in(dir: &Path) -> PathBuf {
+    dir.join("journal")
+}
+
+/// Reads every good record of a journal; a torn or corrupt tail is reported, not read.
+pub fn read(path: &Path) -> Result<(Vec<Record>, Option<Torn>), JournalError> {
+    let io = |e| JournalError::Io(path.to_path_buf(), e);
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io)?;
+    Ok(decode(&bytes))
+}
+
+fn decode(bytes: &[u8]) -> (Vec<Record>, Option<Torn>) {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let Some(record) = decode_one(&bytes[at..]) else {
+            let torn = Torn {
+                at: at as u64,
+                dropped: (bytes.len() - at) as u64,
+            };
+            return (records, Some(torn));
+        };
+        records.push(record.0);
+        at += record.1;
+    }
+    (records, None)
+}
+
+/// One record at the start of `bytes`, and its length with the header.
+fn decode_one(bytes: &[u8]) -> Option<(Record, usize)> {
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+    let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
+    if len > MAX_RECORD {
+        return None;
+    }
+    let payload = bytes.get(8..8 + len as usize)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    Some((serde_json::from_slice(payload).ok()?, 8 + len as usize))
+}
+
+fn encode(record: &Record) -> Vec<u8> {
+    let payload = serde_json::to_vec(record).expect("records serialise");
+    let mut bytes = Vec::with_capacity(payload.len() + 8);
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// Whether a run holds the state directory's journal now.
+pub fn held(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor this function owns; released when it closes.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir` for a run: takes the directory for this
+    /// run alone, reads what earlier runs wrote, and cuts off a torn tail.
+    pub fn open(dir: &Path) -> Result<(Journal, Vec<Record>, Option<Torn>), JournalError> {
+        let path = path_in(dir);
+        let io = |e| JournalError::Io(path.clone(), e);
+        std::fs::create_dir_all(dir).map_err(|e| JournalError::Io(dir.to_path_buf(), e))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io)?;
+        // SAFETY: flock on a descriptor owned by `file`, held as long as it is open.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(JournalError::Busy(path));
+        }
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let (records, torn) = decode(&bytes);
+        if let Some(t) = torn {
+            file.set_len(t.at).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok((Journal { file, path }, records, torn))
+    }
+
+    /// Appends a record and waits until it is on disk.
+    pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
+        let io = |e| JournalError::Io(self.path.clone(), e);
+        self.file.write_all(&encode(record)).map_err(io)?;
+        self.file.sync_data().map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records() -> Vec<Record> {
+        vec![
+            Record::Run {
+                pid: 7,
+                time: "t0".into(),
+                solution: "abc".into(),
+            },
+            Record::Issue {
+                sequence: 1,
+                command: "start".into(),
+            },
+            Record::Done {
+                sequence: 1,
+                command: "start".into(),
+                ok: true,
+                detail: String::new(),
+            },
+            Record::Transition {
+                sequence: 1,
+                event: "onDuplex".into(),
+                from: "Copying".into(),
+                to: "Duplex".into(),
+                time: "t1".into(),
+            },
+        ]
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cssc-journal-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn records_come_back_in_order_across_runs() {
+        let dir = scratch("order");
+        let (mut j, earlier, torn) = Journal::open(&dir).expect("open");
+        assert!(earlier.is_empty() && torn.is_none());
+        for r in &records()[..2] {
+            j.append(r).expect("append");
+        }
+        drop(j);
+        let (mut j, earlier, _) = Journal::open(&dir).expect("reopen");
+        assert_eq!(earlier, records()[..2]);
+        for r in &records()[2..] {
+            j.append(r).expect("append");
+        }
+        assert_eq!(read(&path_in(&dir)).expect("read"), (records(), None));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped_at_every_cut_never_misread() {
+        let all: Vec<u8> = records().iter().flat_map(encode).collect();
+        let last = encode(records().last().expect("a record"));
+        let good = all.len() - last.len();
+        for cut in good..all.len() {
+            let (read, torn) = decode(&all[..cut]);
+            assert_eq!(read, records()[..3], "cut at {cut}");
+            assert_eq!(
+                torn,
+                (cut > good).then_some(Torn {
+                    at: good as u64,
+                    dropped: (cut - good) as u64
+                })
+            );
+        }
+        // A flipped byte anywhere in the last record: dropped, not misread.
+        for i in good..all.len() {
+            let mut bad = all.clone();
+            bad[i] ^= 0x40;
+            let (read, torn) = decode(&bad);
+            assert_eq!(read, records()[..3], "byte {i}");
+            assert!(torn.is_some());
+        }
+    }
+
+    #[test]
+    fn opening_cuts_a_torn_tail_and_one_run_holds_the_directory() {
+        let dir = scratch("tail");
+        let (mut j, _, _) = Journal::open(&dir).expect("open");
+        j.append(&records()[0]).expect("append");
+        assert!(held(&path_in(&dir)));
+        assert!(matches!(Journal::open(&dir), Err(JournalError::Busy(_))));
+        drop(j);
+        assert!(!held(&path_in(&dir)));
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(path_in(&dir))
+            .expect("file");
+        file.write_all(&encode(&records()[1])[..5])
+            .expect("torn write");
+        drop(file);
+        let (_j, earlier, torn) = Journal::open(&dir).expect("reopen");
+        assert_eq!(earlier, records()[..1]);
+        assert_eq!(torn.map(|t| t.dropped), Some(5));
+        assert_eq!(
+            read(&path_in(&dir)).expect("read"),
+            (records()[..1].to_vec(), None),
+            "the tail was cut off"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
