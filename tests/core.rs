@@ -228,6 +228,9 @@ impl Driver for HalfWay {
     fn reaches(&self, _: &str) -> bool {
         true
     }
+    fn adopt(&mut self, _: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
+        Ok(Vec::new())
+    }
     fn shutdown(&mut self) {
         self.shut_down
             .store(true, std::sync::atomic::Ordering::Relaxed);

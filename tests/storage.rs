@@ -17,7 +17,6 @@ use csc_runtime::plan::Plan;
 use csc_runtime::vocab::{BaseCopy, Command as Verb, ContinuousMode, Event, PointInTimeMode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -599,102 +598,286 @@ fn mirrors_ready(lab: &Lab, n: usize) {
     }
 }
 
-#[test]
-fn a_killed_run_is_cleaned_up_without_touching_others_and_then_runs_again() {
-    let (lab, _) = two_site_lab(16);
-    let dir = lab.dir.join("host");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("host.toml");
-    let mut text = String::new();
-    for site in ["siteA", "siteB"] {
-        text.push_str(&format!(
-            "[storage.{site}]\nendpoint = \"unix:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n",
-            lab.sites[site].qmp.display(),
-            lab.sites[site].nbd_port
-        ));
+/// A command of the solution binary and the file its log (stderr) goes to.
+struct Cmd {
+    command: std::process::Command,
+    log: std::path::PathBuf,
+}
+
+impl Cmd {
+    fn spawn(mut self) -> std::io::Result<std::process::Child> {
+        self.command.spawn()
     }
-    std::fs::write(&file, text).expect("run file");
-    // Another session's node on the same daemon: cleanup must leave it.
-    qmp(&lab, "siteA")
-        .execute(
-            "blockdev-add",
-            json!({ "driver": "null-co", "node-name": "cssc-other", "size": 1048576 }),
-        )
-        .expect("a foreign node");
-    let solution = |command: &str| {
+    fn output(mut self) -> std::io::Result<std::process::Output> {
+        self.command.output()
+    }
+}
+
+/// The two-site lab with a run-time file for it: the built-in mirror-freeze-switch
+/// run as an administrator runs it, as a process with a state directory.
+struct Host {
+    lab: Lab,
+    file: std::path::PathBuf,
+}
+
+impl Host {
+    fn new() -> Host {
+        let (lab, _) = two_site_lab(16);
+        Host::on(lab, "")
+    }
+
+    /// Site A's s0 mirrored to site B, s1 to site C (copy sets of the run-time file).
+    fn three_sites() -> Host {
+        let (lab, _) = lab(
+            &[
+                ("siteA", &[("s0", 16), ("s1", 16)]),
+                ("siteB", &[("t0", 16)]),
+                ("siteC", &[("t1", 16)]),
+            ],
+            &[
+                &[("siteA", "s0"), ("siteB", "t0")],
+                &[("siteA", "s1"), ("siteC", "t1")],
+            ],
+            BaseCopy::Continuous(ContinuousMode::Synchronous),
+        );
+        let copysets = "[[copyset]]\nname = \"b\"\nvolumes = [\"siteA:s0\", \"siteB:t0\"]\n[[copyset]]\nname = \"c\"\nvolumes = [\"siteA:s1\", \"siteC:t1\"]\n";
+        Host::on(lab, copysets)
+    }
+
+    /// Writes the run-time file: every site of the lab, then `more`.
+    fn on(lab: Lab, more: &str) -> Host {
+        let file = lab.dir.join("host.toml");
+        let mut text = String::new();
+        for (site, daemon) in &lab.sites {
+            text.push_str(&format!(
+                "[storage.{site}]\nendpoint = \"unix:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n",
+                daemon.qmp.display(),
+                daemon.nbd_port
+            ));
+        }
+        text.push_str(more);
+        std::fs::write(&file, text).expect("run file");
+        Host { lab, file }
+    }
+
+    /// `run`, `status` or `cleanup`, with the run-time file and the state directory
+    /// `state` (under the lab) where they take them.
+    fn command(&self, command: &str, state: &str) -> Cmd {
+        // The log goes to a file: a pipe nobody reads would block the run once full.
+        static LOGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = LOGS.fetch_add(1, Ordering::Relaxed);
+        let log = self.lab.dir.join(format!("{command}-{n}.log"));
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"));
         c.args(["mirror-freeze-switch", command])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+            .stderr(std::fs::File::create(&log).expect("log file"));
         if command != "status" {
-            c.arg("--config").arg(&file);
+            c.arg("--config").arg(&self.file);
         }
         if command != "cleanup" {
-            c.arg("--state-dir").arg(&dir);
+            c.arg("--state-dir").arg(self.lab.dir.join(state));
         }
-        c
-    };
-    let status = || {
-        let out = solution("status").output().expect("status");
+        Cmd { command: c, log }
+    }
+
+    fn status(&self, state: &str) -> String {
+        let out = self.command("status", state).output().expect("status");
         assert_eq!(out.status.code(), Some(0));
         String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let mut first = solution("run").spawn().expect("run");
-    mirrors_ready(&lab, 2);
-    let shown = status();
+    }
+
+    /// Site A's jobs: (id, offset), by id.
+    fn jobs(&self) -> Vec<(String, u64)> {
+        let jobs = qmp(&self.lab, "siteA")
+            .execute("query-block-jobs", Value::Null)
+            .expect("jobs");
+        let mut found: Vec<(String, u64)> = jobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|j| {
+                (
+                    j["device"].as_str().unwrap_or_default().to_string(),
+                    j["offset"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+fn terminate(child: &mut std::process::Child, what: &str) -> i32 {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    exits_within(child, 30, what)
+}
+
+#[test]
+fn a_killed_run_is_taken_over_by_the_next_without_recopying_and_still_watched() {
+    let host = Host::new();
+    let mut first = host.command("run", "state").spawn().expect("run");
+    mirrors_ready(&host.lab, 2);
+    let shown = host.status("state");
     assert!(
         shown.contains(&format!("running (pid {}", first.id()))
             && shown.contains("1         Duplex"),
         "{shown}"
     );
+    let before = host.jobs();
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
-    let shown = status();
+    let shown = host.status("state");
     assert!(
         shown.contains("ended without stopping") && shown.contains("1         Duplex"),
         "the journal tells what the killed run was doing: {shown}"
     );
-    // What it left makes a new run refuse to start, saying what to do.
-    let mut again = solution("run").spawn().expect("run");
+    // The same command again: it takes over the mirrors that kept running.
+    let mut second = host.command("run", "state").spawn().expect("run");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host
+        .status("state")
+        .contains(&format!("running (pid {}", second.id()))
+    {
+        assert!(
+            second.try_wait().expect("wait").is_none(),
+            "the second run ended"
+        );
+        assert!(Instant::now() < deadline, "the second run did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = host.jobs();
+    assert_eq!(
+        after.iter().map(|j| &j.0).collect::<Vec<_>>(),
+        before.iter().map(|j| &j.0).collect::<Vec<_>>(),
+        "the same jobs, adopted"
+    );
+    for ((id, was), (_, is)) in before.iter().zip(&after) {
+        assert!(
+            is >= was && *was > 0,
+            "{id} was not restarted: offset {was} -> {is}"
+        );
+    }
+    assert!(host.status("state").contains("1         Duplex"));
+    // It watches them: a target failure is noticed and the document's freeze runs.
+    let mut lab = host.lab;
+    lab.kill("siteB");
+    let host = Host {
+        lab,
+        file: host.file,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.status("state").contains("onError: Duplex -> Failed") {
+        assert!(Instant::now() < deadline, "{}", host.status("state"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(terminate(&mut second, "the second run"), 0);
+    assert!(
+        leftovers(&host.lab, "siteA").is_empty(),
+        "{:?}",
+        leftovers(&host.lab, "siteA")
+    );
+    assert!(host.status("state").contains("stopped; 2 run(s)"));
+}
+
+#[test]
+fn a_run_killed_while_its_freeze_holds_writers_is_taken_over_and_they_are_released() {
+    let host = Host::three_sites();
+    let mut first = host.command("run", "state").spawn().expect("run");
+    mirrors_ready(&host.lab, 2);
+    // Site B dies: the freeze holds the pair to site C (its writers wait), for 2 s.
+    let mut lab = host.lab;
+    lab.kill("siteB");
+    let host = Host {
+        lab,
+        file: host.file,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.status("state").contains("onSuspend") {
+        assert!(Instant::now() < deadline, "{}", host.status("state"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Killed within the hold time: nobody releases the held writers now.
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    // The application writes (as a process, so that a failure here cannot hang the test).
+    let mut writer = std::process::Command::new("qemu-io")
+        .args(["-f", "raw", &host.lab.nbd_uri("siteA", "app-s1")])
+        .args(["-c", "write -P 113 1M 64k", "-c", "write -P 113 2M 64k"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("qemu-io");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        writer.try_wait().expect("wait").is_none(),
+        "the application's writes are held"
+    );
+    // Site B is still down: the run takes over all the same.
+    let mut second = host.command("run", "state").spawn().expect("run");
+    assert_eq!(
+        exits_within(&mut writer, 15, "the held writes"),
+        0,
+        "the writes were released and acknowledged"
+    );
+    assert_eq!(
+        read_at(host.lab.image("siteA", "s1"), MIB, 65536),
+        vec![0x71; 65536]
+    );
+    assert_ne!(
+        read_at(host.lab.image("siteC", "t1"), MIB, 65536),
+        vec![113; 65536],
+        "the frozen target stays as it was at the freeze"
+    );
+    assert_eq!(terminate(&mut second, "the second run"), 0);
+    for site in ["siteA", "siteC"] {
+        assert!(
+            leftovers(&host.lab, site).is_empty(),
+            "{site}: {:?}",
+            leftovers(&host.lab, site)
+        );
+    }
+}
+
+#[test]
+fn a_run_killed_without_its_journal_is_cleaned_up_without_touching_others() {
+    let host = Host::new();
+    // Another session's node on the same daemon: cleanup must leave it.
+    qmp(&host.lab, "siteA")
+        .execute(
+            "blockdev-add",
+            json!({ "driver": "null-co", "node-name": "cssc-other", "size": 1048576 }),
+        )
+        .expect("a foreign node");
+    let mut first = host.command("run", "first").spawn().expect("run");
+    mirrors_ready(&host.lab, 2);
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    // Without that journal, a new run cannot take over and refuses, saying what to do.
+    let again = host.command("run", "other");
+    let log = again.log.clone();
+    let mut again = again.spawn().expect("run");
     assert_eq!(exits_within(&mut again, 20, "the second run"), 3);
-    let mut stderr = String::new();
-    again
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read");
+    let stderr = std::fs::read_to_string(log).expect("read");
     assert!(stderr.contains("cleanup"), "{stderr}");
-    let out = solution("cleanup").output().expect("cleanup");
+    let out = host.command("cleanup", "").output().expect("cleanup");
     let report = String::from_utf8_lossy(&out.stdout);
-    println!("{report}{stderr}");
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(
         report.contains("storage siteA: removed job")
             && report.contains("storage siteB: removed export"),
         "{report}"
     );
-    for site in ["siteA", "siteB"] {
-        let left: Vec<String> = leftovers(&lab, site)
-            .into_iter()
-            .filter(|n| n != "cssc-other")
-            .collect();
-        assert!(left.is_empty(), "{site}: {left:?}");
-    }
-    assert_eq!(leftovers(&lab, "siteA"), ["cssc-other"]);
+    assert_eq!(leftovers(&host.lab, "siteA"), ["cssc-other"]);
+    assert!(leftovers(&host.lab, "siteB").is_empty());
     // And the session runs again, and stops cleanly.
-    let mut third = solution("run").spawn().expect("run");
-    mirrors_ready(&lab, 2);
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &third.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(stopped.success());
-    assert_eq!(exits_within(&mut third, 30, "the third run"), 0);
-    let shown = status();
-    assert!(shown.contains("stopped; 2 run(s)"), "{shown}");
-    assert_eq!(leftovers(&lab, "siteA"), ["cssc-other"]);
-    assert!(leftovers(&lab, "siteB").is_empty());
+    let mut third = host.command("run", "other").spawn().expect("run");
+    mirrors_ready(&host.lab, 2);
+    assert_eq!(terminate(&mut third, "the third run"), 0);
+    assert_eq!(leftovers(&host.lab, "siteA"), ["cssc-other"]);
+    assert!(leftovers(&host.lab, "siteB").is_empty());
 }
 
 #[test]

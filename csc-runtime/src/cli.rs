@@ -227,13 +227,21 @@ fn run<S: Solution>(
             t.dropped
         );
     }
-    if crate::status::killed(&earlier) {
-        eprintln!("{name}: the last run ended without stopping (killed?): this run does not adopt what it left; if it cannot start, `{name} cleanup` removes it");
-    }
     let runs = earlier
         .iter()
         .filter(|r| matches!(r, crate::journal::Record::Run { .. }))
         .count();
+    // Every run since the last clean stop is one session going on: take over from them.
+    let take_over = crate::status::killed(&earlier).then(|| {
+        let since = earlier
+            .iter()
+            .rposition(|r| matches!(r, crate::journal::Record::Stopped { .. }))
+            .map_or(0, |i| i + 1);
+        eprintln!(
+            "{name}: the last run ended without stopping (killed?): this run takes over its copies"
+        );
+        earlier[since..].to_vec()
+    });
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
@@ -244,7 +252,11 @@ fn run<S: Solution>(
     let options = Options {
         log,
         progress_every: (progress_every > 0).then(|| Duration::from_secs(progress_every)),
-        journal: Some((journal, runs)),
+        journal: Some(executor::Journaled {
+            journal,
+            runs,
+            take_over,
+        }),
     };
     match executor::run::<S>(plan, options, stop, Arc::default()) {
         Ok(executor::Ended::Clean) => ExitCode::SUCCESS,
@@ -255,7 +267,7 @@ fn run<S: Solution>(
         Err(e) => {
             eprintln!("{name}: cannot start: {e}; nothing was changed");
             if e.to_string().contains("in use") || e.to_string().contains("uplicate") {
-                eprintln!("{name}: if a run of this session was killed, `{name} cleanup` removes what it left");
+                eprintln!("{name}: if a run of this session was killed without its journal (another --state-dir), `{name} cleanup` removes what it left");
             }
             ExitCode::from(3)
         }

@@ -6,10 +6,11 @@
 //! (seconds since the Unix epoch, for `daily` schedules, which are UTC).
 
 use crate::drivers::{PairEvent, PairReport};
+use crate::journal::Record;
 use crate::machine::{Command, Solution};
 use crate::plan::Plan;
 use crate::session::Schedule;
-use crate::vocab::{Command as Verb, Event};
+use crate::vocab::{Command as Verb, Event, Keyword};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,14 @@ pub fn due_in(schedule: Schedule, wall: u64) -> Duration {
     }
 }
 
+/// What a killed run left unfinished: commands it issued that never returned, and the
+/// `ActionStart` records of actions it did not see end.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Unfinished {
+    pub commands: Vec<(u32, Verb)>,
+    pub actions: Vec<Record>,
+}
+
 pub struct Core<S: Solution> {
     state: S::State,
     copysets: Vec<String>,
@@ -117,6 +126,56 @@ impl<S: Solution> Core<S> {
             holds: BTreeMap::new(),
             hold: plan.timing.hold,
         }
+    }
+
+    /// Takes over from a killed run, given its journal records from its `Run` on: its
+    /// group events go through the machine again (their commands are not returned: the
+    /// run carried them out), its starts open new runs of their groups, and a freeze
+    /// it did not thaw ends its hold now (the writers are released at the next tick).
+    pub fn restore(&mut self, records: &[Record], now: Instant) -> Unfinished {
+        let mut unfinished = Unfinished::default();
+        for record in records {
+            match record {
+                Record::Issue { sequence, command } => {
+                    if let Some(verb) = Verb::parse(command) {
+                        self.issue(*sequence, verb, now);
+                        if verb == Verb::Freeze {
+                            self.holds.insert(*sequence, now);
+                        }
+                        unfinished.commands.push((*sequence, verb));
+                    }
+                }
+                Record::Done {
+                    sequence, command, ..
+                } => {
+                    let done = |c: &(u32, Verb)| c.0 == *sequence && c.1.as_str() == command;
+                    if let Some(i) = unfinished.commands.iter().position(done) {
+                        unfinished.commands.remove(i);
+                    }
+                }
+                Record::Transition {
+                    sequence, event, ..
+                } => {
+                    let Some(event) = Event::parse(event) else {
+                        continue;
+                    };
+                    self.groups
+                        .entry(*sequence)
+                        .or_default()
+                        .emitted
+                        .insert(event);
+                    if let Some(typed) = S::event(*sequence, event) {
+                        self.state = S::step(self.state, typed).0;
+                    }
+                }
+                Record::ActionStart { .. } => unfinished.actions.push(record.clone()),
+                Record::ActionEnd { id, .. } => unfinished.actions.retain(
+                    |a| !matches!(a, Record::ActionStart { id: started, .. } if started == id),
+                ),
+                Record::Run { .. } | Record::Stopped { .. } => {}
+            }
+        }
+        unfinished
     }
 
     /// What starting the session does, as the machine says.

@@ -5,15 +5,15 @@
 //! and the shared status.
 
 use crate::actions::{self, Occurrence};
-use crate::core::{Cause, Core, Order};
+use crate::core::{Cause, Core, Order, Unfinished};
 use crate::drivers::qemu::Qemu;
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport};
 use crate::journal::{Journal, Record};
 use crate::log::timestamp;
 use crate::log::Log;
 use crate::machine::{Command, Solution};
-use crate::plan::Plan;
-use crate::vocab::{Command as Verb, Event, Keyword};
+use crate::plan::{Pair, Plan};
+use crate::vocab::{BaseCopy, Command as Verb, Event, Keyword};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,9 +52,18 @@ pub struct Options {
     pub log: Log,
     /// How often to log the progress of long copies (`None`: never).
     pub progress_every: Option<Duration>,
-    /// Where the run records what it does (`run` always has one; tests may not), and
-    /// how many runs the journal held before this one.
-    pub journal: Option<(Journal, usize)>,
+    /// Where the run records what it does (`run` always has one; tests may not).
+    pub journal: Option<Journaled>,
+}
+
+/// The journal of a run, and what earlier runs left in it.
+pub struct Journaled {
+    pub journal: Journal,
+    /// How many runs the journal held before this one.
+    pub runs: usize,
+    /// The records of the last run, from its start, when it ended without stopping
+    /// (killed): this run takes over from it.
+    pub take_over: Option<Vec<Record>>,
 }
 
 /// How a session that started ended.
@@ -84,7 +93,11 @@ pub fn run<S: Solution>(
 ) -> Result<Ended, SetupError> {
     check(&plan)?;
     let (tx, rx) = mpsc::channel();
-    let driver = Qemu::connect(&plan, tx.clone()).map_err(SetupError::Storage)?;
+    let taking_over = options
+        .journal
+        .as_ref()
+        .is_some_and(|j| j.take_over.is_some());
+    let driver = Qemu::connect(&plan, tx.clone(), taking_over).map_err(SetupError::Storage)?;
     run_with::<S, Qemu>(plan, driver, (tx, rx), options, stop, status)
 }
 
@@ -121,9 +134,13 @@ pub fn run_with<S: Solution, D: Driver>(
         .iter()
         .flat_map(|c| c.volumes.iter().map(|v| v.storage.clone()))
         .collect();
-    let (journal, run) = match options.journal {
-        Some((journal, runs)) => (Some(Arc::new(Mutex::new(journal))), runs + 1),
-        None => (None, 1),
+    let (journal, run, take_over) = match options.journal {
+        Some(j) => (
+            Some(Arc::new(Mutex::new(j.journal))),
+            j.runs + 1,
+            j.take_over,
+        ),
+        None => (None, 1, None),
     };
     let mut ex = Executor::<S, D> {
         core: Core::new(&plan, Instant::now(), wall()),
@@ -142,30 +159,21 @@ pub fn run_with<S: Solution, D: Driver>(
         .iter()
         .flat_map(|s| ex.plan.pairs(s.number))
         .collect();
-    ex.driver
-        .preflight(&all_pairs)
-        .map_err(SetupError::Storage)?;
+    // A run taking over checks nothing before: its copies already run.
+    if take_over.is_none() {
+        ex.driver
+            .preflight(&all_pairs)
+            .map_err(SetupError::Storage)?;
+    }
     ex.log
         .record("session", json!({ "state": "starting" }), "session starts");
-    // The machine says what starting the session starts; if that cannot start, the
-    // session does not run at all.
-    for order in ex.core.start() {
-        if let Order::Run {
-            command:
-                Command::Copy {
-                    sequence,
-                    command: Verb::Start,
-                },
-            ..
-        } = order
-        {
-            ex.core.issue(sequence, Verb::Start, Instant::now());
-            if let Err(e) = ex.start(sequence) {
-                ex.driver.shutdown();
-                return Err(SetupError::Storage(e));
-            }
+    let unfinished = match take_over {
+        Some(previous) => Some(ex.take_over(&previous, &all_pairs)?),
+        None => {
+            ex.start_session()?;
+            None
         }
-    }
+    };
     // A run that could not start changed nothing and is not recorded.
     ex.journal(Record::Run {
         pid: std::process::id(),
@@ -173,6 +181,9 @@ pub fn run_with<S: Solution, D: Driver>(
         solution: S::HASH.to_string(),
     });
     ex.publish();
+    if let Some(unfinished) = unfinished {
+        ex.finish(unfinished);
+    }
     let mut lost: BTreeSet<String> = BTreeSet::new();
     let mut next_progress = options.progress_every.map(|every| Instant::now() + every);
     while !stop.load(Ordering::Relaxed) {
@@ -244,6 +255,22 @@ struct Executor<S: Solution, D: Driver> {
     actions: usize,
 }
 
+/// An action of the document: notify a contact, or run a program (with its timeout).
+#[derive(Clone, Debug)]
+enum Action {
+    Notify(String),
+    Run(String, u64),
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Notify(contact) => write!(f, "notify {contact}"),
+            Action::Run(program, _) => write!(f, "run {program}"),
+        }
+    }
+}
+
 /// Appends a record; a journal that cannot be written is logged loudly, and the
 /// session goes on (its copies matter more than its record of them).
 fn append(journal: &Option<Arc<Mutex<Journal>>>, log: &Log, record: Record) {
@@ -263,15 +290,180 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         append(&self.journal, &self.log, record);
     }
 
-    /// The next action's id and its occurrence, recorded as started.
-    fn action(&mut self, what: Occurrence, action: String) -> Occurrence {
-        self.actions += 1;
-        let id = format!("{}.{}", self.run, self.actions);
-        self.journal(Record::ActionStart {
-            id: id.clone(),
-            action,
+    /// Starts an action on its own thread: a new one (recorded as started, with a new
+    /// id) or, with `id`, one a killed run started and did not see end. Its end is
+    /// recorded by its thread.
+    fn act(&mut self, id: Option<String>, what: Occurrence, action: Action) {
+        let contact = match &action {
+            Action::Notify(name) => match self.plan.contacts.iter().find(|c| c.name == *name) {
+                Some(contact) => Some(contact.clone()),
+                None => {
+                    self.log.record(
+                        "notify",
+                        json!({ "contact": name, "ok": false }),
+                        &format!("notify {name}: no such contact in this session; the event is only logged"),
+                    );
+                    return;
+                }
+            },
+            Action::Run(..) => None,
+        };
+        let id = id.unwrap_or_else(|| {
+            self.actions += 1;
+            let id = format!("{}.{}", self.run, self.actions);
+            let (program, timeout_secs) = match &action {
+                Action::Run(program, timeout) => (Some(program.clone()), *timeout),
+                Action::Notify(_) => (None, 0),
+            };
+            self.journal(Record::ActionStart {
+                id: id.clone(),
+                action: action.to_string(),
+                sequence: what.sequence,
+                event: what.event.as_str().to_string(),
+                contact: contact.as_ref().map(|c| c.name.clone()),
+                program,
+                timeout_secs,
+            });
+            id
         });
-        what.for_action(id)
+        let what = what.for_action(id);
+        let (log, journal) = (self.log.clone(), self.journal.clone());
+        std::thread::spawn(move || {
+            let ok = match (&action, contact) {
+                (Action::Run(program, timeout), _) => {
+                    actions::run(program, Duration::from_secs(*timeout), &what, &log)
+                }
+                (Action::Notify(_), Some(contact)) => actions::notify(&contact, &what, &log),
+                (Action::Notify(_), None) => false,
+            };
+            append(&journal, &log, Record::ActionEnd { id: what.id, ok });
+        });
+    }
+
+    /// What the machine's `start()` says; if that cannot start, the session does not
+    /// run at all (and what started is removed).
+    fn start_session(&mut self) -> Result<(), SetupError> {
+        for order in self.core.start() {
+            if let Order::Run {
+                command:
+                    Command::Copy {
+                        sequence,
+                        command: Verb::Start,
+                    },
+                ..
+            } = order
+            {
+                self.core.issue(sequence, Verb::Start, Instant::now());
+                if let Err(e) = self.start(sequence) {
+                    self.driver.shutdown();
+                    return Err(SetupError::Storage(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over from a killed run: the machine as its journal left it, its copies
+    /// adopted where they run. A continuous pair whose copy is gone (its daemon
+    /// restarted) is reported failed, so the document decides; a point-in-time copy
+    /// that was running and is gone is started again.
+    fn take_over(&mut self, previous: &[Record], pairs: &[Pair]) -> Result<Unfinished, SetupError> {
+        let mut unfinished = self.core.restore(previous, Instant::now());
+        let adopted = self.driver.adopt(pairs).map_err(SetupError::Storage)?;
+        self.log.record(
+            "session",
+            json!({ "state": "taking-over", "adopted": adopted.iter().filter(|r| r.event == PairEvent::Started).count() }),
+            &format!(
+                "taking over from the killed run: {} of its copies adopted, {} commands and {} actions to finish",
+                adopted.iter().filter(|r| r.event == PairEvent::Started).count(),
+                unfinished.commands.len(),
+                unfinished.actions.len()
+            ),
+        );
+        for sequence in &self.plan.sequences {
+            let running = matches!(
+                self.core.sequence_state(sequence.number),
+                "Copying" | "Duplex"
+            );
+            if !running {
+                continue;
+            }
+            let missing: Vec<&Pair> = pairs
+                .iter()
+                .filter(|p| p.sequence == sequence.number)
+                .filter(|p| {
+                    !adopted
+                        .iter()
+                        .any(|r| r.sequence == p.sequence && r.copyset == p.copyset)
+                })
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            match sequence.copy {
+                BaseCopy::Continuous(_) => self.reports.extend(missing.iter().map(|p| {
+                    PairReport {
+                        sequence: p.sequence,
+                        copyset: p.copyset,
+                        event: PairEvent::Error(
+                            "its copy is gone: its daemon restarted while no session watched it"
+                                .into(),
+                        ),
+                    }
+                })),
+                BaseCopy::PointInTime(_) => {
+                    if !unfinished
+                        .commands
+                        .contains(&(sequence.number, Verb::Start))
+                    {
+                        unfinished.commands.push((sequence.number, Verb::Start));
+                    }
+                }
+            }
+        }
+        self.reports.extend(adopted);
+        Ok(unfinished)
+    }
+
+    /// Finishes what a killed run left unfinished: its commands issued again (the
+    /// driver skips what is already done), its actions run again under their ids.
+    fn finish(&mut self, unfinished: Unfinished) {
+        for (sequence, verb) in unfinished.commands {
+            self.log.record(
+                "session",
+                json!({ "sequence": sequence, "command": verb.as_str() }),
+                &format!("finishing what the killed run began: {verb} sequence {sequence}"),
+            );
+            self.command(
+                Command::Copy {
+                    sequence,
+                    command: verb,
+                },
+                None,
+            );
+        }
+        for record in unfinished.actions {
+            let Record::ActionStart {
+                id,
+                sequence,
+                event,
+                contact,
+                program,
+                timeout_secs,
+                ..
+            } = record
+            else {
+                continue;
+            };
+            let event = Event::parse(&event).unwrap_or(Event::OnError);
+            let what = self.occurrence(None, sequence, event);
+            let action = match (contact, program) {
+                (Some(contact), _) => Action::Notify(contact),
+                (None, Some(program)) => Action::Run(program, timeout_secs),
+                (None, None) => continue,
+            };
+            self.act(Some(id), what, action);
+        }
     }
 
     fn publish(&self) {
@@ -434,21 +626,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 event,
             } => {
                 let what = self.occurrence(cause, sequence, event);
-                match self.plan.contacts.iter().find(|c| c.name == contact).cloned() {
-                    Some(contact) => {
-                        let what = self.action(what, format!("notify {}", contact.name));
-                        let (log, journal) = (self.log.clone(), self.journal.clone());
-                        std::thread::spawn(move || {
-                            let ok = actions::notify(&contact, &what, &log);
-                            append(&journal, &log, Record::ActionEnd { id: what.id, ok });
-                        });
-                    }
-                    None => self.log.record(
-                        "notify",
-                        json!({ "contact": contact, "ok": false }),
-                        &format!("notify {contact}: no such contact in this session; the event is only logged"),
-                    ),
-                }
+                self.act(None, what, Action::Notify(contact.to_string()));
             }
             Command::Run {
                 program,
@@ -457,12 +635,8 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 event,
             } => {
                 let what = self.occurrence(cause, sequence, event);
-                let what = self.action(what, format!("run {program}"));
-                let (log, journal) = (self.log.clone(), self.journal.clone());
-                std::thread::spawn(move || {
-                    let ok = actions::run(program, Duration::from_secs(timeout_secs), &what, &log);
-                    append(&journal, &log, Record::ActionEnd { id: what.id, ok });
-                });
+                let action = Action::Run(program.to_string(), timeout_secs);
+                self.act(None, what, action);
             }
         }
     }

@@ -48,10 +48,17 @@ pub enum Record {
         to: String,
         time: String,
     },
-    /// An action (notification or program) started; `id` names it to its receiver.
+    /// An action started; `id` names it to its receiver. What it is (a contact to
+    /// notify, or a program with its timeout) and what it is about, so that a run
+    /// taking over can run it again under the same id.
     ActionStart {
         id: String,
         action: String,
+        sequence: u32,
+        event: String,
+        contact: Option<String>,
+        program: Option<String>,
+        timeout_secs: u64,
     },
     ActionEnd {
         id: String,

@@ -28,7 +28,7 @@ pub struct Summary {
     pub last_run: Option<(u32, String)>,
     /// The last run ended without stopping (killed, crashed, host down).
     pub ended_without_stopping: bool,
-    /// Each sequence's state in the last run.
+    /// Each sequence's state in the last run (and the killed runs it took over from).
     pub states: BTreeMap<u32, String>,
     /// The last group events: (time, sequence, event, from, to).
     pub events: Vec<(String, u32, String, String, String)>,
@@ -47,11 +47,17 @@ pub fn summarize(
     running: bool,
     sequences: &[u32],
 ) -> Summary {
-    let last = records
+    // The runs since the last clean stop before the last run are one session going on
+    // (each took over from the one before).
+    let last_run = records
         .iter()
         .rposition(|r| matches!(r, Record::Run { .. }))
         .unwrap_or(0);
-    let this_run = &records[last..];
+    let since = records[..last_run]
+        .iter()
+        .rposition(|r| matches!(r, Record::Stopped { .. }))
+        .map_or(0, |i| i + 1);
+    let this_run = &records[since..];
     let mut states: BTreeMap<u32, String> = sequences.iter().map(|s| (*s, "Idle".into())).collect();
     let mut commands: Vec<(u32, String)> = Vec::new();
     let mut actions: Vec<(String, String)> = Vec::new();
@@ -71,9 +77,11 @@ pub fn summarize(
                     commands.remove(i);
                 }
             }
-            Record::ActionStart { id, action } => actions.push((id.clone(), action.clone())),
+            Record::ActionStart { id, action, .. } => actions.push((id.clone(), action.clone())),
             Record::ActionEnd { id, .. } => actions.retain(|a| a.0 != *id),
-            Record::Run { .. } | Record::Stopped { .. } => {}
+            // A run taking over issues again what did not return, and records it anew.
+            Record::Run { .. } => commands.clear(),
+            Record::Stopped { .. } => {}
         }
     }
     let mut events: Vec<(String, u32, String, String, String)> = records
@@ -202,6 +210,18 @@ mod tests {
         }
     }
 
+    fn action(id: &str, what: &str) -> Record {
+        Record::ActionStart {
+            id: id.into(),
+            action: what.into(),
+            sequence: 1,
+            event: "onError".into(),
+            contact: None,
+            program: Some("/x".into()),
+            timeout_secs: 5,
+        }
+    }
+
     fn transition(sequence: u32, to: &str) -> Record {
         Record::Transition {
             sequence,
@@ -234,14 +254,8 @@ mod tests {
                 sequence: 2,
                 command: "start".into(),
             },
-            Record::ActionStart {
-                id: "2.1".into(),
-                action: "notify oncall".into(),
-            },
-            Record::ActionStart {
-                id: "2.2".into(),
-                action: "run /x".into(),
-            },
+            action("2.1", "notify oncall"),
+            action("2.2", "run /x"),
             Record::ActionEnd {
                 id: "2.1".into(),
                 ok: true,

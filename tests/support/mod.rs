@@ -102,7 +102,7 @@ pub fn lab(
 /// A driver on the plan and the channel of its notices.
 pub fn driver(plan: &Plan) -> (Qemu, Receiver<(String, Notice)>) {
     let (tx, rx) = mpsc::channel();
-    (Qemu::connect(plan, tx).expect("connect"), rx)
+    (Qemu::connect(plan, tx, false).expect("connect"), rx)
 }
 
 /// Feeds notices to the driver until `want` reports have the event `event` (or fails).

@@ -101,6 +101,9 @@ pub trait Driver {
     fn progress(&mut self) -> Vec<Progress>;
     /// Whether the driver is connected to this storage now.
     fn reaches(&self, site: &str) -> bool;
+    /// Takes over the copies a killed run of this session left running for `pairs`
+    /// (none is restarted): a report that each runs, and where it stands.
+    fn adopt(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError>;
     /// Ends every copy this driver started and removes everything it added.
     fn shutdown(&mut self);
 }

@@ -13,6 +13,7 @@
 //! at thaw, release (the filters moved to an unlimited group). Everything added to a
 //! daemon is named `cssc-...` and removed by `shutdown`.
 
+mod adopt;
 pub mod cleanup;
 mod events;
 mod hold;
@@ -108,7 +109,15 @@ fn socket(address: &crate::address::Address) -> Value {
 
 impl Qemu {
     /// Connects to every storage the plan's copy sets use; their notices go to `notices`.
-    pub fn connect(plan: &Plan, notices: Sender<(String, Notice)>) -> Result<Qemu, DriverError> {
+    /// Connects to every storage the plan's copy sets use; their notices go to
+    /// `notices`. A storage that cannot be reached refuses the connection, unless
+    /// `lost_ok` (a run taking over, whose copies run on elsewhere): then it is
+    /// reported as gone, as if its daemon had died under the session.
+    pub fn connect(
+        plan: &Plan,
+        notices: Sender<(String, Notice)>,
+        lost_ok: bool,
+    ) -> Result<Qemu, DriverError> {
         let used: BTreeSet<&str> = plan
             .copysets
             .iter()
@@ -117,13 +126,20 @@ impl Qemu {
         let mut sites = BTreeMap::new();
         for id in used {
             let storage = &plan.storages[id];
-            let qmp = watched(&storage.endpoint, id, plan.timing, &notices).map_err(|e| {
-                DriverError::at(
-                    id,
-                    format!("cannot reach its QMP endpoint {}: {e}", storage.endpoint),
-                )
-            })?;
-            sites.insert(id.to_string(), qmp);
+            match watched(&storage.endpoint, id, plan.timing, &notices) {
+                Ok(qmp) => {
+                    sites.insert(id.to_string(), qmp);
+                }
+                Err(_) if lost_ok => {
+                    let _ = notices.send((id.to_string(), Notice::Disconnected));
+                }
+                Err(e) => {
+                    return Err(DriverError::at(
+                        id,
+                        format!("cannot reach its QMP endpoint {}: {e}", storage.endpoint),
+                    ))
+                }
+            }
         }
         Ok(Qemu {
             names: Names::of_session(&plan.name),
@@ -630,6 +646,10 @@ impl Driver for Qemu {
 
     fn reaches(&self, site: &str) -> bool {
         self.sites.contains_key(site)
+    }
+
+    fn adopt(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
+        self.adopt_left(pairs)
     }
 
     fn shutdown(&mut self) {

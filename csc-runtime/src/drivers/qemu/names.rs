@@ -57,6 +57,11 @@ impl Names {
         format!("{}-{volume}", self.prefix)
     }
 
+    /// The volume an export of this session's exports.
+    pub(crate) fn exported_volume<'a>(&self, export: &'a str) -> Option<&'a str> {
+        export.strip_prefix(&self.prefix)?.strip_prefix('-')
+    }
+
     /// The bitmap of a sequence's incremental point-in-time copies.
     pub(crate) fn incremental_bitmap(&self, sequence: u32) -> String {
         format!("{}-inc-s{sequence}", self.prefix)
@@ -111,6 +116,8 @@ mod tests {
             assert!(ours.owns(&name) && !theirs.owns(&name), "{name}");
         }
         assert!(!ours.owns("cssc-other") && !ours.owns("db"));
+        assert_eq!(ours.exported_volume(&ours.export("db-r")), Some("db-r"));
+        assert_eq!(theirs.exported_volume(&ours.export("db-r")), None);
         let biggest = Pair {
             sequence: 99,
             copyset: 99_999,

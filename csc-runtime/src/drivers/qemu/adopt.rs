@@ -1,0 +1,117 @@
+//! Taking over what a killed run of this session left in the daemons: its jobs keep
+//! running there while no session watches them; a new run adopts them (no copy is
+//! restarted) with the nodes, exports, bitmaps and throttle groups they use, found by
+//! the session's names.
+
+use super::{Intent, Job, Kind, Qemu};
+use crate::drivers::{DriverError, PairEvent, PairReport};
+use crate::plan::Pair;
+use crate::vocab::{BaseCopy, ContinuousMode};
+use serde_json::{json, Value};
+
+fn list(value: Value) -> Vec<Value> {
+    value.as_array().cloned().unwrap_or_default()
+}
+
+/// The driver of a filter node's child, from the node's `file`, which qemu reports as
+/// `json:{…, "file": {"driver": …}}` for a filter over an unnamed description.
+fn child_driver(node: &Value) -> String {
+    node["file"]
+        .as_str()
+        .and_then(|f| f.strip_prefix("json:"))
+        .and_then(|f| serde_json::from_str::<Value>(f).ok())
+        .and_then(|f| f["file"]["driver"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl Qemu {
+    /// Adopts this session's jobs for `pairs` and what they use; reports, for each
+    /// adopted pair, that it runs and where it stands (in duplex, failed, suspended).
+    pub(super) fn adopt_left(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
+        let mut reports = Vec::new();
+        let sites: Vec<String> = self.sites.keys().cloned().collect();
+        for site in sites {
+            let qmp = self.qmp(&site)?;
+            let query = |command: &str, arguments: Value| {
+                qmp.execute(command, arguments)
+                    .map(list)
+                    .map_err(|e| DriverError::at(&site, format!("cannot list {command}: {e}")))
+            };
+            let jobs = query("query-block-jobs", Value::Null)?;
+            let nodes = query("query-named-block-nodes", json!({ "flat": true }))?;
+            let exports = query("query-block-exports", Value::Null)?;
+            let objects = query("qom-list", json!({ "path": "/objects" }))?;
+            let node = |name: &str| nodes.iter().find(|n| n["node-name"] == name);
+            for pair in pairs.iter().filter(|p| p.source.storage == site) {
+                let id = self.names.job(pair);
+                let Some(job) = jobs.iter().find(|j| j["device"] == id.as_str()) else {
+                    continue;
+                };
+                let kind = if job["type"] == "mirror" {
+                    Kind::Mirror
+                } else {
+                    Kind::Backup
+                };
+                let copy = self.plan.sequence(pair.sequence).map(|s| s.copy);
+                // A hold filter whose child is its null sink: the pair was cut by a freeze.
+                let frozen =
+                    node(&self.names.hold(pair)).is_some_and(|n| child_driver(n) == "null-co");
+                let failed = job["io-status"] == "failed";
+                let paused = job["paused"] == true && !failed;
+                let remote = self.names.nbd(pair);
+                self.jobs.insert(
+                    id,
+                    Job {
+                        pair: pair.clone(),
+                        kind,
+                        synchronous: copy
+                            == Some(BaseCopy::Continuous(ContinuousMode::Synchronous)),
+                        intent: if frozen { Intent::Freeze } else { Intent::Run },
+                        failed,
+                        paused,
+                        frozen,
+                        remote_node: node(&remote).map(|_| remote),
+                    },
+                );
+                reports.push(super::report(pair, PairEvent::Started));
+                let now = if failed {
+                    Some(PairEvent::Error(
+                        "it had failed while no session watched it".into(),
+                    ))
+                } else if frozen || paused {
+                    Some(PairEvent::Suspended)
+                } else if job["ready"] == true {
+                    Some(PairEvent::Duplex)
+                } else {
+                    None
+                };
+                reports.extend(now.map(|event| super::report(pair, event)));
+            }
+            for export in exports.iter().filter_map(|e| e["id"].as_str()) {
+                if let Some(volume) = self.names.exported_volume(export) {
+                    self.exports.insert((site.clone(), volume.to_string()));
+                }
+            }
+            for object in objects.iter().filter_map(|o| o["name"].as_str()) {
+                if self.names.owns(object) {
+                    self.groups.insert((site.clone(), object.to_string()));
+                }
+            }
+            for n in &nodes {
+                let Some(node_name) = n["node-name"].as_str() else {
+                    continue;
+                };
+                for bitmap in list(n["dirty-bitmaps"].clone()) {
+                    if let Some(name) = bitmap["name"].as_str().filter(|b| self.names.owns(b)) {
+                        self.bitmaps.insert((
+                            site.clone(),
+                            node_name.to_string(),
+                            name.to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(reports)
+    }
+}
