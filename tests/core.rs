@@ -268,3 +268,66 @@ fn a_session_whose_first_start_fails_half_way_does_not_run_and_says_which_volume
     assert!(shut_down.load(std::sync::atomic::Ordering::Relaxed));
     assert!(status.lock().expect("status").events.is_empty());
 }
+
+#[test]
+fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_journal() {
+    use csc_runtime::journal::Record;
+    let plan = Plan::from_session(&Switch::SESSION);
+    let t0 = Instant::now();
+    let transition = |event: &str, to: &str| Record::Transition {
+        sequence: 1,
+        event: event.into(),
+        from: String::new(),
+        to: to.into(),
+        time: String::new(),
+    };
+    let issue = |command: &str| Record::Issue {
+        sequence: 1,
+        command: command.into(),
+    };
+    let records = vec![
+        Record::Run {
+            pid: 1,
+            time: String::new(),
+            solution: String::new(),
+        },
+        transition("onStart", "Copying"),
+        transition("onDuplex", "Duplex"),
+        transition("onError", "Failed"),
+        issue("freeze"),
+        Record::ActionStart {
+            id: "1.1".into(),
+            action: "notify oncall".into(),
+            sequence: 1,
+            event: "onError".into(),
+            contact: Some("oncall".into()),
+            program: None,
+            timeout_secs: 0,
+        },
+    ];
+    let mut core = Core::<Switch>::new(&plan, t0, 0);
+    let unfinished = core.restore(&records, t0);
+    assert_eq!(core.sequence_state(1), "Failed");
+    assert_eq!(unfinished.commands, [(1, Verb::Freeze)]);
+    assert_eq!(unfinished.actions, records[5..]);
+    // The events the killed run emitted are not emitted again...
+    core.report(pair(1, 0, PairEvent::Duplex));
+    assert!(core.report(pair(1, 1, PairEvent::Duplex)).is_empty());
+    assert!(core
+        .report(pair(1, 0, PairEvent::Error("again".into())))
+        .is_empty());
+    // ...and its freeze, never thawed, is released at once.
+    assert_eq!(core.tick(t0, 0), vec![Order::Release { sequence: 1 }]);
+    // A freeze that returned and a thaw: nothing to finish, nothing held.
+    let mut core = Core::<Switch>::new(&plan, t0, 0);
+    let done = Record::Done {
+        sequence: 1,
+        command: "freeze".into(),
+        ok: true,
+        detail: String::new(),
+    };
+    let records = [issue("freeze"), done, issue("thaw")];
+    let unfinished = core.restore(&records, t0);
+    assert_eq!(unfinished.commands, [(1, Verb::Thaw)]);
+    assert!(core.tick(t0 + Duration::from_secs(60), 0).is_empty());
+}
