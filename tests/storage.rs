@@ -680,6 +680,16 @@ impl Host {
         Cmd { command: c, log }
     }
 
+    /// Kills a site's daemon and waits until the journal in `state` shows `text`.
+    fn kill_and_await(&mut self, site: &str, state: &str, text: &str) {
+        self.lab.kill(site);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.status(state).contains(text) {
+            assert!(Instant::now() < deadline, "{}", self.status(state));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn status(&self, state: &str) -> String {
         let out = self.command("status", state).output().expect("status");
         assert_eq!(out.status.code(), Some(0));
@@ -718,7 +728,7 @@ fn terminate(child: &mut std::process::Child, what: &str) -> i32 {
 
 #[test]
 fn a_killed_run_is_taken_over_by_the_next_without_recopying_and_still_watched() {
-    let host = Host::new();
+    let mut host = Host::new();
     let mut first = host.command("run", "state").spawn().expect("run");
     mirrors_ready(&host.lab, 2);
     let shown = host.status("state");
@@ -763,17 +773,7 @@ fn a_killed_run_is_taken_over_by_the_next_without_recopying_and_still_watched() 
     }
     assert!(host.status("state").contains("1         Duplex"));
     // It watches them: a target failure is noticed and the document's freeze runs.
-    let mut lab = host.lab;
-    lab.kill("siteB");
-    let host = Host {
-        lab,
-        file: host.file,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !host.status("state").contains("onError: Duplex -> Failed") {
-        assert!(Instant::now() < deadline, "{}", host.status("state"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    host.kill_and_await("siteB", "state", "onError: Duplex -> Failed");
     assert_eq!(terminate(&mut second, "the second run"), 0);
     assert!(
         leftovers(&host.lab, "siteA").is_empty(),
@@ -785,21 +785,11 @@ fn a_killed_run_is_taken_over_by_the_next_without_recopying_and_still_watched() 
 
 #[test]
 fn a_run_killed_while_its_freeze_holds_writers_is_taken_over_and_they_are_released() {
-    let host = Host::three_sites();
+    let mut host = Host::three_sites();
     let mut first = host.command("run", "state").spawn().expect("run");
     mirrors_ready(&host.lab, 2);
     // Site B dies: the freeze holds the pair to site C (its writers wait), for 2 s.
-    let mut lab = host.lab;
-    lab.kill("siteB");
-    let host = Host {
-        lab,
-        file: host.file,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !host.status("state").contains("onSuspend") {
-        assert!(Instant::now() < deadline, "{}", host.status("state"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    host.kill_and_await("siteB", "state", "onSuspend");
     // Killed within the hold time: nobody releases the held writers now.
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
