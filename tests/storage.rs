@@ -914,3 +914,65 @@ fn a_dropped_monitor_connection_is_picked_up_again_not_taken_for_a_failure() {
         leftovers(&lab, "siteA")
     );
 }
+
+#[test]
+fn a_run_killed_at_many_moments_is_taken_over_each_time_and_loses_nothing() {
+    let host = Host::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64; // xorshift: the moments vary, the test repeats
+    let mut jobs_seen: Option<Vec<String>> = None;
+    let mut run = host.command("run", "state").spawn().expect("run");
+    for kill in 0..12 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        // Anywhere from the run's own start (every third kill lands in its first 60 ms)
+        // through the mirrors' initial copy to well into duplex.
+        let moment = if kill % 3 == 0 { rng % 60 } else { rng % 400 };
+        std::thread::sleep(Duration::from_millis(moment));
+        host.lab
+            .write("siteA", "db", 0x20 + kill as u8, &[(kill as u64) * MIB])
+            .expect("the application writes through every kill");
+        run.kill().expect("SIGKILL");
+        run.wait().expect("reaped");
+        run = host.command("run", "state").spawn().expect("run");
+        // Each restart comes up (taking over or, killed before any copy, starting).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !host
+            .status("state")
+            .contains(&format!("running (pid {}", run.id()))
+        {
+            assert!(
+                run.try_wait().expect("wait").is_none(),
+                "restart {kill} ended: {}",
+                host.status("state")
+            );
+            assert!(Instant::now() < deadline, "restart {kill} did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ids: Vec<String> = host.jobs().into_iter().map(|j| j.0).collect();
+        if ids.len() == 2 {
+            // Once both mirrors run, every later run adopts the same two: none recopied.
+            let first = jobs_seen.get_or_insert_with(|| ids.clone());
+            assert_eq!(&ids, first, "restart {kill}");
+        }
+    }
+    mirrors_ready(&host.lab, 2);
+    assert!(
+        host.status("state").contains("1         Duplex"),
+        "{}",
+        host.status("state")
+    );
+    for (source, target) in [("db", "db-r"), ("journal", "journal-r")] {
+        assert!(
+            same(&host.lab, ("siteA", source), ("siteB", target)),
+            "{source} == {target} byte for byte after 12 kills"
+        );
+    }
+    assert_eq!(terminate(&mut run, "the last run"), 0);
+    assert!(leftovers(&host.lab, "siteA").is_empty() && leftovers(&host.lab, "siteB").is_empty());
+    assert!(
+        host.status("state").contains("stopped; 13 run(s)"),
+        "{}",
+        host.status("state")
+    );
+}

@@ -167,19 +167,24 @@ pub fn run_with<S: Solution, D: Driver>(
     }
     ex.log
         .record("session", json!({ "state": "starting" }), "session starts");
-    let unfinished = match take_over {
-        Some(previous) => Some(ex.take_over(&previous, &all_pairs)?),
-        None => {
-            ex.start_session()?;
-            None
-        }
-    };
-    // A run that could not start changed nothing and is not recorded.
+    // Recorded before the storage is touched: a run killed while it starts is taken
+    // over like any other.
     ex.journal(Record::Run {
         pid: std::process::id(),
         time: timestamp(),
         solution: S::HASH.to_string(),
     });
+    let unfinished = match take_over {
+        Some(previous) => Some(ex.take_over(&previous, &all_pairs)?),
+        None => {
+            if let Err(e) = ex.start_session() {
+                // Nothing stays started: this run ended as cleanly as a stopped one.
+                ex.journal(Record::Stopped { time: timestamp() });
+                return Err(e);
+            }
+            None
+        }
+    };
     ex.publish();
     if let Some(unfinished) = unfinished {
         ex.finish(unfinished);
@@ -340,6 +345,31 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         });
     }
 
+    /// Runs a storage command between its two journal records: issued, and returned.
+    fn journaled(
+        &mut self,
+        sequence: u32,
+        verb: Verb,
+        run: impl FnOnce(&mut Self) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        let command = verb.as_str().to_string();
+        self.journal(Record::Issue {
+            sequence,
+            command: command.clone(),
+        });
+        let result = run(self);
+        self.journal(Record::Done {
+            sequence,
+            command,
+            ok: result.is_ok(),
+            detail: result
+                .as_ref()
+                .err()
+                .map_or(String::new(), |e| e.to_string()),
+        });
+        result
+    }
+
     /// What the machine's `start()` says; if that cannot start, the session does not
     /// run at all (and what started is removed).
     fn start_session(&mut self) -> Result<(), SetupError> {
@@ -354,7 +384,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             } = order
             {
                 self.core.issue(sequence, Verb::Start, Instant::now());
-                if let Err(e) = self.start(sequence) {
+                if let Err(e) = self.journaled(sequence, Verb::Start, |ex| ex.start(sequence)) {
                     self.driver.shutdown();
                     return Err(SetupError::Storage(e));
                 }
@@ -565,36 +595,20 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     );
                 }
                 self.core.issue(sequence, verb, Instant::now());
-                self.journal(Record::Issue {
-                    sequence,
-                    command: verb.as_str().to_string(),
-                });
                 let pairs = self.plan.pairs(sequence);
                 let copy = self.plan.sequence(sequence).expect("a sequence").copy;
-                let result = match verb {
-                    Verb::Start => self.start(sequence),
-                    Verb::Stop => self.driver.stop(&pairs),
-                    Verb::Freeze => self.driver.freeze(&pairs).map(|r| self.reports.extend(r)),
-                    Verb::Thaw => self.driver.thaw(&pairs),
-                    Verb::Suspend => self
+                let result = self.journaled(sequence, verb, |ex| match verb {
+                    Verb::Start => ex.start(sequence),
+                    Verb::Stop => ex.driver.stop(&pairs),
+                    Verb::Freeze => ex.driver.freeze(&pairs).map(|r| ex.reports.extend(r)),
+                    Verb::Thaw => ex.driver.thaw(&pairs),
+                    Verb::Suspend => ex
                         .driver
                         .suspend(&pairs, copy)
-                        .map(|r| self.reports.extend(r)),
-                    Verb::Resume => self
-                        .driver
-                        .resume(&pairs, copy)
-                        .map(|r| self.reports.extend(r)),
-                };
-                let ok = result.is_ok();
-                self.journal(Record::Done {
-                    sequence,
-                    command: verb.as_str().to_string(),
-                    ok,
-                    detail: result
-                        .as_ref()
-                        .err()
-                        .map_or(String::new(), |e| e.to_string()),
+                        .map(|r| ex.reports.extend(r)),
+                    Verb::Resume => ex.driver.resume(&pairs, copy).map(|r| ex.reports.extend(r)),
                 });
+                let ok = result.is_ok();
                 self.status
                     .lock()
                     .expect("status")
