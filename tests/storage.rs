@@ -934,7 +934,9 @@ fn a_run_killed_at_many_moments_is_taken_over_each_time_and_loses_nothing() {
             .expect("the application writes through every kill");
         run.kill().expect("SIGKILL");
         run.wait().expect("reaped");
-        run = host.command("run", "state").spawn().expect("run");
+        let command = host.command("run", "state");
+        let log = command.log.clone();
+        run = command.spawn().expect("run");
         // Each restart comes up (taking over or, killed before any copy, starting).
         let deadline = Instant::now() + Duration::from_secs(20);
         while !host
@@ -943,8 +945,9 @@ fn a_run_killed_at_many_moments_is_taken_over_each_time_and_loses_nothing() {
         {
             assert!(
                 run.try_wait().expect("wait").is_none(),
-                "restart {kill} ended: {}",
-                host.status("state")
+                "restart {kill} ended: {}\n{}",
+                host.status("state"),
+                std::fs::read_to_string(&log).unwrap_or_default()
             );
             assert!(Instant::now() < deadline, "restart {kill} did not come up");
             std::thread::sleep(Duration::from_millis(20));

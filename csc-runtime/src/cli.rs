@@ -217,7 +217,9 @@ fn run<S: Solution>(
     let (journal, earlier, torn) = match crate::journal::Journal::open(state_dir) {
         Ok(opened) => opened,
         Err(e) => {
-            eprintln!("{name}: cannot start: {e}; nothing was changed");
+            let changed = e.to_string().contains("partly written");
+            let unchanged = if changed { "" } else { "; nothing was changed" };
+            eprintln!("{name}: cannot start: {e}{unchanged}");
             return ExitCode::from(3);
         }
     };
@@ -265,7 +267,9 @@ fn run<S: Solution>(
             ExitCode::from(4)
         }
         Err(e) => {
-            eprintln!("{name}: cannot start: {e}; nothing was changed");
+            let changed = e.to_string().contains("partly written");
+            let unchanged = if changed { "" } else { "; nothing was changed" };
+            eprintln!("{name}: cannot start: {e}{unchanged}");
             if e.to_string().contains("in use") || e.to_string().contains("uplicate") {
                 eprintln!("{name}: if a run of this session was killed without its journal (another --state-dir), `{name} cleanup` removes what it left");
             }

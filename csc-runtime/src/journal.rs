@@ -191,9 +191,16 @@ impl Journal {
             .create(true)
             .open(&path)
             .map_err(io)?;
+        // Another run holds it for as long as it lives; `status` only for an instant
+        // (its probe), so a busy lock is tried again for a second before giving up.
+        let mut tries = 0;
         // SAFETY: flock on a descriptor owned by `file`, held as long as it is open.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(JournalError::Busy(path));
+        while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            tries += 1;
+            if tries == 20 {
+                return Err(JournalError::Busy(path));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let mut bytes = Vec::new();
         file.seek(SeekFrom::Start(0)).map_err(io)?;

@@ -45,6 +45,18 @@ impl Qemu {
             for pair in pairs.iter().filter(|p| p.source.storage == site) {
                 let id = self.names.job(pair);
                 let Some(job) = jobs.iter().find(|j| j["device"] == id.as_str()) else {
+                    // A start killed half way left nodes without a job: roll them back,
+                    // so that starting the pair again does not find its names taken.
+                    for leftover in [
+                        self.names.hold(pair),
+                        self.names.sink(pair),
+                        self.names.nbd(pair),
+                    ] {
+                        if node(&leftover).is_some() {
+                            let _ = self.sites[&site]
+                                .execute("blockdev-del", json!({ "node-name": leftover }));
+                        }
+                    }
                     continue;
                 };
                 let kind = if job["type"] == "mirror" {

@@ -311,10 +311,20 @@ impl Qemu {
                     );
                     started.push(pair.clone());
                 }
-                Err(e) => {
-                    // Nothing of this group stays started.
+                Err(mut e) => {
+                    // Nothing of this group stays started; what had started has written
+                    // part of its target, and the refusal says so.
                     for pair in &started {
-                        self.cancel(pair, true);
+                        self.cancel(pair, false);
+                    }
+                    if !started.is_empty() {
+                        let targets: Vec<String> =
+                            started.iter().map(|p| p.target.to_string()).collect();
+                        e.message.push_str(&format!(
+                            "; {} pair(s) of this sequence had started and were ended: their targets are partly written ({})",
+                            started.len(),
+                            targets.join(", ")
+                        ));
                     }
                     return Err(e);
                 }
@@ -710,9 +720,16 @@ impl Driver for Qemu {
                 let _ = qmp.execute("object-del", json!({ "id": id }));
             }
         }
+        // An NBD server this driver started stops only when no export is left on it:
+        // another session (or the administrator) may export through it now.
         for site in std::mem::take(&mut self.nbd_servers) {
             if let Some(qmp) = self.sites.get(&site) {
-                let _ = qmp.execute("nbd-server-stop", Value::Null);
+                let idle = qmp
+                    .execute("query-block-exports", Value::Null)
+                    .is_ok_and(|e| e.as_array().is_some_and(Vec::is_empty));
+                if idle {
+                    let _ = qmp.execute("nbd-server-stop", Value::Null);
+                }
             }
         }
     }

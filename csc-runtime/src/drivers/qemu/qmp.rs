@@ -134,15 +134,29 @@ impl Qmp {
         let mut reader = BufReader::new(stream.try_clone_box().map_err(io)?);
         let mut writer = stream;
         let mut line = String::new();
-        reader.read_line(&mut line).map_err(io)?;
+        // The greeting; a monitor whose previous client just left may first flush
+        // events meant for that client: skip them.
+        for _ in 0..64 {
+            line.clear();
+            reader.read_line(&mut line).map_err(io)?;
+            if line.contains("\"QMP\"") || !line.contains("\"event\"") {
+                break;
+            }
+        }
         if !line.contains("\"QMP\"") {
             return Err(QmpError::Io(format!("not a QMP greeting: {}", line.trim())));
         }
         writer
             .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
             .map_err(io)?;
-        line.clear();
-        reader.read_line(&mut line).map_err(io)?;
+        // Its reply, past any event still flushed from before.
+        for _ in 0..64 {
+            line.clear();
+            reader.read_line(&mut line).map_err(io)?;
+            if !line.contains("\"event\"") {
+                break;
+            }
+        }
         let reply: Value = serde_json::from_str(&line).map_err(|e| QmpError::Io(e.to_string()))?;
         if reply.get("return").is_none() {
             return Err(QmpError::Io(format!(
