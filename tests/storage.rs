@@ -54,11 +54,7 @@ fn point_in_time_copy_is_the_source_as_of_its_start_under_concurrent_writes() {
         "the source moved on after the start"
     );
     d.shutdown();
-    assert!(
-        leftovers(&lab, "a").is_empty(),
-        "{:?}",
-        leftovers(&lab, "a")
-    );
+    assert_nothing_left(&lab, &["a"]);
 }
 
 #[test]
@@ -272,11 +268,7 @@ fn target_site_failure_freezes_and_notifies_within_two_seconds() {
         .join()
         .expect("executor thread")
         .expect("session ran");
-    assert!(
-        leftovers(&lab, "siteA").is_empty(),
-        "{:?}",
-        leftovers(&lab, "siteA")
-    );
+    assert_nothing_left(&lab, &["siteA"]);
 }
 
 #[test]
@@ -534,11 +526,7 @@ fn no_copy_is_an_instant_point_in_time_read_through_a_fleecing_target() {
     await_reports(&mut d, &rx, &PairEvent::Stopped, 1);
     d.shutdown();
     drop(d);
-    assert!(
-        leftovers(&lab, "a").is_empty(),
-        "{:?}",
-        leftovers(&lab, "a")
-    );
+    assert_nothing_left(&lab, &["a"]);
 }
 
 #[test]
@@ -680,6 +668,29 @@ impl Host {
         Cmd { command: c, log }
     }
 
+    /// Starts `run` and waits until its journal says it runs (taking over, or started);
+    /// fails with its log if it ends instead.
+    fn run_until_up(&self, state: &str, what: &str) -> std::process::Child {
+        let command = self.command("run", state);
+        let log = command.log.clone();
+        let mut run = command.spawn().expect("run");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self
+            .status(state)
+            .contains(&format!("running (pid {}", run.id()))
+        {
+            assert!(
+                run.try_wait().expect("wait").is_none(),
+                "{what} ended: {}\n{}",
+                self.status(state),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            assert!(Instant::now() < deadline, "{what} did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run
+    }
+
     /// Kills a site's daemon and waits until the journal in `state` shows `text`.
     fn kill_and_await(&mut self, site: &str, state: &str, text: &str) {
         self.lab.kill(site);
@@ -746,19 +757,7 @@ fn a_killed_run_is_taken_over_by_the_next_without_recopying_and_still_watched() 
         "the journal tells what the killed run was doing: {shown}"
     );
     // The same command again: it takes over the mirrors that kept running.
-    let mut second = host.command("run", "state").spawn().expect("run");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !host
-        .status("state")
-        .contains(&format!("running (pid {}", second.id()))
-    {
-        assert!(
-            second.try_wait().expect("wait").is_none(),
-            "the second run ended"
-        );
-        assert!(Instant::now() < deadline, "the second run did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut second = host.run_until_up("state", "the second run");
     let after = host.jobs();
     assert_eq!(
         after.iter().map(|j| &j.0).collect::<Vec<_>>(),
@@ -775,11 +774,7 @@ fn a_killed_run_is_taken_over_by_the_next_without_recopying_and_still_watched() 
     // It watches them: a target failure is noticed and the document's freeze runs.
     host.kill_and_await("siteB", "state", "onError: Duplex -> Failed");
     assert_eq!(terminate(&mut second, "the second run"), 0);
-    assert!(
-        leftovers(&host.lab, "siteA").is_empty(),
-        "{:?}",
-        leftovers(&host.lab, "siteA")
-    );
+    assert_nothing_left(&host.lab, &["siteA"]);
     assert!(host.status("state").contains("stopped; 2 run(s)"));
 }
 
@@ -908,11 +903,7 @@ fn a_dropped_monitor_connection_is_picked_up_again_not_taken_for_a_failure() {
     });
     stop.store(true, Ordering::Relaxed);
     handle.join().expect("thread").expect("ran");
-    assert!(
-        leftovers(&lab, "siteA").is_empty(),
-        "{:?}",
-        leftovers(&lab, "siteA")
-    );
+    assert_nothing_left(&lab, &["siteA"]);
 }
 
 #[test]
@@ -934,24 +925,7 @@ fn a_run_killed_at_many_moments_is_taken_over_each_time_and_loses_nothing() {
             .expect("the application writes through every kill");
         run.kill().expect("SIGKILL");
         run.wait().expect("reaped");
-        let command = host.command("run", "state");
-        let log = command.log.clone();
-        run = command.spawn().expect("run");
-        // Each restart comes up (taking over or, killed before any copy, starting).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !host
-            .status("state")
-            .contains(&format!("running (pid {}", run.id()))
-        {
-            assert!(
-                run.try_wait().expect("wait").is_none(),
-                "restart {kill} ended: {}\n{}",
-                host.status("state"),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            assert!(Instant::now() < deadline, "restart {kill} did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        run = host.run_until_up("state", &format!("restart {kill}"));
         let ids: Vec<String> = host.jobs().into_iter().map(|j| j.0).collect();
         if ids.len() == 2 {
             // Once both mirrors run, every later run adopts the same two: none recopied.

@@ -170,6 +170,14 @@ pub fn leftovers(lab: &Lab, site: &str) -> Vec<String> {
     found
 }
 
+/// Asserts that cssc left nothing (job, node, export) in these sites' daemons.
+pub fn assert_nothing_left(lab: &Lab, sites: &[&str]) {
+    for site in sites {
+        let left = leftovers(lab, site);
+        assert!(left.is_empty(), "{site}: {left:?}");
+    }
+}
+
 pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     let mut f = std::fs::File::open(path).expect("open image");
     f.seek(SeekFrom::Start(offset)).expect("seek");
