@@ -217,9 +217,7 @@ fn run<S: Solution>(
     let (journal, earlier, torn) = match crate::journal::Journal::open(state_dir) {
         Ok(opened) => opened,
         Err(e) => {
-            let changed = e.to_string().contains("partly written");
-            let unchanged = if changed { "" } else { "; nothing was changed" };
-            eprintln!("{name}: cannot start: {e}{unchanged}");
+            eprintln!("{name}: cannot start: {e}; nothing was changed");
             return ExitCode::from(3);
         }
     };
@@ -233,16 +231,11 @@ fn run<S: Solution>(
         .iter()
         .filter(|r| matches!(r, crate::journal::Record::Run { .. }))
         .count();
-    // Every run since the last clean stop is one session going on: take over from them.
-    let take_over = crate::status::killed(&earlier).then(|| {
-        let since = earlier
-            .iter()
-            .rposition(|r| matches!(r, crate::journal::Record::Stopped { .. }))
-            .map_or(0, |i| i + 1);
+    let take_over = crate::journal::killed(&earlier).then(|| {
         eprintln!(
             "{name}: the last run ended without stopping (killed?): this run takes over its copies"
         );
-        earlier[since..].to_vec()
+        crate::journal::going_on(&earlier).to_vec()
     });
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -214,10 +214,7 @@ impl<S: Solution> Core<S> {
     /// One pair report; the group event it completes, if any, goes through the machine.
     pub fn report(&mut self, report: PairReport) -> Vec<Order> {
         let copyset = self.copysets.get(report.copyset).cloned();
-        let detail = match &report.event {
-            PairEvent::Error(e) => e.clone(),
-            other => format!("{other:?}"),
-        };
+        let detail = report.event.detail();
         let sequence = report.sequence;
         let group = self.groups.entry(sequence).or_default();
         let Some(event) = group.report(self.copysets.len(), report.copyset, report.event) else {

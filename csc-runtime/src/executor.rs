@@ -400,12 +400,15 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     fn take_over(&mut self, previous: &[Record], pairs: &[Pair]) -> Result<Unfinished, SetupError> {
         let mut unfinished = self.core.restore(previous, Instant::now());
         let adopted = self.driver.adopt(pairs).map_err(SetupError::Storage)?;
+        let copies = adopted
+            .iter()
+            .filter(|r| r.event == PairEvent::Started)
+            .count();
         self.log.record(
             "session",
-            json!({ "state": "taking-over", "adopted": adopted.iter().filter(|r| r.event == PairEvent::Started).count() }),
+            json!({ "state": "taking-over", "adopted": copies }),
             &format!(
-                "taking over from the killed run: {} of its copies adopted, {} commands and {} actions to finish",
-                adopted.iter().filter(|r| r.event == PairEvent::Started).count(),
+                "taking over from the killed run: {copies} of its copies adopted, {} commands and {} actions to finish",
                 unfinished.commands.len(),
                 unfinished.actions.len()
             ),
@@ -522,10 +525,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 .copysets
                 .get(report.copyset)
                 .map(|c| c.name.clone());
-            let detail = match &report.event {
-                PairEvent::Error(e) => e.clone(),
-                other => format!("{other:?}"),
-            };
+            let detail = report.event.detail();
             self.log.record(
                 "pair",
                 json!({ "sequence": report.sequence, "copyset": set, "pair_event": format!("{:?}", report.event) }),

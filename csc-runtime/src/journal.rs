@@ -169,6 +169,30 @@ fn encode(record: &Record) -> Vec<u8> {
     bytes
 }
 
+/// Whether the last run in a journal ended without its `Stopped` record.
+pub fn killed(records: &[Record]) -> bool {
+    records
+        .iter()
+        .rev()
+        .find(|r| matches!(r, Record::Run { .. } | Record::Stopped { .. }))
+        .is_some_and(|r| matches!(r, Record::Run { .. }))
+}
+
+/// The records of the session going on: the last run and the killed runs before it,
+/// each of which the next took over (everything after the last clean stop that
+/// precedes the last run).
+pub fn going_on(records: &[Record]) -> &[Record] {
+    let last_run = records
+        .iter()
+        .rposition(|r| matches!(r, Record::Run { .. }))
+        .unwrap_or(0);
+    let since = records[..last_run]
+        .iter()
+        .rposition(|r| matches!(r, Record::Stopped { .. }))
+        .map_or(0, |i| i + 1);
+    &records[since..]
+}
+
 /// Whether a run holds the state directory's journal now.
 pub fn held(path: &Path) -> bool {
     let Ok(file) = File::open(path) else {

@@ -3,21 +3,12 @@
 //! last group events, and the commands and actions it started and did not see end.
 //! It reads the journal only (not the storage) and never takes the run's lock.
 
-use crate::journal::{self, Record, Torn};
+use crate::journal::{self, killed, Record, Torn};
 use crate::machine::Solution;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
-
-/// Whether the last run in a journal ended without its `Stopped` record.
-pub fn killed(records: &[Record]) -> bool {
-    records
-        .iter()
-        .rev()
-        .find(|r| matches!(r, Record::Run { .. } | Record::Stopped { .. }))
-        .is_some_and(|r| matches!(r, Record::Run { .. }))
-}
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Summary {
@@ -47,17 +38,7 @@ pub fn summarize(
     running: bool,
     sequences: &[u32],
 ) -> Summary {
-    // The runs since the last clean stop before the last run are one session going on
-    // (each took over from the one before).
-    let last_run = records
-        .iter()
-        .rposition(|r| matches!(r, Record::Run { .. }))
-        .unwrap_or(0);
-    let since = records[..last_run]
-        .iter()
-        .rposition(|r| matches!(r, Record::Stopped { .. }))
-        .map_or(0, |i| i + 1);
-    let this_run = &records[since..];
+    let this_run = journal::going_on(records);
     let mut states: BTreeMap<u32, String> = sequences.iter().map(|s| (*s, "Idle".into())).collect();
     let mut commands: Vec<(u32, String)> = Vec::new();
     let mut actions: Vec<(String, String)> = Vec::new();

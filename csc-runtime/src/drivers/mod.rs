@@ -21,6 +21,16 @@ pub enum PairEvent {
     Error(String),
 }
 
+impl PairEvent {
+    /// What to say of it: an error's message, else its name.
+    pub fn detail(&self) -> String {
+        match self {
+            PairEvent::Error(e) => e.clone(),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
 /// A pair report: which pair (sequence, copy set index) and what happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PairReport {

@@ -9,10 +9,6 @@ use crate::plan::Pair;
 use crate::vocab::{BaseCopy, ContinuousMode};
 use serde_json::{json, Value};
 
-fn list(value: Value) -> Vec<Value> {
-    value.as_array().cloned().unwrap_or_default()
-}
-
 /// The driver of a filter node's child, from the node's `file`, which qemu reports as
 /// `json:{…, "file": {"driver": …}}` for a filter over an unnamed description.
 fn child_driver(node: &Value) -> String {
@@ -33,8 +29,7 @@ impl Qemu {
         for site in sites {
             let qmp = self.qmp(&site)?;
             let query = |command: &str, arguments: Value| {
-                qmp.execute(command, arguments)
-                    .map(list)
+                qmp.list(command, arguments)
                     .map_err(|e| DriverError::at(&site, format!("cannot list {command}: {e}")))
             };
             let jobs = query("query-block-jobs", Value::Null)?;
@@ -113,7 +108,7 @@ impl Qemu {
                 let Some(node_name) = n["node-name"].as_str() else {
                     continue;
                 };
-                for bitmap in list(n["dirty-bitmaps"].clone()) {
+                for bitmap in n["dirty-bitmaps"].as_array().into_iter().flatten() {
                     if let Some(name) = bitmap["name"].as_str().filter(|b| self.names.owns(b)) {
                         self.bitmaps.insert((
                             site.clone(),

@@ -63,14 +63,6 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
     cleaned
 }
 
-fn list(qmp: &Qmp, command: &str, arguments: Value) -> Result<Vec<Value>, QmpError> {
-    Ok(qmp
-        .execute(command, arguments)?
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
-}
-
 fn named<'a>(items: &'a [Value], key: &str, names: &Names) -> Vec<&'a str> {
     items
         .iter()
@@ -82,10 +74,10 @@ fn named<'a>(items: &'a [Value], key: &str, names: &Names) -> Vec<&'a str> {
 /// Releases held writers (every hold filter onto its sink, in an unlimited group: a
 /// mirror cannot end while its writes wait), then ends every job and waits for them.
 fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let nodes = list(qmp, "query-named-block-nodes", json!({ "flat": true }))?;
-    let holds: Vec<&str> = named(&nodes, "node-name", names)
+    let nodes = qmp.list("query-named-block-nodes", json!({ "flat": true }))?;
+    let holds: Vec<(&str, String)> = named(&nodes, "node-name", names)
         .into_iter()
-        .filter(|n| n.contains("-hold-"))
+        .filter_map(|n| Some((n, names.sink_of_hold(n)?)))
         .collect();
     if !holds.is_empty() {
         let free = names.free_group();
@@ -93,15 +85,14 @@ fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
             "object-add",
             json!({ "qom-type": "throttle-group", "id": free, "limits": {} }),
         );
-        for hold in holds {
-            let sink = hold.replacen("-hold-", "-sink-", 1);
+        for (hold, sink) in holds {
             let _ = qmp.execute(
                 "blockdev-reopen",
                 json!({ "options": [{ "driver": "throttle", "node-name": hold, "throttle-group": free, "file": sink }] }),
             );
         }
     }
-    let jobs = list(qmp, "query-block-jobs", Value::Null)?;
+    let jobs = qmp.list("query-block-jobs", Value::Null)?;
     let mut ended = Vec::new();
     for job in jobs
         .iter()
@@ -116,7 +107,7 @@ fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
-        let left = list(qmp, "query-block-jobs", Value::Null)?;
+        let left = qmp.list("query-block-jobs", Value::Null)?;
         if named(&left, "device", names).is_empty() {
             break;
         }
@@ -130,7 +121,7 @@ fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
 fn delete_nodes(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
     let mut deleted = Vec::new();
     loop {
-        let nodes = list(qmp, "query-named-block-nodes", json!({ "flat": true }))?;
+        let nodes = qmp.list("query-named-block-nodes", json!({ "flat": true }))?;
         let ours: Vec<String> = named(&nodes, "node-name", names)
             .into_iter()
             .map(str::to_string)
@@ -151,7 +142,7 @@ fn delete_nodes(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
 }
 
 fn delete_exports(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let exports = list(qmp, "query-block-exports", Value::Null)?;
+    let exports = qmp.list("query-block-exports", Value::Null)?;
     let mut deleted = Vec::new();
     for id in named(&exports, "id", names) {
         qmp.execute("block-export-del", json!({ "id": id, "mode": "hard" }))?;
@@ -161,7 +152,7 @@ fn delete_exports(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
 }
 
 fn remove_bitmaps(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let nodes = list(qmp, "query-named-block-nodes", json!({ "flat": true }))?;
+    let nodes = qmp.list("query-named-block-nodes", json!({ "flat": true }))?;
     let mut removed = Vec::new();
     for node in &nodes {
         let Some(node_name) = node["node-name"].as_str() else {
@@ -183,7 +174,7 @@ fn remove_bitmaps(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
 }
 
 fn delete_groups(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let objects = list(qmp, "qom-list", json!({ "path": "/objects" }))?;
+    let objects = qmp.list("qom-list", json!({ "path": "/objects" }))?;
     let mut deleted = Vec::new();
     for id in named(&objects, "name", names) {
         qmp.execute("object-del", json!({ "id": id }))?;

@@ -5,10 +5,6 @@ use super::qmp::Notice;
 use super::{report, watched, Intent, Kind, Qemu};
 use crate::drivers::{PairEvent, PairReport};
 
-fn notice_is_hang(notice: &Notice) -> bool {
-    *notice == Notice::Hung
-}
-
 /// How a job's end is reported, from why it ended: nothing for a frozen pair (reported
 /// at the cut), its error unless one was reported already (then a stop), `Complete`
 /// for a point-in-time copy that ran to its end, else a stop.
@@ -29,8 +25,9 @@ impl Qemu {
             // The end of a connection this driver dropped because its daemon hangs.
             Notice::Disconnected if self.hung.contains(site) => return Vec::new(),
             Notice::Disconnected | Notice::Hung => {
+                let hung = notice == Notice::Hung;
                 self.sites.remove(site);
-                if notice == Notice::Disconnected {
+                if !hung {
                     // A monitor connection can drop while its daemon lives: reconnect.
                     let endpoint = self.plan.storages[site].endpoint.clone();
                     if let Ok(qmp) = watched(&endpoint, site, self.timing, &self.notices) {
@@ -38,7 +35,7 @@ impl Qemu {
                         return Vec::new();
                     }
                 }
-                let mut reason = if notice_is_hang(&notice) {
+                let mut reason = if hung {
                     format!(
                         "storage {site} does not answer (hung for more than {} ms)",
                         self.timing.hung_after.as_millis()
@@ -46,7 +43,7 @@ impl Qemu {
                 } else {
                     format!("storage {site} is unreachable (its daemon is gone)")
                 };
-                if notice_is_hang(&notice) {
+                if hung {
                     self.hung.insert(site.to_string());
                     let targets_here = self.jobs.values().any(|j| j.pair.target.storage == site);
                     if targets_here {

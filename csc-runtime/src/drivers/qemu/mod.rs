@@ -11,7 +11,7 @@
 //! site start in one `transaction` (one instant). Freeze is hold (the group's throttle
 //! limit set to nothing), cut (every hold filter's child swapped for a null sink) and,
 //! at thaw, release (the filters moved to an unlimited group). Everything added to a
-//! daemon is named `cssc-...` and removed by `shutdown`.
+//! daemon is named `cssc-TAG-…` (names.rs) and removed by `shutdown`.
 
 mod adopt;
 pub mod cleanup;
@@ -65,7 +65,7 @@ pub struct Qemu {
     names: Names,
     notices: Sender<(String, Notice)>,
     sites: BTreeMap<String, Qmp>,
-    /// By job id (`cssc-s{sequence}-c{copyset}`).
+    /// By job id (`Names::job`).
     jobs: BTreeMap<String, Job>,
     /// Exports this driver added: (site, node).
     exports: BTreeSet<(String, String)>,
@@ -108,7 +108,6 @@ fn socket(address: &crate::address::Address) -> Value {
 }
 
 impl Qemu {
-    /// Connects to every storage the plan's copy sets use; their notices go to `notices`.
     /// Connects to every storage the plan's copy sets use; their notices go to
     /// `notices`. A storage that cannot be reached refuses the connection, unless
     /// `lost_ok` (a run taking over, whose copies run on elsewhere): then it is

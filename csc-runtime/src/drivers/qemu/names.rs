@@ -47,6 +47,12 @@ impl Names {
         format!("{}-sink-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
     }
 
+    /// The sink of a hold filter of this session, by the filter's name.
+    pub(crate) fn sink_of_hold(&self, hold: &str) -> Option<String> {
+        let pair = hold.strip_prefix(&self.prefix)?.strip_prefix("-hold-s")?;
+        Some(format!("{}-sink-s{pair}", self.prefix))
+    }
+
     /// The NBD client node in the source's daemon that reaches a pair's target.
     pub(crate) fn nbd(&self, pair: &Pair) -> String {
         format!("{}-nbd-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
@@ -107,6 +113,9 @@ mod tests {
         assert_eq!(ours.pair_of_job(&job), Some((3, 12)));
         assert_eq!(theirs.pair_of_job(&job), None, "another session's job");
         assert_eq!(ours.pair_of_job("backup0"), None);
+        assert_eq!(ours.sink_of_hold(&ours.hold(&pair)), Some(ours.sink(&pair)));
+        assert_eq!(ours.sink_of_hold(&ours.sink(&pair)), None);
+        assert_eq!(theirs.sink_of_hold(&ours.hold(&pair)), None);
         for name in [
             ours.hold(&pair),
             ours.sink(&pair),

@@ -134,29 +134,14 @@ impl Qmp {
         let mut reader = BufReader::new(stream.try_clone_box().map_err(io)?);
         let mut writer = stream;
         let mut line = String::new();
-        // The greeting; a monitor whose previous client just left may first flush
-        // events meant for that client: skip them.
-        for _ in 0..64 {
-            line.clear();
-            reader.read_line(&mut line).map_err(io)?;
-            if line.contains("\"QMP\"") || !line.contains("\"event\"") {
-                break;
-            }
-        }
+        read_past_events(&mut reader, &mut line).map_err(io)?;
         if !line.contains("\"QMP\"") {
             return Err(QmpError::Io(format!("not a QMP greeting: {}", line.trim())));
         }
         writer
             .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
             .map_err(io)?;
-        // Its reply, past any event still flushed from before.
-        for _ in 0..64 {
-            line.clear();
-            reader.read_line(&mut line).map_err(io)?;
-            if !line.contains("\"event\"") {
-                break;
-            }
-        }
+        read_past_events(&mut reader, &mut line).map_err(io)?;
         let reply: Value = serde_json::from_str(&line).map_err(|e| QmpError::Io(e.to_string()))?;
         if reply.get("return").is_none() {
             return Err(QmpError::Io(format!(
@@ -206,6 +191,15 @@ impl Qmp {
         let reply = wait(self.inner.send(command, arguments), timeout);
         self.inner.busy.fetch_sub(1, Ordering::SeqCst);
         reply
+    }
+
+    /// Runs a query whose reply is a list (an empty one if it is not).
+    pub fn list(&self, command: &str, arguments: Value) -> Result<Vec<Value>, QmpError> {
+        Ok(self
+            .execute(command, arguments)?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Sends every command before reading any reply (pipelined), then collects the
@@ -276,6 +270,20 @@ impl Inner {
         }
         rx
     }
+}
+
+/// Reads the next line that is not an event into `line`: a monitor whose previous
+/// client just left may first flush events meant for that client, before its greeting
+/// or a reply to the new one.
+fn read_past_events(reader: &mut impl BufRead, line: &mut String) -> std::io::Result<()> {
+    for _ in 0..64 {
+        line.clear();
+        reader.read_line(line)?;
+        if !line.contains("\"event\"") {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn wait(rx: Receiver<Result<Value, QmpError>>, timeout: Duration) -> Result<Value, QmpError> {
