@@ -1,12 +1,12 @@
 //! The command line of every compiled solution: `solution`, `graph`, `run`,
-//! `cleanup`, `demo`, `simulate`. Generated code calls [`main`] with its
+//! `status`, `suspend`, `resume`, `cleanup`, `demo`, `simulate`. Generated code calls [`main`] with its
 //! [`Solution`]; nothing here is per-solution.
 
 use crate::executor::{self, Options};
 use crate::log::{Log, LogFormat};
 use crate::machine::{Command, Solution};
 use crate::plan::Plan;
-use crate::vocab::{Event, Keyword};
+use crate::vocab::{Command as Verb, Event, Keyword};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::fmt::Write;
@@ -55,6 +55,26 @@ enum Cmd {
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Suspend a continuous sequence of the running session (`run` with the same state
+    /// directory): its pairs are split at one consistent instant, and what changes on
+    /// their sources from then on is recorded for `resume`.
+    Suspend {
+        /// The sequence number.
+        sequence: u32,
+        /// The state directory of `run` (same default).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
+    },
+    /// Resume a suspended or failed continuous sequence of the running session: each
+    /// pair copies only what changed since it was split (or in full, saying why), and
+    /// the command returns once every pair is in duplex again.
+    Resume {
+        /// The sequence number.
+        sequence: u32,
+        /// The state directory of `run` (same default).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
     },
     /// Remove what a killed run of this session left in its storages (jobs, NBD
     /// nodes, holds, exports, bitmaps, throttle groups named for this session). The
@@ -153,6 +173,14 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
             return crate::status::print::<S>(&dir, json);
         }
         Cmd::Cleanup { config } => return cleanup::<S>(config),
+        Cmd::Suspend {
+            sequence,
+            state_dir,
+        } => return operator::<S>(Verb::Suspend, sequence, state_dir),
+        Cmd::Resume {
+            sequence,
+            state_dir,
+        } => return operator::<S>(Verb::Resume, sequence, state_dir),
         Cmd::Demo {
             volume_mib,
             keep,
@@ -244,7 +272,18 @@ fn run<S: Solution>(
             return ExitCode::from(2);
         }
     }
+    let control = match crate::control::listen(state_dir) {
+        Ok(requests) => Some(requests),
+        Err(e) => {
+            eprintln!(
+                "{name}: cannot listen for operator commands at {}: {e}; nothing was changed",
+                crate::control::socket_in(state_dir).display()
+            );
+            return ExitCode::from(3);
+        }
+    };
     let options = Options {
+        control,
         log,
         progress_every: (progress_every > 0).then(|| Duration::from_secs(progress_every)),
         journal: Some(executor::Journaled {
@@ -267,6 +306,31 @@ fn run<S: Solution>(
                 eprintln!("{name}: if a run of this session was killed without its journal (another --state-dir), `{name} cleanup` removes what it left");
             }
             ExitCode::from(3)
+        }
+    }
+}
+
+/// An operator command to the running session: exit 0 when it got where the command
+/// leads, 1 when it was refused or failed (the reason is printed), 2 when no run of
+/// this state directory answers.
+fn operator<S: Solution>(
+    verb: Verb,
+    sequence: u32,
+    state_dir: Option<std::path::PathBuf>,
+) -> ExitCode {
+    let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
+    match crate::control::send(&dir, verb, sequence) {
+        Ok(answer) if answer.ok => {
+            println!("{}", answer.message);
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprintln!("{}: {verb} refused: {}", S::SESSION.name, answer.message);
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", S::SESSION.name);
+            ExitCode::from(2)
         }
     }
 }

@@ -55,6 +55,9 @@ impl Group {
     /// The group event a pair report completes, if any: the first error, or the
     /// moment every pair has got there.
     fn report(&mut self, copysets: usize, copyset: usize, event: PairEvent) -> Option<Event> {
+        if let PairEvent::Note(_) = event {
+            return None;
+        }
         self.pairs.insert(copyset, event.clone());
         let all = |f: &dyn Fn(&PairEvent) -> bool| {
             self.pairs.len() == copysets && self.pairs.values().all(f)
@@ -69,6 +72,7 @@ impl Group {
                 all(&|e| *e == PairEvent::Suspended || ended(e)).then_some(Event::OnSuspend)
             }
             PairEvent::Stopped => all(&ended).then_some(Event::OnStop),
+            PairEvent::Note(_) => None,
         }?;
         self.emitted.insert(group).then_some(group)
     }

@@ -5,6 +5,7 @@
 //! and the shared status.
 
 use crate::actions::{self, Occurrence};
+use crate::control::{self, Answer, Request};
 use crate::core::{Cause, Core, Order, Unfinished};
 use crate::drivers::qemu::Qemu;
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport};
@@ -54,6 +55,8 @@ pub struct Options {
     pub progress_every: Option<Duration>,
     /// Where the run records what it does (`run` always has one; tests may not).
     pub journal: Option<Journaled>,
+    /// Operators' commands (`run` listens in its state directory).
+    pub control: Option<Receiver<Request>>,
 }
 
 /// The journal of a run, and what earlier runs left in it.
@@ -152,6 +155,7 @@ pub fn run_with<S: Solution, D: Driver>(
         journal,
         run,
         actions: 0,
+        waiting: Vec::new(),
     };
     let all_pairs: Vec<_> = ex
         .plan
@@ -218,6 +222,12 @@ pub fn run_with<S: Solution, D: Driver>(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if let Some(control) = &options.control {
+            while let Ok(request) = control.try_recv() {
+                ex.operator(request);
+            }
+        }
+        ex.answer_waiting(None, None);
         let now = Instant::now();
         for order in ex.core.tick(now, wall()) {
             ex.carry_out(order);
@@ -245,6 +255,17 @@ pub fn run_with<S: Solution, D: Driver>(
     })
 }
 
+/// An operator waiting for the answer to a command.
+struct Waiting {
+    sequence: u32,
+    /// The state the command leads to.
+    until: &'static str,
+    answer: Sender<Answer>,
+    /// What the sequence's pairs said meanwhile.
+    notes: Vec<String>,
+    deadline: Instant,
+}
+
 struct Executor<S: Solution, D: Driver> {
     plan: Plan,
     driver: D,
@@ -258,6 +279,7 @@ struct Executor<S: Solution, D: Driver> {
     /// This run's number in the journal, and its actions so far (their ids).
     run: usize,
     actions: usize,
+    waiting: Vec<Waiting>,
 }
 
 /// An action of the document: notify a contact, or run a program (with its timeout).
@@ -526,6 +548,12 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 .get(report.copyset)
                 .map(|c| c.name.clone());
             let detail = report.event.detail();
+            if let PairEvent::Note(note) = &report.event {
+                for w in self.waiting.iter_mut().filter(|w| w.sequence == report.sequence) {
+                    w.notes
+                        .push(format!("copy set {}: {note}", set.as_deref().unwrap_or("?")));
+                }
+            }
             self.log.record(
                 "pair",
                 json!({ "sequence": report.sequence, "copyset": set, "pair_event": format!("{:?}", report.event) }),
@@ -563,6 +591,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     time: timestamp(),
                 });
                 self.publish();
+                self.answer_waiting(Some(sequence), Some(to));
             }
             Order::Run { command, cause } => self.command(command, cause),
             Order::Release { sequence } => {
@@ -594,45 +623,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                         &format!("schedule: start sequence {sequence}"),
                     );
                 }
-                self.core.issue(sequence, verb, Instant::now());
-                let pairs = self.plan.pairs(sequence);
-                let copy = self.plan.sequence(sequence).expect("a sequence").copy;
-                let result = self.journaled(sequence, verb, |ex| match verb {
-                    Verb::Start => ex.start(sequence),
-                    Verb::Stop => ex.driver.stop(&pairs),
-                    Verb::Freeze => ex.driver.freeze(&pairs).map(|r| ex.reports.extend(r)),
-                    Verb::Thaw => ex.driver.thaw(&pairs),
-                    Verb::Suspend => ex
-                        .driver
-                        .suspend(&pairs, copy)
-                        .map(|r| ex.reports.extend(r)),
-                    Verb::Resume => ex.driver.resume(&pairs, copy).map(|r| ex.reports.extend(r)),
-                });
-                let ok = result.is_ok();
-                self.status
-                    .lock()
-                    .expect("status")
-                    .commands
-                    .push((sequence, verb, ok));
-                let text = match &result {
-                    Ok(()) => format!("{verb} sequence {sequence}"),
-                    Err(e) => format!("{verb} sequence {sequence} failed: {e}"),
-                };
-                self.log.record(
-                    "command",
-                    json!({ "sequence": sequence, "command": verb.as_str(), "ok": ok }),
-                    &text,
-                );
-                // A start that fails is the group's error: the document says what to do.
-                if let (Err(e), Verb::Start) = (result, verb) {
-                    for pair in &pairs {
-                        self.reports.push_back(PairReport {
-                            sequence,
-                            copyset: pair.copyset,
-                            event: PairEvent::Error(e.to_string()),
-                        });
-                    }
-                }
+                let _ = self.copy(sequence, verb);
             }
             Command::Notify {
                 contact,
@@ -652,6 +643,125 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 let action = Action::Run(program.to_string(), timeout_secs);
                 self.act(None, what, action);
             }
+        }
+    }
+
+    /// Tells every pair of a sequence to do `verb`, between its journal records; a
+    /// start that fails is the group's error (the document says what to do).
+    fn copy(&mut self, sequence: u32, verb: Verb) -> Result<(), DriverError> {
+        self.core.issue(sequence, verb, Instant::now());
+        let pairs = self.plan.pairs(sequence);
+        let copy = self.plan.sequence(sequence).expect("a sequence").copy;
+        let result = self.journaled(sequence, verb, |ex| match verb {
+            Verb::Start => ex.start(sequence),
+            Verb::Stop => ex.driver.stop(&pairs),
+            Verb::Freeze => ex.driver.freeze(&pairs).map(|r| ex.reports.extend(r)),
+            Verb::Thaw => ex.driver.thaw(&pairs),
+            Verb::Suspend => ex
+                .driver
+                .suspend(&pairs, copy)
+                .map(|r| ex.reports.extend(r)),
+            Verb::Resume => ex.driver.resume(&pairs, copy).map(|r| ex.reports.extend(r)),
+        });
+        let ok = result.is_ok();
+        self.status
+            .lock()
+            .expect("status")
+            .commands
+            .push((sequence, verb, ok));
+        let text = match &result {
+            Ok(()) => format!("{verb} sequence {sequence}"),
+            Err(e) => format!("{verb} sequence {sequence} failed: {e}"),
+        };
+        self.log.record(
+            "command",
+            json!({ "sequence": sequence, "command": verb.as_str(), "ok": ok }),
+            &text,
+        );
+        if let (Err(e), Verb::Start) = (&result, verb) {
+            for pair in &pairs {
+                self.reports.push_back(PairReport {
+                    sequence,
+                    copyset: pair.copyset,
+                    event: PairEvent::Error(e.to_string()),
+                });
+            }
+        }
+        result
+    }
+
+    /// An operator's command (`BIN resume SEQ`): refused with the reason when the
+    /// sequence cannot take it now, else issued; answered when the sequence gets
+    /// where the command leads (or fails), with what its pairs said on the way.
+    fn operator(&mut self, request: Request) {
+        let Request {
+            verb,
+            sequence,
+            answer,
+        } = request;
+        let refuse = |message: String| {
+            let _ = answer.send(Answer { ok: false, message });
+        };
+        let Some(copy) = self.plan.sequence(sequence).map(|s| s.copy) else {
+            return refuse(format!(
+                "there is no sequence {sequence}; this session has 1..{}",
+                self.plan.sequences.len()
+            ));
+        };
+        if !matches!(copy, BaseCopy::Continuous(_)) {
+            return refuse(format!(
+                "sequence {sequence} is {}: only a continuous sequence can be told to {verb}",
+                copy.copy_type()
+            ));
+        }
+        let state = self.core.sequence_state(sequence);
+        let (from, until): (&[&str], &'static str) = match verb {
+            Verb::Suspend => (&["Copying", "Duplex"], "Suspended"),
+            _ => (&["Suspended", "Failed"], "Duplex"),
+        };
+        if !from.contains(&state) {
+            return refuse(format!(
+                "sequence {sequence} is {state}: {verb} is for a sequence that is {}",
+                from.join(" or ")
+            ));
+        }
+        self.log.record(
+            "operator",
+            json!({ "sequence": sequence, "command": verb.as_str() }),
+            &format!("operator: {verb} sequence {sequence}"),
+        );
+        match self.copy(sequence, verb) {
+            Err(e) => refuse(format!("{verb} sequence {sequence} failed: {e}")),
+            Ok(()) => self.waiting.push(Waiting {
+                sequence,
+                until,
+                answer,
+                notes: Vec::new(),
+                deadline: Instant::now() + control::ANSWER_WITHIN - Duration::from_secs(5),
+            }),
+        }
+    }
+
+    /// Answers the operators waiting on `sequence`, now `state` (or all whose wait is
+    /// over, with `state` None).
+    fn answer_waiting(&mut self, sequence: Option<u32>, state: Option<&str>) {
+        let now = Instant::now();
+        let (done, waiting): (Vec<Waiting>, Vec<Waiting>) =
+            std::mem::take(&mut self.waiting).into_iter().partition(|w| match (sequence, state) {
+                (Some(seq), Some(state)) => {
+                    w.sequence == seq && (state == w.until || state == "Failed")
+                }
+                _ => w.deadline <= now,
+            });
+        self.waiting = waiting;
+        for w in done {
+            let state = state.unwrap_or("not there yet");
+            let ok = state == w.until;
+            let mut message = format!("sequence {}: {state}", w.sequence);
+            for note in &w.notes {
+                message.push_str(&format!("\n{note}"));
+            }
+            let _ = w.answer.send(Answer { ok, message });
         }
     }
 

@@ -180,6 +180,20 @@ impl Lab {
         }
     }
 
+    /// Starts a killed site's daemon again, as its administrator would after a failure:
+    /// the same volumes (as the failure left them), monitors and NBD address, and none
+    /// of what a session had added.
+    pub fn restart(&mut self, site: &str) -> Result<(), String> {
+        let s = self
+            .sites
+            .get_mut(site)
+            .ok_or_else(|| format!("no site {site}"))?;
+        if s.child.is_some() {
+            return Err(format!("site {site} still runs"));
+        }
+        start(s)
+    }
+
     /// Points the plan's storages at this lab's daemons.
     pub fn wire(&self, plan: &mut Plan) {
         for (id, site) in &self.sites {

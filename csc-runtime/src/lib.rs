@@ -8,6 +8,8 @@ pub mod address;
 #[cfg(feature = "engine")]
 pub mod cli;
 #[cfg(feature = "engine")]
+pub mod control;
+#[cfg(feature = "engine")]
 pub mod core;
 #[cfg(feature = "engine")]
 pub mod demo;

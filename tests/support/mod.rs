@@ -205,6 +205,7 @@ pub fn spawn<S: Solution>(plan: Plan) -> Session {
         log: log(&plan.name),
         progress_every: None,
         journal: None,
+        control: None,
     };
     (
         stop,

@@ -19,13 +19,16 @@ pub enum PairEvent {
     Suspended,
     Stopped,
     Error(String),
+    /// Something to say about the pair that changes no state: how a restart copies
+    /// (only what changed, or in full and why), what a resync copied.
+    Note(String),
 }
 
 impl PairEvent {
     /// What to say of it: an error's message, else its name.
     pub fn detail(&self) -> String {
         match self {
-            PairEvent::Error(e) => e.clone(),
+            PairEvent::Error(e) | PairEvent::Note(e) => e.clone(),
             other => format!("{other:?}"),
         }
     }

@@ -78,6 +78,7 @@ impl Qemu {
                         paused,
                         frozen,
                         remote_node: node(&remote).map(|_| remote),
+                        resync: None,
                     },
                 );
                 reports.push(super::report(pair, PairEvent::Started));
@@ -110,6 +111,7 @@ impl Qemu {
                 };
                 for bitmap in n["dirty-bitmaps"].as_array().into_iter().flatten() {
                     if let Some(name) = bitmap["name"].as_str().filter(|b| self.names.owns(b)) {
+                        self.adopt_record(node_name, name);
                         self.bitmaps.insert((
                             site.clone(),
                             node_name.to_string(),

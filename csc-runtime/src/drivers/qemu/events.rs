@@ -75,11 +75,38 @@ impl Qemu {
         else {
             return Vec::new();
         };
+        if self.names.pair_of_resync_job(&id).is_some() {
+            return match name.as_str() {
+                "BLOCK_JOB_COMPLETED" => self.resync_ended(
+                    &id,
+                    data["len"].as_u64(),
+                    data["error"].as_str().map(str::to_string),
+                ),
+                "BLOCK_JOB_CANCELLED" => {
+                    self.resync_ended(&id, None, Some("it was cancelled".into()))
+                }
+                _ => Vec::new(),
+            };
+        }
+        let end = matches!(name.as_str(), "BLOCK_JOB_COMPLETED" | "BLOCK_JOB_CANCELLED");
+        if end && self.ended.remove(&id) {
+            return Vec::new();
+        }
         if self.names.pair_of_job(&id).is_none() || !self.jobs.contains_key(&id) {
             return Vec::new();
         }
         match name.as_str() {
-            "BLOCK_JOB_READY" => vec![report(&self.jobs[&id].pair, PairEvent::Duplex)],
+            "BLOCK_JOB_READY" => {
+                let job = self.jobs.get_mut(&id).expect("checked");
+                match &mut job.resync {
+                    // In duplex once what changed since the split is copied too.
+                    Some(resync) => {
+                        resync.mirror_ready = true;
+                        Vec::new()
+                    }
+                    None => vec![report(&job.pair, PairEvent::Duplex)],
+                }
+            }
             "BLOCK_JOB_ERROR" => {
                 let job = self.jobs.get_mut(&id).expect("checked");
                 if job.failed || job.frozen {

@@ -5,6 +5,7 @@
 //! the filters at null sinks while the writers wait. Release: the filters move to an
 //! unlimited group and the held writes complete into the sinks.
 
+use super::qmp::QmpError;
 use super::{refused, report, size_of, Intent, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
@@ -35,14 +36,20 @@ impl Qemu {
     fn ensure_group(&mut self, site: &str, id: &str) -> Result<(), DriverError> {
         let key = (site.to_string(), id.to_string());
         if !self.groups.contains(&key) {
-            self.qmp(site)?
-                .execute(
-                    "object-add",
-                    json!({ "qom-type": "throttle-group", "id": id, "limits": {} }),
-                )
-                .map_err(|e| {
-                    DriverError::at(site, format!("cannot add throttle group {id}: {e}"))
-                })?;
+            match self.qmp(site)?.execute(
+                "object-add",
+                json!({ "qom-type": "throttle-group", "id": id, "limits": {} }),
+            ) {
+                Ok(_) => {}
+                // Ours already: a daemon that hung and came back keeps its groups.
+                Err(QmpError::Refused { desc, .. }) if desc.contains("duplicate") => {}
+                Err(e) => {
+                    return Err(DriverError::at(
+                        site,
+                        format!("cannot add throttle group {id}: {e}"),
+                    ))
+                }
+            }
             self.groups.insert(key);
         }
         Ok(())
@@ -266,6 +273,9 @@ impl Qemu {
             }
         }
         self.held.insert(pairs[0].sequence, Instant::now());
+        // While the writers wait: from here on, what changes on the sources is what
+        // the targets will lack, and what a resume copies.
+        self.record_changes(&cut);
         // Cut: each filter's child becomes its sink while the writers still wait. The
         // reopen drains, so it waits for writes the NBD clients of failed targets hold.
         let stuck = self.reopen_holds(&cut, false);

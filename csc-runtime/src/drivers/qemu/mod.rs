@@ -19,8 +19,10 @@ mod events;
 mod hold;
 pub(crate) mod names;
 pub mod qmp;
+mod resync;
 
 use super::{Driver, DriverError, PairEvent, PairReport, Progress};
+use crate::address::Address;
 use crate::plan::{Pair, Plan, Timing, Volume};
 use crate::vocab::{BaseCopy, ContinuousMode, PointInTimeMode};
 use names::Names;
@@ -58,6 +60,8 @@ struct Job {
     frozen: bool,
     /// The NBD client node in the source's daemon, for a pair across sites.
     remote_node: Option<String>,
+    /// Copying what changed since the pair was split, beside the mirror.
+    resync: Option<resync::Resync>,
 }
 
 pub struct Qemu {
@@ -81,6 +85,15 @@ pub struct Qemu {
     held: BTreeMap<u32, Instant>,
     /// Bytes the last completed job of each pair copied: (sequence, copyset).
     copied: BTreeMap<(u32, usize), u64>,
+    /// What changed on the source of each split pair (or why it is not known).
+    records: BTreeMap<(u32, usize), Result<resync::Record, String>>,
+    /// Records being copied by a resync job.
+    pending_records: BTreeMap<(u32, usize), resync::Record>,
+    /// Bytes the last resynchronisation of each pair copied.
+    resynced: BTreeMap<(u32, usize), u64>,
+    /// Jobs finished before their end event arrived (`await_end`): that event is not
+    /// the end of the pair's next job.
+    ended: BTreeSet<String>,
     timing: Timing,
 }
 
@@ -89,7 +102,7 @@ fn refused(site: &str, volume: &Volume, e: QmpError) -> DriverError {
 }
 
 /// An address as QMP's legacy SocketAddress (`nbd-server-start` takes only this form).
-fn socket_legacy(address: &crate::address::Address) -> Value {
+fn socket_legacy(address: &Address) -> Value {
     let flat = socket(address);
     let kind = flat["type"].clone();
     let mut data = flat;
@@ -98,10 +111,10 @@ fn socket_legacy(address: &crate::address::Address) -> Value {
 }
 
 /// An address as QMP's SocketAddress.
-fn socket(address: &crate::address::Address) -> Value {
+fn socket(address: &Address) -> Value {
     match address {
-        crate::address::Address::Unix(path) => json!({ "type": "unix", "path": path }),
-        crate::address::Address::Tcp { host, port } => {
+        Address::Unix(path) => json!({ "type": "unix", "path": path }),
+        Address::Tcp { host, port } => {
             json!({ "type": "inet", "host": host.trim_start_matches('[').trim_end_matches(']'), "port": port.to_string() })
         }
     }
@@ -153,6 +166,10 @@ impl Qemu {
             hung: BTreeSet::new(),
             held: BTreeMap::new(),
             copied: BTreeMap::new(),
+            records: BTreeMap::new(),
+            pending_records: BTreeMap::new(),
+            resynced: BTreeMap::new(),
+            ended: BTreeSet::new(),
             timing: plan.timing,
         })
     }
@@ -161,6 +178,12 @@ impl Qemu {
     /// incremental copy: what changed since the previous one).
     pub fn bytes_copied(&self, sequence: u32, copyset: usize) -> Option<u64> {
         self.copied.get(&(sequence, copyset)).copied()
+    }
+
+    /// How many bytes the last resynchronisation of a pair copied (what changed on its
+    /// source while it was split).
+    pub fn bytes_resynced(&self, sequence: u32, copyset: usize) -> Option<u64> {
+        self.resynced.get(&(sequence, copyset)).copied()
     }
 
     /// When the writers of `sequence` were held by its last freeze.
@@ -174,12 +197,59 @@ impl Qemu {
             .ok_or_else(|| DriverError::at(site, "not connected (its daemon is gone)"))
     }
 
+    /// Connects again to a storage that was lost (it may be back): true if connected.
+    fn reach_again(&mut self, site: &str) -> bool {
+        if self.sites.contains_key(site) {
+            return true;
+        }
+        let endpoint = self.plan.storages[site].endpoint.clone();
+        match watched(&endpoint, site, self.timing, &self.notices) {
+            Ok(qmp) => {
+                self.sites.insert(site.to_string(), qmp);
+                self.hung.remove(site);
+                // A daemon that restarted has none of this session's server, exports
+                // and throttle groups (one that hung and came back has them: adding
+                // them again is harmless).
+                self.nbd_servers.remove(site);
+                self.exports.retain(|(s, _)| s != site);
+                self.groups.retain(|(s, _)| s != site);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The node a job in the source's daemon writes to: the target itself on the same
     /// site, else an NBD client node to the target's export (created here).
     fn target_node(&mut self, pair: &Pair) -> Result<(String, Option<String>), DriverError> {
         if pair.source.storage == pair.target.storage {
             return Ok((pair.target.name.clone(), None));
         }
+        let node = self.names.nbd(pair);
+        self.nbd_client(pair, &node)?;
+        Ok((node.clone(), Some(node)))
+    }
+
+    /// Adds NBD client node `node` in the source's daemon, to the target's export
+    /// (served first if it is not).
+    fn nbd_client(&mut self, pair: &Pair, node: &str) -> Result<(), DriverError> {
+        let (export, data) = self.serve_target(pair)?;
+        let args = json!({
+            "driver": "nbd", "node-name": node, "server": socket(&data), "export": export,
+            // A write to a dead target is held this long (not acknowledged without its
+            // target) while the rest of the group is held: the failure's own hold.
+            "reconnect-delay": self.timing.failed_target_hold_secs,
+        });
+        self.qmp(&pair.source.storage)?
+            .execute("blockdev-add", args)
+            .map_err(|e| refused(&pair.source.storage, &pair.target, e))?;
+        Ok(())
+    }
+
+    /// Exports a pair's target in its daemon (starting the NBD server there if it has
+    /// none): the export's name and where it is served. Asking again is harmless, and
+    /// is how a target daemon that restarted serves the pair again.
+    fn serve_target(&mut self, pair: &Pair) -> Result<(String, Address), DriverError> {
         let target_site = pair.target.storage.clone();
         let data = self.plan.storages[&target_site]
             .data
@@ -205,25 +275,18 @@ impl Qemu {
         let export = self.names.export(&pair.target.name);
         let key = (target_site.clone(), pair.target.name.clone());
         if !self.exports.contains(&key) {
-            self.qmp(&target_site)?
-                .execute(
-                    "block-export-add",
-                    json!({ "type": "nbd", "id": export, "node-name": pair.target.name, "name": export, "writable": true }),
-                )
-                .map_err(|e| refused(&target_site, &pair.target, e))?;
+            match self.qmp(&target_site)?.execute(
+                "block-export-add",
+                json!({ "type": "nbd", "id": export, "node-name": pair.target.name, "name": export, "writable": true }),
+            ) {
+                Ok(_) => {}
+                // Ours already (a daemon that hung and came back keeps its exports).
+                Err(QmpError::Refused { desc, .. }) if desc.contains("already in use") => {}
+                Err(e) => return Err(refused(&target_site, &pair.target, e)),
+            }
             self.exports.insert(key);
         }
-        let node = self.names.nbd(pair);
-        let args = json!({
-            "driver": "nbd", "node-name": node, "server": socket(&data), "export": export,
-            // A write to a dead target is held this long (not acknowledged without its
-            // target) while the rest of the group is held: the failure's own hold.
-            "reconnect-delay": self.timing.failed_target_hold_secs,
-        });
-        self.qmp(&pair.source.storage)?
-            .execute("blockdev-add", args)
-            .map_err(|e| refused(&pair.source.storage, &pair.target, e))?;
-        Ok((node.clone(), Some(node)))
+        Ok((export, data))
     }
 
     /// Removes a pair's hold filter and sink (`continuous`), its NBD client node, and
@@ -263,11 +326,26 @@ impl Qemu {
         mode: ContinuousMode,
     ) -> Result<Vec<PairReport>, DriverError> {
         let mut started = Vec::new();
+        let mut reports = Vec::new();
         for pair in pairs {
             let id = self.names.job(pair);
+            if self.jobs.get(&id).is_some_and(|j| j.frozen) {
+                self.await_end(&id);
+            }
             if self.jobs.contains_key(&id) {
                 continue;
             }
+            // A pair split before copies only what changed since; without a record of
+            // that, in full, and the report says why.
+            let record = match self.take_record(pair) {
+                Some(Ok(record)) => Some(record),
+                Some(Err(why)) => {
+                    reports.push(report(pair, PairEvent::Note(format!("full copy: {why}"))));
+                    None
+                }
+                None => None,
+            };
+            self.forget_records_of_target(pair);
             let result = self.target_node(pair).and_then(|(target, remote)| {
                 let target = match self.hold_filter(pair, &target) {
                     Ok(node) => node,
@@ -276,15 +354,16 @@ impl Qemu {
                         return Err(e);
                     }
                 };
-                let mut args = json!({
-                    "job-id": id, "device": pair.source.name, "target": target, "sync": "full",
+                let args = json!({
+                    "job-id": id, "device": pair.source.name, "target": target,
+                    "sync": if record.is_some() { "none" } else { "full" },
                     "on-target-error": "stop", "on-source-error": "stop",
                     "copy-mode": match mode { ContinuousMode::Synchronous => "write-blocking", ContinuousMode::Asynchronous => "background" },
+                    // 4 KiB granularity: a 4 KiB write copies 4 KiB, not 64, and a
+                    // failed target's resync copies 4 KiB per write it missed
+                    // (docs/qemu-recipes.md).
+                    "granularity": 4096,
                 });
-                if mode == ContinuousMode::Asynchronous {
-                    // 4 KiB granularity: a 4 KiB write copies 4 KiB, not 64 (docs/qemu-recipes.md).
-                    args["granularity"] = json!(4096);
-                }
                 match self.qmp(&pair.source.storage)?.execute("blockdev-mirror", args) {
                     Ok(_) => Ok(remote),
                     Err(e) => {
@@ -296,7 +375,7 @@ impl Qemu {
             match result {
                 Ok(remote_node) => {
                     self.jobs.insert(
-                        id,
+                        id.clone(),
                         Job {
                             pair: pair.clone(),
                             kind: Kind::Mirror,
@@ -306,11 +385,29 @@ impl Qemu {
                             paused: false,
                             frozen: false,
                             remote_node,
+                            resync: None,
                         },
                     );
                     started.push(pair.clone());
+                    if let Some(record) = record {
+                        match self.start_resync(pair, &record) {
+                            Ok(resync) => {
+                                self.jobs.get_mut(&id).expect("inserted").resync = Some(resync)
+                            }
+                            Err(e) => {
+                                // The mirror runs, but its target lacks what changed:
+                                // an error, and the record kept for the next restart.
+                                self.records.insert((pair.sequence, pair.copyset), Ok(record));
+                                self.jobs.get_mut(&id).expect("inserted").failed = true;
+                                reports.push(report(pair, PairEvent::Error(format!("cannot copy what changed since the split: {e}"))));
+                            }
+                        }
+                    }
                 }
                 Err(mut e) => {
+                    if let Some(record) = record {
+                        self.records.insert((pair.sequence, pair.copyset), Ok(record));
+                    }
                     // Nothing of this group stays started; what had started has written
                     // part of its target, and the refusal says so.
                     for pair in &started {
@@ -329,10 +426,12 @@ impl Qemu {
                 }
             }
         }
-        Ok(started
+        let mut out: Vec<PairReport> = started
             .iter()
             .map(|p| report(p, PairEvent::Started))
-            .collect())
+            .collect();
+        out.extend(reports);
+        Ok(out)
     }
 
     fn start_backups(
@@ -422,6 +521,7 @@ impl Qemu {
                         paused: false,
                         frozen: false,
                         remote_node: remote.clone(),
+                        resync: None,
                     },
                 );
                 reports.push(report(pair, PairEvent::Started));
@@ -432,6 +532,30 @@ impl Qemu {
             }
         }
         Ok(reports)
+    }
+
+    /// Waits (up to 10 s) until a job that was told to end has gone from its daemon,
+    /// and finishes it now, so its pair can start again under the same job id; the end
+    /// event it already sent is then not taken for the new job's.
+    fn await_end(&mut self, id: &str) {
+        let Some(site) = self.jobs.get(id).map(|j| j.pair.source.storage.clone()) else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let listed = self
+                .qmp(&site)
+                .ok()
+                .and_then(|q| q.list("query-block-jobs", Value::Null).ok());
+            match listed {
+                Some(jobs) if jobs.iter().any(|j| j["device"] == id) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                _ => break,
+            }
+        }
+        self.finish(id, None);
+        self.ended.insert(id.to_string());
     }
 
     /// Asks a pair's job to end (`force`: at once, without a final synchronisation).
@@ -461,10 +585,11 @@ impl Qemu {
                 // write-blocking mirror under writes has crashed qemu-storage-daemon
                 // 10.0.2 with heap corruption: docs/qemu-recipes.md.)
                 let force = job.failed || job.paused || job.kind == Kind::Backup;
-                by_site
-                    .entry(pair.source.storage.clone())
-                    .or_default()
-                    .push((id, force));
+                let site = by_site.entry(pair.source.storage.clone()).or_default();
+                if job.resync.is_some() {
+                    site.push((self.names.resync_job(pair), true));
+                }
+                site.push((id, force));
             }
         }
         for (site, jobs) in by_site {
@@ -493,7 +618,7 @@ fn report(pair: &Pair, event: PairEvent) -> PairReport {
 
 /// A QMP connection to a storage, with its heartbeat.
 fn watched(
-    endpoint: &crate::address::Address,
+    endpoint: &Address,
     site: &str,
     timing: Timing,
     notices: &Sender<(String, Notice)>,
@@ -595,20 +720,22 @@ impl Driver for Qemu {
     }
 
     fn resume(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        for pair in pairs {
+            self.reach_again(&pair.source.storage);
+            self.reach_again(&pair.target.storage);
+        }
         let mut reports = Vec::new();
         let mut restart = Vec::new();
         for pair in pairs {
             let id = self.names.job(pair);
-            match self.jobs.get_mut(&id) {
-                Some(job) if job.paused => {
-                    job.paused = false;
-                    self.qmp(&pair.source.storage)?
-                        .execute("block-job-resume", json!({ "device": id }))
-                        .map_err(|e| refused(&pair.source.storage, &pair.source, e))?;
-                    // It copies only what changed while paused, staying ready.
-                    reports.push(report(pair, PairEvent::Started));
-                    reports.push(report(pair, PairEvent::Duplex));
+            match self.jobs.get(&id) {
+                // Kept stopped by a target failure, or paused: it resumes, copying
+                // what its own bitmap recorded.
+                Some(job) if job.paused || (job.failed && !job.frozen) => {
+                    reports.extend(self.resume_kept(&id)?)
                 }
+                // Frozen: its mirror is ending; the pair restarts.
+                Some(job) if job.frozen => restart.push(pair.clone()),
                 Some(_) => {}
                 None => restart.push(pair.clone()),
             }

@@ -32,8 +32,12 @@ impl Names {
 
     /// Which pair a job id names, if this session's.
     pub(crate) fn pair_of_job(&self, id: &str) -> Option<(u32, usize)> {
-        let rest = id.strip_prefix(&self.prefix)?.strip_prefix("-s")?;
-        let (sequence, copyset) = rest.split_once("-c")?;
+        self.pair_of(id.strip_prefix(&self.prefix)?)
+    }
+
+    /// The pair of a name's `-sSEQ-cSET` tail.
+    fn pair_of(&self, tail: &str) -> Option<(u32, usize)> {
+        let (sequence, copyset) = tail.strip_prefix("-s")?.split_once("-c")?;
         Some((sequence.parse().ok()?, copyset.parse().ok()?))
     }
 
@@ -71,6 +75,34 @@ impl Names {
     /// The bitmap of a sequence's incremental point-in-time copies.
     pub(crate) fn incremental_bitmap(&self, sequence: u32) -> String {
         format!("{}-inc-s{sequence}", self.prefix)
+    }
+
+    /// The bitmap that records what changed on a pair's source since the pair was split
+    /// (a freeze or a suspend): what its resynchronisation copies.
+    pub(crate) fn resync_bitmap(&self, pair: &Pair) -> String {
+        format!("{}-rs-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
+    }
+
+    /// Which pair a resynchronisation bitmap of this session is for.
+    pub(crate) fn pair_of_resync_bitmap(&self, name: &str) -> Option<(u32, usize)> {
+        self.pair_of(name.strip_prefix(&self.prefix)?.strip_prefix("-rs")?)
+    }
+
+    /// The job that copies what changed to a resumed pair's target (a backup beside
+    /// the mirror, which qemu 10 cannot give a bitmap).
+    pub(crate) fn resync_job(&self, pair: &Pair) -> String {
+        format!("{}-rsj-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
+    }
+
+    /// Which pair a resynchronisation job of this session is for.
+    pub(crate) fn pair_of_resync_job(&self, id: &str) -> Option<(u32, usize)> {
+        self.pair_of(id.strip_prefix(&self.prefix)?.strip_prefix("-rsj")?)
+    }
+
+    /// The second NBD client node to a resumed pair's target, the resync job's (the
+    /// first one is the mirror's, and busy).
+    pub(crate) fn resync_nbd(&self, pair: &Pair) -> String {
+        format!("{}-rsn-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
     }
 
     /// The throttle group of sequence `sequence`'s holds to the `target`-th storage.
@@ -113,6 +145,14 @@ mod tests {
         assert_eq!(ours.pair_of_job(&job), Some((3, 12)));
         assert_eq!(theirs.pair_of_job(&job), None, "another session's job");
         assert_eq!(ours.pair_of_job("backup0"), None);
+        assert_eq!(ours.pair_of_job(&ours.resync_job(&pair)), None, "not a pair's job");
+        assert_eq!(ours.pair_of_resync_job(&ours.resync_job(&pair)), Some((3, 12)));
+        assert_eq!(ours.pair_of_resync_job(&job), None);
+        assert_eq!(
+            ours.pair_of_resync_bitmap(&ours.resync_bitmap(&pair)),
+            Some((3, 12))
+        );
+        assert_eq!(theirs.pair_of_resync_bitmap(&ours.resync_bitmap(&pair)), None);
         assert_eq!(ours.sink_of_hold(&ours.hold(&pair)), Some(ours.sink(&pair)));
         assert_eq!(ours.sink_of_hold(&ours.sink(&pair)), None);
         assert_eq!(theirs.sink_of_hold(&ours.hold(&pair)), None);
@@ -120,6 +160,9 @@ mod tests {
             ours.hold(&pair),
             ours.sink(&pair),
             ours.nbd(&pair),
+            ours.resync_nbd(&pair),
+            ours.resync_job(&pair),
+            ours.resync_bitmap(&pair),
             ours.export("y"),
         ] {
             assert!(ours.owns(&name) && !theirs.owns(&name), "{name}");
@@ -132,6 +175,8 @@ mod tests {
             copyset: 99_999,
             ..pair
         };
-        assert!(ours.sink(&biggest).len() <= 31 && ours.hold(&biggest).len() <= 31);
+        for name in [ours.sink(&biggest), ours.hold(&biggest), ours.resync_nbd(&biggest)] {
+            assert!(name.len() <= 31, "{name}");
+        }
     }
 }

@@ -1,0 +1,393 @@
+//! Resynchronisation: a continuous pair that was split (a freeze, a suspend) or whose
+//! target failed gets back in step by copying only what changed on its source since
+//! (docs/qemu-recipes.md, "Resynchronisation").
+//!
+//! - Split by a freeze or a suspend: a dirty bitmap is added on the source's `file`
+//!   child while the freeze holds the writers, before the cut, so every write the
+//!   target will miss is recorded. Restarting the pair mirrors with `sync=none` and
+//!   copies the bitmap with a backup job beside it, from the child (the volume itself
+//!   is busy with the mirror) to a second NBD client node (the first is the mirror's).
+//!   qemu 10's `blockdev-mirror` takes no bitmap, hence the two jobs.
+//! - Target failed: the mirror is kept, stopped on the error; its own dirty bitmap is
+//!   the record. Resuming serves the target again and resumes the job until it sticks
+//!   (the NBD client reconnects in the background).
+//! - A record that is gone (its source daemon restarted: bitmaps of raw volumes live
+//!   in memory) is said, and the pair is copied in full: never a silent partial copy.
+
+use super::{report, Qemu};
+use crate::drivers::{DriverError, PairEvent, PairReport};
+use crate::plan::{Pair, Volume};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Granularity of the records: a 4 KiB write resyncs 4 KiB (as DRBD's bitmap).
+const GRANULARITY: u64 = 4096;
+/// How long a kept mirror may take to accept its resume (its NBD client reconnects to
+/// a target that came back in the background, backing off up to 16 s between tries).
+const RESUME_TRIES: Duration = Duration::from_secs(30);
+/// How long a resumed synchronous mirror may take to get back in step.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// Where the changes to a split pair's source are recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Record {
+    /// The source volume's child, which holds the bitmap and is what the resync reads.
+    node: String,
+    bitmap: String,
+}
+
+/// A resync in progress beside a pair's mirror.
+#[derive(Debug)]
+pub(super) struct Resync {
+    /// The mirror is ready (its target gets every new write); the pair is in duplex
+    /// once the resync job has copied the record too.
+    pub(super) mirror_ready: bool,
+    /// The resync job's NBD client node, when the target is on another site.
+    remote_node: Option<String>,
+}
+
+impl Qemu {
+    /// The block graph of a daemon (`x-debug-query-block-graph`: it is the only
+    /// command that lists a node's children; `query-named-block-nodes` does not).
+    fn graph(&self, site: &str) -> Result<Value, String> {
+        self.qmp(site)
+            .map_err(|e| e.to_string())?
+            .execute("x-debug-query-block-graph", Value::Null)
+            .map_err(|e| format!("cannot read the block graph of {site}: {e}"))
+    }
+
+    /// Starts recording what changes on the sources of the mirrors `ids` (a freeze
+    /// holds their writers now): one bitmap per pair on the source's `file` child, in
+    /// one transaction per source daemon. A pair that cannot be recorded is
+    /// remembered with the reason, which its restart says before it copies in full.
+    pub(super) fn record_changes(&mut self, ids: &[String]) {
+        let mut by_site: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
+        for id in ids {
+            let pair = self.jobs[id].pair.clone();
+            by_site.entry(pair.source.storage.clone()).or_default().push(pair);
+        }
+        for (site, pairs) in by_site {
+            let graph = self.graph(&site);
+            let mut recorded = Vec::new();
+            for pair in pairs {
+                match graph.as_ref().map_err(Clone::clone).and_then(|g| file_child(g, &pair.source)) {
+                    Ok(node) => {
+                        let bitmap = self.names.resync_bitmap(&pair);
+                        recorded.push((pair, Record { node, bitmap }));
+                    }
+                    Err(why) => {
+                        self.records.insert(key(&pair), Err(why));
+                    }
+                }
+            }
+            // A record left from an earlier split goes first: this one replaces it.
+            for (pair, _) in &recorded {
+                if let Some(Ok(old)) = self.records.remove(&key(pair)) {
+                    self.drop_bitmap(&site, &old);
+                }
+            }
+            let actions: Vec<Value> = recorded
+                .iter()
+                .map(|(_, r)| json!({ "type": "block-dirty-bitmap-add", "data": { "node": r.node, "name": r.bitmap, "granularity": GRANULARITY } }))
+                .collect();
+            let added = self
+                .qmp(&site)
+                .map_err(|e| e.to_string())
+                .and_then(|q| q.execute("transaction", json!({ "actions": actions })).map_err(|e| e.to_string()));
+            for (pair, record) in recorded {
+                let entry = match &added {
+                    Ok(_) => {
+                        self.bitmaps.insert((site.clone(), record.node.clone(), record.bitmap.clone()));
+                        Ok(record)
+                    }
+                    Err(e) => Err(format!("its changes could not be recorded: {e}")),
+                };
+                self.records.insert(key(&pair), entry);
+            }
+        }
+    }
+
+    /// Takes a restarting pair's record, if it has one: `Ok` when it can be copied,
+    /// `Err` with why the pair must be copied in full (said, never silent).
+    pub(super) fn take_record(&mut self, pair: &Pair) -> Option<Result<Record, String>> {
+        let record = self.records.remove(&key(pair))?;
+        Some(record.and_then(|r| {
+            let site = &pair.source.storage;
+            let nodes = self
+                .qmp(site)
+                .map_err(|e| format!("the record of what changed is lost: {e}"))?
+                .list("query-named-block-nodes", json!({ "flat": true }))
+                .map_err(|e| format!("the record of what changed cannot be read: {e}"))?;
+            let present = nodes.iter().any(|n| {
+                n["node-name"] == r.node.as_str()
+                    && n["dirty-bitmaps"]
+                        .as_array()
+                        .is_some_and(|b| b.iter().any(|b| b["name"] == r.bitmap.as_str()))
+            });
+            if present {
+                Ok(r)
+            } else {
+                self.bitmaps.retain(|(s, _, b)| !(s == site && *b == r.bitmap));
+                Err(format!(
+                    "the record of what changed on {} is lost (its daemon restarted: records of raw volumes live in memory)",
+                    pair.source
+                ))
+            }
+        }))
+    }
+
+    /// Drops the records of pairs whose target `pair` is about to write: they would
+    /// no longer say what the target lacks.
+    pub(super) fn forget_records_of_target(&mut self, pair: &Pair) {
+        let stale: Vec<Pair> = self
+            .plan
+            .sequences
+            .iter()
+            .flat_map(|s| self.plan.pairs(s.number))
+            .filter(|p| p.target == pair.target && key(p) != key(pair))
+            .collect();
+        for p in stale {
+            if let Some(Ok(record)) = self.records.remove(&key(&p)) {
+                self.drop_bitmap(&p.source.storage, &record);
+            }
+        }
+    }
+
+    fn drop_bitmap(&mut self, site: &str, record: &Record) {
+        if let Some(qmp) = self.sites.get(site) {
+            let _ = qmp.execute(
+                "block-dirty-bitmap-remove",
+                json!({ "node": record.node, "name": record.bitmap }),
+            );
+        }
+        self.bitmaps
+            .retain(|(s, n, b)| !(s == site && *n == record.node && *b == record.bitmap));
+    }
+
+    /// Copies a record to a pair whose mirror (`sync=none`) was just started: a backup
+    /// of the recorded clusters from the source's child to a second client node.
+    pub(super) fn start_resync(&mut self, pair: &Pair, record: &Record) -> Result<Resync, DriverError> {
+        let site = pair.source.storage.clone();
+        let (target, remote_node) = if pair.source.storage == pair.target.storage {
+            (pair.target.name.clone(), None)
+        } else {
+            let node = self.names.resync_nbd(pair);
+            self.nbd_client(pair, &node)?;
+            (node.clone(), Some(node))
+        };
+        let args = json!({
+            "job-id": self.names.resync_job(pair), "device": record.node, "target": target,
+            "sync": "bitmap", "bitmap": record.bitmap, "bitmap-mode": "on-success",
+            "auto-dismiss": true,
+        });
+        if let Err(e) = self.qmp(&site)?.execute("blockdev-backup", args) {
+            self.delete_node(&site, remote_node.as_deref());
+            return Err(DriverError::on(&site, &pair.source.name, e));
+        }
+        self.pending_records.insert(key(pair), record.clone());
+        Ok(Resync {
+            mirror_ready: false,
+            remote_node,
+        })
+    }
+
+    fn delete_node(&self, site: &str, node: Option<&str>) {
+        if let (Some(node), Some(qmp)) = (node, self.sites.get(site)) {
+            let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
+        }
+    }
+
+    /// The end of a resync job (`len`: bytes it copied): the pair is in duplex if its
+    /// mirror is ready; its record is removed. On an error the record is kept, so a
+    /// later restart copies it again.
+    pub(super) fn resync_ended(
+        &mut self,
+        id: &str,
+        len: Option<u64>,
+        error: Option<String>,
+    ) -> Vec<PairReport> {
+        let Some((sequence, copyset)) = self.names.pair_of_resync_job(id) else {
+            return Vec::new();
+        };
+        let Some(job) = self
+            .jobs
+            .values_mut()
+            .find(|j| j.pair.sequence == sequence && j.pair.copyset == copyset)
+        else {
+            return Vec::new();
+        };
+        let pair = job.pair.clone();
+        let resync = job.resync.take();
+        let record = self.pending_records.remove(&(sequence, copyset));
+        if let Some(resync) = &resync {
+            self.delete_node(&pair.source.storage, resync.remote_node.as_deref());
+        }
+        if let Some(e) = error {
+            if let Some(record) = record {
+                self.records.insert(key(&pair), Ok(record));
+            }
+            return vec![report(
+                &pair,
+                PairEvent::Error(format!("copying what changed since the split failed: {e}")),
+            )];
+        }
+        if let Some(record) = &record {
+            self.drop_bitmap(&pair.source.storage, record);
+        }
+        let bytes = len.unwrap_or(0);
+        self.resynced.insert((sequence, copyset), bytes);
+        let mut reports = vec![report(
+            &pair,
+            PairEvent::Note(format!(
+                "resynchronised: {bytes} bytes copied (what changed on the source since the split)"
+            )),
+        )];
+        if resync.is_some_and(|r| r.mirror_ready) {
+            reports.push(report(&pair, PairEvent::Duplex));
+        }
+        reports
+    }
+
+    /// Resumes a mirror that was kept stopped (a target failure) or paused (an
+    /// asynchronous suspend): its target is served again, the job resumed until it
+    /// sticks; a synchronous one is waited for until it is in step again.
+    pub(super) fn resume_kept(&mut self, id: &str) -> Result<Vec<PairReport>, DriverError> {
+        let job = &self.jobs[id];
+        let pair = job.pair.clone();
+        let (failed, synchronous) = (job.failed, job.synchronous);
+        let site = pair.source.storage.clone();
+        if failed && pair.source.storage != pair.target.storage {
+            self.serve_target(&pair)?;
+        }
+        let state = |q: &Qemu| -> Option<Value> {
+            q.qmp(&site)
+                .ok()?
+                .list("query-block-jobs", Value::Null)
+                .ok()?
+                .into_iter()
+                .find(|j| j["device"] == id)
+        };
+        let before = state(self).and_then(|j| j["offset"].as_u64()).unwrap_or(0);
+        let deadline = Instant::now() + RESUME_TRIES;
+        loop {
+            let _ = self
+                .qmp(&site)?
+                .execute("block-job-resume", json!({ "device": id }));
+            std::thread::sleep(Duration::from_millis(200));
+            let now = state(self).ok_or_else(|| {
+                DriverError::on(&site, &pair.source.name, "its mirror ended while it was resumed")
+            })?;
+            if now["paused"] == false && now["io-status"] != "failed" {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(DriverError::on(
+                    &site,
+                    &pair.target.name,
+                    format!(
+                        "its mirror does not resume within {} s: is the target back?",
+                        RESUME_TRIES.as_secs()
+                    ),
+                ));
+            }
+        }
+        let job = self.jobs.get_mut(id).expect("listed");
+        job.failed = false;
+        job.paused = false;
+        job.intent = super::Intent::Run;
+        let mut reports = vec![report(&pair, PairEvent::Started)];
+        if !synchronous {
+            reports.push(report(
+                &pair,
+                PairEvent::Note("resumed: it copies what changed while it was paused".into()),
+            ));
+            reports.push(report(&pair, PairEvent::Duplex));
+            return Ok(reports);
+        }
+        let deadline = Instant::now() + CATCH_UP;
+        while !state(self).is_some_and(|j| j["actively-synced"] == true) {
+            if Instant::now() > deadline {
+                return Ok(reports);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let after = state(self).and_then(|j| j["offset"].as_u64()).unwrap_or(before);
+        let bytes = after.saturating_sub(before);
+        self.resynced.insert(key(&pair), bytes);
+        reports.push(report(
+            &pair,
+            PairEvent::Note(format!(
+                "resynchronised: {bytes} bytes copied (what changed on the source while its target was away)"
+            )),
+        ));
+        reports.push(report(&pair, PairEvent::Duplex));
+        Ok(reports)
+    }
+
+    /// Takes over, after a killed run, the records its freezes left (bitmaps named for
+    /// a pair's resync).
+    pub(super) fn adopt_record(&mut self, node: &str, bitmap: &str) {
+        if let Some(pair) = self.names.pair_of_resync_bitmap(bitmap) {
+            self.records.insert(
+                pair,
+                Ok(Record {
+                    node: node.to_string(),
+                    bitmap: bitmap.to_string(),
+                }),
+            );
+        }
+    }
+}
+
+/// The name of the `file` child of `volume`'s node in a daemon's block graph.
+fn file_child(graph: &Value, volume: &Volume) -> Result<String, String> {
+    let nodes = graph["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let parent = nodes
+        .iter()
+        .find(|n| n["name"] == volume.name.as_str())
+        .map(|n| n["id"].clone())
+        .ok_or_else(|| format!("{volume} is not in its daemon's block graph"))?;
+    graph["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["parent"] == parent && e["name"] == "file")
+        .and_then(|e| nodes.iter().find(|n| n["id"] == e["child"]))
+        .and_then(|n| n["name"].as_str())
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!("{volume} has no named file child to copy from beside its mirror (define the volume as a format node over a named file node)")
+        })
+}
+
+fn key(pair: &Pair) -> (u32, usize) {
+    (pair.sequence, pair.copyset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_goes_on_the_volume_s_file_child() {
+        // As qemu-storage-daemon 10.0.2 answers x-debug-query-block-graph.
+        let graph = json!({
+            "edges": [{ "name": "file", "parent": 2, "child": 1, "perm": [], "shared-perm": [] }],
+            "nodes": [
+                { "name": "a", "type": "block-driver", "id": 2 },
+                { "name": "a-file", "type": "block-driver", "id": 1 },
+            ],
+        });
+        let volume = |name: &str| Volume {
+            storage: "s".into(),
+            name: name.into(),
+        };
+        assert_eq!(file_child(&graph, &volume("a")), Ok("a-file".into()));
+        let none = file_child(&graph, &volume("a-file")).unwrap_err();
+        assert!(none.contains("no named file child"), "{none}");
+        let missing = file_child(&graph, &volume("b")).unwrap_err();
+        assert!(missing.contains("not in its daemon"), "{missing}");
+    }
+}
