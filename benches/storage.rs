@@ -1,7 +1,9 @@
 //! Storage benchmarks, each side by side in one run (numbers go into BENCHMARKS.md):
 //! point-in-time Copy vs `qemu-img convert`; synchronous-mirror 4 KiB write latency
 //! under cssc vs the same mirror set up by hand; freeze of 10 and 100 pairs under
-//! dependent writes (asked, and on a killed target site); storage event -> action latency. Run: `cargo bench --bench storage` (needs qemu-utils).
+//! dependent writes (asked, and on a killed target site); storage event -> action
+//! latency; resynchronisation after 1% of a 1 GiB volume changed. Run:
+//! `cargo bench --bench storage [-- NAME]` (needs qemu-utils).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -368,6 +370,82 @@ fn event_to_action() {
         median(to_freeze.clone()), median(to_hook.clone()));
 }
 
+/// `count` distinct 4 KiB-aligned offsets in `bytes`, spread at random (xorshift).
+fn random_blocks(bytes: u64, count: usize, seed: u64) -> Vec<u64> {
+    let mut state = seed | 1;
+    let mut chosen = std::collections::BTreeSet::new();
+    while chosen.len() < count {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chosen.insert(state % (bytes / 4096) * 4096);
+    }
+    chosen.into_iter().collect()
+}
+
+/// A 1 GiB synchronous pair whose source gets 1% rewritten (2,621 random 4 KiB
+/// blocks) while it is split, by a suspend or by its target site's death (the target
+/// daemon is killed and started again): bytes the resume copied against bytes
+/// changed, the time from the resume to duplex, and the time the application was
+/// without a synchronous copy (split -> duplex, the writes and the restart included).
+fn resync_after_one_percent(trials: usize) {
+    let mode = BaseCopy::Continuous(ContinuousMode::Synchronous);
+    let gib = 1024;
+    let blocks = ((gib * MIB) as usize / 100).div_ceil(4096);
+    for outage in [false, true] {
+        let (mut ratio, mut to_duplex, mut unprotected) = (Vec::new(), Vec::new(), Vec::new());
+        let mut copied = Vec::new();
+        for trial in 0..trials {
+            let (mut lab, plan) = lab(
+                &[("a", &[("src", gib)]), ("b", &[("dst", gib)])],
+                &[&[("a", "src"), ("b", "dst")]],
+                mode,
+            );
+            let (mut d, rx) = driver(&plan);
+            d.start(&plan.pairs(1), mode).expect("start");
+            await_reports(&mut d, &rx, &PairEvent::Duplex, 1);
+            let offsets = random_blocks(gib * MIB, blocks, 7 + trial as u64);
+            let split = Instant::now();
+            if outage {
+                lab.kill("b");
+            } else {
+                d.suspend(&plan.pairs(1), mode).expect("suspend");
+            }
+            lab.write_blocks("a", "src", 0x5c, &offsets, 4096)
+                .expect("1% rewritten");
+            if outage {
+                while let Ok((site, notice)) = rx.recv_timeout(Duration::from_millis(300)) {
+                    d.interpret(&site, notice);
+                }
+                d.freeze(&plan.pairs(1)).expect("freeze");
+                d.thaw(&plan.pairs(1)).expect("thaw");
+                lab.restart("b").expect("target back");
+            }
+            let resumed = Instant::now();
+            let reports = d.resume(&plan.pairs(1), mode).expect("resume");
+            if !reports.iter().any(|r| r.event == PairEvent::Duplex) {
+                await_reports(&mut d, &rx, &PairEvent::Duplex, 1);
+            }
+            to_duplex.push(ms(resumed.elapsed()));
+            unprotected.push(split.elapsed().as_secs_f64());
+            let bytes = d.bytes_resynced(1, 0).expect("resynced");
+            copied.push(bytes as f64 / MIB as f64);
+            ratio.push(bytes as f64 / (blocks as f64 * 4096.0));
+            assert!(same(&lab, ("a", "src"), ("b", "dst")), "back in step");
+            d.shutdown();
+        }
+        println!(
+            "resync 1 GiB sync pair, 1% rewritten ({blocks} x 4 KiB = {:.2} MiB) while {}: copied MiB {}; copied/changed {}; resume -> duplex ms {}; split -> duplex s {}",
+            blocks as f64 * 4096.0 / MIB as f64,
+            if outage { "the target site was down" } else { "suspended" },
+            spread(&copied),
+            spread(&ratio),
+            spread(&to_duplex),
+            spread(&unprotected)
+        );
+    }
+}
+
 fn main() {
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
@@ -397,5 +475,8 @@ fn main() {
     }
     if run("action") {
         event_to_action();
+    }
+    if run("resync") {
+        resync_after_one_percent(3);
     }
 }

@@ -18,7 +18,14 @@ use support::*;
 const SYNC: BaseCopy = BaseCopy::Continuous(ContinuousMode::Synchronous);
 const K64: u64 = 65536;
 
-fn mirrored(mode: BaseCopy) -> (Lab, Plan, Qemu, std::sync::mpsc::Receiver<(String, csc_runtime::drivers::qemu::qmp::Notice)>) {
+fn mirrored(
+    mode: BaseCopy,
+) -> (
+    Lab,
+    Plan,
+    Qemu,
+    std::sync::mpsc::Receiver<(String, csc_runtime::drivers::qemu::qmp::Notice)>,
+) {
     let (lab, plan) = lab(
         &[("a", &[("src", 64)]), ("b", &[("dst", 64)])],
         &[&[("a", "src"), ("b", "dst")]],
@@ -67,9 +74,15 @@ fn a_pair_suspended_under_writes_resumes_copying_only_what_changed() {
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
-    let after: std::collections::BTreeSet<u64> =
-        written.lock().unwrap()[at_split.saturating_sub(1)..].iter().copied().collect();
-    assert!(after.len() > 3, "the writer went on after the split: {after:?}");
+    let after: std::collections::BTreeSet<u64> = written.lock().unwrap()
+        [at_split.saturating_sub(1)..]
+        .iter()
+        .copied()
+        .collect();
+    assert!(
+        after.len() > 3,
+        "the writer went on after the split: {after:?}"
+    );
     assert!(
         !same(&lab, ("a", "src"), ("b", "dst")),
         "a suspended pair copies nothing"
@@ -86,9 +99,14 @@ fn a_pair_suspended_under_writes_resumes_copying_only_what_changed() {
         "copied {bytes} bytes for {} blocks written after the split",
         after.len()
     );
-    println!("resync after a suspend under writes: {bytes} bytes for {} blocks", after.len());
+    println!(
+        "resync after a suspend under writes: {bytes} bytes for {} blocks",
+        after.len()
+    );
     assert!(
-        notes(&reports).iter().any(|n| n.contains(&format!("{bytes} bytes copied"))),
+        notes(&reports)
+            .iter()
+            .any(|n| n.contains(&format!("{bytes} bytes copied"))),
         "{reports:?}"
     );
 
@@ -100,6 +118,13 @@ fn a_pair_suspended_under_writes_resumes_copying_only_what_changed() {
     await_reports(&mut d, &rx, &PairEvent::Duplex, 1);
     assert_eq!(d.bytes_resynced(1, 0), Some(10 * K64), "only what changed");
     assert!(same(&lab, ("a", "src"), ("b", "dst")));
+    // Synchronous again: a write is on the target once acknowledged.
+    lab.write("a", "src", 0x5b, &[7 * K64, 500 * K64])
+        .expect("writes after the resume");
+    assert!(
+        same(&lab, ("a", "src"), ("b", "dst")),
+        "synchronous after the resume"
+    );
     d.shutdown();
     assert!(leftovers(&lab, "a").is_empty() && leftovers(&lab, "b").is_empty());
 }
@@ -110,13 +135,16 @@ fn a_target_that_comes_back_gets_only_what_it_missed() {
     lab.kill("b");
     // The first write waits out the failed-target hold, then the source goes on alone.
     let missed: Vec<u64> = (0..8).map(|k| (100 + 5 * k) * K64).collect();
-    lab.write("a", "src", 0x71, &missed).expect("writes while the target is down");
+    lab.write("a", "src", 0x71, &missed)
+        .expect("writes while the target is down");
     let mut failed = Vec::new();
     while let Ok((site, notice)) = rx.recv_timeout(Duration::from_millis(500)) {
         failed.extend(d.interpret(&site, notice));
     }
     assert!(
-        failed.iter().any(|r| matches!(r.event, PairEvent::Error(_))),
+        failed
+            .iter()
+            .any(|r| matches!(r.event, PairEvent::Error(_))),
         "{failed:?}"
     );
     // As the document's onError would: freeze (nothing to cut: the target is gone).
@@ -126,7 +154,10 @@ fn a_target_that_comes_back_gets_only_what_it_missed() {
     assert!(!same(&lab, ("a", "src"), ("b", "dst")));
 
     let reports = d.resume(&plan.pairs(1), SYNC).expect("resume");
-    assert!(reports.iter().any(|r| r.event == PairEvent::Duplex), "{reports:?}");
+    assert!(
+        reports.iter().any(|r| r.event == PairEvent::Duplex),
+        "{reports:?}"
+    );
     assert!(same(&lab, ("a", "src"), ("b", "dst")), "back in step");
     let changed = missed.len() as u64 * K64;
     let bytes = d.bytes_resynced(1, 0).expect("resynced");
@@ -153,11 +184,15 @@ fn a_lost_record_is_said_and_the_pair_copied_in_full() {
     let mut reports = d.resume(&plan.pairs(1), SYNC).expect("resume");
     let said = notes(&reports);
     assert!(
-        said.iter().any(|n| n.starts_with("full copy: the record of what changed on src on a is lost")),
+        said.iter()
+            .any(|n| n.starts_with("full copy: the record of what changed on src on a is lost")),
         "{said:?}"
     );
     reports.extend(await_reports(&mut d, &rx, &PairEvent::Duplex, 1));
     assert_eq!(d.bytes_resynced(1, 0), None, "no partial copy");
-    assert!(same(&lab, ("a", "src"), ("b", "dst")), "the full copy is complete");
+    assert!(
+        same(&lab, ("a", "src"), ("b", "dst")),
+        "the full copy is complete"
+    );
     d.shutdown();
 }

@@ -701,6 +701,21 @@ impl Host {
         }
     }
 
+    /// `suspend SEQ` or `resume SEQ` to the run of `state`: (exit code, stdout, stderr).
+    fn operator(&self, verb: &str, sequence: u32, state: &str) -> (Option<i32>, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+            .args(["mirror-freeze-switch", verb, &sequence.to_string()])
+            .arg("--state-dir")
+            .arg(self.lab.dir.join(state))
+            .output()
+            .expect("operator command");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     fn status(&self, state: &str) -> String {
         let out = self.command("status", state).output().expect("status");
         assert_eq!(out.status.code(), Some(0));
@@ -952,4 +967,81 @@ fn a_run_killed_at_many_moments_is_taken_over_each_time_and_loses_nothing() {
         "{}",
         host.status("state")
     );
+}
+
+/// The bytes a resume's answer says copy set `set` copied.
+fn resynced(answer: &str, set: &str) -> u64 {
+    let line = answer
+        .lines()
+        .find(|l| l.starts_with(&format!("copy set {set}: resynchronised: ")))
+        .unwrap_or_else(|| panic!("no resync of {set} in: {answer}"));
+    line.split_whitespace()
+        .nth(4)
+        .and_then(|n| n.parse().ok())
+        .expect("bytes")
+}
+
+#[test]
+fn an_operator_suspends_and_resumes_a_running_session_copying_only_what_changed() {
+    let mut host = Host::new();
+    let mut run = host.command("run", "state").spawn().expect("run");
+    mirrors_ready(&host.lab, 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.status("state").contains("1         Duplex") {
+        assert!(Instant::now() < deadline, "{}", host.status("state"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, out, err) = host.operator("suspend", 1, "state");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("sequence 1: Suspended"), "{out}");
+    let offsets = [0, 4 * MIB, 8 * MIB, 12 * MIB];
+    host.lab
+        .write("siteA", "db", 0x21, &offsets)
+        .expect("writes while suspended");
+    assert!(!same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
+
+    let (code, out, err) = host.operator("resume", 1, "state");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("sequence 1: Duplex"), "{out}");
+    assert_eq!(resynced(&out, "db"), 4 * 65536, "only what changed: {out}");
+    assert_eq!(resynced(&out, "journal"), 0, "nothing changed: {out}");
+    assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
+    assert!(same(
+        &host.lab,
+        ("siteA", "journal"),
+        ("siteB", "journal-r")
+    ));
+
+    let (code, _, err) = host.operator("resume", 1, "state");
+    assert_eq!(code, Some(1), "refused");
+    assert!(
+        err.contains("sequence 1 is Duplex: resume is for a sequence that is Suspended or Failed"),
+        "{err}"
+    );
+
+    // The target site dies (the document freezes), the application goes on, the site
+    // comes back: a resume copies what the target missed.
+    host.kill_and_await("siteB", "state", "onError: Duplex -> Failed");
+    host.lab
+        .write("siteA", "db", 0x22, &[2 * MIB, 6 * MIB])
+        .expect("writes during the outage");
+    host.lab.restart("siteB").expect("site B is back");
+    let (code, out, err) = host.operator("resume", 1, "state");
+    assert_eq!(code, Some(0), "{err}");
+    let bytes = resynced(&out, "db");
+    assert!(
+        (2 * 65536..=2 * 65536 * 12 / 10).contains(&bytes),
+        "the outage's changes, not the volume: {out}"
+    );
+    assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
+    assert!(same(
+        &host.lab,
+        ("siteA", "journal"),
+        ("siteB", "journal-r")
+    ));
+    println!("operator resume after a suspend: 262144 bytes; after a target outage: {bytes} bytes");
+    assert_eq!(terminate(&mut run, "the run"), 0);
+    assert_nothing_left(&host.lab, &["siteA", "siteB"]);
+    let (code, _, err) = host.operator("resume", 1, "state");
+    assert_eq!(code, Some(2), "no run answers: {err}");
 }

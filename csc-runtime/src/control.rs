@@ -78,7 +78,10 @@ fn serve(stream: UnixStream, requests: &Sender<Request>) {
                 sequence,
                 answer,
             });
-            match sent.ok().and_then(|()| answered.recv_timeout(ANSWER_WITHIN).ok()) {
+            match sent
+                .ok()
+                .and_then(|()| answered.recv_timeout(ANSWER_WITHIN).ok())
+            {
                 Some(answer) => answer,
                 None => Answer {
                     ok: false,
@@ -101,7 +104,10 @@ fn parse(line: &str) -> Result<(Verb, u32), String> {
         .filter(|v| OPERATOR_VERBS.contains(v))
         .ok_or_else(|| {
             let valid: Vec<&str> = OPERATOR_VERBS.iter().map(|v| v.as_str()).collect();
-            format!("`{verb}` is not an operator command; valid: {}", valid.join(", "))
+            format!(
+                "`{verb}` is not an operator command; valid: {}",
+                valid.join(", ")
+            )
         })?;
     let sequence = sequence
         .parse()
@@ -143,7 +149,9 @@ mod tests {
         assert_eq!(parse("Suspend 12"), Ok((Verb::Suspend, 12)));
         let freeze = parse("freeze 1").unwrap_err();
         assert!(freeze.contains("valid: suspend, resume"), "{freeze}");
-        assert!(parse("resume one").unwrap_err().contains("not a sequence number"));
+        assert!(parse("resume one")
+            .unwrap_err()
+            .contains("not a sequence number"));
         assert!(parse("resume").unwrap_err().contains("write VERB SEQ"));
         assert!(parse("resume 1 2").unwrap_err().contains("write VERB SEQ"));
     }
@@ -153,7 +161,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cssc-control-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let requests = listen(&dir).unwrap();
-        let mode = std::fs::metadata(socket_in(&dir)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(socket_in(&dir))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "owner only");
         let session = std::thread::spawn(move || {
             let request = requests.recv().unwrap();

@@ -549,9 +549,15 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 .map(|c| c.name.clone());
             let detail = report.event.detail();
             if let PairEvent::Note(note) = &report.event {
-                for w in self.waiting.iter_mut().filter(|w| w.sequence == report.sequence) {
-                    w.notes
-                        .push(format!("copy set {}: {note}", set.as_deref().unwrap_or("?")));
+                for w in self
+                    .waiting
+                    .iter_mut()
+                    .filter(|w| w.sequence == report.sequence)
+                {
+                    w.notes.push(format!(
+                        "copy set {}: {note}",
+                        set.as_deref().unwrap_or("?")
+                    ));
                 }
             }
             self.log.record(
@@ -746,8 +752,9 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     /// over, with `state` None).
     fn answer_waiting(&mut self, sequence: Option<u32>, state: Option<&str>) {
         let now = Instant::now();
-        let (done, waiting): (Vec<Waiting>, Vec<Waiting>) =
-            std::mem::take(&mut self.waiting).into_iter().partition(|w| match (sequence, state) {
+        let (done, waiting): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| match (sequence, state) {
                 (Some(seq), Some(state)) => {
                     w.sequence == seq && (state == w.until || state == "Failed")
                 }

@@ -234,6 +234,18 @@ impl Lab {
         pattern: u8,
         offsets: &[u64],
     ) -> Result<(), String> {
+        self.write_blocks(site, volume, pattern, offsets, 65536)
+    }
+
+    /// Writes `pattern` in blocks of `size` bytes at each offset, as [`Lab::write`].
+    pub fn write_blocks(
+        &self,
+        site: &str,
+        volume: &str,
+        pattern: u8,
+        offsets: &[u64],
+        size: u64,
+    ) -> Result<(), String> {
         let mut args = vec![
             "-f".to_string(),
             "raw".into(),
@@ -241,7 +253,7 @@ impl Lab {
         ];
         for off in offsets {
             args.push("-c".into());
-            args.push(format!("write -P {pattern} {off} 64k"));
+            args.push(format!("write -P {pattern} {off} {size}"));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         tool("qemu-io", &args).map(|_| ())

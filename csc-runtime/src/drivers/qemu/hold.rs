@@ -306,6 +306,30 @@ impl Qemu {
         // Release: in a group without limits the held writes go on, into the sinks.
         let stuck = self.reopen_holds(&ids, true);
         let frozen: Vec<Pair> = ids.iter().map(|id| self.jobs[id].pair.clone()).collect();
+        // The emptied hold groups go: a group once held keeps new members waiting
+        // (its limit set back to nothing does not help, measured), so a pair that
+        // starts again gets a fresh group.
+        let mut emptied: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for id in ids.iter().filter(|id| !stuck.contains(id)) {
+            let pair = &self.jobs[id].pair;
+            emptied
+                .entry(pair.source.storage.clone())
+                .or_default()
+                .insert(self.hold_group(pair));
+        }
+        for (site, groups) in emptied {
+            if let Ok(qmp) = self.qmp(&site) {
+                let commands = groups
+                    .iter()
+                    .map(|g| ("object-del", json!({ "id": g })))
+                    .collect();
+                for (group, result) in groups.iter().zip(qmp.execute_all(commands)) {
+                    if result.is_ok() {
+                        self.groups.remove(&(site.clone(), group.clone()));
+                    }
+                }
+            }
+        }
         self.cancel_all(&frozen, Intent::Freeze)?;
         match stuck.first() {
             None => Ok(()),

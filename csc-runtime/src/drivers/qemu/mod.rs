@@ -397,16 +397,23 @@ impl Qemu {
                             Err(e) => {
                                 // The mirror runs, but its target lacks what changed:
                                 // an error, and the record kept for the next restart.
-                                self.records.insert((pair.sequence, pair.copyset), Ok(record));
+                                self.records
+                                    .insert((pair.sequence, pair.copyset), Ok(record));
                                 self.jobs.get_mut(&id).expect("inserted").failed = true;
-                                reports.push(report(pair, PairEvent::Error(format!("cannot copy what changed since the split: {e}"))));
+                                reports.push(report(
+                                    pair,
+                                    PairEvent::Error(format!(
+                                        "cannot copy what changed since the split: {e}"
+                                    )),
+                                ));
                             }
                         }
                     }
                 }
                 Err(mut e) => {
                     if let Some(record) = record {
-                        self.records.insert((pair.sequence, pair.copyset), Ok(record));
+                        self.records
+                            .insert((pair.sequence, pair.copyset), Ok(record));
                     }
                     // Nothing of this group stays started; what had started has written
                     // part of its target, and the refusal says so.

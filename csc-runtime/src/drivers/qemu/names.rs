@@ -145,14 +145,24 @@ mod tests {
         assert_eq!(ours.pair_of_job(&job), Some((3, 12)));
         assert_eq!(theirs.pair_of_job(&job), None, "another session's job");
         assert_eq!(ours.pair_of_job("backup0"), None);
-        assert_eq!(ours.pair_of_job(&ours.resync_job(&pair)), None, "not a pair's job");
-        assert_eq!(ours.pair_of_resync_job(&ours.resync_job(&pair)), Some((3, 12)));
+        assert_eq!(
+            ours.pair_of_job(&ours.resync_job(&pair)),
+            None,
+            "not a pair's job"
+        );
+        assert_eq!(
+            ours.pair_of_resync_job(&ours.resync_job(&pair)),
+            Some((3, 12))
+        );
         assert_eq!(ours.pair_of_resync_job(&job), None);
         assert_eq!(
             ours.pair_of_resync_bitmap(&ours.resync_bitmap(&pair)),
             Some((3, 12))
         );
-        assert_eq!(theirs.pair_of_resync_bitmap(&ours.resync_bitmap(&pair)), None);
+        assert_eq!(
+            theirs.pair_of_resync_bitmap(&ours.resync_bitmap(&pair)),
+            None
+        );
         assert_eq!(ours.sink_of_hold(&ours.hold(&pair)), Some(ours.sink(&pair)));
         assert_eq!(ours.sink_of_hold(&ours.sink(&pair)), None);
         assert_eq!(theirs.sink_of_hold(&ours.hold(&pair)), None);
@@ -175,7 +185,11 @@ mod tests {
             copyset: 99_999,
             ..pair
         };
-        for name in [ours.sink(&biggest), ours.hold(&biggest), ours.resync_nbd(&biggest)] {
+        for name in [
+            ours.sink(&biggest),
+            ours.hold(&biggest),
+            ours.resync_nbd(&biggest),
+        ] {
             assert!(name.len() <= 31, "{name}");
         }
     }

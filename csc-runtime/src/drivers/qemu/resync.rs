@@ -65,13 +65,20 @@ impl Qemu {
         let mut by_site: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
         for id in ids {
             let pair = self.jobs[id].pair.clone();
-            by_site.entry(pair.source.storage.clone()).or_default().push(pair);
+            by_site
+                .entry(pair.source.storage.clone())
+                .or_default()
+                .push(pair);
         }
         for (site, pairs) in by_site {
             let graph = self.graph(&site);
             let mut recorded = Vec::new();
             for pair in pairs {
-                match graph.as_ref().map_err(Clone::clone).and_then(|g| file_child(g, &pair.source)) {
+                match graph
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|g| file_child(g, &pair.source))
+                {
                     Ok(node) => {
                         let bitmap = self.names.resync_bitmap(&pair);
                         recorded.push((pair, Record { node, bitmap }));
@@ -91,14 +98,18 @@ impl Qemu {
                 .iter()
                 .map(|(_, r)| json!({ "type": "block-dirty-bitmap-add", "data": { "node": r.node, "name": r.bitmap, "granularity": GRANULARITY } }))
                 .collect();
-            let added = self
-                .qmp(&site)
-                .map_err(|e| e.to_string())
-                .and_then(|q| q.execute("transaction", json!({ "actions": actions })).map_err(|e| e.to_string()));
+            let added = self.qmp(&site).map_err(|e| e.to_string()).and_then(|q| {
+                q.execute("transaction", json!({ "actions": actions }))
+                    .map_err(|e| e.to_string())
+            });
             for (pair, record) in recorded {
                 let entry = match &added {
                     Ok(_) => {
-                        self.bitmaps.insert((site.clone(), record.node.clone(), record.bitmap.clone()));
+                        self.bitmaps.insert((
+                            site.clone(),
+                            record.node.clone(),
+                            record.bitmap.clone(),
+                        ));
                         Ok(record)
                     }
                     Err(e) => Err(format!("its changes could not be recorded: {e}")),
@@ -167,7 +178,11 @@ impl Qemu {
 
     /// Copies a record to a pair whose mirror (`sync=none`) was just started: a backup
     /// of the recorded clusters from the source's child to a second client node.
-    pub(super) fn start_resync(&mut self, pair: &Pair, record: &Record) -> Result<Resync, DriverError> {
+    pub(super) fn start_resync(
+        &mut self,
+        pair: &Pair,
+        record: &Record,
+    ) -> Result<Resync, DriverError> {
         let site = pair.source.storage.clone();
         let (target, remote_node) = if pair.source.storage == pair.target.storage {
             (pair.target.name.clone(), None)
@@ -276,7 +291,11 @@ impl Qemu {
                 .execute("block-job-resume", json!({ "device": id }));
             std::thread::sleep(Duration::from_millis(200));
             let now = state(self).ok_or_else(|| {
-                DriverError::on(&site, &pair.source.name, "its mirror ended while it was resumed")
+                DriverError::on(
+                    &site,
+                    &pair.source.name,
+                    "its mirror ended while it was resumed",
+                )
             })?;
             if now["paused"] == false && now["io-status"] != "failed" {
                 break;
@@ -312,7 +331,9 @@ impl Qemu {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let after = state(self).and_then(|j| j["offset"].as_u64()).unwrap_or(before);
+        let after = state(self)
+            .and_then(|j| j["offset"].as_u64())
+            .unwrap_or(before);
         let bytes = after.saturating_sub(before);
         self.resynced.insert(key(&pair), bytes);
         reports.push(report(
@@ -342,7 +363,10 @@ impl Qemu {
 
 /// The name of the `file` child of `volume`'s node in a daemon's block graph.
 fn file_child(graph: &Value, volume: &Volume) -> Result<String, String> {
-    let nodes = graph["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let nodes = graph["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let parent = nodes
         .iter()
         .find(|n| n["name"] == volume.name.as_str())
