@@ -21,8 +21,10 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Granularity of the records: a 4 KiB write resyncs 4 KiB (as DRBD's bitmap).
-const GRANULARITY: u64 = 4096;
+/// Granularity of the records: 64 KiB, the cluster qemu's backup job copies whatever
+/// the bitmap's granularity (block-copy's minimum; measured: 2,622 random 4 KiB writes
+/// recorded at 4 KiB still copied 151.8 MiB), so a finer record only costs memory.
+const GRANULARITY: u64 = 65536;
 /// How long a kept mirror may take to accept its resume (its NBD client reconnects to
 /// a target that came back in the background, backing off up to 16 s between tries).
 const RESUME_TRIES: Duration = Duration::from_secs(30);
