@@ -701,10 +701,14 @@ impl Host {
         }
     }
 
-    /// `suspend SEQ` or `resume SEQ` to the run of `state`: (exit code, stdout, stderr).
-    fn operator(&self, verb: &str, sequence: u32, state: &str) -> (Option<i32>, String, String) {
+    /// An operator command (`suspend 1`, `recover 1 --freeze`, …) to the run of
+    /// `state`: (exit code, stdout, stderr).
+    fn operator(&self, command: &str, sequence: u32, state: &str) -> (Option<i32>, String, String) {
+        let mut words = command.split_whitespace();
+        let verb = words.next().expect("a verb");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
             .args(["mirror-freeze-switch", verb, &sequence.to_string()])
+            .args(words)
             .arg("--state-dir")
             .arg(self.lab.dir.join(state))
             .output()
@@ -1044,4 +1048,131 @@ fn an_operator_suspends_and_resumes_a_running_session_copying_only_what_changed(
     assert_nothing_left(&host.lab, &["siteA", "siteB"]);
     let (code, _, err) = host.operator("resume", 1, "state");
     assert_eq!(code, Some(2), "no run answers: {err}");
+}
+
+/// The production export a recover's answer names for `volume`.
+fn production_export(answer: &str, volume: &str) -> String {
+    let line = answer
+        .lines()
+        .find(|l| l.starts_with(&format!("{volume} on ")))
+        .unwrap_or_else(|| panic!("{volume} is not production in: {answer}"));
+    line.split("NBD export ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an export name")
+        .to_string()
+}
+
+/// The bytes a reverse's answer says were overwritten on the old source of `set`.
+fn overwritten(answer: &str, set: &str) -> u64 {
+    let line = answer
+        .lines()
+        .find(|l| l.starts_with(&format!("copy set {set}: ")) && l.contains("overwritten"))
+        .unwrap_or_else(|| panic!("no overwrite of {set} in: {answer}"));
+    line.split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .expect("bytes")
+}
+
+#[test]
+fn failover_and_failback_copy_only_what_changed_and_switch_back() {
+    let host = Host::new();
+    let mut run = host.command("run", "state").spawn().expect("run");
+    mirrors_ready(&host.lab, 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.status("state").contains("1         Duplex") {
+        assert!(Instant::now() < deadline, "{}", host.status("state"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, _, err) = host.operator("recover", 1, "state");
+    assert_eq!(code, Some(1), "a mirroring sequence needs --freeze");
+    assert!(err.contains("`recover 1 --freeze` splits them"), "{err}");
+
+    // Failover: production moves to site B.
+    let t = Instant::now();
+    let (code, out, err) = host.operator("recover --freeze", 1, "state");
+    let recover_ms = t.elapsed().as_millis();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("sequence 1: recovered"), "{out}");
+    let on_b = production_export(&out, "db-r");
+    assert_eq!(
+        host.operator("resume", 1, "state").0,
+        Some(1),
+        "a recovered sequence is not resumed over its production"
+    );
+    // Production writes on B; a stale writer on A writes too (lost, by design).
+    host.lab
+        .write_to("siteB", &on_b, 0x41, &[MIB, 3 * MIB, 5 * MIB], 65536)
+        .expect("production writes on B");
+    host.lab
+        .write("siteA", "db", 0x42, &[7 * MIB, 9 * MIB])
+        .expect("stale writes on A");
+
+    // Failback: B mirrors to A, copying B's three blocks and overwriting A's two.
+    let t = Instant::now();
+    let (code, out, err) = host.operator("reverse", 1, "state");
+    let reverse_ms = t.elapsed().as_millis();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("sequence 1: Duplex"), "{out}");
+    assert_eq!(resynced(&out, "db"), 3 * 65536, "{out}");
+    assert_eq!(overwritten(&out, "db"), 2 * 65536, "{out}");
+    assert_eq!(resynced(&out, "journal"), 0, "{out}");
+    assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
+    assert!(same(
+        &host.lab,
+        ("siteA", "journal"),
+        ("siteB", "journal-r")
+    ));
+    host.lab
+        .write_to("siteB", &on_b, 0x43, &[11 * MIB], 65536)
+        .expect("production write on B");
+    assert!(
+        same(&host.lab, ("siteA", "db"), ("siteB", "db-r")),
+        "B is mirrored synchronously to A"
+    );
+
+    // Switch back, the same two commands.
+    let t = Instant::now();
+    let (code, out, err) = host.operator("recover --freeze", 1, "state");
+    let back_ms = t.elapsed().as_millis();
+    assert_eq!(code, Some(0), "{err}");
+    let on_a = production_export(&out, "db");
+    host.lab
+        .write_to("siteA", &on_a, 0x44, &[13 * MIB], 65536)
+        .expect("production writes on A again");
+    let t = Instant::now();
+    let (code, out, err) = host.operator("reverse", 1, "state");
+    let forward_ms = t.elapsed().as_millis();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(resynced(&out, "db"), 65536, "{out}");
+    assert_eq!(overwritten(&out, "db"), 0, "{out}");
+    host.lab
+        .write("siteA", "db", 0x45, &[15 * MIB])
+        .expect("writes on A");
+    assert!(
+        same(&host.lab, ("siteA", "db"), ("siteB", "db-r")),
+        "A mirrored to B again"
+    );
+    assert!(same(
+        &host.lab,
+        ("siteA", "journal"),
+        ("siteB", "journal-r")
+    ));
+    println!(
+        "operator commands (ms, each until it answered): recover --freeze {recover_ms}, reverse {reverse_ms}, recover --freeze (switch back) {back_ms}, reverse {forward_ms}"
+    );
+    assert_eq!(terminate(&mut run, "the run"), 0);
+    // Production's export stays for its applications; nothing else is left.
+    let mut left = leftovers(&host.lab, "siteA");
+    left.sort();
+    assert_eq!(
+        left,
+        vec![on_a.clone(), on_a.replace("prod-db", "prod-journal")]
+    );
+    assert!(
+        leftovers(&host.lab, "siteB").is_empty(),
+        "{:?}",
+        leftovers(&host.lab, "siteB")
+    );
 }

@@ -1,12 +1,13 @@
 //! The command line of every compiled solution: `solution`, `graph`, `run`,
-//! `status`, `suspend`, `resume`, `cleanup`, `demo`, `simulate`. Generated code calls [`main`] with its
+//! `status`, `suspend`, `resume`, `recover`, `reverse`, `cleanup`, `demo`, `simulate`. Generated code calls [`main`] with its
 //! [`Solution`]; nothing here is per-solution.
 
+use crate::control::Operation;
 use crate::executor::{self, Options};
 use crate::log::{Log, LogFormat};
 use crate::machine::{Command, Solution};
 use crate::plan::Plan;
-use crate::vocab::{Command as Verb, Event, Keyword};
+use crate::vocab::{Event, Keyword};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::fmt::Write;
@@ -70,6 +71,30 @@ enum Cmd {
     /// pair copies only what changed since it was split (or in full, saying why), and
     /// the command returns once every pair is in duplex again.
     Resume {
+        /// The sequence number.
+        sequence: u32,
+        /// The state directory of `run` (same default).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
+    },
+    /// Failover: the targets of a split continuous sequence of the running session
+    /// become production volumes (exported writable for applications), and what is
+    /// written to them is recorded from now. A sequence that still mirrors is refused
+    /// unless --freeze splits it at one consistent instant first.
+    Recover {
+        /// The sequence number.
+        sequence: u32,
+        /// Split the sequence first if it still mirrors (a freeze, released at once).
+        #[arg(long)]
+        freeze: bool,
+        /// The state directory of `run` (same default).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<std::path::PathBuf>,
+    },
+    /// Failback: mirror a recovered sequence the other way, from its targets back to
+    /// its sources, copying only what changed on either side since the split. A
+    /// reversed sequence switches back with `recover --freeze` and `reverse` again.
+    Reverse {
         /// The sequence number.
         sequence: u32,
         /// The state directory of `run` (same default).
@@ -176,11 +201,20 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
         Cmd::Suspend {
             sequence,
             state_dir,
-        } => return operator::<S>(Verb::Suspend, sequence, state_dir),
+        } => return operator::<S>(Operation::Suspend, sequence, state_dir),
         Cmd::Resume {
             sequence,
             state_dir,
-        } => return operator::<S>(Verb::Resume, sequence, state_dir),
+        } => return operator::<S>(Operation::Resume, sequence, state_dir),
+        Cmd::Recover {
+            sequence,
+            freeze,
+            state_dir,
+        } => return operator::<S>(Operation::Recover { freeze }, sequence, state_dir),
+        Cmd::Reverse {
+            sequence,
+            state_dir,
+        } => return operator::<S>(Operation::Reverse, sequence, state_dir),
         Cmd::Demo {
             volume_mib,
             keep,
@@ -290,6 +324,7 @@ fn run<S: Solution>(
             journal,
             runs,
             take_over,
+            directions: executor::directions(&earlier),
         }),
     };
     match executor::run::<S>(plan, options, stop, Arc::default()) {
@@ -314,18 +349,22 @@ fn run<S: Solution>(
 /// leads, 1 when it was refused or failed (the reason is printed), 2 when no run of
 /// this state directory answers.
 fn operator<S: Solution>(
-    verb: Verb,
+    operation: Operation,
     sequence: u32,
     state_dir: Option<std::path::PathBuf>,
 ) -> ExitCode {
     let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
-    match crate::control::send(&dir, verb, sequence) {
+    match crate::control::send(&dir, operation, sequence) {
         Ok(answer) if answer.ok => {
             println!("{}", answer.message);
             ExitCode::SUCCESS
         }
         Ok(answer) => {
-            eprintln!("{}: {verb} refused: {}", S::SESSION.name, answer.message);
+            eprintln!(
+                "{}: {operation} refused: {}",
+                S::SESSION.name,
+                answer.message
+            );
             ExitCode::from(1)
         }
         Err(e) => {

@@ -1,14 +1,15 @@
-//! Operator commands to a running session: `BIN suspend SEQ`, `BIN resume SEQ`. The
-//! run listens on a unix socket in its state directory (`control.sock`, mode 0600:
-//! its owner only); a command is one line (`resume 1`), its answer one JSON line
-//! (`{"ok":…,"message":…}`) once the command has done what it does.
+//! Operator commands to a running session: `BIN suspend SEQ`, `BIN resume SEQ`,
+//! `BIN recover SEQ [--freeze]`, `BIN reverse SEQ`. The run listens on a unix socket
+//! in its state directory (`control.sock`, mode 0600: its owner only); a command is
+//! one line (`recover 1 freeze`), its answer one JSON line (`{"ok":…,"message":…}`)
+//! once the command has done what it does.
 //!
 //! A socket rather than the journal: the journal has one writer (the run that holds
 //! its lock), and the operator wants an answer (done, or refused and why) while the
 //! command waits, not a record to be picked up on the next poll.
 
-use crate::vocab::{Command as Verb, Keyword};
 use serde_json::json;
+use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -16,8 +17,35 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
-/// The verbs an operator may give a running session.
-pub const OPERATOR_VERBS: &[Verb] = &[Verb::Suspend, Verb::Resume];
+/// What an operator may tell a running session to do with a continuous sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Split the pairs at one consistent instant, recording what changes after.
+    Suspend,
+    /// Back in duplex, copying only what changed.
+    Resume,
+    /// Failover: the targets become production volumes (exported writable), their
+    /// changes recorded; `freeze`: split mirroring pairs first.
+    Recover { freeze: bool },
+    /// Failback: mirror from the recovered targets back to the sources, copying what
+    /// changed on either side since the split.
+    Reverse,
+}
+
+impl Operation {
+    const WORDS: &'static [&'static str] = &["suspend", "resume", "recover", "reverse"];
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Suspend => "suspend",
+            Operation::Resume => "resume",
+            Operation::Recover { .. } => "recover",
+            Operation::Reverse => "reverse",
+        })
+    }
+}
 
 /// How long an operator command may wait for its answer (a resume waits for the
 /// pairs to be in duplex again, copy time included).
@@ -30,7 +58,7 @@ pub fn socket_in(dir: &Path) -> PathBuf {
 
 /// One command from an operator, and where its answer goes.
 pub struct Request {
-    pub verb: Verb,
+    pub operation: Operation,
     pub sequence: u32,
     pub answer: Sender<Answer>,
 }
@@ -71,10 +99,10 @@ fn serve(stream: UnixStream, requests: &Sender<Request>) {
     let read = BufReader::new(&stream).take(256).read_line(&mut line);
     let answer = match read.map_err(|e| e.to_string()).and_then(|_| parse(&line)) {
         Err(message) => Answer { ok: false, message },
-        Ok((verb, sequence)) => {
+        Ok((operation, sequence)) => {
             let (answer, answered) = mpsc::channel();
             let sent = requests.send(Request {
-                verb,
+                operation,
                 sequence,
                 answer,
             });
@@ -94,30 +122,37 @@ fn serve(stream: UnixStream, requests: &Sender<Request>) {
     let _ = writeln!(&stream, "{body}");
 }
 
-/// `VERB SEQ`, e.g. `resume 1`.
-fn parse(line: &str) -> Result<(Verb, u32), String> {
-    let mut words = line.split_whitespace();
-    let (Some(verb), Some(sequence), None) = (words.next(), words.next(), words.next()) else {
-        return Err(format!("`{}`: write VERB SEQ, e.g. resume 1", line.trim()));
+/// `VERB SEQ`, e.g. `resume 1`; `recover SEQ freeze` asks for the freeze first.
+fn parse(line: &str) -> Result<(Operation, u32), String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let usage = || format!("`{}`: write VERB SEQ, e.g. resume 1", line.trim());
+    let (verb, sequence, rest) = match words.as_slice() {
+        [verb, sequence, rest @ ..] => (*verb, *sequence, rest),
+        _ => return Err(usage()),
     };
-    let verb = Verb::parse(verb)
-        .filter(|v| OPERATOR_VERBS.contains(v))
-        .ok_or_else(|| {
-            let valid: Vec<&str> = OPERATOR_VERBS.iter().map(|v| v.as_str()).collect();
-            format!(
+    let operation = match (verb.to_ascii_lowercase().as_str(), rest) {
+        ("suspend", []) => Operation::Suspend,
+        ("resume", []) => Operation::Resume,
+        ("recover", []) => Operation::Recover { freeze: false },
+        ("recover", ["freeze"]) => Operation::Recover { freeze: true },
+        ("reverse", []) => Operation::Reverse,
+        (known, _) if Operation::WORDS.contains(&known) => return Err(usage()),
+        _ => {
+            return Err(format!(
                 "`{verb}` is not an operator command; valid: {}",
-                valid.join(", ")
-            )
-        })?;
+                Operation::WORDS.join(", ")
+            ))
+        }
+    };
     let sequence = sequence
         .parse()
         .map_err(|_| format!("`{sequence}` is not a sequence number"))?;
-    Ok((verb, sequence))
+    Ok((operation, sequence))
 }
 
-/// The operator's side: sends `verb sequence` to the run of `dir` and waits for its
+/// The operator's side: sends the operation to the run of `dir` and waits for its
 /// answer. `Err` when no run listens there.
-pub fn send(dir: &Path, verb: Verb, sequence: u32) -> Result<Answer, String> {
+pub fn send(dir: &Path, operation: Operation, sequence: u32) -> Result<Answer, String> {
     let path = socket_in(dir);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(
@@ -125,7 +160,11 @@ pub fn send(dir: &Path, verb: Verb, sequence: u32) -> Result<Answer, String> {
             path.display()
         )
     })?;
-    writeln!(stream, "{verb} {sequence}").map_err(|e| e.to_string())?;
+    let freeze = match operation {
+        Operation::Recover { freeze: true } => " freeze",
+        _ => "",
+    };
+    writeln!(stream, "{operation} {sequence}{freeze}").map_err(|e| e.to_string())?;
     let _ = stream.set_read_timeout(Some(ANSWER_WITHIN + Duration::from_secs(5)));
     let mut line = String::new();
     BufReader::new(&stream)
@@ -145,10 +184,25 @@ mod tests {
 
     #[test]
     fn a_command_line_is_a_verb_an_operator_may_give_and_a_sequence() {
-        assert_eq!(parse("resume 1\n"), Ok((Verb::Resume, 1)));
-        assert_eq!(parse("Suspend 12"), Ok((Verb::Suspend, 12)));
+        assert_eq!(parse("resume 1\n"), Ok((Operation::Resume, 1)));
+        assert_eq!(parse("Suspend 12"), Ok((Operation::Suspend, 12)));
+        assert_eq!(
+            parse("recover 2"),
+            Ok((Operation::Recover { freeze: false }, 2))
+        );
+        assert_eq!(
+            parse("recover 2 freeze"),
+            Ok((Operation::Recover { freeze: true }, 2))
+        );
+        assert_eq!(parse("reverse 3"), Ok((Operation::Reverse, 3)));
         let freeze = parse("freeze 1").unwrap_err();
-        assert!(freeze.contains("valid: suspend, resume"), "{freeze}");
+        assert!(
+            freeze.contains("valid: suspend, resume, recover, reverse"),
+            "{freeze}"
+        );
+        assert!(parse("resume 1 freeze")
+            .unwrap_err()
+            .contains("write VERB SEQ"));
         assert!(parse("resume one")
             .unwrap_err()
             .contains("not a sequence number"));
@@ -168,13 +222,16 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600, "owner only");
         let session = std::thread::spawn(move || {
             let request = requests.recv().unwrap();
-            assert_eq!((request.verb, request.sequence), (Verb::Resume, 2));
+            assert_eq!(
+                (request.operation, request.sequence),
+                (Operation::Recover { freeze: true }, 2)
+            );
             let _ = request.answer.send(Answer {
                 ok: false,
                 message: "sequence 2 is Duplex".into(),
             });
         });
-        let answer = send(&dir, Verb::Resume, 2).unwrap();
+        let answer = send(&dir, Operation::Recover { freeze: true }, 2).unwrap();
         assert_eq!(
             answer,
             Answer {
@@ -184,7 +241,7 @@ mod tests {
         );
         session.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
-        let gone = send(&dir, Verb::Resume, 2).unwrap_err();
+        let gone = send(&dir, Operation::Resume, 2).unwrap_err();
         assert!(gone.contains("no running session"), "{gone}");
     }
 }

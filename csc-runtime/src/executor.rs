@@ -5,7 +5,7 @@
 //! and the shared status.
 
 use crate::actions::{self, Occurrence};
-use crate::control::{self, Answer, Request};
+use crate::control::{self, Answer, Operation, Request};
 use crate::core::{Cause, Core, Order, Unfinished};
 use crate::drivers::qemu::Qemu;
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport};
@@ -67,6 +67,8 @@ pub struct Journaled {
     /// The records of the last run, from its start, when it ended without stopping
     /// (killed): this run takes over from it.
     pub take_over: Option<Vec<Record>>,
+    /// The sequences reversed, and recovered, by earlier runs ([`directions`]).
+    pub directions: (BTreeSet<u32>, BTreeSet<u32>),
 }
 
 /// How a session that started ended.
@@ -137,13 +139,14 @@ pub fn run_with<S: Solution, D: Driver>(
         .iter()
         .flat_map(|c| c.volumes.iter().map(|v| v.storage.clone()))
         .collect();
-    let (journal, run, take_over) = match options.journal {
+    let (journal, run, take_over, (reversed, recovered)) = match options.journal {
         Some(j) => (
             Some(Arc::new(Mutex::new(j.journal))),
             j.runs + 1,
             j.take_over,
+            j.directions,
         ),
-        None => (None, 1, None),
+        None => (None, 1, None, Default::default()),
     };
     let mut ex = Executor::<S, D> {
         core: Core::new(&plan, Instant::now(), wall()),
@@ -156,12 +159,14 @@ pub fn run_with<S: Solution, D: Driver>(
         run,
         actions: 0,
         waiting: Vec::new(),
+        reversed,
+        recovered,
     };
     let all_pairs: Vec<_> = ex
         .plan
         .sequences
         .iter()
-        .flat_map(|s| ex.plan.pairs(s.number))
+        .flat_map(|s| ex.pairs(s.number))
         .collect();
     // A run taking over checks nothing before: its copies already run.
     if take_over.is_none() {
@@ -255,6 +260,41 @@ pub fn run_with<S: Solution, D: Driver>(
     })
 }
 
+/// Adds `sequence` to `set`, or removes it if it was there.
+fn toggle(set: &mut BTreeSet<u32>, sequence: u32) {
+    if !set.remove(&sequence) {
+        set.insert(sequence);
+    }
+}
+
+/// The sequences reversed and recovered by the runs of a journal (`reverse` and
+/// `recover` that returned ok), so a later run copies in the same direction and never
+/// starts a recovered sequence over its production volumes.
+pub fn directions(records: &[Record]) -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let (mut reversed, mut recovered) = (BTreeSet::new(), BTreeSet::new());
+    for record in records {
+        if let Record::Done {
+            sequence,
+            command,
+            ok: true,
+            ..
+        } = record
+        {
+            match command.as_str() {
+                "recover" => {
+                    recovered.insert(*sequence);
+                }
+                "reverse" => {
+                    recovered.remove(sequence);
+                    toggle(&mut reversed, *sequence);
+                }
+                _ => {}
+            }
+        }
+    }
+    (reversed, recovered)
+}
+
 /// An operator waiting for the answer to a command.
 struct Waiting {
     sequence: u32,
@@ -280,6 +320,10 @@ struct Executor<S: Solution, D: Driver> {
     run: usize,
     actions: usize,
     waiting: Vec<Waiting>,
+    /// Sequences that copy from their targets back to their sources (`reverse`).
+    reversed: BTreeSet<u32>,
+    /// Sequences whose targets are production now (`recover`), not yet reversed.
+    recovered: BTreeSet<u32>,
 }
 
 /// An action of the document: notify a contact, or run a program (with its timeout).
@@ -371,10 +415,10 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     fn journaled(
         &mut self,
         sequence: u32,
-        verb: Verb,
+        command: &str,
         run: impl FnOnce(&mut Self) -> Result<(), DriverError>,
     ) -> Result<(), DriverError> {
-        let command = verb.as_str().to_string();
+        let command = command.to_string();
         self.journal(Record::Issue {
             sequence,
             command: command.clone(),
@@ -405,8 +449,18 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 ..
             } = order
             {
+                if self.recovered.contains(&sequence) {
+                    self.log.record(
+                        "session",
+                        json!({ "sequence": sequence, "state": "recovered" }),
+                        &format!("sequence {sequence} is recovered (production runs on its targets): not started; `reverse {sequence}` mirrors them back"),
+                    );
+                    continue;
+                }
                 self.core.issue(sequence, Verb::Start, Instant::now());
-                if let Err(e) = self.journaled(sequence, Verb::Start, |ex| ex.start(sequence)) {
+                if let Err(e) =
+                    self.journaled(sequence, Verb::Start.as_str(), |ex| ex.start(sequence))
+                {
                     self.driver.shutdown();
                     return Err(SetupError::Storage(e));
                 }
@@ -532,7 +586,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
 
     /// Starts a sequence's group.
     fn start(&mut self, sequence: u32) -> Result<(), DriverError> {
-        let pairs = self.plan.pairs(sequence);
+        let pairs = self.pairs(sequence);
         let copy = self.plan.sequence(sequence).expect("a sequence").copy;
         let reports = self.driver.start(&pairs, copy)?;
         self.reports.extend(reports);
@@ -601,7 +655,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             }
             Order::Run { command, cause } => self.command(command, cause),
             Order::Release { sequence } => {
-                let result = self.driver.thaw(&self.plan.pairs(sequence));
+                let result = self.driver.thaw(&self.pairs(sequence));
                 let ok = result.is_ok();
                 let text = match result {
                     Ok(()) => format!(
@@ -656,9 +710,9 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     /// start that fails is the group's error (the document says what to do).
     fn copy(&mut self, sequence: u32, verb: Verb) -> Result<(), DriverError> {
         self.core.issue(sequence, verb, Instant::now());
-        let pairs = self.plan.pairs(sequence);
+        let pairs = self.pairs(sequence);
         let copy = self.plan.sequence(sequence).expect("a sequence").copy;
-        let result = self.journaled(sequence, verb, |ex| match verb {
+        let result = self.journaled(sequence, verb.as_str(), |ex| match verb {
             Verb::Start => ex.start(sequence),
             Verb::Stop => ex.driver.stop(&pairs),
             Verb::Freeze => ex.driver.freeze(&pairs).map(|r| ex.reports.extend(r)),
@@ -696,12 +750,12 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         result
     }
 
-    /// An operator's command (`BIN resume SEQ`): refused with the reason when the
-    /// sequence cannot take it now, else issued; answered when the sequence gets
+    /// An operator's command (`BIN resume SEQ`, …): refused with the reason when the
+    /// sequence cannot take it now, else carried out; answered when the sequence gets
     /// where the command leads (or fails), with what its pairs said on the way.
     fn operator(&mut self, request: Request) {
         let Request {
-            verb,
+            operation,
             sequence,
             answer,
         } = request;
@@ -716,36 +770,131 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         };
         if !matches!(copy, BaseCopy::Continuous(_)) {
             return refuse(format!(
-                "sequence {sequence} is {}: only a continuous sequence can be told to {verb}",
+                "sequence {sequence} is {}: only a continuous sequence can be told to {operation}",
                 copy.copy_type()
             ));
         }
         let state = self.core.sequence_state(sequence);
-        let (from, until): (&[&str], &'static str) = match verb {
-            Verb::Suspend => (&["Copying", "Duplex"], "Suspended"),
-            _ => (&["Suspended", "Failed"], "Duplex"),
+        let recovered = self.recovered.contains(&sequence);
+        let refusal = match operation {
+            _ if recovered && operation != Operation::Reverse => Some(format!(
+                "sequence {sequence} is recovered: production runs on its targets; `reverse {sequence}` mirrors them back"
+            )),
+            Operation::Suspend if !matches!(state, "Copying" | "Duplex") => Some(format!(
+                "sequence {sequence} is {state}: suspend is for a sequence that is Copying or Duplex"
+            )),
+            Operation::Resume if !matches!(state, "Suspended" | "Failed") => Some(format!(
+                "sequence {sequence} is {state}: resume is for a sequence that is Suspended or Failed"
+            )),
+            Operation::Recover { freeze: false } if matches!(state, "Copying" | "Duplex") => {
+                Some(format!(
+                    "sequence {sequence} is {state}: its pairs still mirror, so the application may still write to its sources; `recover {sequence} --freeze` splits them at one consistent instant first"
+                ))
+            }
+            Operation::Recover { .. } if !matches!(state, "Copying" | "Duplex" | "Suspended" | "Failed") => Some(format!(
+                "sequence {sequence} is {state}: there is nothing to recover"
+            )),
+            Operation::Reverse if !recovered => Some(format!(
+                "sequence {sequence} was not recovered: `recover {sequence}` first"
+            )),
+            _ => None,
         };
-        if !from.contains(&state) {
-            return refuse(format!(
-                "sequence {sequence} is {state}: {verb} is for a sequence that is {}",
-                from.join(" or ")
-            ));
+        if let Some(why) = refusal {
+            return refuse(why);
         }
         self.log.record(
             "operator",
-            json!({ "sequence": sequence, "command": verb.as_str() }),
-            &format!("operator: {verb} sequence {sequence}"),
+            json!({ "sequence": sequence, "command": operation.to_string() }),
+            &format!("operator: {operation} sequence {sequence}"),
         );
-        match self.copy(sequence, verb) {
-            Err(e) => refuse(format!("{verb} sequence {sequence} failed: {e}")),
-            Ok(()) => self.waiting.push(Waiting {
+        let wait = |ex: &mut Self, until: &'static str, answer: Sender<Answer>| {
+            ex.waiting.push(Waiting {
                 sequence,
                 until,
                 answer,
                 notes: Vec::new(),
                 deadline: Instant::now() + control::ANSWER_WITHIN - Duration::from_secs(5),
-            }),
+            })
+        };
+        match operation {
+            Operation::Suspend | Operation::Resume => {
+                let (verb, until) = match operation {
+                    Operation::Suspend => (Verb::Suspend, "Suspended"),
+                    _ => (Verb::Resume, "Duplex"),
+                };
+                match self.copy(sequence, verb) {
+                    Err(e) => refuse(format!("{verb} sequence {sequence} failed: {e}")),
+                    Ok(()) => wait(self, until, answer),
+                }
+            }
+            Operation::Recover { .. } => {
+                if matches!(state, "Copying" | "Duplex") {
+                    // Split at one consistent instant, the writers released at once.
+                    let split = self
+                        .copy(sequence, Verb::Freeze)
+                        .and_then(|()| self.copy(sequence, Verb::Thaw));
+                    if let Err(e) = split {
+                        return refuse(format!("the freeze before the recover failed: {e}"));
+                    }
+                }
+                let pairs = self.pairs(sequence);
+                let mut said = Vec::new();
+                let result = self.journaled(sequence, "recover", |ex| {
+                    said = ex.driver.recover(&pairs)?;
+                    Ok(())
+                });
+                match result {
+                    Err(e) => refuse(format!("recover sequence {sequence} failed: {e}")),
+                    Ok(()) => {
+                        self.recovered.insert(sequence);
+                        for line in &said {
+                            self.log.record(
+                                "operator",
+                                json!({ "sequence": sequence, "recovered": line }),
+                                line,
+                            );
+                        }
+                        let mut message = format!("sequence {sequence}: recovered");
+                        for line in said {
+                            message.push_str(&format!("\n{line}"));
+                        }
+                        let _ = answer.send(Answer { ok: true, message });
+                    }
+                }
+            }
+            Operation::Reverse => {
+                self.core.issue(sequence, Verb::Resume, Instant::now());
+                toggle(&mut self.reversed, sequence);
+                let pairs = self.pairs(sequence);
+                let result = self.journaled(sequence, "reverse", |ex| {
+                    ex.driver
+                        .reverse(&pairs, copy)
+                        .map(|r| ex.reports.extend(r))
+                });
+                match result {
+                    Err(e) => {
+                        toggle(&mut self.reversed, sequence);
+                        refuse(format!("reverse sequence {sequence} failed: {e}"))
+                    }
+                    Ok(()) => {
+                        self.recovered.remove(&sequence);
+                        wait(self, "Duplex", answer)
+                    }
+                }
+            }
         }
+    }
+
+    /// The pairs of a sequence in the direction it copies now (reversed after a
+    /// failback).
+    fn pairs(&self, sequence: u32) -> Vec<Pair> {
+        let mut pairs = self.plan.pairs(sequence);
+        if self.reversed.contains(&sequence) {
+            for pair in &mut pairs {
+                std::mem::swap(&mut pair.source, &mut pair.target);
+            }
+        }
+        pairs
     }
 
     /// Answers the operators waiting on `sequence`, now `state` (or all whose wait is

@@ -246,11 +246,20 @@ impl Lab {
         offsets: &[u64],
         size: u64,
     ) -> Result<(), String> {
-        let mut args = vec![
-            "-f".to_string(),
-            "raw".into(),
-            self.nbd_uri(site, &format!("app-{volume}")),
-        ];
+        self.write_to(site, &format!("app-{volume}"), pattern, offsets, size)
+    }
+
+    /// Writes as [`Lab::write_blocks`], through any NBD export of the site's server
+    /// (a recovered target's production export, say).
+    pub fn write_to(
+        &self,
+        site: &str,
+        export: &str,
+        pattern: u8,
+        offsets: &[u64],
+        size: u64,
+    ) -> Result<(), String> {
+        let mut args = vec!["-f".to_string(), "raw".into(), self.nbd_uri(site, export)];
         for off in offsets {
             args.push("-c".into());
             args.push(format!("write -P {pattern} {off} {size}"));

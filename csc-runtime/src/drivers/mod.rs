@@ -81,6 +81,12 @@ impl DriverError {
     }
 }
 
+/// The refusal of a driver that cannot change a pair's direction.
+fn refuse_direction(pairs: &[Pair], what: &str) -> DriverError {
+    let site = pairs.first().map_or("?", |p| p.source.storage.as_str());
+    DriverError::at(site, format!("its driver cannot {what}"))
+}
+
 /// How far a long copy has come.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Progress {
@@ -109,6 +115,19 @@ pub trait Driver {
     fn freeze(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError>;
     /// Releases the writers a freeze holds; they go on without the pairs.
     fn thaw(&mut self, pairs: &[Pair]) -> Result<(), DriverError>;
+    /// Failover: the targets of `pairs` (split already) become production volumes,
+    /// writable for applications, with what is written to them recorded from now.
+    /// Returns, for each, where applications reach it. A driver that cannot says so.
+    fn recover(&mut self, pairs: &[Pair]) -> Result<Vec<String>, DriverError> {
+        Err(refuse_direction(pairs, "recover"))
+    }
+    /// Failback: starts `pairs` (reversed: each source is a recovered target) copying
+    /// only what changed on either side since the split; what the new target wrote
+    /// after the split is overwritten, and the reports say how much.
+    fn reverse(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        let _ = copy;
+        Err(refuse_direction(pairs, "reverse"))
+    }
     /// Turns one notice of site `site` into pair reports.
     fn interpret(&mut self, site: &str, notice: Self::Notice) -> Vec<PairReport>;
     fn progress(&mut self) -> Vec<Progress>;

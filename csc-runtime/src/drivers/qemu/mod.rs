@@ -16,6 +16,7 @@
 mod adopt;
 pub mod cleanup;
 mod events;
+mod failover;
 mod hold;
 pub(crate) mod names;
 pub mod qmp;
@@ -87,6 +88,8 @@ pub struct Qemu {
     copied: BTreeMap<(u32, usize), u64>,
     /// What changed on the source of each split pair (or why it is not known).
     records: BTreeMap<(u32, usize), Result<resync::Record, String>>,
+    /// What production wrote to each recovered target since its failover.
+    production: BTreeMap<(u32, usize), resync::Record>,
     /// Records being copied by a resync job.
     pending_records: BTreeMap<(u32, usize), resync::Record>,
     /// Bytes the last resynchronisation of each pair copied.
@@ -168,6 +171,7 @@ impl Qemu {
             copied: BTreeMap::new(),
             records: BTreeMap::new(),
             pending_records: BTreeMap::new(),
+            production: BTreeMap::new(),
             resynced: BTreeMap::new(),
             ended: BTreeSet::new(),
             timing: plan.timing,
@@ -246,32 +250,38 @@ impl Qemu {
         Ok(())
     }
 
+    /// Starts the NBD server of a storage at its DATA address unless one runs there;
+    /// returns the address. `volume` is what needs it (for the refusal).
+    fn ensure_nbd_server(&mut self, site: &str, volume: &Volume) -> Result<Address, DriverError> {
+        let data = self.plan.storages[site].data.clone().ok_or_else(|| {
+            DriverError::on(
+                site,
+                &volume.name,
+                "has no DATA address: other sites cannot reach its volumes",
+            )
+        })?;
+        if !self.nbd_servers.contains(site) {
+            match self
+                .qmp(site)?
+                .execute("nbd-server-start", json!({ "addr": socket_legacy(&data) }))
+            {
+                Ok(_) => {
+                    self.nbd_servers.insert(site.to_string());
+                }
+                // The administrator's own server (--nbd-server) serves as well.
+                Err(QmpError::Refused { desc, .. }) if desc.contains("already running") => {}
+                Err(e) => return Err(refused(site, volume, e)),
+            }
+        }
+        Ok(data)
+    }
+
     /// Exports a pair's target in its daemon (starting the NBD server there if it has
     /// none): the export's name and where it is served. Asking again is harmless, and
     /// is how a target daemon that restarted serves the pair again.
     fn serve_target(&mut self, pair: &Pair) -> Result<(String, Address), DriverError> {
         let target_site = pair.target.storage.clone();
-        let data = self.plan.storages[&target_site]
-            .data
-            .clone()
-            .ok_or_else(|| {
-                DriverError::on(
-                    &target_site,
-                    &pair.target.name,
-                    "has no DATA address: other sites cannot reach its volumes",
-                )
-            })?;
-        let qmp = self.qmp(&target_site)?;
-        if !self.nbd_servers.contains(&target_site) {
-            match qmp.execute("nbd-server-start", json!({ "addr": socket_legacy(&data) })) {
-                Ok(_) => {
-                    self.nbd_servers.insert(target_site.clone());
-                }
-                // The administrator's own server (--nbd-server) serves as well.
-                Err(QmpError::Refused { desc, .. }) if desc.contains("already running") => {}
-                Err(e) => return Err(refused(&target_site, &pair.target, e)),
-            }
-        }
+        let data = self.ensure_nbd_server(&target_site, &pair.target)?;
         let export = self.names.export(&pair.target.name);
         let key = (target_site.clone(), pair.target.name.clone());
         if !self.exports.contains(&key) {
@@ -759,6 +769,22 @@ impl Driver for Qemu {
         self.release_held(pairs)
     }
 
+    fn recover(&mut self, pairs: &[Pair]) -> Result<Vec<String>, DriverError> {
+        self.recover_targets(pairs)
+    }
+
+    fn reverse(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        match copy {
+            BaseCopy::Continuous(mode) => self.reverse_pairs(pairs, mode),
+            BaseCopy::PointInTime(_) => Err(DriverError::at(
+                &pairs
+                    .first()
+                    .map_or(String::new(), |p| p.source.storage.clone()),
+                "a point-in-time sequence has no direction to reverse",
+            )),
+        }
+    }
+
     fn interpret(&mut self, site: &str, notice: Notice) -> Vec<PairReport> {
         self.on_notice(site, notice)
     }
@@ -841,6 +867,11 @@ impl Driver for Qemu {
             }
         }
         for (site, node) in std::mem::take(&mut self.exports) {
+            // A recovered target's export is production's: applications run on it,
+            // session or not (`reverse`, a switch back or `cleanup` remove it).
+            if node.starts_with("prod-") {
+                continue;
+            }
             if let Some(qmp) = self.sites.get(&site) {
                 let _ = qmp.execute(
                     "block-export-del",

@@ -105,6 +105,28 @@ impl Names {
         format!("{}-rsn-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
     }
 
+    /// The bitmap that records what production writes on a recovered target (failover).
+    pub(crate) fn failover_bitmap(&self, pair: &Pair) -> String {
+        format!("{}-fo-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
+    }
+
+    /// Which pair a failover bitmap of this session is for.
+    pub(crate) fn pair_of_failover_bitmap(&self, name: &str) -> Option<(u32, usize)> {
+        self.pair_of(name.strip_prefix(&self.prefix)?.strip_prefix("-fo")?)
+    }
+
+    /// The writable export of a recovered target, for the applications (`BIN recover`).
+    pub(crate) fn production_export(&self, volume: &str) -> String {
+        self.export(&format!("prod-{volume}"))
+    }
+
+    /// At failback, in the original source's daemon: the NBD client node to the
+    /// production export, the bitmap of what to take from it, and the job that does.
+    pub(crate) fn failback(&self, pair: &Pair) -> [String; 3] {
+        let tail = format!("s{}-c{}", pair.sequence, pair.copyset);
+        ["rvn", "rv", "rvj"].map(|what| format!("{}-{what}-{tail}", self.prefix))
+    }
+
     /// The throttle group of sequence `sequence`'s holds to the `target`-th storage.
     pub(crate) fn hold_group(&self, sequence: u32, target: usize) -> String {
         format!("{}-hold-s{sequence}-t{target}", self.prefix)
@@ -173,6 +195,8 @@ mod tests {
             ours.resync_nbd(&pair),
             ours.resync_job(&pair),
             ours.resync_bitmap(&pair),
+            ours.failover_bitmap(&pair),
+            ours.production_export("y"),
             ours.export("y"),
         ] {
             assert!(ours.owns(&name) && !theirs.owns(&name), "{name}");

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// Granularity of the records: 64 KiB, the cluster qemu's backup job copies whatever
 /// the bitmap's granularity (block-copy's minimum; measured: 2,622 random 4 KiB writes
 /// recorded at 4 KiB still copied 151.8 MiB), so a finer record only costs memory.
-const GRANULARITY: u64 = 65536;
+pub(super) const GRANULARITY: u64 = 65536;
 /// How long a kept mirror may take to accept its resume (its NBD client reconnects to
 /// a target that came back in the background, backing off up to 16 s between tries).
 const RESUME_TRIES: Duration = Duration::from_secs(30);
@@ -34,9 +34,9 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 /// Where the changes to a split pair's source are recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Record {
-    /// The source volume's child, which holds the bitmap and is what the resync reads.
-    node: String,
-    bitmap: String,
+    /// The volume's `file` child, which holds the bitmap (for a resync: what it reads).
+    pub(super) node: String,
+    pub(super) bitmap: String,
 }
 
 /// A resync in progress beside a pair's mirror.
@@ -52,7 +52,7 @@ pub(super) struct Resync {
 impl Qemu {
     /// The block graph of a daemon (`x-debug-query-block-graph`: it is the only
     /// command that lists a node's children; `query-named-block-nodes` does not).
-    fn graph(&self, site: &str) -> Result<Value, String> {
+    pub(super) fn graph(&self, site: &str) -> Result<Value, String> {
         self.qmp(site)
             .map_err(|e| e.to_string())?
             .execute("x-debug-query-block-graph", Value::Null)
@@ -127,18 +127,7 @@ impl Qemu {
         let record = self.records.remove(&key(pair))?;
         Some(record.and_then(|r| {
             let site = &pair.source.storage;
-            let nodes = self
-                .qmp(site)
-                .map_err(|e| format!("the record of what changed is lost: {e}"))?
-                .list("query-named-block-nodes", json!({ "flat": true }))
-                .map_err(|e| format!("the record of what changed cannot be read: {e}"))?;
-            let present = nodes.iter().any(|n| {
-                n["node-name"] == r.node.as_str()
-                    && n["dirty-bitmaps"]
-                        .as_array()
-                        .is_some_and(|b| b.iter().any(|b| b["name"] == r.bitmap.as_str()))
-            });
-            if present {
+            if self.record_present(site, &r)? {
                 Ok(r)
             } else {
                 self.bitmaps.retain(|(s, _, b)| !(s == site && *b == r.bitmap));
@@ -147,6 +136,21 @@ impl Qemu {
                     pair.source
                 ))
             }
+        }))
+    }
+
+    /// Whether a record's bitmap is still in its daemon (`Err`: it cannot be asked).
+    pub(super) fn record_present(&self, site: &str, record: &Record) -> Result<bool, String> {
+        let nodes = self
+            .qmp(site)
+            .map_err(|e| format!("the record of what changed is lost: {e}"))?
+            .list("query-named-block-nodes", json!({ "flat": true }))
+            .map_err(|e| format!("the record of what changed cannot be read: {e}"))?;
+        Ok(nodes.iter().any(|n| {
+            n["node-name"] == record.node.as_str()
+                && n["dirty-bitmaps"]
+                    .as_array()
+                    .is_some_and(|b| b.iter().any(|b| b["name"] == record.bitmap.as_str()))
         }))
     }
 
@@ -167,7 +171,7 @@ impl Qemu {
         }
     }
 
-    fn drop_bitmap(&mut self, site: &str, record: &Record) {
+    pub(super) fn drop_bitmap(&mut self, site: &str, record: &Record) {
         if let Some(qmp) = self.sites.get(site) {
             let _ = qmp.execute(
                 "block-dirty-bitmap-remove",
@@ -209,7 +213,7 @@ impl Qemu {
         })
     }
 
-    fn delete_node(&self, site: &str, node: Option<&str>) {
+    pub(super) fn delete_node(&self, site: &str, node: Option<&str>) {
         if let (Some(node), Some(qmp)) = (node, self.sites.get(site)) {
             let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
         }
@@ -348,23 +352,23 @@ impl Qemu {
         Ok(reports)
     }
 
-    /// Takes over, after a killed run, the records its freezes left (bitmaps named for
-    /// a pair's resync).
+    /// Takes over, after a killed run, the records its freezes and failovers left
+    /// (bitmaps named for a pair's resync or failover).
     pub(super) fn adopt_record(&mut self, node: &str, bitmap: &str) {
+        let record = || Record {
+            node: node.to_string(),
+            bitmap: bitmap.to_string(),
+        };
         if let Some(pair) = self.names.pair_of_resync_bitmap(bitmap) {
-            self.records.insert(
-                pair,
-                Ok(Record {
-                    node: node.to_string(),
-                    bitmap: bitmap.to_string(),
-                }),
-            );
+            self.records.insert(pair, Ok(record()));
+        } else if let Some(pair) = self.names.pair_of_failover_bitmap(bitmap) {
+            self.production.insert(pair, record());
         }
     }
 }
 
 /// The name of the `file` child of `volume`'s node in a daemon's block graph.
-fn file_child(graph: &Value, volume: &Volume) -> Result<String, String> {
+pub(super) fn file_child(graph: &Value, volume: &Volume) -> Result<String, String> {
     let nodes = graph["nodes"]
         .as_array()
         .map(Vec::as_slice)

@@ -1,0 +1,243 @@
+//! Failover and failback (docs/qemu-recipes.md, "Failover and failback").
+//!
+//! - Recover: a split pair's target becomes a production volume: a bitmap on its
+//!   `file` child records what production writes from that instant, and it is
+//!   exported writable (`cssc-TAG-prod-VOLUME`). Our production export of the pair's
+//!   source, if it has one (a switch back), goes: the source is a target again.
+//! - Reverse: the pairs mirror the other way, copying only the union of what changed
+//!   on either side since the split. First, in the original source's daemon, the
+//!   clusters it wrote after the split (its resync record) are overwritten with
+//!   production's data (a backup from an NBD client node to the production export,
+//!   through a bitmap merged from the record); then the reversed mirror starts with
+//!   production's record as its resync record (resync.rs).
+
+use super::resync::{file_child, Record, GRANULARITY};
+use super::{refused, report, socket, Qemu};
+use crate::drivers::{DriverError, PairEvent, PairReport};
+use crate::plan::Pair;
+use crate::vocab::ContinuousMode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// How long the overwrite of a failback may take (it copies what changed only).
+const OVERWRITE_WITHIN: Duration = Duration::from_secs(600);
+
+fn key(pair: &Pair) -> (u32, usize) {
+    (pair.sequence, pair.copyset)
+}
+
+impl Qemu {
+    /// Makes the targets of `pairs` (split already) production volumes; says, for each,
+    /// where applications reach it.
+    pub(super) fn recover_targets(&mut self, pairs: &[Pair]) -> Result<Vec<String>, DriverError> {
+        for pair in pairs {
+            self.reach_again(&pair.source.storage);
+            self.reach_again(&pair.target.storage);
+            let id = self.names.job(pair);
+            if self.jobs.get(&id).is_some_and(|j| j.frozen) {
+                self.await_end(&id);
+            }
+            if let Some(job) = self.jobs.get(&id) {
+                let why = if job.failed {
+                    "its target failed: it cannot take production (`resume` once its storage is back)"
+                } else {
+                    "its pair still mirrors: split it first"
+                };
+                return Err(DriverError::on(
+                    &pair.target.storage,
+                    &pair.target.name,
+                    why,
+                ));
+            }
+        }
+        let mut said = Vec::new();
+        for pair in pairs {
+            let site = pair.target.storage.clone();
+            let node = self
+                .graph(&site)
+                .and_then(|g| file_child(&g, &pair.target))
+                .map_err(|e| DriverError::on(&site, &pair.target.name, e))?;
+            let record = Record {
+                node,
+                bitmap: self.names.failover_bitmap(pair),
+            };
+            self.qmp(&site)?
+                .execute(
+                    "block-dirty-bitmap-add",
+                    json!({ "node": record.node, "name": record.bitmap, "granularity": GRANULARITY }),
+                )
+                .map_err(|e| refused(&site, &pair.target, e))?;
+            self.bitmaps
+                .insert((site.clone(), record.node.clone(), record.bitmap.clone()));
+            self.production.insert(key(pair), record);
+            // A switch back: the old production volume is a target again.
+            let old = (
+                pair.source.storage.clone(),
+                format!("prod-{}", pair.source.name),
+            );
+            if self.exports.contains(&old) {
+                self.qmp(&pair.source.storage)?
+                    .execute(
+                        "block-export-del",
+                        json!({ "id": self.names.production_export(&pair.source.name) }),
+                    )
+                    .map_err(|e| {
+                        DriverError::on(
+                            &pair.source.storage,
+                            &pair.source.name,
+                            format!("its production export cannot go (are applications still connected? stop them there first): {e}"),
+                        )
+                    })?;
+                self.exports.remove(&old);
+            }
+            let data = self.ensure_nbd_server(&site, &pair.target)?;
+            let export = self.names.production_export(&pair.target.name);
+            self.qmp(&site)?
+                .execute(
+                    "block-export-add",
+                    json!({ "type": "nbd", "id": export, "node-name": pair.target.name, "name": export, "writable": true }),
+                )
+                .map_err(|e| refused(&site, &pair.target, e))?;
+            self.exports
+                .insert((site.clone(), format!("prod-{}", pair.target.name)));
+            said.push(format!(
+                "{} is production now: NBD export {export} at {data}; what is written to it is recorded from now",
+                pair.target
+            ));
+        }
+        Ok(said)
+    }
+
+    /// Starts `pairs` (reversed: each source is a recovered target) copying only what
+    /// changed on either side since the split; the original source's own changes are
+    /// overwritten first, and the reports say how many bytes that was.
+    pub(super) fn reverse_pairs(
+        &mut self,
+        pairs: &[Pair],
+        mode: ContinuousMode,
+    ) -> Result<Vec<PairReport>, DriverError> {
+        let mut reports = Vec::new();
+        for pair in pairs {
+            self.reach_again(&pair.source.storage);
+            self.reach_again(&pair.target.storage);
+            let theirs = self.records.remove(&key(pair));
+            let ours = self.production.remove(&key(pair));
+            // What the original source (now the target) wrote after the split, which
+            // production never had: taken from production, cluster by cluster.
+            let overwritten = match theirs {
+                Some(Ok(record)) => match self.record_present(&pair.target.storage, &record) {
+                    Ok(true) => self.overwrite(pair, &record).map(Some),
+                    Ok(false) => Err(format!(
+                        "the record of what changed on {} after the split is lost (its daemon restarted)",
+                        pair.target
+                    )),
+                    Err(e) => Err(e),
+                },
+                Some(Err(why)) => Err(why),
+                None => Err(format!(
+                    "what changed on {} after the split is not known",
+                    pair.target
+                )),
+            };
+            match (overwritten, ours) {
+                (Ok(bytes), Some(record)) => {
+                    reports.push(report(
+                        pair,
+                        PairEvent::Note(format!(
+                            "{} bytes written to {} after the split, which {} never had, were overwritten with production's data",
+                            bytes.unwrap_or(0),
+                            pair.target,
+                            pair.source
+                        )),
+                    ));
+                    self.records.insert(key(pair), Ok(record));
+                }
+                (Ok(_), None) => {
+                    self.records.insert(
+                        key(pair),
+                        Err(format!(
+                            "no record of what production wrote to {}",
+                            pair.source
+                        )),
+                    );
+                }
+                (Err(why), ours) => {
+                    if let Some(record) = ours {
+                        self.drop_bitmap(&pair.source.storage, &record);
+                    }
+                    self.records.insert(key(pair), Err(why));
+                }
+            }
+        }
+        reports.extend(self.start_mirrors(pairs, mode)?);
+        Ok(reports)
+    }
+
+    /// In the daemon of `pair.target` (the original source): copies from production
+    /// the clusters `record` marks there. Returns the bytes copied.
+    fn overwrite(&mut self, pair: &Pair, record: &Record) -> Result<u64, String> {
+        let site = pair.target.storage.clone();
+        let [node, bitmap, job] = self.names.failback(pair);
+        let production = self.names.production_export(&pair.source.name);
+        let data = self.plan.storages[&pair.source.storage]
+            .data
+            .clone()
+            .ok_or_else(|| format!("{} has no DATA address", pair.source.storage))?;
+        let qmp = self.qmp(&site).map_err(|e| e.to_string())?;
+        let run = |command: &str, arguments: Value| {
+            qmp.execute(command, arguments)
+                .map_err(|e| format!("{command}: {e}"))
+        };
+        run(
+            "blockdev-add",
+            json!({ "driver": "nbd", "node-name": node, "server": socket(&data), "export": production, "read-only": true }),
+        )?;
+        let copied = (|| {
+            run(
+                "block-dirty-bitmap-add",
+                json!({ "node": node, "name": bitmap, "granularity": GRANULARITY }),
+            )?;
+            run(
+                "block-dirty-bitmap-merge",
+                json!({ "node": node, "target": bitmap, "bitmaps": [{ "node": record.node, "name": record.bitmap }] }),
+            )?;
+            run(
+                "blockdev-backup",
+                json!({ "job-id": job, "device": node, "target": pair.target.name, "sync": "bitmap",
+                        "bitmap": bitmap, "bitmap-mode": "never", "auto-dismiss": false }),
+            )?;
+            let deadline = Instant::now() + OVERWRITE_WITHIN;
+            loop {
+                let jobs = qmp
+                    .list("query-jobs", Value::Null)
+                    .map_err(|e| format!("query-jobs: {e}"))?;
+                let state = jobs.iter().find(|j| j["id"] == job.as_str()).cloned();
+                match state {
+                    Some(j) if j["status"] == "concluded" => {
+                        let _ = run("job-dismiss", json!({ "id": job }));
+                        return match j["error"].as_str() {
+                            Some(e) => Err(format!("the copy from production failed: {e}")),
+                            None => Ok(j["current-progress"].as_u64().unwrap_or(0)),
+                        };
+                    }
+                    Some(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Some(_) => {
+                        let _ = run("job-cancel", json!({ "id": job }));
+                        return Err(format!(
+                            "the copy from production did not end within {} s",
+                            OVERWRITE_WITHIN.as_secs()
+                        ));
+                    }
+                    None => return Err("the copy from production vanished".into()),
+                }
+            }
+        })();
+        let _ = run("blockdev-del", json!({ "node-name": node }));
+        if copied.is_ok() {
+            self.drop_bitmap(&site, record);
+        }
+        copied
+    }
+}
