@@ -1176,3 +1176,34 @@ fn failover_and_failback_copy_only_what_changed_and_switch_back() {
         leftovers(&host.lab, "siteB")
     );
 }
+
+#[test]
+fn after_the_source_site_is_lost_production_moves_and_comes_back_with_a_full_copy_said() {
+    let mut host = Host::new();
+    let mut run = host.command("run", "state").spawn().expect("run");
+    mirrors_ready(&host.lab, 2);
+    let acknowledged = [2 * MIB, 4 * MIB];
+    host.lab.write("siteA", "db", 0x51, &acknowledged).expect("writes before the disaster");
+    host.kill_and_await("siteA", "state", "onError");
+    // Every acknowledged write is on site B, which takes production.
+    for offset in acknowledged {
+        assert_eq!(read_at(host.lab.image("siteB", "db-r"), offset, 65536), vec![0x51; 65536]);
+    }
+    let (code, out, err) = host.operator("recover", 1, "state");
+    assert_eq!(code, Some(0), "{err}");
+    let on_b = production_export(&out, "db-r");
+    host.lab
+        .write_to("siteB", &on_b, 0x52, &[6 * MIB], 65536)
+        .expect("production writes on B");
+    // Site A comes back: what it held at the crash is not known, so it is copied whole.
+    host.lab.restart("siteA").expect("site A is back");
+    let (code, out, err) = host.operator("reverse", 1, "state");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("copy set db: full copy: what changed on db on siteA after the split is not known"),
+        "{out}"
+    );
+    assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
+    assert!(same(&host.lab, ("siteA", "journal"), ("siteB", "journal-r")));
+    assert_eq!(terminate(&mut run, "the run"), 0);
+}

@@ -135,7 +135,7 @@ impl Qemu {
                 },
                 Some(Err(why)) => Err(why),
                 None => Err(format!(
-                    "what changed on {} after the split is not known",
+                    "what changed on {} after the split is not known (no freeze recorded it: its daemon was lost first)",
                     pair.target
                 )),
             };
