@@ -1183,11 +1183,16 @@ fn after_the_source_site_is_lost_production_moves_and_comes_back_with_a_full_cop
     let mut run = host.command("run", "state").spawn().expect("run");
     mirrors_ready(&host.lab, 2);
     let acknowledged = [2 * MIB, 4 * MIB];
-    host.lab.write("siteA", "db", 0x51, &acknowledged).expect("writes before the disaster");
+    host.lab
+        .write("siteA", "db", 0x51, &acknowledged)
+        .expect("writes before the disaster");
     host.kill_and_await("siteA", "state", "onError");
     // Every acknowledged write is on site B, which takes production.
     for offset in acknowledged {
-        assert_eq!(read_at(host.lab.image("siteB", "db-r"), offset, 65536), vec![0x51; 65536]);
+        assert_eq!(
+            read_at(host.lab.image("siteB", "db-r"), offset, 65536),
+            vec![0x51; 65536]
+        );
     }
     let (code, out, err) = host.operator("recover", 1, "state");
     assert_eq!(code, Some(0), "{err}");
@@ -1200,10 +1205,42 @@ fn after_the_source_site_is_lost_production_moves_and_comes_back_with_a_full_cop
     let (code, out, err) = host.operator("reverse", 1, "state");
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        out.contains("copy set db: full copy: what changed on db on siteA after the split is not known"),
+        out.contains(
+            "copy set db: full copy: what changed on db on siteA after the split is not known"
+        ),
         "{out}"
     );
     assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
-    assert!(same(&host.lab, ("siteA", "journal"), ("siteB", "journal-r")));
+    assert!(same(
+        &host.lab,
+        ("siteA", "journal"),
+        ("siteB", "journal-r")
+    ));
     assert_eq!(terminate(&mut run, "the run"), 0);
+}
+
+#[test]
+fn a_run_killed_while_its_sequence_is_suspended_is_taken_over_and_resumes_only_what_changed() {
+    let host = Host::new();
+    let mut first = host.command("run", "state").spawn().expect("run");
+    mirrors_ready(&host.lab, 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.status("state").contains("1         Duplex") {
+        assert!(Instant::now() < deadline, "{}", host.status("state"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, _, err) = host.operator("suspend", 1, "state");
+    assert_eq!(code, Some(0), "{err}");
+    host.lab.write("siteA", "db", 0x24, &[MIB, 5 * MIB]).expect("writes while suspended");
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    host.lab.write("siteA", "db", 0x25, &[9 * MIB]).expect("writes while no run watches");
+    // The next run takes the records over with the rest.
+    let mut second = host.run_until_up("state", "the second run");
+    let (code, out, err) = host.operator("resume", 1, "state");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(resynced(&out, "db"), 3 * 65536, "only what changed: {out}");
+    assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
+    assert_eq!(terminate(&mut second, "the second run"), 0);
+    assert_nothing_left(&host.lab, &["siteA", "siteB"]);
 }

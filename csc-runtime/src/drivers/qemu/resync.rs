@@ -60,8 +60,8 @@ impl Qemu {
     }
 
     /// Starts recording what changes on the sources of the mirrors `ids` (a freeze
-    /// holds their writers now): one bitmap per pair on the source's `file` child, in
-    /// one transaction per source daemon. A pair that cannot be recorded is
+    /// holds their writers now): one bitmap per pair on the source's `file` child. A
+    /// pair that cannot be recorded is
     /// remembered with the reason, which its restart says before it copies in full.
     pub(super) fn record_changes(&mut self, ids: &[String]) {
         let mut by_site: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
@@ -96,22 +96,21 @@ impl Qemu {
                     self.drop_bitmap(&site, &old);
                 }
             }
-            let actions: Vec<Value> = recorded
+            // One command per pair, pipelined: a `transaction` would drain the daemon
+            // while the writers are held, and a drain lets held writes through
+            // (tests/consistency.rs found writes past a gap on a target).
+            let commands = recorded
                 .iter()
-                .map(|(_, r)| json!({ "type": "block-dirty-bitmap-add", "data": { "node": r.node, "name": r.bitmap, "granularity": GRANULARITY } }))
+                .map(|(_, r)| ("block-dirty-bitmap-add", json!({ "node": r.node, "name": r.bitmap, "granularity": GRANULARITY })))
                 .collect();
-            let added = self.qmp(&site).map_err(|e| e.to_string()).and_then(|q| {
-                q.execute("transaction", json!({ "actions": actions }))
-                    .map_err(|e| e.to_string())
-            });
-            for (pair, record) in recorded {
-                let entry = match &added {
+            let added = match self.qmp(&site) {
+                Ok(q) => q.execute_all(commands).into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
+                Err(e) => vec![Err(e.to_string()); recorded.len()],
+            };
+            for ((pair, record), added) in recorded.into_iter().zip(added) {
+                let entry = match added {
                     Ok(_) => {
-                        self.bitmaps.insert((
-                            site.clone(),
-                            record.node.clone(),
-                            record.bitmap.clone(),
-                        ));
+                        self.bitmaps.insert((site.clone(), record.node.clone(), record.bitmap.clone()));
                         Ok(record)
                     }
                     Err(e) => Err(format!("its changes could not be recorded: {e}")),
