@@ -123,7 +123,7 @@ fn sync_mirror_latency() {
         let port = lab.sites["b"].nbd_port.to_string();
         qb.execute("block-export-add", json!({ "type": "nbd", "id": "hand", "node-name": "dst", "name": "hand", "writable": true })).expect("export");
         qa.execute("blockdev-add", json!({ "driver": "nbd", "node-name": "handnbd", "server": { "type": "inet", "host": "127.0.0.1", "port": port }, "export": "hand", "reconnect-delay": 0 })).expect("nbd node");
-        qa.execute("blockdev-mirror", json!({ "job-id": "handm", "device": "src", "target": "handnbd", "sync": "full", "copy-mode": "write-blocking", "on-target-error": "stop" })).expect("mirror");
+        qa.execute("blockdev-mirror", json!({ "job-id": "handm", "device": "src", "target": "handnbd", "sync": "full", "copy-mode": "write-blocking", "on-target-error": "stop", "granularity": 4096 })).expect("mirror");
         while !qa.execute("query-block-jobs", Value::Null).expect("jobs")[0]["ready"]
             .as_bool()
             .unwrap_or(false)

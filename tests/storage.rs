@@ -1231,10 +1231,14 @@ fn a_run_killed_while_its_sequence_is_suspended_is_taken_over_and_resumes_only_w
     }
     let (code, _, err) = host.operator("suspend", 1, "state");
     assert_eq!(code, Some(0), "{err}");
-    host.lab.write("siteA", "db", 0x24, &[MIB, 5 * MIB]).expect("writes while suspended");
+    host.lab
+        .write("siteA", "db", 0x24, &[MIB, 5 * MIB])
+        .expect("writes while suspended");
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
-    host.lab.write("siteA", "db", 0x25, &[9 * MIB]).expect("writes while no run watches");
+    host.lab
+        .write("siteA", "db", 0x25, &[9 * MIB])
+        .expect("writes while no run watches");
     // The next run takes the records over with the rest.
     let mut second = host.run_until_up("state", "the second run");
     let (code, out, err) = host.operator("resume", 1, "state");
@@ -1242,5 +1246,77 @@ fn a_run_killed_while_its_sequence_is_suspended_is_taken_over_and_resumes_only_w
     assert_eq!(resynced(&out, "db"), 3 * 65536, "only what changed: {out}");
     assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
     assert_eq!(terminate(&mut second, "the second run"), 0);
+    assert_nothing_left(&host.lab, &["siteA", "siteB"]);
+}
+
+/// Everything of cssc's in both daemons of a two-site lab, sorted.
+fn all_left(lab: &Lab) -> Vec<String> {
+    let mut left: Vec<String> = ["siteA", "siteB"]
+        .iter()
+        .flat_map(|site| leftovers(lab, site))
+        .collect();
+    left.sort();
+    left
+}
+
+#[test]
+fn two_sessions_share_the_daemons_and_one_ending_leaves_the_other_untouched() {
+    let (lab, _) = lab(
+        &[
+            ("siteA", &[("db", 16), ("journal", 16), ("erp", 16)]),
+            (
+                "siteB",
+                &[
+                    ("db-r", 16),
+                    ("journal-r", 16),
+                    ("erp-mirror", 16),
+                    ("erp-practice", 16),
+                ],
+            ),
+        ],
+        &[
+            &[("siteA", "db"), ("siteB", "db-r")],
+            &[("siteA", "erp"), ("siteB", "erp-mirror")],
+        ],
+        BaseCopy::Continuous(ContinuousMode::Synchronous),
+    );
+    let host = Host::on(lab, "");
+    let mut first = host.command("run", "state").spawn().expect("run");
+    mirrors_ready(&host.lab, 2);
+    let first_only = all_left(&host.lab);
+    // A second solution on the same daemons, through their other (TCP) monitors.
+    let file = host.lab.dir.join("erp.toml");
+    let storage = |id: &str, site: &str| {
+        let daemon = &host.lab.sites[site];
+        format!(
+            "[storage.{id}]\nendpoint = \"tcp:127.0.0.1:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n",
+            daemon.qmp_port, daemon.nbd_port
+        )
+    };
+    std::fs::write(&file, storage("prod", "siteA") + &storage("dr", "siteB")).expect("run file");
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+        .args(["mirror-with-practice-copy", "run", "--config"])
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(host.lab.dir.join("erp-state"))
+        .stderr(std::fs::File::create(host.lab.dir.join("erp.log")).expect("log"))
+        .spawn()
+        .expect("second run");
+    mirrors_ready(&host.lab, 3);
+    assert_eq!(terminate(&mut second, "the second session"), 0);
+    assert_eq!(
+        all_left(&host.lab),
+        first_only,
+        "the second session removed all of its own and nothing of the first's"
+    );
+    host.lab
+        .write("siteA", "db", 0x26, &[MIB, 2 * MIB])
+        .expect("writes");
+    assert!(
+        same(&host.lab, ("siteA", "db"), ("siteB", "db-r")),
+        "the first session still mirrors synchronously"
+    );
+    assert!(same(&host.lab, ("siteA", "erp"), ("siteB", "erp-mirror")));
+    assert_eq!(terminate(&mut first, "the first session"), 0);
     assert_nothing_left(&host.lab, &["siteA", "siteB"]);
 }

@@ -2,6 +2,9 @@
 //! collections so that everything written from it comes out in one order.
 
 pub use csc_runtime::address::Address;
+/// The runtime's own: `every` in seconds, `daily` in UTC (one definition, so the
+/// document and the runtime cannot disagree).
+pub use csc_runtime::session::Schedule;
 use csc_runtime::vocab::{BaseCopy, Command, DriverKind, Event};
 use std::collections::BTreeMap;
 
@@ -39,7 +42,7 @@ pub struct Contact {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopySet {
     pub name: String,
-    /// Volume i is the source of sequence i and the target of sequence i-1.
+    /// Volume i (from 0) is the source of sequence i+1 and the target of sequence i.
     pub volumes: Vec<Volume>,
 }
 
@@ -56,14 +59,6 @@ pub struct Sequence {
     pub schedule: Option<Schedule>,
     /// Events in canonical order; each event's actions in document order.
     pub events: BTreeMap<Event, Vec<Action>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Schedule {
-    /// `every 3h`: seconds between starts.
-    Every(u64),
-    /// `daily 00:00`: hour and minute, local time.
-    Daily { hour: u8, minute: u8 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -58,6 +58,8 @@ pub struct Sequence {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Schedule {
+    /// `every 3h`: seconds between starts.
     Every { seconds: u64 },
+    /// `daily 06:00`: hour and minute, UTC.
     Daily { hour: u8, minute: u8 },
 }

@@ -73,7 +73,7 @@ pub fn schedule(text: &str) -> Result<Schedule, String> {
         words.next(),
         words.next(),
     ) {
-        (Some("every"), Some(d), None) => duration(d).map(Schedule::Every),
+        (Some("every"), Some(d), None) => duration(d).map(|seconds| Schedule::Every { seconds }),
         (Some("daily"), Some(t), None) => {
             let (h, m) = t
                 .split_once(':')
@@ -110,7 +110,10 @@ mod tests {
 
     #[test]
     fn schedules() {
-        assert_eq!(schedule("every 3h"), Ok(Schedule::Every(10_800)));
+        assert_eq!(
+            schedule("every 3h"),
+            Ok(Schedule::Every { seconds: 10_800 })
+        );
         assert_eq!(
             schedule("DAILY 00:05"),
             Ok(Schedule::Daily { hour: 0, minute: 5 })

@@ -413,7 +413,7 @@ fn session_tokens(s: &Solution, name: &str) -> TokenStream {
             }
         };
         let schedule = option(q.schedule, |sch| match sch {
-            Schedule::Every(seconds) => quote! { session::Schedule::Every { seconds: #seconds } },
+            Schedule::Every { seconds } => quote! { session::Schedule::Every { seconds: #seconds } },
             Schedule::Daily { hour, minute } => quote! { session::Schedule::Daily { hour: #hour, minute: #minute } },
         });
         let handled = q.events.keys().map(variant);

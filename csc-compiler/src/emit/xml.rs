@@ -59,7 +59,7 @@ pub fn canonical(s: &Solution) -> String {
             w.leaf(
                 "SCHEDULE",
                 &match schedule {
-                    Schedule::Every(secs) => format!("every {}", format_duration(*secs)),
+                    Schedule::Every { seconds } => format!("every {}", format_duration(*seconds)),
                     Schedule::Daily { hour, minute } => format!("daily {hour:02}:{minute:02}"),
                 },
             );

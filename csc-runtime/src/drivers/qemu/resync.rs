@@ -101,16 +101,29 @@ impl Qemu {
             // (tests/consistency.rs found writes past a gap on a target).
             let commands = recorded
                 .iter()
-                .map(|(_, r)| ("block-dirty-bitmap-add", json!({ "node": r.node, "name": r.bitmap, "granularity": GRANULARITY })))
+                .map(|(_, r)| {
+                    (
+                        "block-dirty-bitmap-add",
+                        json!({ "node": r.node, "name": r.bitmap, "granularity": GRANULARITY }),
+                    )
+                })
                 .collect();
             let added = match self.qmp(&site) {
-                Ok(q) => q.execute_all(commands).into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
+                Ok(q) => q
+                    .execute_all(commands)
+                    .into_iter()
+                    .map(|r| r.map_err(|e| e.to_string()))
+                    .collect(),
                 Err(e) => vec![Err(e.to_string()); recorded.len()],
             };
             for ((pair, record), added) in recorded.into_iter().zip(added) {
                 let entry = match added {
                     Ok(_) => {
-                        self.bitmaps.insert((site.clone(), record.node.clone(), record.bitmap.clone()));
+                        self.bitmaps.insert((
+                            site.clone(),
+                            record.node.clone(),
+                            record.bitmap.clone(),
+                        ));
                         Ok(record)
                     }
                     Err(e) => Err(format!("its changes could not be recorded: {e}")),
