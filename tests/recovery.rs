@@ -126,7 +126,7 @@ fn a_pair_suspended_under_writes_resumes_copying_only_what_changed() {
         "synchronous after the resume"
     );
     d.shutdown();
-    assert!(leftovers(&lab, "a").is_empty() && leftovers(&lab, "b").is_empty());
+    assert_nothing_left(&lab, &["a", "b"]);
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn a_target_that_comes_back_gets_only_what_it_missed() {
         "copied {bytes} bytes for {changed} changed"
     );
     d.shutdown();
-    assert!(leftovers(&lab, "a").is_empty() && leftovers(&lab, "b").is_empty());
+    assert_nothing_left(&lab, &["a", "b"]);
 }
 
 #[test]

@@ -691,6 +691,29 @@ impl Host {
         run
     }
 
+    /// Starts `run` and waits until both mirrors are ready and its journal says
+    /// sequence 1 is in duplex.
+    fn run_in_duplex(&self, state: &str) -> std::process::Child {
+        let run = self.command("run", state).spawn().expect("run");
+        mirrors_ready(&self.lab, 2);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.status(state).contains("1         Duplex") {
+            assert!(Instant::now() < deadline, "{}", self.status(state));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run
+    }
+
+    /// Both copy sets of mirror-freeze-switch: each target equals its source.
+    fn assert_copies_equal(&self) {
+        for (source, target) in [("db", "db-r"), ("journal", "journal-r")] {
+            assert!(
+                same(&self.lab, ("siteA", source), ("siteB", target)),
+                "{source} == {target}"
+            );
+        }
+    }
+
     /// Kills a site's daemon and waits until the journal in `state` shows `text`.
     fn kill_and_await(&mut self, site: &str, state: &str, text: &str) {
         self.lab.kill(site);
@@ -973,28 +996,24 @@ fn a_run_killed_at_many_moments_is_taken_over_each_time_and_loses_nothing() {
     );
 }
 
-/// The bytes a resume's answer says copy set `set` copied.
-fn resynced(answer: &str, set: &str) -> u64 {
-    let line = answer
+/// The bytes an operator command's answer says copy set `set` copied: the first number
+/// of its line that says `what`.
+fn bytes_said(answer: &str, set: &str, what: &str) -> u64 {
+    answer
         .lines()
-        .find(|l| l.starts_with(&format!("copy set {set}: resynchronised: ")))
-        .unwrap_or_else(|| panic!("no resync of {set} in: {answer}"));
-    line.split_whitespace()
-        .nth(4)
-        .and_then(|n| n.parse().ok())
-        .expect("bytes")
+        .find(|l| l.starts_with(&format!("copy set {set}: ")) && l.contains(what))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.parse().ok()))
+        .unwrap_or_else(|| panic!("copy set {set} did not say `{what}` in: {answer}"))
+}
+
+fn resynced(answer: &str, set: &str) -> u64 {
+    bytes_said(answer, set, "resynchronised: ")
 }
 
 #[test]
 fn an_operator_suspends_and_resumes_a_running_session_copying_only_what_changed() {
     let mut host = Host::new();
-    let mut run = host.command("run", "state").spawn().expect("run");
-    mirrors_ready(&host.lab, 2);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !host.status("state").contains("1         Duplex") {
-        assert!(Instant::now() < deadline, "{}", host.status("state"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut run = host.run_in_duplex("state");
     let (code, out, err) = host.operator("suspend", 1, "state");
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("sequence 1: Suspended"), "{out}");
@@ -1009,12 +1028,7 @@ fn an_operator_suspends_and_resumes_a_running_session_copying_only_what_changed(
     assert!(out.starts_with("sequence 1: Duplex"), "{out}");
     assert_eq!(resynced(&out, "db"), 4 * 65536, "only what changed: {out}");
     assert_eq!(resynced(&out, "journal"), 0, "nothing changed: {out}");
-    assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
-    assert!(same(
-        &host.lab,
-        ("siteA", "journal"),
-        ("siteB", "journal-r")
-    ));
+    host.assert_copies_equal();
 
     let (code, _, err) = host.operator("resume", 1, "state");
     assert_eq!(code, Some(1), "refused");
@@ -1037,12 +1051,7 @@ fn an_operator_suspends_and_resumes_a_running_session_copying_only_what_changed(
         (2 * 65536..=2 * 65536 * 12 / 10).contains(&bytes),
         "the outage's changes, not the volume: {out}"
     );
-    assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
-    assert!(same(
-        &host.lab,
-        ("siteA", "journal"),
-        ("siteB", "journal-r")
-    ));
+    host.assert_copies_equal();
     println!("operator resume after a suspend: 262144 bytes; after a target outage: {bytes} bytes");
     assert_eq!(terminate(&mut run, "the run"), 0);
     assert_nothing_left(&host.lab, &["siteA", "siteB"]);
@@ -1063,28 +1072,10 @@ fn production_export(answer: &str, volume: &str) -> String {
         .to_string()
 }
 
-/// The bytes a reverse's answer says were overwritten on the old source of `set`.
-fn overwritten(answer: &str, set: &str) -> u64 {
-    let line = answer
-        .lines()
-        .find(|l| l.starts_with(&format!("copy set {set}: ")) && l.contains("overwritten"))
-        .unwrap_or_else(|| panic!("no overwrite of {set} in: {answer}"));
-    line.split_whitespace()
-        .nth(3)
-        .and_then(|n| n.parse().ok())
-        .expect("bytes")
-}
-
 #[test]
 fn failover_and_failback_copy_only_what_changed_and_switch_back() {
     let host = Host::new();
-    let mut run = host.command("run", "state").spawn().expect("run");
-    mirrors_ready(&host.lab, 2);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !host.status("state").contains("1         Duplex") {
-        assert!(Instant::now() < deadline, "{}", host.status("state"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut run = host.run_in_duplex("state");
     let (code, _, err) = host.operator("recover", 1, "state");
     assert_eq!(code, Some(1), "a mirroring sequence needs --freeze");
     assert!(err.contains("`recover 1 --freeze` splits them"), "{err}");
@@ -1116,14 +1107,9 @@ fn failover_and_failback_copy_only_what_changed_and_switch_back() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.starts_with("sequence 1: Duplex"), "{out}");
     assert_eq!(resynced(&out, "db"), 3 * 65536, "{out}");
-    assert_eq!(overwritten(&out, "db"), 2 * 65536, "{out}");
+    assert_eq!(bytes_said(&out, "db", "overwritten"), 2 * 65536, "{out}");
     assert_eq!(resynced(&out, "journal"), 0, "{out}");
-    assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
-    assert!(same(
-        &host.lab,
-        ("siteA", "journal"),
-        ("siteB", "journal-r")
-    ));
+    host.assert_copies_equal();
     host.lab
         .write_to("siteB", &on_b, 0x43, &[11 * MIB], 65536)
         .expect("production write on B");
@@ -1146,7 +1132,7 @@ fn failover_and_failback_copy_only_what_changed_and_switch_back() {
     let forward_ms = t.elapsed().as_millis();
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(resynced(&out, "db"), 65536, "{out}");
-    assert_eq!(overwritten(&out, "db"), 0, "{out}");
+    assert_eq!(bytes_said(&out, "db", "overwritten"), 0, "{out}");
     host.lab
         .write("siteA", "db", 0x45, &[15 * MIB])
         .expect("writes on A");
@@ -1210,25 +1196,14 @@ fn after_the_source_site_is_lost_production_moves_and_comes_back_with_a_full_cop
         ),
         "{out}"
     );
-    assert!(same(&host.lab, ("siteA", "db"), ("siteB", "db-r")));
-    assert!(same(
-        &host.lab,
-        ("siteA", "journal"),
-        ("siteB", "journal-r")
-    ));
+    host.assert_copies_equal();
     assert_eq!(terminate(&mut run, "the run"), 0);
 }
 
 #[test]
 fn a_run_killed_while_its_sequence_is_suspended_is_taken_over_and_resumes_only_what_changed() {
     let host = Host::new();
-    let mut first = host.command("run", "state").spawn().expect("run");
-    mirrors_ready(&host.lab, 2);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !host.status("state").contains("1         Duplex") {
-        assert!(Instant::now() < deadline, "{}", host.status("state"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = host.run_in_duplex("state");
     let (code, _, err) = host.operator("suspend", 1, "state");
     assert_eq!(code, Some(0), "{err}");
     host.lab

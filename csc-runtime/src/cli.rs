@@ -8,7 +8,7 @@ use crate::log::{Log, LogFormat};
 use crate::machine::{Command, Solution};
 use crate::plan::Plan;
 use crate::vocab::{Event, Keyword};
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::fmt::Write;
 use std::process::ExitCode;
@@ -60,47 +60,26 @@ enum Cmd {
     /// Suspend a continuous sequence of the running session (`run` with the same state
     /// directory): its pairs are split at one consistent instant, and what changes on
     /// their sources from then on is recorded for `resume`.
-    Suspend {
-        /// The sequence number.
-        sequence: u32,
-        /// The state directory of `run` (same default).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<std::path::PathBuf>,
-    },
+    Suspend(OnRun),
     /// Resume a suspended or failed continuous sequence of the running session: each
     /// pair copies only what changed since it was split (or in full, saying why), and
     /// the command returns once every pair is in duplex again.
-    Resume {
-        /// The sequence number.
-        sequence: u32,
-        /// The state directory of `run` (same default).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<std::path::PathBuf>,
-    },
+    Resume(OnRun),
     /// Failover: the targets of a split continuous sequence of the running session
     /// become production volumes (exported writable for applications), and what is
     /// written to them is recorded from now. A sequence that still mirrors is refused
     /// unless --freeze splits it at one consistent instant first.
     Recover {
-        /// The sequence number.
-        sequence: u32,
+        #[command(flatten)]
+        on: OnRun,
         /// Split the sequence first if it still mirrors (a freeze, released at once).
         #[arg(long)]
         freeze: bool,
-        /// The state directory of `run` (same default).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<std::path::PathBuf>,
     },
     /// Failback: mirror a recovered sequence the other way, from its targets back to
     /// its sources, copying only what changed on either side since the split. A
     /// reversed sequence switches back with `recover --freeze` and `reverse` again.
-    Reverse {
-        /// The sequence number.
-        sequence: u32,
-        /// The state directory of `run` (same default).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<std::path::PathBuf>,
-    },
+    Reverse(OnRun),
     /// Remove what a killed run of this session left in its storages (jobs, NBD
     /// nodes, holds, exports, bitmaps, throttle groups named for this session). The
     /// volumes are never touched, nor what another session added.
@@ -128,6 +107,16 @@ enum Cmd {
         #[arg(long = "event", value_name = "SEQ:EVENT", required = true)]
         events: Vec<String>,
     },
+}
+
+/// Which sequence of which running session an operator command is for.
+#[derive(Args)]
+struct OnRun {
+    /// The sequence number.
+    sequence: u32,
+    /// The state directory of `run` (same default).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -198,23 +187,10 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
             return crate::status::print::<S>(&dir, json);
         }
         Cmd::Cleanup { config } => return cleanup::<S>(config),
-        Cmd::Suspend {
-            sequence,
-            state_dir,
-        } => return operator::<S>(Operation::Suspend, sequence, state_dir),
-        Cmd::Resume {
-            sequence,
-            state_dir,
-        } => return operator::<S>(Operation::Resume, sequence, state_dir),
-        Cmd::Recover {
-            sequence,
-            freeze,
-            state_dir,
-        } => return operator::<S>(Operation::Recover { freeze }, sequence, state_dir),
-        Cmd::Reverse {
-            sequence,
-            state_dir,
-        } => return operator::<S>(Operation::Reverse, sequence, state_dir),
+        Cmd::Suspend(on) => return operator::<S>(Operation::Suspend, on),
+        Cmd::Resume(on) => return operator::<S>(Operation::Resume, on),
+        Cmd::Recover { on, freeze } => return operator::<S>(Operation::Recover { freeze }, on),
+        Cmd::Reverse(on) => return operator::<S>(Operation::Reverse, on),
         Cmd::Demo {
             volume_mib,
             keep,
@@ -348,13 +324,9 @@ fn run<S: Solution>(
 /// An operator command to the running session: exit 0 when it got where the command
 /// leads, 1 when it was refused or failed (the reason is printed), 2 when no run of
 /// this state directory answers.
-fn operator<S: Solution>(
-    operation: Operation,
-    sequence: u32,
-    state_dir: Option<std::path::PathBuf>,
-) -> ExitCode {
-    let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
-    match crate::control::send(&dir, operation, sequence) {
+fn operator<S: Solution>(operation: Operation, on: OnRun) -> ExitCode {
+    let dir = on.state_dir.unwrap_or_else(default_state_dir::<S>);
+    match crate::control::send(&dir, operation, on.sequence) {
         Ok(answer) if answer.ok => {
             println!("{}", answer.message);
             ExitCode::SUCCESS

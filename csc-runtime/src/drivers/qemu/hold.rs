@@ -32,6 +32,22 @@ impl Qemu {
         self.names.hold_group(pair.sequence, target)
     }
 
+    /// The hold groups of the jobs `ids`, by source daemon.
+    fn hold_groups<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a String>,
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for id in ids {
+            let pair = &self.jobs[id].pair;
+            groups
+                .entry(pair.source.storage.clone())
+                .or_default()
+                .insert(self.hold_group(pair));
+        }
+        groups
+    }
+
     /// Adds a throttle group to a daemon once.
     fn ensure_group(&mut self, site: &str, id: &str) -> Result<(), DriverError> {
         let key = (site.to_string(), id.to_string());
@@ -246,15 +262,7 @@ impl Qemu {
         // Hold: the mirror writes of these pairs wait in their filters, unacknowledged.
         // Holds may be staggered across groups and daemons: nothing can depend on a
         // held write. One `qom-set` per group, pipelined per source daemon.
-        let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for id in &cut {
-            let pair = &self.jobs[id].pair;
-            groups
-                .entry(pair.source.storage.clone())
-                .or_default()
-                .insert(self.hold_group(pair));
-        }
-        for (site, site_groups) in groups {
+        for (site, site_groups) in self.hold_groups(cut.iter()) {
             let Ok(qmp) = self.qmp(&site) else { continue };
             let commands = site_groups
                 .iter()
@@ -309,14 +317,7 @@ impl Qemu {
         // The emptied hold groups go: a group once held keeps new members waiting
         // (its limit set back to nothing does not help, measured), so a pair that
         // starts again gets a fresh group.
-        let mut emptied: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for id in ids.iter().filter(|id| !stuck.contains(id)) {
-            let pair = &self.jobs[id].pair;
-            emptied
-                .entry(pair.source.storage.clone())
-                .or_default()
-                .insert(self.hold_group(pair));
-        }
+        let emptied = self.hold_groups(ids.iter().filter(|id| !stuck.contains(id)));
         for (site, groups) in emptied {
             if let Ok(qmp) = self.qmp(&site) {
                 let commands = groups
