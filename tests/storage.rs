@@ -1028,6 +1028,12 @@ fn an_operator_suspends_and_resumes_a_running_session_copying_only_what_changed(
     assert!(out.starts_with("sequence 1: Duplex"), "{out}");
     assert_eq!(resynced(&out, "db"), 4 * 65536, "only what changed: {out}");
     assert_eq!(resynced(&out, "journal"), 0, "nothing changed: {out}");
+    let shown = host.status("state");
+    assert!(
+        shown.contains("now, as the running session sees its storage:")
+            && shown.contains("sequence 1 copy set db: its copy runs, in step"),
+        "status shows the live storage: {shown}"
+    );
     host.assert_copies_equal();
 
     let (code, _, err) = host.operator("resume", 1, "state");
@@ -1116,6 +1122,11 @@ fn failover_and_failback_copy_only_what_changed_and_switch_back() {
     assert!(
         same(&host.lab, ("siteA", "db"), ("siteB", "db-r")),
         "B is mirrored synchronously to A"
+    );
+    let shown = host.status("state");
+    assert!(
+        shown.contains("sequence 1: Duplex, reversed (copying from its targets to its sources)"),
+        "{shown}"
     );
 
     // Switch back, the same two commands.

@@ -326,7 +326,7 @@ fn run<S: Solution>(
 /// this state directory answers.
 fn operator<S: Solution>(operation: Operation, on: OnRun) -> ExitCode {
     let dir = on.state_dir.unwrap_or_else(default_state_dir::<S>);
-    match crate::control::send(&dir, operation, on.sequence) {
+    match crate::control::send(&dir, crate::control::Ask::Operate(operation, on.sequence)) {
         Ok(answer) if answer.ok => {
             println!("{}", answer.message);
             ExitCode::SUCCESS

@@ -32,6 +32,15 @@ pub enum Operation {
     Reverse,
 }
 
+/// What a line on the socket asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// An operation on a sequence.
+    Operate(Operation, u32),
+    /// What the session's storage says now (`BIN status`).
+    Status,
+}
+
 impl Operation {
     const WORDS: &'static [&'static str] = &["suspend", "resume", "recover", "reverse"];
 }
@@ -58,8 +67,7 @@ pub fn socket_in(dir: &Path) -> PathBuf {
 
 /// One command from an operator, and where its answer goes.
 pub struct Request {
-    pub operation: Operation,
-    pub sequence: u32,
+    pub ask: Ask,
     pub answer: Sender<Answer>,
 }
 
@@ -99,13 +107,9 @@ fn serve(stream: UnixStream, requests: &Sender<Request>) {
     let read = BufReader::new(&stream).take(256).read_line(&mut line);
     let answer = match read.map_err(|e| e.to_string()).and_then(|_| parse(&line)) {
         Err(message) => Answer { ok: false, message },
-        Ok((operation, sequence)) => {
+        Ok(ask) => {
             let (answer, answered) = mpsc::channel();
-            let sent = requests.send(Request {
-                operation,
-                sequence,
-                answer,
-            });
+            let sent = requests.send(Request { ask, answer });
             match sent
                 .ok()
                 .and_then(|()| answered.recv_timeout(ANSWER_WITHIN).ok())
@@ -122,11 +126,13 @@ fn serve(stream: UnixStream, requests: &Sender<Request>) {
     let _ = writeln!(&stream, "{body}");
 }
 
-/// `VERB SEQ`, e.g. `resume 1`; `recover SEQ freeze` asks for the freeze first.
-fn parse(line: &str) -> Result<(Operation, u32), String> {
+/// `VERB SEQ`, e.g. `resume 1`; `recover SEQ freeze` asks for the freeze first;
+/// `status` alone asks what the storage says now.
+fn parse(line: &str) -> Result<Ask, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let usage = || format!("`{}`: write VERB SEQ, e.g. resume 1", line.trim());
     let (verb, sequence, rest) = match words.as_slice() {
+        [status] if status.eq_ignore_ascii_case("status") => return Ok(Ask::Status),
         [verb, sequence, rest @ ..] => (*verb, *sequence, rest),
         _ => return Err(usage()),
     };
@@ -139,7 +145,7 @@ fn parse(line: &str) -> Result<(Operation, u32), String> {
         (known, _) if Operation::WORDS.contains(&known) => return Err(usage()),
         _ => {
             return Err(format!(
-                "`{verb}` is not an operator command; valid: {}",
+                "`{verb}` is not an operator command; valid: {}, status",
                 Operation::WORDS.join(", ")
             ))
         }
@@ -147,12 +153,12 @@ fn parse(line: &str) -> Result<(Operation, u32), String> {
     let sequence = sequence
         .parse()
         .map_err(|_| format!("`{sequence}` is not a sequence number"))?;
-    Ok((operation, sequence))
+    Ok(Ask::Operate(operation, sequence))
 }
 
-/// The operator's side: sends the operation to the run of `dir` and waits for its
-/// answer. `Err` when no run listens there.
-pub fn send(dir: &Path, operation: Operation, sequence: u32) -> Result<Answer, String> {
+/// The operator's side: sends `ask` to the run of `dir` and waits for its answer.
+/// `Err` when no run listens there.
+pub fn send(dir: &Path, ask: Ask) -> Result<Answer, String> {
     let path = socket_in(dir);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(
@@ -160,11 +166,14 @@ pub fn send(dir: &Path, operation: Operation, sequence: u32) -> Result<Answer, S
             path.display()
         )
     })?;
-    let freeze = match operation {
-        Operation::Recover { freeze: true } => " freeze",
-        _ => "",
+    let line = match ask {
+        Ask::Status => "status".to_string(),
+        Ask::Operate(operation @ Operation::Recover { freeze: true }, sequence) => {
+            format!("{operation} {sequence} freeze")
+        }
+        Ask::Operate(operation, sequence) => format!("{operation} {sequence}"),
     };
-    writeln!(stream, "{operation} {sequence}{freeze}").map_err(|e| e.to_string())?;
+    writeln!(stream, "{line}").map_err(|e| e.to_string())?;
     let _ = stream.set_read_timeout(Some(ANSWER_WITHIN + Duration::from_secs(5)));
     let mut line = String::new();
     BufReader::new(&stream)
@@ -184,17 +193,18 @@ mod tests {
 
     #[test]
     fn a_command_line_is_a_verb_an_operator_may_give_and_a_sequence() {
-        assert_eq!(parse("resume 1\n"), Ok((Operation::Resume, 1)));
-        assert_eq!(parse("Suspend 12"), Ok((Operation::Suspend, 12)));
+        let op = |operation, sequence| Ok(Ask::Operate(operation, sequence));
+        assert_eq!(parse("resume 1\n"), op(Operation::Resume, 1));
+        assert_eq!(parse("Suspend 12"), op(Operation::Suspend, 12));
         assert_eq!(
             parse("recover 2"),
-            Ok((Operation::Recover { freeze: false }, 2))
+            op(Operation::Recover { freeze: false }, 2)
         );
         assert_eq!(
             parse("recover 2 freeze"),
-            Ok((Operation::Recover { freeze: true }, 2))
+            op(Operation::Recover { freeze: true }, 2)
         );
-        assert_eq!(parse("reverse 3"), Ok((Operation::Reverse, 3)));
+        assert_eq!(parse("reverse 3"), op(Operation::Reverse, 3));
         let freeze = parse("freeze 1").unwrap_err();
         assert!(
             freeze.contains("valid: suspend, resume, recover, reverse"),
@@ -223,15 +233,15 @@ mod tests {
         let session = std::thread::spawn(move || {
             let request = requests.recv().unwrap();
             assert_eq!(
-                (request.operation, request.sequence),
-                (Operation::Recover { freeze: true }, 2)
+                request.ask,
+                Ask::Operate(Operation::Recover { freeze: true }, 2)
             );
             let _ = request.answer.send(Answer {
                 ok: false,
                 message: "sequence 2 is Duplex".into(),
             });
         });
-        let answer = send(&dir, Operation::Recover { freeze: true }, 2).unwrap();
+        let answer = send(&dir, Ask::Operate(Operation::Recover { freeze: true }, 2)).unwrap();
         assert_eq!(
             answer,
             Answer {
@@ -241,7 +251,7 @@ mod tests {
         );
         session.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
-        let gone = send(&dir, Operation::Resume, 2).unwrap_err();
+        let gone = send(&dir, Ask::Status).unwrap_err();
         assert!(gone.contains("no running session"), "{gone}");
     }
 }

@@ -5,7 +5,7 @@
 //! and the shared status.
 
 use crate::actions::{self, Occurrence};
-use crate::control::{self, Answer, Operation, Request};
+use crate::control::{self, Answer, Ask, Operation, Request};
 use crate::core::{Cause, Core, Order, Unfinished};
 use crate::drivers::qemu::Qemu;
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport};
@@ -754,11 +754,14 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     /// sequence cannot take it now, else carried out; answered when the sequence gets
     /// where the command leads (or fails), with what its pairs said on the way.
     fn operator(&mut self, request: Request) {
-        let Request {
-            operation,
-            sequence,
-            answer,
-        } = request;
+        let (operation, sequence, answer) = match request.ask {
+            Ask::Operate(operation, sequence) => (operation, sequence, request.answer),
+            Ask::Status => {
+                let message = self.live().join("\n");
+                let _ = request.answer.send(Answer { ok: true, message });
+                return;
+            }
+        };
         let refuse = |message: String| {
             let _ = answer.send(Answer { ok: false, message });
         };
@@ -885,6 +888,45 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         }
     }
 
+    /// The session as its storage and its own state say now: each sequence's state
+    /// and direction, and each copy job the daemons report with how far it is.
+    fn live(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for sequence in &self.plan.sequences {
+            let n = sequence.number;
+            let mut line = format!("sequence {n}: {}", self.core.sequence_state(n));
+            if self.recovered.contains(&n) {
+                line.push_str(", recovered (production on its targets)");
+            }
+            if self.reversed.contains(&n) {
+                line.push_str(", reversed (copying from its targets to its sources)");
+            }
+            lines.push(line);
+        }
+        for p in self.driver.progress() {
+            let set = self
+                .plan
+                .copysets
+                .get(p.copyset)
+                .map_or("?", |c| c.name.as_str());
+            let how = if p.in_step {
+                format!("in step, {} bytes copied so far", p.done)
+            } else {
+                format!(
+                    "copying, {} of {} bytes ({}%)",
+                    p.done,
+                    p.total,
+                    p.done * 100 / p.total.max(1)
+                )
+            };
+            lines.push(format!(
+                "sequence {} copy set {set}: its copy runs, {how}",
+                p.sequence
+            ));
+        }
+        lines
+    }
+
     /// The pairs of a sequence in the direction it copies now (reversed after a
     /// failback).
     fn pairs(&self, sequence: u32) -> Vec<Pair> {
@@ -932,7 +974,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
 
     fn log_progress(&mut self) {
         for p in self.driver.progress() {
-            if p.total == 0 || p.done >= p.total {
+            if p.in_step || p.total == 0 || p.done >= p.total {
                 continue;
             }
             let set = self

@@ -39,10 +39,12 @@ fn tool(program: &str, args: &[&str]) -> Result<String, String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
+        // qemu-io says why a request failed on stdout, not stderr.
         Err(format!(
-            "{program} {}: {}",
+            "{program} {}: {} {}",
             args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
         ))
     }
 }

@@ -1,7 +1,9 @@
 //! `BIN status`: what the session's journal says, as a table or JSON: whether a run
 //! holds the state directory now, how the last run ended, each sequence's state, the
 //! last group events, and the commands and actions it started and did not see end.
-//! It reads the journal only (not the storage) and never takes the run's lock.
+//! It never takes the run's lock; while a run holds the directory it also asks that
+//! run (its control socket) what its storage says now: the run owns the storages'
+//! monitors, which serve one client at a time.
 
 use crate::journal::{self, killed, Record, Torn};
 use crate::machine::Solution;
@@ -29,6 +31,8 @@ pub struct Summary {
     pub unfinished_actions: Vec<(String, String)>,
     /// Bytes of a torn record at the journal's end.
     pub torn_bytes: u64,
+    /// What the running session says of its storage now (`None`: no run answered).
+    pub live: Option<Vec<String>>,
 }
 
 /// What the records of a journal say (`sequences`: the document's, all idle at first).
@@ -101,6 +105,7 @@ pub fn summarize(
         unfinished_commands: commands,
         unfinished_actions: actions,
         torn_bytes: torn.map_or(0, |t| t.dropped),
+        live: None,
     }
 }
 
@@ -119,7 +124,13 @@ pub fn print<S: Solution>(dir: &Path, json: bool) -> ExitCode {
         }
     };
     let sequences: Vec<u32> = S::SESSION.sequences.iter().map(|s| s.number).collect();
-    let summary = summarize(&records, torn, journal::held(&path), &sequences);
+    let mut summary = summarize(&records, torn, journal::held(&path), &sequences);
+    if summary.running {
+        summary.live = crate::control::send(dir, crate::control::Ask::Status)
+            .ok()
+            .filter(|a| a.ok)
+            .map(|a| a.message.lines().map(str::to_string).collect());
+    }
     if json {
         println!(
             "{}",
@@ -175,6 +186,18 @@ fn table(name: &str, s: &Summary) -> String {
             "the journal ends with a torn record of {} bytes (a crash mid-write)",
             s.torn_bytes
         );
+    }
+    match &s.live {
+        Some(lines) => {
+            let _ = writeln!(out, "now, as the running session sees its storage:");
+            for line in lines {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        None if s.running => {
+            let _ = writeln!(out, "the running session did not answer for its storage");
+        }
+        None => {}
     }
     out
 }

@@ -94,6 +94,8 @@ pub struct Progress {
     pub copyset: usize,
     pub done: u64,
     pub total: u64,
+    /// A continuous copy in step with its source (its initial copy is done).
+    pub in_step: bool,
 }
 
 pub trait Driver {

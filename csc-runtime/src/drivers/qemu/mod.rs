@@ -807,6 +807,7 @@ impl Driver for Qemu {
                     copyset,
                     done: job["offset"].as_u64().unwrap_or(0),
                     total: job["len"].as_u64().unwrap_or(0),
+                    in_step: job["ready"] == true,
                 });
             }
         }
