@@ -1306,3 +1306,85 @@ fn two_sessions_share_the_daemons_and_one_ending_leaves_the_other_untouched() {
     assert_eq!(terminate(&mut first, "the first session"), 0);
     assert_nothing_left(&host.lab, &["siteA", "siteB"]);
 }
+
+#[test]
+fn a_run_killed_during_its_freeze_and_actions_is_taken_over_and_every_action_keeps_its_id() {
+    let (port, hooks) = webhook();
+    let (lab, _) = two_site_lab(16);
+    let contact = format!("[contact.oncall]\nwebhook = \"http://127.0.0.1:{port}/oncall\"\n");
+    let mut host = Host::on(lab, &contact);
+    let mut run = host.run_in_duplex("state");
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let kills = 8;
+    for kill in 0..kills {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        host.lab
+            .write("siteA", "db", 0x60 + kill as u8, &[(kill as u64) * MIB])
+            .expect("a write acknowledged before the failure");
+        // Site B dies; the run is killed while it notices, freezes, holds, notifies
+        // and runs the site-switch program (0 to 1.5 s after).
+        host.lab.kill("siteB");
+        std::thread::sleep(Duration::from_millis(rng % 1500));
+        run.kill().expect("SIGKILL");
+        run.wait().expect("reaped");
+        run = host.run_until_up("state", &format!("restart {kill}"));
+        // The reaction is carried through by the run that took over.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !host.status("state").contains("1         Suspended") {
+            assert!(Instant::now() < deadline, "{}", host.status("state"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        host.lab.restart("siteB").expect("site B is back");
+        let (code, out, err) = host.operator("resume", 1, "state");
+        assert_eq!(code, Some(0), "restart {kill}: {out}{err}");
+        host.assert_copies_equal();
+    }
+    assert_eq!(terminate(&mut run, "the last run"), 0);
+    assert_nothing_left(&host.lab, &["siteA", "siteB"]);
+    // Every notification the journal started reached the receiver under its id; a
+    // repeat (an action whose end a killed run did not record) has the same id.
+    let (records, _) =
+        csc_runtime::journal::read(&csc_runtime::journal::path_in(&host.lab.dir.join("state")))
+            .expect("journal");
+    let started: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| match r {
+            csc_runtime::journal::Record::ActionStart {
+                id,
+                contact: Some(_),
+                ..
+            } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let delivered: Vec<String> = hooks
+        .lock()
+        .expect("hooks")
+        .iter()
+        .map(|(_, body)| {
+            let hook: Value = serde_json::from_str(body).expect("JSON body");
+            hook["id"].as_str().expect("an id").to_string()
+        })
+        .collect();
+    let unique: std::collections::BTreeSet<String> = delivered.iter().cloned().collect();
+    assert_eq!(
+        unique, started,
+        "every notification started was delivered under its id"
+    );
+    assert!(
+        delivered.len() - unique.len() <= kills,
+        "repeats only for notifications a kill interrupted: {delivered:?}"
+    );
+    assert!(
+        !host.status("state").contains("not seen to end"),
+        "{}",
+        host.status("state")
+    );
+    println!(
+        "{} notifications, {} deliveries over {kills} kills during freezes and actions",
+        unique.len(),
+        delivered.len()
+    );
+}

@@ -10,6 +10,10 @@
 //! name = "db"
 //! volumes = ["site1:db-a", "site2:db-b"]
 //!
+//! [contact.oncall]                 # replaces a CONTACT's ways to be reached
+//! webhook = "http://127.0.0.1:9000/oncall"
+//! command = "/usr/local/bin/page-oncall"
+//!
 //! [timing]                          # optional; defaults in `Timing::default`
 //! hold_seconds = 2                  # a freeze without thaw releases writers after this
 //! failed_target_hold_seconds = 1    # a write to a failed target waits this long
@@ -119,7 +123,16 @@ struct RunFile {
     storage: BTreeMap<String, RunStorage>,
     #[serde(default)]
     copyset: Vec<RunCopySet>,
+    #[serde(default)]
+    contact: BTreeMap<String, RunContact>,
     timing: Option<RunTiming>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunContact {
+    webhook: Option<String>,
+    command: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +244,34 @@ impl Plan {
                 id: id.clone(),
             };
             self.storages.insert(id, storage);
+        }
+        for (contact, ways) in file.contact {
+            let known: Vec<&str> = self.contacts.iter().map(|c| c.name.as_str()).collect();
+            let Some(i) = self.contacts.iter().position(|c| c.name == contact) else {
+                return Err(format!(
+                    "{name}: contact {contact}: the document notifies no contact of that name (its contacts: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ));
+            };
+            if let Some(w) = ways.webhook.as_deref().filter(|w| {
+                !w.strip_prefix("http://")
+                    .is_some_and(|rest| !rest.is_empty())
+            }) {
+                return Err(format!("{name}: contact {contact}: webhook `{w}` is not an http:// URL (webhooks are plain-HTTP POSTs, usually to a relay on this host)"));
+            }
+            if let Some(c) = ways.command.as_deref().filter(|c| !c.starts_with('/')) {
+                return Err(format!("{name}: contact {contact}: command `{c}` is not an absolute path (programs run without a shell or PATH search)"));
+            }
+            if ways.webhook.is_none() && ways.command.is_none() {
+                return Err(format!(
+                    "{name}: contact {contact}: give a webhook, a command or both"
+                ));
+            }
+            self.contacts[i] = Contact {
+                name: contact,
+                webhook: ways.webhook,
+                command: ways.command,
+            };
         }
         if !file.copyset.is_empty() {
             self.copysets = file
@@ -386,6 +427,51 @@ mod tests {
         assert!(plan
             .apply_run_file("h.toml", "[timing]\nhold = 3\n")
             .is_err());
+    }
+
+    #[test]
+    fn a_run_file_replaces_a_contact_s_ways_and_refuses_unknown_or_bad_ones() {
+        let mut plan = Plan::from_session(&SESSION);
+        plan.contacts.push(Contact {
+            name: "oncall".into(),
+            webhook: Some("http://127.0.0.1:9000/old".into()),
+            command: None,
+        });
+        plan.apply_run_file(
+            "h.toml",
+            "[contact.oncall]\ncommand = \"/usr/local/bin/page\"\n",
+        )
+        .expect("applies");
+        assert_eq!(
+            plan.contacts[0],
+            Contact {
+                name: "oncall".into(),
+                webhook: None,
+                command: Some("/usr/local/bin/page".into()),
+            }
+        );
+        let unknown = plan
+            .apply_run_file("h.toml", "[contact.oncal]\nwebhook = \"http://h/x\"\n")
+            .unwrap_err();
+        assert!(
+            unknown.contains("no contact of that name (its contacts: oncall)"),
+            "{unknown}"
+        );
+        let https = plan
+            .apply_run_file("h.toml", "[contact.oncall]\nwebhook = \"https://h/x\"\n")
+            .unwrap_err();
+        assert!(https.contains("is not an http:// URL"), "{https}");
+        let relative = plan
+            .apply_run_file("h.toml", "[contact.oncall]\ncommand = \"page\"\n")
+            .unwrap_err();
+        assert!(relative.contains("not an absolute path"), "{relative}");
+        let empty = plan
+            .apply_run_file("h.toml", "[contact.oncall]\n")
+            .unwrap_err();
+        assert!(
+            empty.contains("give a webhook, a command or both"),
+            "{empty}"
+        );
     }
 
     #[test]

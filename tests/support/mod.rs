@@ -233,7 +233,7 @@ pub fn webhook() -> (u16, Received) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = Arc::clone(&seen);
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(16) {
+        for stream in listener.incoming().take(64) {
             let Ok(mut stream) = stream else { continue };
             let mut buf = vec![0; 65536];
             let mut got = 0;
