@@ -246,17 +246,31 @@ impl Plan {
             self.storages.insert(id, storage);
         }
         for (contact, ways) in file.contact {
+            // A document with CONTACTs notifies only those; one without resolves its
+            // NOTIFY names here, at run time (docs/solution-format.md).
             let known: Vec<&str> = self.contacts.iter().map(|c| c.name.as_str()).collect();
-            let Some(i) = self.contacts.iter().position(|c| c.name == contact) else {
-                return Err(format!(
-                    "{name}: contact {contact}: the document notifies no contact of that name (its contacts: {})",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                ));
+            let i = match self.contacts.iter().position(|c| c.name == contact) {
+                Some(i) => i,
+                None if known.is_empty() => {
+                    self.contacts.push(Contact {
+                        name: contact.clone(),
+                        webhook: None,
+                        command: None,
+                    });
+                    self.contacts.len() - 1
+                }
+                None => {
+                    return Err(format!(
+                        "{name}: contact {contact}: the document has no contact of that name (its contacts: {})",
+                        known.join(", ")
+                    ))
+                }
             };
-            if let Some(w) = ways.webhook.as_deref().filter(|w| {
-                !w.strip_prefix("http://")
-                    .is_some_and(|rest| !rest.is_empty())
-            }) {
+            if let Some(w) = ways
+                .webhook
+                .as_deref()
+                .filter(|w| w.strip_prefix("http://").is_none_or(str::is_empty))
+            {
                 return Err(format!("{name}: contact {contact}: webhook `{w}` is not an http:// URL (webhooks are plain-HTTP POSTs, usually to a relay on this host)"));
             }
             if let Some(c) = ways.command.as_deref().filter(|c| !c.starts_with('/')) {
