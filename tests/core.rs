@@ -286,12 +286,20 @@ fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_jour
         sequence: 1,
         command: command.into(),
     };
+    let done = |command: &str| Record::Done {
+        sequence: 1,
+        command: command.into(),
+        ok: true,
+        detail: String::new(),
+    };
     let records = vec![
         Record::Run {
             pid: 1,
             time: String::new(),
             solution: String::new(),
         },
+        issue("start"),
+        done("start"),
         transition("onStart", "Copying"),
         transition("onDuplex", "Duplex"),
         transition("onError", "Failed"),
@@ -310,7 +318,16 @@ fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_jour
     let unfinished = core.restore(&records, t0);
     assert_eq!(core.sequence_state(1), "Failed");
     assert_eq!(unfinished.commands, [(1, Verb::Freeze)]);
-    assert_eq!(unfinished.actions, records[5..]);
+    assert_eq!(unfinished.actions, records[7..]);
+    // onError also runs the site-switch program, which the killed run never started.
+    assert!(
+        matches!(
+            unfinished.owed_actions.as_slice(),
+            [csc_runtime::machine::Command::Run { sequence: 1, .. }]
+        ),
+        "{:?}",
+        unfinished.owed_actions
+    );
     // The events the killed run emitted are not emitted again...
     core.report(pair(1, 0, PairEvent::Duplex));
     assert!(core.report(pair(1, 1, PairEvent::Duplex)).is_empty());
@@ -321,14 +338,33 @@ fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_jour
     assert_eq!(core.tick(t0, 0), vec![Order::Release { sequence: 1 }]);
     // A freeze that returned and a thaw: nothing to finish, nothing held.
     let mut core = Core::<Switch>::new(&plan, t0, 0);
-    let done = Record::Done {
-        sequence: 1,
-        command: "freeze".into(),
-        ok: true,
-        detail: String::new(),
-    };
-    let records = [issue("freeze"), done, issue("thaw")];
+    let records = [
+        issue("start"),
+        done("start"),
+        issue("freeze"),
+        done("freeze"),
+        issue("thaw"),
+    ];
     let unfinished = core.restore(&records, t0);
     assert_eq!(unfinished.commands, [(1, Verb::Thaw)]);
     assert!(core.tick(t0 + Duration::from_secs(60), 0).is_empty());
+    // A freeze a killed run left unfinished, issued again by the run that took over
+    // and returned: finished (it is not issued a third time by the next take-over).
+    let mut core = Core::<Switch>::new(&plan, t0, 0);
+    let run = Record::Run {
+        pid: 2,
+        time: String::new(),
+        solution: String::new(),
+    };
+    let records = [
+        issue("start"),
+        issue("freeze"),
+        run,
+        issue("freeze"),
+        done("freeze"),
+    ];
+    assert_eq!(core.restore(&records, t0).commands, [(1, Verb::Start)]);
+    // A run killed before it issued the session's start owes it.
+    let mut core = Core::<Switch>::new(&plan, t0, 0);
+    assert_eq!(core.restore(&[], t0).commands, [(1, Verb::Start)]);
 }

@@ -606,6 +606,8 @@ impl Cmd {
 struct Host {
     lab: Lab,
     file: std::path::PathBuf,
+    /// The built-in solution it runs.
+    solution: &'static str,
 }
 
 impl Host {
@@ -645,7 +647,11 @@ impl Host {
         }
         text.push_str(more);
         std::fs::write(&file, text).expect("run file");
-        Host { lab, file }
+        Host {
+            lab,
+            file,
+            solution: "mirror-freeze-switch",
+        }
     }
 
     /// `run`, `status` or `cleanup`, with the run-time file and the state directory
@@ -656,7 +662,7 @@ impl Host {
         let n = LOGS.fetch_add(1, Ordering::Relaxed);
         let log = self.lab.dir.join(format!("{command}-{n}.log"));
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"));
-        c.args(["mirror-freeze-switch", command])
+        c.args([self.solution, command])
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
         if command != "status" {
@@ -676,13 +682,13 @@ impl Host {
         let mut run = command.spawn().expect("run");
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self
-            .status(state)
-            .contains(&format!("running (pid {}", run.id()))
+            .status_if_any(state)
+            .is_some_and(|s| s.contains(&format!("running (pid {}", run.id())))
         {
             assert!(
                 run.try_wait().expect("wait").is_none(),
-                "{what} ended: {}\n{}",
-                self.status(state),
+                "{what} ended: {:?}\n{}",
+                self.status_if_any(state),
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
             assert!(Instant::now() < deadline, "{what} did not come up");
@@ -730,7 +736,7 @@ impl Host {
         let mut words = command.split_whitespace();
         let verb = words.next().expect("a verb");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
-            .args(["mirror-freeze-switch", verb, &sequence.to_string()])
+            .args([self.solution, verb, &sequence.to_string()])
             .args(words)
             .arg("--state-dir")
             .arg(self.lab.dir.join(state))
@@ -744,9 +750,18 @@ impl Host {
     }
 
     fn status(&self, state: &str) -> String {
+        self.status_if_any(state)
+            .expect("a journal in the state directory")
+    }
+
+    /// `status`, or `None` while the state directory has no journal yet (exit 2).
+    fn status_if_any(&self, state: &str) -> Option<String> {
         let out = self.command("status", state).output().expect("status");
-        assert_eq!(out.status.code(), Some(0));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        match out.status.code() {
+            Some(0) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+            Some(2) => None,
+            other => panic!("status exited {other:?}"),
+        }
     }
 
     /// Site A's jobs: (id, offset), by id.
@@ -1387,4 +1402,93 @@ fn a_run_killed_during_its_freeze_and_actions_is_taken_over_and_every_action_kee
         unique.len(),
         delivered.len()
     );
+}
+
+#[test]
+fn a_chain_killed_during_its_point_in_time_copies_and_mirror_is_taken_over_and_completes() {
+    // pit-continuous-pit: A -> B point-in-time (site a), B -> C mirror (to site b),
+    // C -> D point-in-time (site b); each step starts the next. 1 GiB volumes, so
+    // that the copies take long enough to be killed in.
+    let (lab, _) = lab(
+        &[
+            ("a", &[("A", 256), ("B", 256)]),
+            ("b", &[("C", 256), ("D", 256)]),
+        ],
+        &[&[("a", "A"), ("a", "B")]],
+        BaseCopy::PointInTime(PointInTimeMode::Copy),
+    );
+    let mut host = Host::on(
+        lab,
+        "[[copyset]]\nname = \"x\"\nvolumes = [\"a:A\", \"a:B\", \"b:C\", \"b:D\"]\n",
+    );
+    host.solution = "pit-continuous-pit";
+    use csc_runtime::journal::{self, Record};
+    let path = journal::path_in(&host.lab.dir.join("state"));
+    // The moments, by what the journal says last: a copy command issued, each copy
+    // running (its start returned), the mirror in duplex, the last copy complete.
+    let issued = |seq: u32| move |r: &Record| matches!(r, Record::Issue { sequence, command } if *sequence == seq && command == "start");
+    let started = |seq: u32| move |r: &Record| matches!(r, Record::Done { sequence, command, .. } if *sequence == seq && command == "start");
+    let reached = |seq: u32, what: &'static str| move |r: &Record| matches!(r, Record::Transition { sequence, event, .. } if *sequence == seq && event == what);
+    type Moment = (&'static str, Box<dyn Fn(&Record) -> bool>);
+    let moments: Vec<Moment> = vec![
+        ("point-in-time copy 1 issued", Box::new(issued(1))),
+        ("point-in-time copy 1 running", Box::new(started(1))),
+        ("mirror issued", Box::new(issued(2))),
+        ("mirror copying", Box::new(started(2))),
+        ("mirror in duplex", Box::new(reached(2, "onDuplex"))),
+        ("point-in-time copy 3 running", Box::new(started(3))),
+        (
+            "point-in-time copy 3 complete",
+            Box::new(reached(3, "onComplete")),
+        ),
+    ];
+    let mut run = host.command("run", "state").spawn().expect("run");
+    for (kill, (moment, seen)) in moments.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !journal::read(&path).is_ok_and(|(records, _)| records.iter().any(seen)) {
+            assert!(Instant::now() < deadline, "never reached: {moment}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        run.kill().expect("SIGKILL");
+        run.wait().expect("reaped");
+        // Where the chain was when the run died (for the log of the test).
+        let at: Vec<String> = host
+            .status("state")
+            .lines()
+            .filter(|l| l.starts_with(['1', '2', '3']) && l.len() < 30)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        println!("kill {kill} at {moment}: {}", at.join(", "));
+        if std::env::var_os("CSSC_TEST_LOGS").is_some() {
+            for entry in std::fs::read_dir(&host.lab.dir).expect("lab dir").flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("run-") {
+                    println!(
+                        "--- {name}\n{}",
+                        std::fs::read_to_string(entry.path()).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        run = host.run_until_up("state", &format!("restart {kill}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !host.status("state").contains("3         Complete") {
+        assert!(Instant::now() < deadline, "{}", host.status("state"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shown = host.status("state");
+    assert!(
+        shown.contains("1         Complete") && shown.contains("2         Duplex"),
+        "{shown}"
+    );
+    for (a, b) in [
+        (("a", "A"), ("a", "B")),
+        (("a", "B"), ("b", "C")),
+        (("b", "C"), ("b", "D")),
+    ] {
+        assert!(same(&host.lab, a, b), "{a:?} == {b:?} after 7 kills");
+    }
+    assert_eq!(terminate(&mut run, "the last run"), 0);
+    assert_nothing_left(&host.lab, &["a", "b"]);
 }

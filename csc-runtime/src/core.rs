@@ -78,6 +78,13 @@ impl Group {
     }
 }
 
+/// Removes the first command `matches` finds.
+fn cross_off(owed: &mut Vec<Command>, matches: impl Fn(&Command) -> bool) {
+    if let Some(i) = owed.iter().position(matches) {
+        owed.remove(i);
+    }
+}
+
 /// How long from `wall` (seconds since the Unix epoch) until `schedule` is due.
 pub fn due_in(schedule: Schedule, wall: u64) -> Duration {
     match schedule {
@@ -94,12 +101,14 @@ pub fn due_in(schedule: Schedule, wall: u64) -> Duration {
     }
 }
 
-/// What a killed run left unfinished: commands it issued that never returned, and the
-/// `ActionStart` records of actions it did not see end.
+/// What a killed run left unfinished: commands it issued that never returned or never
+/// got to issue, the `ActionStart` records of actions it did not see end, and the
+/// actions its machine ordered that it never got to start.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Unfinished {
     pub commands: Vec<(u32, Verb)>,
     pub actions: Vec<Record>,
+    pub owed_actions: Vec<Command>,
 }
 
 pub struct Core<S: Solution> {
@@ -133,20 +142,35 @@ impl<S: Solution> Core<S> {
     }
 
     /// Takes over from a killed run, given its journal records from its `Run` on: its
-    /// group events go through the machine again (their commands are not returned: the
-    /// run carried them out), its starts open new runs of their groups, and a freeze
-    /// it did not thaw ends its hold now (the writers are released at the next tick).
+    /// group events go through the machine again (their commands are returned only
+    /// where the journal shows the killed run never issued or started them), its
+    /// starts open new runs of their groups, and a freeze it did not thaw ends its hold
+    /// now (the writers are released at the next tick).
     pub fn restore(&mut self, records: &[Record], now: Instant) -> Unfinished {
         let mut unfinished = Unfinished::default();
+        // What the session start and each group event ordered, crossed off as the
+        // journal shows it issued or started: a run killed between a transition and
+        // its commands owes them.
+        let mut owed: Vec<Command> = S::start().into_iter().map(Into::into).collect();
         for record in records {
             match record {
                 Record::Issue { sequence, command } => {
                     if let Some(verb) = Verb::parse(command) {
+                        cross_off(&mut owed, |c| {
+                            *c == Command::Copy {
+                                sequence: *sequence,
+                                command: verb,
+                            }
+                        });
                         self.issue(*sequence, verb, now);
                         if verb == Verb::Freeze {
                             self.holds.insert(*sequence, now);
                         }
-                        unfinished.commands.push((*sequence, verb));
+                        // A run taking over issues again what a killed run left
+                        // unfinished: one command, finished by the one `Done`.
+                        if !unfinished.commands.contains(&(*sequence, verb)) {
+                            unfinished.commands.push((*sequence, verb));
+                        }
                     }
                 }
                 Record::Done {
@@ -169,14 +193,50 @@ impl<S: Solution> Core<S> {
                         .emitted
                         .insert(event);
                     if let Some(typed) = S::event(*sequence, event) {
-                        self.state = S::step(self.state, typed).0;
+                        let (next, commands) = S::step(self.state, typed);
+                        self.state = next;
+                        owed.extend(commands.into_iter().map(Into::into));
                     }
                 }
-                Record::ActionStart { .. } => unfinished.actions.push(record.clone()),
+                Record::ActionStart {
+                    sequence,
+                    event,
+                    contact,
+                    program,
+                    ..
+                } => {
+                    cross_off(&mut owed, |c| match c {
+                        Command::Notify {
+                            contact: to,
+                            sequence: s,
+                            event: e,
+                        } => {
+                            contact.as_deref() == Some(*to) && s == sequence && e.as_str() == event
+                        }
+                        Command::Run {
+                            program: p,
+                            sequence: s,
+                            event: e,
+                            ..
+                        } => program.as_deref() == Some(*p) && s == sequence && e.as_str() == event,
+                        Command::Copy { .. } => false,
+                    });
+                    unfinished.actions.push(record.clone())
+                }
                 Record::ActionEnd { id, .. } => unfinished.actions.retain(
                     |a| !matches!(a, Record::ActionStart { id: started, .. } if started == id),
                 ),
                 Record::Run { .. } | Record::Stopped { .. } => {}
+            }
+        }
+        for command in owed {
+            match command {
+                Command::Copy { sequence, command } => {
+                    if !unfinished.commands.contains(&(sequence, command)) {
+                        unfinished.commands.push((sequence, command));
+                    }
+                }
+                action => unfinished.owed_actions.push(action),
             }
         }
         unfinished

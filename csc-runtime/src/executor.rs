@@ -449,12 +449,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 ..
             } = order
             {
-                if self.recovered.contains(&sequence) {
-                    self.log.record(
-                        "session",
-                        json!({ "sequence": sequence, "state": "recovered" }),
-                        &format!("sequence {sequence} is recovered (production runs on its targets): not started; `reverse {sequence}` mirrors them back"),
-                    );
+                if self.recovered_not_started(sequence) {
                     continue;
                 }
                 self.core.issue(sequence, Verb::Start, Instant::now());
@@ -550,6 +545,14 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 },
                 None,
             );
+        }
+        for action in unfinished.owed_actions {
+            self.log.record(
+                "session",
+                json!({ "action": action.to_string() }),
+                &format!("finishing what the killed run began: {action}"),
+            );
+            self.command(action, None);
         }
         for record in unfinished.actions {
             let Record::ActionStart {
@@ -706,9 +709,26 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         }
     }
 
+    /// Whether `sequence` is recovered, so that it must not start (it would copy its
+    /// old sources over production); says so.
+    fn recovered_not_started(&self, sequence: u32) -> bool {
+        let recovered = self.recovered.contains(&sequence);
+        if recovered {
+            self.log.record(
+                "session",
+                json!({ "sequence": sequence, "state": "recovered" }),
+                &format!("sequence {sequence} is recovered (production runs on its targets): not started; `reverse {sequence}` mirrors them back"),
+            );
+        }
+        recovered
+    }
+
     /// Tells every pair of a sequence to do `verb`, between its journal records; a
     /// start that fails is the group's error (the document says what to do).
     fn copy(&mut self, sequence: u32, verb: Verb) -> Result<(), DriverError> {
+        if verb == Verb::Start && self.recovered_not_started(sequence) {
+            return Ok(());
+        }
         self.core.issue(sequence, verb, Instant::now());
         let pairs = self.pairs(sequence);
         let copy = self.plan.sequence(sequence).expect("a sequence").copy;

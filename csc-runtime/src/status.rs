@@ -51,7 +51,14 @@ pub fn summarize(
             Record::Transition { sequence, to, .. } => {
                 states.insert(*sequence, to.clone());
             }
-            Record::Issue { sequence, command } => commands.push((*sequence, command.clone())),
+            // A run taking over issues again what a killed run left unfinished: one
+            // command, finished by the one `Done` (as the core restores it).
+            Record::Issue { sequence, command } => {
+                let issued = (*sequence, command.clone());
+                if !commands.contains(&issued) {
+                    commands.push(issued);
+                }
+            }
             Record::Done {
                 sequence, command, ..
             } => {
@@ -64,9 +71,7 @@ pub fn summarize(
             }
             Record::ActionStart { id, action, .. } => actions.push((id.clone(), action.clone())),
             Record::ActionEnd { id, .. } => actions.retain(|a| a.0 != *id),
-            // A run taking over issues again what did not return, and records it anew.
-            Record::Run { .. } => commands.clear(),
-            Record::Stopped { .. } => {}
+            Record::Run { .. } | Record::Stopped { .. } => {}
         }
     }
     let mut events: Vec<(String, u32, String, String, String)> = records
