@@ -60,6 +60,7 @@ fn under<S: Solution>(lab: &Lab, plan: &Plan) -> Plan {
         .map(|id| {
             let storage = Storage {
                 id: id.clone(),
+                driver: csc_runtime::vocab::DriverKind::Qemu,
                 endpoint: csc_runtime::address::Address::Unix(String::new()),
                 data: None,
             };

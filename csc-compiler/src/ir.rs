@@ -2,10 +2,12 @@
 //! collections so that everything written from it comes out in one order.
 
 pub use csc_runtime::address::Address;
+/// Storages, contacts and copy sets as the runtime's plan holds them: one model.
+pub use csc_runtime::model::{Contact, CopySet, Storage, Volume};
 /// The runtime's own: `every` in seconds, `daily` in UTC (one definition, so the
 /// document and the runtime cannot disagree).
 pub use csc_runtime::session::Schedule;
-use csc_runtime::vocab::{BaseCopy, Command, DriverKind, Event};
+use csc_runtime::vocab::{BaseCopy, Command, Event};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,36 +22,6 @@ pub struct Solution {
     pub copysets: Vec<CopySet>,
     /// By SEQ_NUM, which runs 1..=N.
     pub sequences: BTreeMap<u32, Sequence>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Storage {
-    pub id: String,
-    pub driver: DriverKind,
-    pub endpoint: Address,
-    pub data: Option<Address>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Contact {
-    pub name: String,
-    /// An http:// URL that receives a JSON POST.
-    pub webhook: Option<String>,
-    /// An absolute path of a program, run with the event in its environment.
-    pub command: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CopySet {
-    pub name: String,
-    /// Volume i (from 0) is the source of sequence i+1 and the target of sequence i.
-    pub volumes: Vec<Volume>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Volume {
-    pub storage: String,
-    pub name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

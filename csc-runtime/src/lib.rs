@@ -24,6 +24,7 @@ pub mod lab;
 #[cfg(feature = "engine")]
 pub mod log;
 pub mod machine;
+pub mod model;
 #[cfg(feature = "engine")]
 pub mod plan;
 pub mod session;

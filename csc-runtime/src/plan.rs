@@ -22,8 +22,9 @@
 //! ```
 
 use crate::address::Address;
+pub use crate::model::{Contact, CopySet, Storage, Volume};
 use crate::session::{Schedule, Session};
-use crate::vocab::{BaseCopy, Event};
+use crate::vocab::{BaseCopy, DriverKind, Event};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -63,38 +64,6 @@ impl Default for Timing {
             heartbeat: Duration::from_millis(200),
             hung_after: Duration::from_millis(800),
         }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Storage {
-    pub id: String,
-    pub endpoint: Address,
-    pub data: Option<Address>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Contact {
-    pub name: String,
-    pub webhook: Option<String>,
-    pub command: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CopySet {
-    pub name: String,
-    pub volumes: Vec<Volume>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Volume {
-    pub storage: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for Volume {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} on {}", self.name, self.storage)
     }
 }
 
@@ -169,6 +138,7 @@ impl Plan {
                 .map(|st| {
                     let storage = Storage {
                         id: st.id.to_string(),
+                        driver: st.driver,
                         endpoint: st.endpoint.into(),
                         data: st.data.map(Into::into),
                     };
@@ -241,6 +211,11 @@ impl Plan {
             let storage = Storage {
                 endpoint: address(&st.endpoint, "endpoint")?,
                 data: st.data.as_deref().map(|d| address(d, "data")).transpose()?,
+                // One kind of storage so far; a run-time file does not change it.
+                driver: self
+                    .storages
+                    .get(&id)
+                    .map_or(DriverKind::Qemu, |s| s.driver),
                 id: id.clone(),
             };
             self.storages.insert(id, storage);

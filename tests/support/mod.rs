@@ -72,6 +72,7 @@ pub fn lab(
                     s.to_string(),
                     Storage {
                         id: s.to_string(),
+                        driver: csc_runtime::vocab::DriverKind::Qemu,
                         endpoint: placeholder,
                         data: None,
                     },
