@@ -109,7 +109,7 @@ fn a_freeze_the_document_does_not_thaw_is_released_when_the_hold_time_ends() {
 }
 
 #[test]
-fn schedules_fire_every_period_and_daily_at_their_utc_time_across_midnight() {
+fn schedules_fire_every_period_and_daily_at_their_time_in_the_session_zone_across_midnight() {
     type Every3h = cssc_solutions::incremental_every_3h::Chain;
     let plan = Plan::from_session(&Every3h::SESSION);
     let scheduled = plan
@@ -131,7 +131,8 @@ fn schedules_fire_every_period_and_daily_at_their_utc_time_across_midnight() {
     assert_eq!(core.next_deadline(), Some(t0 + 2 * three_hours));
 
     type Practice = cssc_solutions::mirror_with_practice_copy::Chain;
-    let plan = Plan::from_session(&Practice::SESSION);
+    let mut plan = Plan::from_session(&Practice::SESSION);
+    plan.time_zone = csc_runtime::plan::TimeZone::UTC;
     // 05:59:00 UTC: `daily 06:00` is a minute away, then a day.
     let wall = 86_400 * 20_000 + 5 * 3600 + 59 * 60;
     let mut core = Core::<Practice>::new(&plan, t0, wall);
@@ -155,6 +156,22 @@ fn schedules_fire_every_period_and_daily_at_their_utc_time_across_midnight() {
     assert_eq!(
         core.next_deadline(),
         Some(t0 + Duration::from_secs(6 * 3600 + 30))
+    );
+    // The same session in a run-time file's zone: at 23:59:30 UTC it is 08:59:30 in
+    // Tokyo (UTC+9); the next 06:00 there is 21:00 UTC, 21 h 0 min 30 s away.
+    plan.apply_run_file("h.toml", "[timing]\ntime_zone = \"Asia/Tokyo\"\n")
+        .expect("a zone of the system's database");
+    let core = Core::<Practice>::new(&plan, t0, late);
+    assert_eq!(
+        core.next_deadline(),
+        Some(t0 + Duration::from_secs(21 * 3600 + 30))
+    );
+    let unknown = plan
+        .apply_run_file("h.toml", "[timing]\ntime_zone = \"Europe/Pariss\"\n")
+        .unwrap_err();
+    assert!(
+        unknown.contains("is not a zone of the system's time zone database"),
+        "{unknown}"
     );
 }
 

@@ -4,7 +4,7 @@
 pub use csc_runtime::address::Address;
 /// Storages, contacts and copy sets as the runtime's plan holds them: one model.
 pub use csc_runtime::model::{Contact, CopySet, Storage, Volume};
-/// The runtime's own: `every` in seconds, `daily` in UTC (one definition, so the
+/// The runtime's own: `every` in seconds, `daily` in the session's zone (one definition, so the
 /// document and the runtime cannot disagree).
 pub use csc_runtime::session::Schedule;
 use csc_runtime::vocab::{BaseCopy, Command, Event};

@@ -11,6 +11,8 @@ use crate::machine::{Command, Solution};
 use crate::plan::Plan;
 use crate::session::Schedule;
 use crate::vocab::{Command as Verb, Event, Keyword};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -85,18 +87,37 @@ fn cross_off(owed: &mut Vec<Command>, matches: impl Fn(&Command) -> bool) {
     }
 }
 
-/// How long from `wall` (seconds since the Unix epoch) until `schedule` is due.
-pub fn due_in(schedule: Schedule, wall: u64) -> Duration {
+/// How long from `wall` (seconds since the Unix epoch) until `schedule` is due;
+/// `daily HH:MM` is read in `zone`. A time a daylight-saving change skips is taken as
+/// the same span after the change (02:30 in a gap from 02:00 to 03:00 is 03:30); a
+/// time it repeats, at its first occurrence.
+pub fn due_in(schedule: Schedule, wall: u64, zone: &TimeZone) -> Duration {
     match schedule {
         Schedule::Every { seconds } => Duration::from_secs(seconds),
         Schedule::Daily { hour, minute } => {
-            let at = u64::from(hour) * 3600 + u64::from(minute) * 60;
-            let today = wall % 86_400;
-            Duration::from_secs(if at > today {
-                at - today
-            } else {
-                86_400 - today + at
-            })
+            let wall = i64::try_from(wall).unwrap_or(i64::MAX);
+            let next = |days: i64| -> Option<i64> {
+                let now = Timestamp::from_second(wall)
+                    .ok()?
+                    .to_zoned_datetime(zone.clone());
+                let mut day = now.date();
+                for _ in 0..days {
+                    day = day.tomorrow().ok()?;
+                }
+                let at = day
+                    .at(i8::try_from(hour).ok()?, i8::try_from(minute).ok()?, 0, 0)
+                    .to_zoned_datetime(zone.clone())
+                    .ok()?;
+                Some(at.timestamp().as_second())
+            };
+            // Today's time if it is still ahead, else tomorrow's (a day is 23 to
+            // 25 hours across a change); a day past the supported range never comes.
+            let due = [0, 1]
+                .into_iter()
+                .filter_map(next)
+                .find(|at| *at > wall)
+                .unwrap_or(wall + 86_400);
+            Duration::from_secs(u64::try_from(due - wall).unwrap_or(86_400))
         }
     }
 }
@@ -120,6 +141,8 @@ pub struct Core<S: Solution> {
     /// Frozen sequences whose writers are held: when the hold time ends.
     holds: BTreeMap<u32, Instant>,
     hold: Duration,
+    /// The zone `daily` schedules are read in.
+    zone: TimeZone,
 }
 
 impl<S: Solution> Core<S> {
@@ -133,11 +156,15 @@ impl<S: Solution> Core<S> {
                 .iter()
                 .filter_map(|s| {
                     let schedule = s.schedule?;
-                    Some((s.number, (now + due_in(schedule, wall), schedule)))
+                    Some((
+                        s.number,
+                        (now + due_in(schedule, wall, &plan.time_zone), schedule),
+                    ))
                 })
                 .collect(),
             holds: BTreeMap::new(),
             hold: plan.timing.hold,
+            zone: plan.time_zone.clone(),
         }
     }
 
@@ -321,7 +348,7 @@ impl<S: Solution> Core<S> {
         let mut orders = Vec::new();
         for (sequence, (at, schedule)) in self.schedules.iter_mut() {
             if *at <= now {
-                *at = now + due_in(*schedule, wall);
+                *at = now + due_in(*schedule, wall, &self.zone);
                 orders.push(Order::Run {
                     command: Command::Copy {
                         sequence: *sequence,
@@ -397,24 +424,69 @@ mod tests {
     }
 
     #[test]
-    fn daily_schedules_are_due_at_their_utc_time_across_midnight() {
+    fn daily_schedules_are_due_at_their_time_across_midnight_and_daylight_saving() {
+        let utc = TimeZone::UTC;
         let day = 86_400 * 20_000;
         let daily = |hour, minute| Schedule::Daily { hour, minute };
         // 23:59:30 UTC: midnight is 30 s away, 00:30 is 30 min 30 s away.
         let late = day + 23 * 3600 + 59 * 60 + 30;
-        assert_eq!(due_in(daily(0, 0), late), Duration::from_secs(30));
+        assert_eq!(due_in(daily(0, 0), late, &utc), Duration::from_secs(30));
         assert_eq!(
-            due_in(daily(0, 30), late),
+            due_in(daily(0, 30), late, &utc),
             Duration::from_secs(30 * 60 + 30)
         );
         // 02:00 exactly: today's 02:00 has passed, the next is a day away.
         assert_eq!(
-            due_in(daily(2, 0), day + 2 * 3600),
+            due_in(daily(2, 0), day + 2 * 3600, &utc),
             Duration::from_secs(86_400)
         );
         assert_eq!(
-            due_in(Schedule::Every { seconds: 10_800 }, late),
+            due_in(Schedule::Every { seconds: 10_800 }, late, &utc),
             Duration::from_secs(10_800)
+        );
+        let paris = TimeZone::get("Europe/Paris").expect("tzdata (Europe/Paris)");
+        let at = |text: &str| {
+            u64::try_from(text.parse::<Timestamp>().expect("a time").as_second())
+                .expect("after 1970")
+        };
+        let hours = |h: u64, m: u64| Duration::from_secs(h * 3600 + m * 60);
+        // Winter, UTC+1: at 00:00 UTC, 06:00 in Paris is 05:00 UTC.
+        assert_eq!(
+            due_in(daily(6, 0), at("2026-11-29T00:00:00Z"), &paris),
+            hours(5, 0)
+        );
+        // Spring forward (2026-03-29, 02:00 -> 03:00): from 00:00 Paris (23:00 UTC),
+        // 06:00 is 5 hours away, not 6; 02:30 does not exist and is taken as 03:30.
+        assert_eq!(
+            due_in(daily(6, 0), at("2026-03-28T23:00:00Z"), &paris),
+            hours(5, 0)
+        );
+        assert_eq!(
+            due_in(daily(2, 30), at("2026-03-28T23:00:00Z"), &paris),
+            hours(2, 30)
+        );
+        // Fall back (2026-10-25, 03:00 -> 02:00): from 00:00 Paris (22:00 UTC), 06:00
+        // is 7 hours away; 02:30 happens twice and fires at the first.
+        assert_eq!(
+            due_in(daily(6, 0), at("2026-10-24T22:00:00Z"), &paris),
+            hours(7, 0)
+        );
+        assert_eq!(
+            due_in(daily(2, 30), at("2026-10-24T22:00:00Z"), &paris),
+            hours(2, 30)
+        );
+        // Across the change, a day is 23 or 25 hours: 06:00 to the next 06:00.
+        assert_eq!(
+            due_in(daily(6, 0), at("2026-03-28T05:00:00Z"), &paris),
+            hours(23, 0)
+        );
+        assert_eq!(
+            due_in(daily(6, 0), at("2026-10-25T05:00:00Z"), &paris),
+            hours(24, 0)
+        );
+        assert_eq!(
+            due_in(daily(6, 0), at("2026-10-24T04:00:00Z"), &paris),
+            hours(25, 0)
         );
     }
 }

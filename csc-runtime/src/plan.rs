@@ -15,6 +15,7 @@
 //! command = "/usr/local/bin/page-oncall"
 //!
 //! [timing]                          # optional; defaults in `Timing::default`
+//! time_zone = "Europe/Paris"        # `daily HH:MM` is read here (default: the host's)
 //! hold_seconds = 2                  # a freeze without thaw releases writers after this
 //! failed_target_hold_seconds = 1    # a write to a failed target waits this long
 //! heartbeat_ms = 200                # every storage is asked this often
@@ -25,6 +26,8 @@ use crate::address::Address;
 pub use crate::model::{Contact, CopySet, Storage, Volume};
 use crate::session::{Schedule, Session};
 use crate::vocab::{BaseCopy, DriverKind, Event};
+/// The zone type of [`Plan::time_zone`] (jiff's), for those who build a plan.
+pub use jiff::tz::TimeZone;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,6 +41,9 @@ pub struct Plan {
     /// In chain order: element i is sequence i+1.
     pub sequences: Vec<Sequence>,
     pub timing: Timing,
+    /// The zone `daily HH:MM` schedules are read in: the run-time file's
+    /// `[timing] time_zone`, else the host's (`TZ`, else /etc/localtime).
+    pub time_zone: TimeZone,
 }
 
 /// The session's clocks for failures and freezes (docs/runtime.md, "Freeze").
@@ -107,6 +113,7 @@ struct RunContact {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RunTiming {
+    time_zone: Option<String>,
     hold_seconds: Option<u64>,
     failed_target_hold_seconds: Option<u64>,
     heartbeat_ms: Option<u64>,
@@ -180,6 +187,7 @@ impl Plan {
                 })
                 .collect(),
             timing: Timing::default(),
+            time_zone: TimeZone::system(),
         }
     }
 
@@ -187,6 +195,11 @@ impl Plan {
     pub fn apply_run_file(&mut self, name: &str, text: &str) -> Result<(), String> {
         let file: RunFile = toml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
         if let Some(t) = file.timing {
+            if let Some(zone) = &t.time_zone {
+                self.time_zone = TimeZone::get(zone).map_err(|e| {
+                    format!("{name}: timing: time_zone `{zone}` is not a zone of the system's time zone database (Debian: tzdata; names like Europe/Paris or UTC): {e}")
+                })?;
+            }
             let timing = &mut self.timing;
             if let Some(s) = t.hold_seconds {
                 timing.hold = Duration::from_secs(s);

@@ -60,6 +60,6 @@ pub struct Sequence {
 pub enum Schedule {
     /// `every 3h`: seconds between starts.
     Every { seconds: u64 },
-    /// `daily 06:00`: hour and minute, UTC.
+    /// `daily 06:00`: hour and minute, in the session's time zone (`Plan::time_zone`).
     Daily { hour: u8, minute: u8 },
 }

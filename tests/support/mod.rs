@@ -89,6 +89,7 @@ pub fn lab(
             })
             .collect(),
         timing: Default::default(),
+        time_zone: csc_runtime::plan::TimeZone::UTC,
         sequences: vec![Sequence {
             number: 1,
             copy,
