@@ -1492,3 +1492,63 @@ fn a_chain_killed_during_its_point_in_time_copies_and_mirror_is_taken_over_and_c
     assert_eq!(terminate(&mut run, "the last run"), 0);
     assert_nothing_left(&host.lab, &["a", "b"]);
 }
+
+#[test]
+fn check_config_reaches_every_storage_changes_nothing_and_names_what_is_wrong() {
+    let mut host = Host::new();
+    let check = |file: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+            .args(["mirror-freeze-switch", "check-config", "--config"])
+            .arg(file)
+            .output()
+            .expect("check-config");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = check(&host.file);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("storage siteA: reached")
+            && out.contains("storage siteB: reached")
+            && out.contains("2 pair(s): every volume exists"),
+        "{out}"
+    );
+    assert_nothing_left(&host.lab, &["siteA", "siteB"]);
+
+    let base = std::fs::read_to_string(&host.file).expect("run file");
+    let variant = |name: &str, more: &str| {
+        let file = host.lab.dir.join(name);
+        std::fs::write(&file, format!("{base}{more}")).expect("variant");
+        file
+    };
+    let typo = variant(
+        "typo.toml",
+        "[[copyset]]\nname = \"db\"\nvolumes = [\"siteA:db\", \"siteB:db-rr\"]\n",
+    );
+    let (code, _, err) = check(&typo);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("storage siteB, volume db-rr: no block node"),
+        "{err}"
+    );
+    let twice = variant(
+        "twice.toml",
+        "[[copyset]]\nname = \"db\"\nvolumes = [\"siteA:db\", \"siteB:db-r\"]\n[[copyset]]\nname = \"again\"\nvolumes = [\"siteA:journal\", \"siteB:db-r\"]\n",
+    );
+    let (code, _, err) = check(&twice);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("volume db-r on siteB is already in copy set db"),
+        "{err}"
+    );
+    host.lab.kill("siteB");
+    let (code, _, err) = check(&host.file);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("storage siteB: cannot reach its QMP endpoint"),
+        "{err}"
+    );
+}

@@ -308,8 +308,21 @@ impl Plan {
         self.validate().map_err(|e| format!("{name}: {e}"))
     }
 
-    /// What a run-time file could break: chain lengths and storage references.
+    /// What a run-time file could break: chain lengths, storage references, and the
+    /// compiler's rule that a volume is in one place of one copy set only (a source
+    /// is never its own target; no volume is written by two pairs).
     pub fn validate(&self) -> Result<(), String> {
+        let mut seen: BTreeMap<&Volume, &str> = BTreeMap::new();
+        for set in &self.copysets {
+            for volume in &set.volumes {
+                if let Some(first) = seen.insert(volume, &set.name) {
+                    return Err(format!(
+                        "copy set {}: volume {volume} is already in copy set {first}: a volume is in one place of one copy set only",
+                        set.name
+                    ));
+                }
+            }
+        }
         let needed = self.sequences.len() + 1;
         for set in &self.copysets {
             if set.volumes.len() != needed {
@@ -473,6 +486,31 @@ mod tests {
         assert!(
             empty.contains("give a webhook, a command or both"),
             "{empty}"
+        );
+    }
+
+    #[test]
+    fn a_run_file_copy_set_gets_the_compiler_s_rules() {
+        let mut plan = Plan::from_session(&SESSION);
+        let twice = plan
+            .apply_run_file(
+                "h.toml",
+                "[[copyset]]\nname = \"x\"\nvolumes = [\"a:v\", \"a:v\"]\n",
+            )
+            .unwrap_err();
+        assert!(
+            twice.contains("copy set x: volume v on a is already in copy set x"),
+            "{twice}"
+        );
+        let across = plan
+            .apply_run_file(
+                "h.toml",
+                "[[copyset]]\nname = \"x\"\nvolumes = [\"a:v\", \"a:w\"]\n[[copyset]]\nname = \"y\"\nvolumes = [\"a:u\", \"a:w\"]\n",
+            )
+            .unwrap_err();
+        assert!(
+            across.contains("copy set y: volume w on a is already in copy set x"),
+            "{across}"
         );
     }
 
