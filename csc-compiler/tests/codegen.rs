@@ -142,7 +142,8 @@ fn hostile_strings_arrive_as_data() {
         "q\"uote's {braces} \"); std::process::exit(1); // r#\"#"
     );
     assert_eq!(s.storages[0].id, "sïte\"1");
-    assert_eq!(s.copysets[0].volumes[0].name, "vol\"#1");
+    let plan = csc_runtime::plan::Plan::from_session(&s);
+    assert_eq!(plan.copysets[0].volumes[0].name, "vol\"#1");
     assert_eq!(s.contacts[0].command, Some("/opt/notify \"x\"/a\\b\\nc"));
     let (_, commands) = fixture_hostile_strings::step(
         Default::default(),

@@ -134,6 +134,22 @@ struct RunCopySet {
     volumes: Vec<String>,
 }
 
+/// The copy sets of a compiled session, from the JSON text cssc wrote
+/// ([`Session::copysets`]).
+fn copysets_of(json: &str) -> Vec<CopySet> {
+    let sets: Vec<(String, Vec<(String, String)>)> =
+        serde_json::from_str(json).expect("cssc writes the copy sets as JSON");
+    sets.into_iter()
+        .map(|(name, volumes)| CopySet {
+            name,
+            volumes: volumes
+                .into_iter()
+                .map(|(storage, name)| Volume { storage, name })
+                .collect(),
+        })
+        .collect()
+}
+
 impl Plan {
     /// The plan of a compiled session, as the document wrote it.
     pub fn from_session(s: &Session) -> Plan {
@@ -161,21 +177,7 @@ impl Plan {
                     command: c.command.map(str::to_string),
                 })
                 .collect(),
-            copysets: s
-                .copysets
-                .iter()
-                .map(|c| CopySet {
-                    name: c.name.to_string(),
-                    volumes: c
-                        .volumes
-                        .iter()
-                        .map(|v| Volume {
-                            storage: v.storage.to_string(),
-                            name: v.name.to_string(),
-                        })
-                        .collect(),
-                })
-                .collect(),
+            copysets: copysets_of(s.copysets),
             sequences: s
                 .sequences
                 .iter()
@@ -384,7 +386,7 @@ mod tests {
             data: None,
         }],
         contacts: &[],
-        copysets: &[],
+        copysets: "[]",
         sequences: &[crate::session::Sequence {
             number: 1,
             copy: BaseCopy::Continuous(ContinuousMode::Synchronous),

@@ -8,7 +8,10 @@ pub struct Session {
     pub description: Option<&'static str>,
     pub storages: &'static [Storage],
     pub contacts: &'static [Contact],
-    pub copysets: &'static [CopySet],
+    /// The copy sets as JSON text, `[[NAME, [[STORAGE, VOLUME], ...]], ...]`: data, not
+    /// code, so a document of 20,000 copy sets compiles as one string literal (and
+    /// [`crate::plan::Plan::from_session`] reads it into the model at start).
+    pub copysets: &'static str,
     /// In chain order: element i is sequence i+1.
     pub sequences: &'static [Sequence],
 }
@@ -32,19 +35,6 @@ pub struct Contact {
     pub name: &'static str,
     pub webhook: Option<&'static str>,
     pub command: Option<&'static str>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CopySet {
-    pub name: &'static str,
-    /// Volume i is the source of sequence i+1 and the target of sequence i.
-    pub volumes: &'static [Volume],
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Volume {
-    pub storage: &'static str,
-    pub name: &'static str,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -392,14 +392,19 @@ fn session_tokens(s: &Solution, name: &str) -> TokenStream {
         let command = option(c.command.as_deref(), |p| quote! { #p });
         quote! { session::Contact { name: #name, webhook: #webhook, command: #command } }
     });
-    let copysets = s.copysets.iter().map(|set| {
-        let name = &set.name;
-        let volumes = set.volumes.iter().map(|v| {
-            let (storage, vname) = (&v.storage, &v.name);
-            quote! { session::Volume { storage: #storage, name: #vname } }
-        });
-        quote! { session::CopySet { name: #name, volumes: &[#(#volumes),*] } }
-    });
+    // Copy sets are data: one JSON string literal, however many there are.
+    let copysets: Vec<(&str, Vec<(&str, &str)>)> = s
+        .copysets
+        .iter()
+        .map(|set| {
+            let volumes = set
+                .volumes
+                .iter()
+                .map(|v| (v.storage.as_str(), v.name.as_str()));
+            (set.name.as_str(), volumes.collect())
+        })
+        .collect();
+    let copysets = serde_json::to_string(&copysets).expect("strings serialise");
     let sequences = s.sequences.values().map(|q| {
         let number = q.num;
         let copy = match q.copy {
@@ -427,7 +432,7 @@ fn session_tokens(s: &Solution, name: &str) -> TokenStream {
             description: #description,
             storages: &[#(#storages),*],
             contacts: &[#(#contacts),*],
-            copysets: &[#(#copysets),*],
+            copysets: #copysets,
             sequences: &[#(#sequences),*],
         }
     }

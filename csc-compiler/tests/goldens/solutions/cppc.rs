@@ -177,58 +177,7 @@ pub const SESSION: session::Session = session::Session {
             command: None,
         },
     ],
-    copysets: &[
-        session::CopySet {
-            name: "db",
-            volumes: &[
-                session::Volume {
-                    storage: "site1",
-                    name: "db-a",
-                },
-                session::Volume {
-                    storage: "site2",
-                    name: "db-b",
-                },
-                session::Volume {
-                    storage: "site2",
-                    name: "db-c",
-                },
-                session::Volume {
-                    storage: "site3",
-                    name: "db-d",
-                },
-                session::Volume {
-                    storage: "site3",
-                    name: "db-e",
-                },
-            ],
-        },
-        session::CopySet {
-            name: "logs",
-            volumes: &[
-                session::Volume {
-                    storage: "site1",
-                    name: "logs-a",
-                },
-                session::Volume {
-                    storage: "site2",
-                    name: "logs-b",
-                },
-                session::Volume {
-                    storage: "site2",
-                    name: "logs-c",
-                },
-                session::Volume {
-                    storage: "site3",
-                    name: "logs-d",
-                },
-                session::Volume {
-                    storage: "site3",
-                    name: "logs-e",
-                },
-            ],
-        },
-    ],
+    copysets: "[[\"db\",[[\"site1\",\"db-a\"],[\"site2\",\"db-b\"],[\"site2\",\"db-c\"],[\"site3\",\"db-d\"],[\"site3\",\"db-e\"]]],[\"logs\",[[\"site1\",\"logs-a\"],[\"site2\",\"logs-b\"],[\"site2\",\"logs-c\"],[\"site3\",\"logs-d\"],[\"site3\",\"logs-e\"]]]]",
     sequences: &[
         session::Sequence {
             number: 1u32,

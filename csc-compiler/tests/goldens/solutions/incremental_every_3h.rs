@@ -69,34 +69,7 @@ pub const SESSION: session::Session = session::Session {
             command: Some("/usr/local/bin/page-backup-operator"),
         },
     ],
-    copysets: &[
-        session::CopySet {
-            name: "fileserver",
-            volumes: &[
-                session::Volume {
-                    storage: "array1",
-                    name: "files",
-                },
-                session::Volume {
-                    storage: "array1",
-                    name: "files-backup",
-                },
-            ],
-        },
-        session::CopySet {
-            name: "mail",
-            volumes: &[
-                session::Volume {
-                    storage: "array1",
-                    name: "mail",
-                },
-                session::Volume {
-                    storage: "array1",
-                    name: "mail-backup",
-                },
-            ],
-        },
-    ],
+    copysets: "[[\"fileserver\",[[\"array1\",\"files\"],[\"array1\",\"files-backup\"]]],[\"mail\",[[\"array1\",\"mail\"],[\"array1\",\"mail-backup\"]]]]",
     sequences: &[
         session::Sequence {
             number: 1u32,

@@ -105,34 +105,7 @@ pub const SESSION: session::Session = session::Session {
             command: None,
         },
     ],
-    copysets: &[
-        session::CopySet {
-            name: "db",
-            volumes: &[
-                session::Volume {
-                    storage: "siteA",
-                    name: "db",
-                },
-                session::Volume {
-                    storage: "siteB",
-                    name: "db-r",
-                },
-            ],
-        },
-        session::CopySet {
-            name: "journal",
-            volumes: &[
-                session::Volume {
-                    storage: "siteA",
-                    name: "journal",
-                },
-                session::Volume {
-                    storage: "siteB",
-                    name: "journal-r",
-                },
-            ],
-        },
-    ],
+    copysets: "[[\"db\",[[\"siteA\",\"db\"],[\"siteB\",\"db-r\"]]],[\"journal\",[[\"siteA\",\"journal\"],[\"siteB\",\"journal-r\"]]]]",
     sequences: &[
         session::Sequence {
             number: 1u32,

@@ -97,25 +97,7 @@ pub const SESSION: session::Session = session::Session {
             command: Some("/usr/local/bin/page-dr-team"),
         },
     ],
-    copysets: &[
-        session::CopySet {
-            name: "erp",
-            volumes: &[
-                session::Volume {
-                    storage: "prod",
-                    name: "erp",
-                },
-                session::Volume {
-                    storage: "dr",
-                    name: "erp-mirror",
-                },
-                session::Volume {
-                    storage: "dr",
-                    name: "erp-practice",
-                },
-            ],
-        },
-    ],
+    copysets: "[[\"erp\",[[\"prod\",\"erp\"],[\"dr\",\"erp-mirror\"],[\"dr\",\"erp-practice\"]]]]",
     sequences: &[
         session::Sequence {
             number: 1u32,

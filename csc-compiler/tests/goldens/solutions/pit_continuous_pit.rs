@@ -62,7 +62,7 @@ pub const SESSION: session::Session = session::Session {
     description: None,
     storages: &[],
     contacts: &[],
-    copysets: &[],
+    copysets: "[]",
     sequences: &[
         session::Sequence {
             number: 1u32,

@@ -132,42 +132,7 @@ pub const SESSION: session::Session = session::Session {
             command: None,
         },
     ],
-    copysets: &[
-        session::CopySet {
-            name: "orders",
-            volumes: &[
-                session::Volume {
-                    storage: "primary",
-                    name: "orders",
-                },
-                session::Volume {
-                    storage: "metro",
-                    name: "orders-metro",
-                },
-                session::Volume {
-                    storage: "remote",
-                    name: "orders-remote",
-                },
-            ],
-        },
-        session::CopySet {
-            name: "payments",
-            volumes: &[
-                session::Volume {
-                    storage: "primary",
-                    name: "payments",
-                },
-                session::Volume {
-                    storage: "metro",
-                    name: "payments-metro",
-                },
-                session::Volume {
-                    storage: "remote",
-                    name: "payments-remote",
-                },
-            ],
-        },
-    ],
+    copysets: "[[\"orders\",[[\"primary\",\"orders\"],[\"metro\",\"orders-metro\"],[\"remote\",\"orders-remote\"]]],[\"payments\",[[\"primary\",\"payments\"],[\"metro\",\"payments-metro\"],[\"remote\",\"payments-remote\"]]]]",
     sequences: &[
         session::Sequence {
             number: 1u32,
