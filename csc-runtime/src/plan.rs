@@ -177,7 +177,7 @@ impl Plan {
                     command: c.command.map(str::to_string),
                 })
                 .collect(),
-            copysets: copysets_of(s.copysets),
+            copysets: copysets_of(s.copysets.json()),
             sequences: s
                 .sequences
                 .iter()
@@ -386,7 +386,7 @@ mod tests {
             data: None,
         }],
         contacts: &[],
-        copysets: "[]",
+        copysets: crate::session::CopySets(|| "[]"),
         sequences: &[crate::session::Sequence {
             number: 1,
             copy: BaseCopy::Continuous(ContinuousMode::Synchronous),

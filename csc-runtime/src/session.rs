@@ -8,10 +8,9 @@ pub struct Session {
     pub description: Option<&'static str>,
     pub storages: &'static [Storage],
     pub contacts: &'static [Contact],
-    /// The copy sets as JSON text, `[[NAME, [[STORAGE, VOLUME], ...]], ...]`: data, not
-    /// code, so a document of 20,000 copy sets compiles as one string literal (and
-    /// [`crate::plan::Plan::from_session`] reads it into the model at start).
-    pub copysets: &'static str,
+    /// The copy sets: data, not code, so a document of 20,000 copy sets compiles as
+    /// one string literal ([`crate::plan::Plan::from_session`] reads it at start).
+    pub copysets: CopySets,
     /// In chain order: element i is sequence i+1.
     pub sequences: &'static [Sequence],
 }
@@ -35,6 +34,32 @@ pub struct Contact {
     pub name: &'static str,
     pub webhook: Option<&'static str>,
     pub command: Option<&'static str>,
+}
+
+/// A function that returns the copy sets as JSON text,
+/// `[[NAME, [[STORAGE, VOLUME], ...]], ...]`. A function, not the text itself: a
+/// constant is copied into every place that uses it, and this text can be megabytes.
+#[derive(Clone, Copy)]
+pub struct CopySets(pub fn() -> &'static str);
+
+impl CopySets {
+    pub fn json(self) -> &'static str {
+        (self.0)()
+    }
+}
+
+impl PartialEq for CopySets {
+    fn eq(&self, other: &CopySets) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Eq for CopySets {}
+
+impl std::fmt::Debug for CopySets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CopySets({} bytes of JSON)", self.json().len())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -212,6 +212,7 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
     let first = &seqs[0].1;
     let (first_variant, first_command) = (&first.variant, &first.command);
     let session = session_tokens(s, session_name);
+    let copysets = copysets_json(s);
 
     quote! {
         use csc_runtime::{machine, session, vocab};
@@ -223,6 +224,10 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
         pub const DOT: &str = #dot;
         pub const MERMAID: &str = #mermaid;
         pub const SESSION: session::Session = #session;
+        /// The copy sets, as JSON (one copy in the executable, however often used).
+        fn copysets() -> &'static str {
+            #copysets
+        }
 
         /// The sequences of the chain, in chain order.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -379,6 +384,22 @@ fn endpoint(e: &Address) -> TokenStream {
     }
 }
 
+/// The copy sets as one JSON text: data, however many there are.
+fn copysets_json(s: &Solution) -> String {
+    let copysets: Vec<(&str, Vec<(&str, &str)>)> = s
+        .copysets
+        .iter()
+        .map(|set| {
+            let volumes = set
+                .volumes
+                .iter()
+                .map(|v| (v.storage.as_str(), v.name.as_str()));
+            (set.name.as_str(), volumes.collect())
+        })
+        .collect();
+    serde_json::to_string(&copysets).expect("strings serialise")
+}
+
 fn session_tokens(s: &Solution, name: &str) -> TokenStream {
     let description = option(s.description.as_deref(), |d| quote! { #d });
     let storages = s.storages.iter().map(|st| {
@@ -392,19 +413,6 @@ fn session_tokens(s: &Solution, name: &str) -> TokenStream {
         let command = option(c.command.as_deref(), |p| quote! { #p });
         quote! { session::Contact { name: #name, webhook: #webhook, command: #command } }
     });
-    // Copy sets are data: one JSON string literal, however many there are.
-    let copysets: Vec<(&str, Vec<(&str, &str)>)> = s
-        .copysets
-        .iter()
-        .map(|set| {
-            let volumes = set
-                .volumes
-                .iter()
-                .map(|v| (v.storage.as_str(), v.name.as_str()));
-            (set.name.as_str(), volumes.collect())
-        })
-        .collect();
-    let copysets = serde_json::to_string(&copysets).expect("strings serialise");
     let sequences = s.sequences.values().map(|q| {
         let number = q.num;
         let copy = match q.copy {
@@ -432,7 +440,7 @@ fn session_tokens(s: &Solution, name: &str) -> TokenStream {
             description: #description,
             storages: &[#(#storages),*],
             contacts: &[#(#contacts),*],
-            copysets: #copysets,
+            copysets: session::CopySets(copysets),
             sequences: &[#(#sequences),*],
         }
     }

@@ -177,7 +177,7 @@ pub const SESSION: session::Session = session::Session {
             command: None,
         },
     ],
-    copysets: "[[\"db\",[[\"site1\",\"db-a\"],[\"site2\",\"db-b\"],[\"site2\",\"db-c\"],[\"site3\",\"db-d\"],[\"site3\",\"db-e\"]]],[\"logs\",[[\"site1\",\"logs-a\"],[\"site2\",\"logs-b\"],[\"site2\",\"logs-c\"],[\"site3\",\"logs-d\"],[\"site3\",\"logs-e\"]]]]",
+    copysets: session::CopySets(copysets),
     sequences: &[
         session::Sequence {
             number: 1u32,
@@ -205,6 +205,10 @@ pub const SESSION: session::Session = session::Session {
         },
     ],
 };
+/// The copy sets, as JSON (one copy in the executable, however often used).
+fn copysets() -> &'static str {
+    "[[\"db\",[[\"site1\",\"db-a\"],[\"site2\",\"db-b\"],[\"site2\",\"db-c\"],[\"site3\",\"db-d\"],[\"site3\",\"db-e\"]]],[\"logs\",[[\"site1\",\"logs-a\"],[\"site2\",\"logs-b\"],[\"site2\",\"logs-c\"],[\"site3\",\"logs-d\"],[\"site3\",\"logs-e\"]]]]"
+}
 /// The sequences of the chain, in chain order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Sequence {

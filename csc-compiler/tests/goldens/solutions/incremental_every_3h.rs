@@ -69,7 +69,7 @@ pub const SESSION: session::Session = session::Session {
             command: Some("/usr/local/bin/page-backup-operator"),
         },
     ],
-    copysets: "[[\"fileserver\",[[\"array1\",\"files\"],[\"array1\",\"files-backup\"]]],[\"mail\",[[\"array1\",\"mail\"],[\"array1\",\"mail-backup\"]]]]",
+    copysets: session::CopySets(copysets),
     sequences: &[
         session::Sequence {
             number: 1u32,
@@ -81,6 +81,10 @@ pub const SESSION: session::Session = session::Session {
         },
     ],
 };
+/// The copy sets, as JSON (one copy in the executable, however often used).
+fn copysets() -> &'static str {
+    "[[\"fileserver\",[[\"array1\",\"files\"],[\"array1\",\"files-backup\"]]],[\"mail\",[[\"array1\",\"mail\"],[\"array1\",\"mail-backup\"]]]]"
+}
 /// The sequences of the chain, in chain order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Sequence {

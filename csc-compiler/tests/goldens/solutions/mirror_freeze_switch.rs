@@ -105,7 +105,7 @@ pub const SESSION: session::Session = session::Session {
             command: None,
         },
     ],
-    copysets: "[[\"db\",[[\"siteA\",\"db\"],[\"siteB\",\"db-r\"]]],[\"journal\",[[\"siteA\",\"journal\"],[\"siteB\",\"journal-r\"]]]]",
+    copysets: session::CopySets(copysets),
     sequences: &[
         session::Sequence {
             number: 1u32,
@@ -115,6 +115,10 @@ pub const SESSION: session::Session = session::Session {
         },
     ],
 };
+/// The copy sets, as JSON (one copy in the executable, however often used).
+fn copysets() -> &'static str {
+    "[[\"db\",[[\"siteA\",\"db\"],[\"siteB\",\"db-r\"]]],[\"journal\",[[\"siteA\",\"journal\"],[\"siteB\",\"journal-r\"]]]]"
+}
 /// The sequences of the chain, in chain order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Sequence {

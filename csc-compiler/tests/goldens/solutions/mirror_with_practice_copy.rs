@@ -97,7 +97,7 @@ pub const SESSION: session::Session = session::Session {
             command: Some("/usr/local/bin/page-dr-team"),
         },
     ],
-    copysets: "[[\"erp\",[[\"prod\",\"erp\"],[\"dr\",\"erp-mirror\"],[\"dr\",\"erp-practice\"]]]]",
+    copysets: session::CopySets(copysets),
     sequences: &[
         session::Sequence {
             number: 1u32,
@@ -116,6 +116,10 @@ pub const SESSION: session::Session = session::Session {
         },
     ],
 };
+/// The copy sets, as JSON (one copy in the executable, however often used).
+fn copysets() -> &'static str {
+    "[[\"erp\",[[\"prod\",\"erp\"],[\"dr\",\"erp-mirror\"],[\"dr\",\"erp-practice\"]]]]"
+}
 /// The sequences of the chain, in chain order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Sequence {

@@ -62,7 +62,7 @@ pub const SESSION: session::Session = session::Session {
     description: None,
     storages: &[],
     contacts: &[],
-    copysets: "[]",
+    copysets: session::CopySets(copysets),
     sequences: &[
         session::Sequence {
             number: 1u32,
@@ -84,6 +84,10 @@ pub const SESSION: session::Session = session::Session {
         },
     ],
 };
+/// The copy sets, as JSON (one copy in the executable, however often used).
+fn copysets() -> &'static str {
+    "[]"
+}
 /// The sequences of the chain, in chain order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Sequence {

@@ -132,7 +132,7 @@ pub const SESSION: session::Session = session::Session {
             command: None,
         },
     ],
-    copysets: "[[\"orders\",[[\"primary\",\"orders\"],[\"metro\",\"orders-metro\"],[\"remote\",\"orders-remote\"]]],[\"payments\",[[\"primary\",\"payments\"],[\"metro\",\"payments-metro\"],[\"remote\",\"payments-remote\"]]]]",
+    copysets: session::CopySets(copysets),
     sequences: &[
         session::Sequence {
             number: 1u32,
@@ -148,6 +148,10 @@ pub const SESSION: session::Session = session::Session {
         },
     ],
 };
+/// The copy sets, as JSON (one copy in the executable, however often used).
+fn copysets() -> &'static str {
+    "[[\"orders\",[[\"primary\",\"orders\"],[\"metro\",\"orders-metro\"],[\"remote\",\"orders-remote\"]]],[\"payments\",[[\"primary\",\"payments\"],[\"metro\",\"payments-metro\"],[\"remote\",\"payments-remote\"]]]]"
+}
 /// The sequences of the chain, in chain order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Sequence {
