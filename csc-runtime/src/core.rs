@@ -449,44 +449,63 @@ mod tests {
             u64::try_from(text.parse::<Timestamp>().expect("a time").as_second())
                 .expect("after 1970")
         };
-        let hours = |h: u64, m: u64| Duration::from_secs(h * 3600 + m * 60);
-        // Winter, UTC+1: at 00:00 UTC, 06:00 in Paris is 05:00 UTC.
-        assert_eq!(
-            due_in(daily(6, 0), at("2026-11-29T00:00:00Z"), &paris),
-            hours(5, 0)
-        );
-        // Spring forward (2026-03-29, 02:00 -> 03:00): from 00:00 Paris (23:00 UTC),
-        // 06:00 is 5 hours away, not 6; 02:30 does not exist and is taken as 03:30.
-        assert_eq!(
-            due_in(daily(6, 0), at("2026-03-28T23:00:00Z"), &paris),
-            hours(5, 0)
-        );
-        assert_eq!(
-            due_in(daily(2, 30), at("2026-03-28T23:00:00Z"), &paris),
-            hours(2, 30)
-        );
-        // Fall back (2026-10-25, 03:00 -> 02:00): from 00:00 Paris (22:00 UTC), 06:00
-        // is 7 hours away; 02:30 happens twice and fires at the first.
-        assert_eq!(
-            due_in(daily(6, 0), at("2026-10-24T22:00:00Z"), &paris),
-            hours(7, 0)
-        );
-        assert_eq!(
-            due_in(daily(2, 30), at("2026-10-24T22:00:00Z"), &paris),
-            hours(2, 30)
-        );
-        // Across the change, a day is 23 or 25 hours: 06:00 to the next 06:00.
-        assert_eq!(
-            due_in(daily(6, 0), at("2026-03-28T05:00:00Z"), &paris),
-            hours(23, 0)
-        );
-        assert_eq!(
-            due_in(daily(6, 0), at("2026-10-25T05:00:00Z"), &paris),
-            hours(24, 0)
-        );
-        assert_eq!(
-            due_in(daily(6, 0), at("2026-10-24T04:00:00Z"), &paris),
-            hours(25, 0)
-        );
+        // (daily at, from, due in hours and minutes, why)
+        let cases = [
+            (
+                (6, 0),
+                "2026-11-29T00:00:00Z",
+                (5, 0),
+                "winter, UTC+1: 06:00 is 05:00 UTC",
+            ),
+            (
+                (6, 0),
+                "2026-03-28T23:00:00Z",
+                (5, 0),
+                "spring forward (02:00 -> 03:00): 5 h from 00:00, not 6",
+            ),
+            (
+                (2, 30),
+                "2026-03-28T23:00:00Z",
+                (2, 30),
+                "02:30 does not exist that night: taken as 03:30",
+            ),
+            (
+                (6, 0),
+                "2026-10-24T22:00:00Z",
+                (7, 0),
+                "fall back (03:00 -> 02:00): 7 h from 00:00",
+            ),
+            (
+                (2, 30),
+                "2026-10-24T22:00:00Z",
+                (2, 30),
+                "02:30 happens twice: the first",
+            ),
+            (
+                (6, 0),
+                "2026-03-28T05:00:00Z",
+                (23, 0),
+                "06:00 to 06:00 across spring forward",
+            ),
+            (
+                (6, 0),
+                "2026-10-25T05:00:00Z",
+                (24, 0),
+                "06:00 to 06:00 after the change",
+            ),
+            (
+                (6, 0),
+                "2026-10-24T04:00:00Z",
+                (25, 0),
+                "06:00 to 06:00 across fall back",
+            ),
+        ];
+        for ((hour, minute), from, (h, m), why) in cases {
+            assert_eq!(
+                due_in(daily(hour, minute), at(from), &paris),
+                Duration::from_secs(h * 3600 + m * 60),
+                "{why}"
+            );
+        }
     }
 }
