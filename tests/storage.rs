@@ -1552,3 +1552,25 @@ fn check_config_reaches_every_storage_changes_nothing_and_names_what_is_wrong() 
         "{err}"
     );
 }
+
+#[test]
+fn a_killed_run_is_not_taken_over_by_a_binary_of_another_document() {
+    let host = Host::new();
+    let mut first = host.run_in_duplex("state");
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let before = host.jobs();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+        .args(["mirror-with-practice-copy", "run", "--state-dir"])
+        .arg(host.lab.dir.join("state"))
+        .output()
+        .expect("another solution's run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("was compiled from another document"), "{err}");
+    assert_eq!(host.jobs(), before, "the copies run on untouched");
+    // The right binary takes over.
+    let mut second = host.run_until_up("state", "the same solution again");
+    assert_eq!(terminate(&mut second, "the second run"), 0);
+    assert_nothing_left(&host.lab, &["siteA", "siteB"]);
+}

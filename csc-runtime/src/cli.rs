@@ -279,6 +279,18 @@ fn run<S: Solution>(
         .iter()
         .filter(|r| matches!(r, crate::journal::Record::Run { .. }))
         .count();
+    // A killed run is taken over only by the same solution: another document's
+    // machine would misread its journal.
+    let killed_by =
+        crate::journal::last_solution(&earlier).filter(|_| crate::journal::killed(&earlier));
+    if let Some(other) = killed_by.filter(|h| *h != S::HASH) {
+        eprintln!(
+            "{name}: cannot start: the killed run in {} was compiled from another document (solution {other}; this is {}): run that binary again to take over, or `{name} cleanup` and start afresh; nothing was changed",
+            state_dir.display(),
+            S::HASH
+        );
+        return ExitCode::from(3);
+    }
     let take_over = crate::journal::killed(&earlier).then(|| {
         eprintln!(
             "{name}: the last run ended without stopping (killed?): this run takes over its copies"

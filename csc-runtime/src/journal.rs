@@ -193,6 +193,14 @@ pub fn going_on(records: &[Record]) -> &[Record] {
     &records[since..]
 }
 
+/// The hash of the solution the last run was compiled from (`Record::Run`).
+pub fn last_solution(records: &[Record]) -> Option<&str> {
+    records.iter().rev().find_map(|r| match r {
+        Record::Run { solution, .. } => Some(solution.as_str()),
+        _ => None,
+    })
+}
+
 /// Whether a run holds the state directory's journal now.
 pub fn held(path: &Path) -> bool {
     let Ok(file) = File::open(path) else {
@@ -351,5 +359,23 @@ mod tests {
             "the tail was cut off"
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_last_run_says_which_solution_it_was() {
+        let run = |solution: &str| Record::Run {
+            pid: 1,
+            time: String::new(),
+            solution: solution.into(),
+        };
+        assert_eq!(last_solution(&[]), None);
+        let records = [
+            run("a"),
+            Record::Stopped {
+                time: String::new(),
+            },
+            run("b"),
+        ];
+        assert_eq!(last_solution(&records), Some("b"));
     }
 }
