@@ -267,6 +267,7 @@ fn a_session_whose_first_start_fails_half_way_does_not_run_and_says_which_volume
         progress_every: None,
         journal: None,
         control: None,
+        metrics: None,
     };
     let status = Arc::new(Mutex::new(Status::default()));
     let result = executor::run_with::<Switch, HalfWay>(

@@ -1574,3 +1574,53 @@ fn a_killed_run_is_not_taken_over_by_a_binary_of_another_document() {
     assert_eq!(terminate(&mut second, "the second run"), 0);
     assert_nothing_left(&host.lab, &["siteA", "siteB"]);
 }
+
+/// `GET /metrics` of a running session.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("answer");
+    text
+}
+
+#[test]
+fn a_running_session_serves_its_state_as_prometheus_metrics() {
+    let mut host = Host::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut command = host.command("run", "state");
+    command.command.args(["--metrics", &addr]);
+    let mut run = command.spawn().expect("run");
+    mirrors_ready(&host.lab, 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = "cssc_sequence_state{session=\"mirror-freeze-switch\",sequence=\"1\",state=\"Duplex\",reversed=\"false\"} 1";
+    while !scrape(&addr).contains(want) {
+        assert!(Instant::now() < deadline, "{}", scrape(&addr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = scrape(&addr);
+    for line in [
+        "# TYPE cssc_group_events_total counter",
+        "cssc_group_events_total{session=\"mirror-freeze-switch\",sequence=\"1\",event=\"onDuplex\"} 1",
+        "cssc_commands_total{session=\"mirror-freeze-switch\",sequence=\"1\",command=\"start\",ok=\"true\"} 1",
+        "cssc_storage_reachable{session=\"mirror-freeze-switch\",storage=\"siteB\"} 1",
+        "copyset=\"db\",of=\"total\",in_step=\"true\"}",
+    ] {
+        assert!(page.contains(line), "{line} not in:\n{page}");
+    }
+    // A site dies: the page says so within a couple of seconds.
+    host.lab.kill("siteB");
+    let gone = "cssc_storage_reachable{session=\"mirror-freeze-switch\",storage=\"siteB\"} 0";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !scrape(&addr).contains(gone) {
+        assert!(Instant::now() < deadline, "{}", scrape(&addr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(scrape(&addr).contains("event=\"onError\"} 1"));
+    assert_eq!(terminate(&mut run, "the run"), 0);
+}

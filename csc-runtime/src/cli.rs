@@ -46,6 +46,10 @@ enum Cmd {
         /// sets it, else /var/lib/cssc/SESSION).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<std::path::PathBuf>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (off unless given; use a
+        /// loopback address such as 127.0.0.1:9464 to keep them on this host).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// What the session's journal says: whether a run holds it, each sequence's state,
     /// the last events, commands and actions that did not finish.
@@ -187,9 +191,14 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
             log_format,
             progress_every,
             state_dir,
+            metrics,
         } => {
             let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
-            return run::<S>(config, log::<S>(log_format), progress_every, &dir);
+            let metrics = match metrics.map(|addr| serve_metrics::<S>(&addr)).transpose() {
+                Ok(page) => page,
+                Err(code) => return code,
+            };
+            return run::<S>(config, log::<S>(log_format), progress_every, &dir, metrics);
         }
         Cmd::Status { state_dir, json } => {
             let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
@@ -256,6 +265,7 @@ fn run<S: Solution>(
     log: Log,
     progress_every: u64,
     state_dir: &std::path::Path,
+    metrics: Option<crate::metrics::Page>,
 ) -> ExitCode {
     let name = S::SESSION.name;
     let plan = match plan::<S>(config) {
@@ -316,6 +326,7 @@ fn run<S: Solution>(
     };
     let options = Options {
         control,
+        metrics,
         log,
         progress_every: (progress_every > 0).then(|| Duration::from_secs(progress_every)),
         journal: Some(executor::Journaled {
@@ -339,6 +350,21 @@ fn run<S: Solution>(
                 eprintln!("{name}: if a run of this session was killed without its journal (another --state-dir), `{name} cleanup` removes what it left");
             }
             ExitCode::from(3)
+        }
+    }
+}
+
+/// Serves the metrics page at `addr`; exit 2 when the address cannot be bound.
+fn serve_metrics<S: Solution>(addr: &str) -> Result<crate::metrics::Page, ExitCode> {
+    let page = crate::metrics::Page::default();
+    match crate::metrics::serve(addr, std::sync::Arc::clone(&page)) {
+        Ok(bound) => {
+            eprintln!("{}: metrics at http://{bound}/metrics", S::SESSION.name);
+            Ok(page)
+        }
+        Err(e) => {
+            eprintln!("{}: cannot serve metrics at {addr}: {e}", S::SESSION.name);
+            Err(ExitCode::from(2))
         }
     }
 }

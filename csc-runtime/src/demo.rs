@@ -84,6 +84,7 @@ pub fn run<S: Solution>(options: DemoOptions) -> Result<Vec<String>, String> {
             log: options.log.clone(),
             progress_every: Some(Duration::from_secs(2)),
             control: None,
+            metrics: None,
         };
         std::thread::spawn(move || executor::run::<S>(plan, opts, stop, status))
     };

@@ -57,6 +57,8 @@ pub struct Options {
     pub journal: Option<Journaled>,
     /// Operators' commands (`run` listens in its state directory).
     pub control: Option<Receiver<Request>>,
+    /// Where the metrics page is rendered, once a second (`run --metrics`).
+    pub metrics: Option<crate::metrics::Page>,
 }
 
 /// The journal of a run, and what earlier runs left in it.
@@ -200,6 +202,7 @@ pub fn run_with<S: Solution, D: Driver>(
     }
     let mut lost: BTreeSet<String> = BTreeSet::new();
     let mut next_progress = options.progress_every.map(|every| Instant::now() + every);
+    let mut next_metrics = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         ex.drain_reports();
         // Wake for the next notice, or when the core has something due (a hold ends
@@ -236,6 +239,10 @@ pub fn run_with<S: Solution, D: Driver>(
         let now = Instant::now();
         for order in ex.core.tick(now, wall()) {
             ex.carry_out(order);
+        }
+        if let Some(page) = options.metrics.as_ref().filter(|_| next_metrics <= now) {
+            *page.lock().expect("metrics") = ex.render_metrics();
+            next_metrics = now + Duration::from_secs(1);
         }
         if let (Some(at), Some(every)) = (next_progress, options.progress_every) {
             if at <= now {
@@ -459,6 +466,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     self.driver.shutdown();
                     return Err(SetupError::Storage(e));
                 }
+                self.status
+                    .lock()
+                    .expect("status")
+                    .commands
+                    .push((sequence, Verb::Start, true));
             }
         }
         Ok(())
@@ -945,6 +957,113 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             ));
         }
         lines
+    }
+
+    /// The session in Prometheus' text format: each sequence's state, group events,
+    /// commands and actions so far, each storage reached or not, each copy's progress.
+    fn render_metrics(&mut self) -> String {
+        use crate::metrics::label;
+        use std::fmt::Write;
+        let session = label(&self.plan.name);
+        let mut out = String::new();
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            &mut out,
+            "cssc_sequence_state",
+            "gauge",
+            "1 for the state each sequence is in.",
+        );
+        for sequence in &self.plan.sequences {
+            let n = sequence.number;
+            let state = self.core.sequence_state(n);
+            let _ = writeln!(
+                out,
+                "cssc_sequence_state{{session=\"{session}\",sequence=\"{n}\",state=\"{state}\",reversed=\"{}\"}} 1",
+                self.reversed.contains(&n)
+            );
+        }
+        let (events, commands) = {
+            let status = self.status.lock().expect("status");
+            let mut events: BTreeMap<(u32, &'static str), u64> = BTreeMap::new();
+            for (sequence, event) in &status.events {
+                *events.entry((*sequence, event.as_str())).or_default() += 1;
+            }
+            let mut commands: BTreeMap<(u32, &'static str, bool), u64> = BTreeMap::new();
+            for (sequence, verb, ok) in &status.commands {
+                *commands.entry((*sequence, verb.as_str(), *ok)).or_default() += 1;
+            }
+            (events, commands)
+        };
+        family(
+            &mut out,
+            "cssc_group_events_total",
+            "counter",
+            "Group events handled by this run.",
+        );
+        for ((sequence, event), count) in events {
+            let _ = writeln!(out, "cssc_group_events_total{{session=\"{session}\",sequence=\"{sequence}\",event=\"{event}\"}} {count}");
+        }
+        family(
+            &mut out,
+            "cssc_commands_total",
+            "counter",
+            "Copy commands issued by this run, by outcome.",
+        );
+        for ((sequence, command, ok), count) in commands {
+            let _ = writeln!(out, "cssc_commands_total{{session=\"{session}\",sequence=\"{sequence}\",command=\"{command}\",ok=\"{ok}\"}} {count}");
+        }
+        family(
+            &mut out,
+            "cssc_actions_started_total",
+            "counter",
+            "Notifications and programs started by this run.",
+        );
+        let _ = writeln!(
+            out,
+            "cssc_actions_started_total{{session=\"{session}\"}} {}",
+            self.actions
+        );
+        family(
+            &mut out,
+            "cssc_storage_reachable",
+            "gauge",
+            "1 while the storage answers the session.",
+        );
+        let used: BTreeSet<&str> = self
+            .plan
+            .copysets
+            .iter()
+            .flat_map(|c| c.volumes.iter().map(|v| v.storage.as_str()))
+            .collect();
+        for storage in used {
+            let up = u8::from(self.driver.reaches(storage));
+            let _ = writeln!(
+                out,
+                "cssc_storage_reachable{{session=\"{session}\",storage=\"{}\"}} {up}",
+                label(storage)
+            );
+        }
+        family(
+            &mut out,
+            "cssc_copy_bytes",
+            "gauge",
+            "Each running copy: bytes done and to do; in_step once a mirror is in step.",
+        );
+        for p in self.driver.progress() {
+            let set = self
+                .plan
+                .copysets
+                .get(p.copyset)
+                .map_or(String::new(), |c| label(&c.name));
+            let _ = writeln!(
+                out,
+                "cssc_copy_bytes{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"done\",in_step=\"{}\"}} {}\ncssc_copy_bytes{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"total\",in_step=\"{}\"}} {}",
+                p.sequence, p.in_step, p.done, p.sequence, p.in_step, p.total
+            );
+        }
+        out
     }
 
     /// The pairs of a sequence in the direction it copies now (reversed after a

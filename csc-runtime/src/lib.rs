@@ -24,6 +24,8 @@ pub mod lab;
 #[cfg(feature = "engine")]
 pub mod log;
 pub mod machine;
+#[cfg(feature = "engine")]
+pub mod metrics;
 pub mod model;
 #[cfg(feature = "engine")]
 pub mod plan;

@@ -208,6 +208,7 @@ pub fn spawn<S: Solution>(plan: Plan) -> Session {
         progress_every: None,
         journal: None,
         control: None,
+        metrics: None,
     };
     (
         stop,
