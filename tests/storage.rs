@@ -1613,6 +1613,20 @@ fn a_running_session_serves_its_state_as_prometheus_metrics() {
     ] {
         assert!(page.contains(line), "{line} not in:\n{page}");
     }
+    let age: f64 = page
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "cssc_storage_heartbeat_age_seconds{session=\"mirror-freeze-switch\",storage=\"siteA\"}",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no heartbeat age of siteA in:\n{page}"));
+    assert!(
+        age < 2.0,
+        "heartbeats every 200 ms, the page every second: {age}"
+    );
     // A site dies: the page says so within a couple of seconds.
     host.lab.kill("siteB");
     let gone = "cssc_storage_reachable{session=\"mirror-freeze-switch\",storage=\"siteB\"} 0";

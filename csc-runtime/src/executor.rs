@@ -1047,6 +1047,20 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         }
         family(
             &mut out,
+            "cssc_storage_heartbeat_age_seconds",
+            "gauge",
+            "Since the storage last answered its heartbeat.",
+        );
+        for (storage, age) in self.driver.heartbeat_ages() {
+            let _ = writeln!(
+                out,
+                "cssc_storage_heartbeat_age_seconds{{session=\"{session}\",storage=\"{}\"}} {:.3}",
+                label(&storage),
+                age.as_secs_f64()
+            );
+        }
+        family(
+            &mut out,
             "cssc_copy_bytes",
             "gauge",
             "Each running copy: bytes done and to do; in_step once a mirror is in step.",

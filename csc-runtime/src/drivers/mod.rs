@@ -133,6 +133,10 @@ pub trait Driver {
     /// Turns one notice of site `site` into pair reports.
     fn interpret(&mut self, site: &str, notice: Self::Notice) -> Vec<PairReport>;
     fn progress(&mut self) -> Vec<Progress>;
+    /// How long ago each storage it is connected to last answered its heartbeat.
+    fn heartbeat_ages(&self) -> Vec<(String, std::time::Duration)> {
+        Vec::new()
+    }
     /// Whether the driver is connected to this storage now.
     fn reaches(&self, site: &str) -> bool;
     /// Takes over the copies a killed run of this session left running for `pairs`

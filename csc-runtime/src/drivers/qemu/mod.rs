@@ -814,6 +814,13 @@ impl Driver for Qemu {
         out
     }
 
+    fn heartbeat_ages(&self) -> Vec<(String, Duration)> {
+        self.sites
+            .iter()
+            .map(|(site, qmp)| (site.clone(), qmp.last_heartbeat().elapsed()))
+            .collect()
+    }
+
     fn reaches(&self, site: &str) -> bool {
         self.sites.contains_key(site)
     }

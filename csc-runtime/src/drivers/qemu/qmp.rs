@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long any command may take before it is reported as hung.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
@@ -72,6 +72,8 @@ struct Inner {
     /// Commands of ours awaiting their reply: while the monitor works for us (a drain
     /// can hold it for a while) a missing heartbeat reply proves nothing.
     busy: AtomicUsize,
+    /// When the daemon last answered a heartbeat (or the connection was made).
+    heartbeat: Mutex<Instant>,
 }
 
 trait Stream: std::io::Read + Write + Send {
@@ -162,8 +164,14 @@ impl Qmp {
                 pending,
                 next_id: AtomicU64::new(1),
                 busy: AtomicUsize::new(0),
+                heartbeat: Mutex::new(Instant::now()),
             }),
         })
+    }
+
+    /// When the daemon last answered a heartbeat.
+    pub fn last_heartbeat(&self) -> Instant {
+        *self.inner.heartbeat.lock().expect("heartbeat")
     }
 
     /// Watches the daemon: a `query-version` heartbeat; `Notice::Hung` (once) when one
@@ -231,7 +239,11 @@ fn heartbeat<T>(inner: Weak<Inner>, watch: Watch, tag: T, notices: Sender<(T, No
         let reply = connection.send("query-version", Value::Null);
         drop(connection);
         match reply.recv_timeout(watch.deadline) {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => {
+                if let Some(connection) = inner.upgrade() {
+                    *connection.heartbeat.lock().expect("heartbeat") = Instant::now();
+                }
+            }
             // The connection is gone: the reader reports it.
             Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {
