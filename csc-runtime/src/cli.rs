@@ -436,11 +436,7 @@ fn check_config<S: Solution>(config: std::path::PathBuf) -> ExitCode {
         .and_then(|mut driver| driver.preflight(&pairs));
     match checked {
         Ok(()) => {
-            let used: std::collections::BTreeSet<&str> = pairs
-                .iter()
-                .flat_map(|p| [p.source.storage.as_str(), p.target.storage.as_str()])
-                .collect();
-            for id in used {
+            for id in plan.storages_used() {
                 println!("storage {id}: reached");
             }
             println!("{} pair(s): every volume exists and every target can hold its source; nothing was changed", pairs.len());

@@ -137,9 +137,9 @@ pub fn run_with<S: Solution, D: Driver>(
     check(&plan)?;
     let (_keep, rx) = notices;
     let sites: BTreeSet<String> = plan
-        .copysets
-        .iter()
-        .flat_map(|c| c.volumes.iter().map(|v| v.storage.clone()))
+        .storages_used()
+        .into_iter()
+        .map(str::to_string)
         .collect();
     let (journal, run, take_over, (reversed, recovered)) = match options.journal {
         Some(j) => (
@@ -1031,13 +1031,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             "gauge",
             "1 while the storage answers the session.",
         );
-        let used: BTreeSet<&str> = self
-            .plan
-            .copysets
-            .iter()
-            .flat_map(|c| c.volumes.iter().map(|v| v.storage.as_str()))
-            .collect();
-        for storage in used {
+        for storage in self.plan.storages_used() {
             let up = u8::from(self.driver.reaches(storage));
             let _ = writeln!(
                 out,

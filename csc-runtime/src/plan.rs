@@ -351,6 +351,14 @@ impl Plan {
         Ok(())
     }
 
+    /// The storages the copy sets use (a storage only named is never reached).
+    pub fn storages_used(&self) -> std::collections::BTreeSet<&str> {
+        self.copysets
+            .iter()
+            .flat_map(|c| c.volumes.iter().map(|v| v.storage.as_str()))
+            .collect()
+    }
+
     /// The pairs of sequence `number`: one per copy set.
     pub fn pairs(&self, number: u32) -> Vec<Pair> {
         let i = number as usize;

@@ -21,12 +21,7 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
     let (tx, _rx) = std::sync::mpsc::channel::<((), Notice)>();
     let mut sites: BTreeMap<String, Qmp> = BTreeMap::new();
     let mut cleaned = Cleaned::new();
-    let used: std::collections::BTreeSet<&str> = plan
-        .copysets
-        .iter()
-        .flat_map(|c| c.volumes.iter().map(|v| v.storage.as_str()))
-        .collect();
-    for id in used {
+    for id in plan.storages_used() {
         match Qmp::connect(&plan.storages[id].endpoint, (), tx.clone()) {
             Ok(qmp) => {
                 sites.insert(id.to_string(), qmp);

@@ -133,13 +133,8 @@ impl Qemu {
         notices: Sender<(String, Notice)>,
         lost_ok: bool,
     ) -> Result<Qemu, DriverError> {
-        let used: BTreeSet<&str> = plan
-            .copysets
-            .iter()
-            .flat_map(|c| c.volumes.iter().map(|v| v.storage.as_str()))
-            .collect();
         let mut sites = BTreeMap::new();
-        for id in used {
+        for id in plan.storages_used() {
             let storage = &plan.storages[id];
             match watched(&storage.endpoint, id, plan.timing, &notices) {
                 Ok(qmp) => {
