@@ -456,21 +456,10 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 ..
             } = order
             {
-                if self.recovered_not_started(sequence) {
-                    continue;
-                }
-                self.core.issue(sequence, Verb::Start, Instant::now());
-                if let Err(e) =
-                    self.journaled(sequence, Verb::Start.as_str(), |ex| ex.start(sequence))
-                {
+                if let Err(e) = self.copy(sequence, Verb::Start) {
                     self.driver.shutdown();
                     return Err(SetupError::Storage(e));
                 }
-                self.status
-                    .lock()
-                    .expect("status")
-                    .commands
-                    .push((sequence, Verb::Start, true));
             }
         }
         Ok(())
