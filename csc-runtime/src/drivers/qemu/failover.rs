@@ -11,8 +11,9 @@
 //!   through a bitmap merged from the record); then the reversed mirror starts with
 //!   production's record as its resync record (resync.rs).
 
+use super::names::production;
 use super::resync::{file_child, Record, GRANULARITY};
-use super::{refused, report, socket, Qemu};
+use super::{key, refused, report, socket, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::ContinuousMode;
@@ -21,10 +22,6 @@ use std::time::{Duration, Instant};
 
 /// How long the overwrite of a failback may take (it copies what changed only).
 const OVERWRITE_WITHIN: Duration = Duration::from_secs(600);
-
-fn key(pair: &Pair) -> (u32, usize) {
-    (pair.sequence, pair.copyset)
-}
 
 impl Qemu {
     /// Makes the targets of `pairs` (split already) production volumes; says, for each,
@@ -71,10 +68,7 @@ impl Qemu {
                 .insert((site.clone(), record.node.clone(), record.bitmap.clone()));
             self.production.insert(key(pair), record);
             // A switch back: the old production volume is a target again.
-            let old = (
-                pair.source.storage.clone(),
-                format!("prod-{}", pair.source.name),
-            );
+            let old = (pair.source.storage.clone(), production(&pair.source.name));
             if self.exports.contains(&old) {
                 self.qmp(&pair.source.storage)?
                     .execute(
@@ -91,15 +85,7 @@ impl Qemu {
                 self.exports.remove(&old);
             }
             let data = self.ensure_nbd_server(&site, &pair.target)?;
-            let export = self.names.production_export(&pair.target.name);
-            self.qmp(&site)?
-                .execute(
-                    "block-export-add",
-                    json!({ "type": "nbd", "id": export, "node-name": pair.target.name, "name": export, "writable": true }),
-                )
-                .map_err(|e| refused(&site, &pair.target, e))?;
-            self.exports
-                .insert((site.clone(), format!("prod-{}", pair.target.name)));
+            let export = self.export(&pair.target, &production(&pair.target.name))?;
             said.push(format!(
                 "{} is production now: NBD export {export} at {data}; what is written to it is recorded from now",
                 pair.target

@@ -104,6 +104,11 @@ fn refused(site: &str, volume: &Volume, e: QmpError) -> DriverError {
     DriverError::on(site, &volume.name, e)
 }
 
+/// A pair's key in the driver's per-pair maps: (sequence, copy set).
+fn key(pair: &Pair) -> (u32, usize) {
+    (pair.sequence, pair.copyset)
+}
+
 /// An address as QMP's legacy SocketAddress (`nbd-server-start` takes only this form).
 fn socket_legacy(address: &Address) -> Value {
     let flat = socket(address);
@@ -277,21 +282,29 @@ impl Qemu {
     fn serve_target(&mut self, pair: &Pair) -> Result<(String, Address), DriverError> {
         let target_site = pair.target.storage.clone();
         let data = self.ensure_nbd_server(&target_site, &pair.target)?;
-        let export = self.names.export(&pair.target.name);
-        let key = (target_site.clone(), pair.target.name.clone());
+        let export = self.export(&pair.target, &pair.target.name)?;
+        Ok((export, data))
+    }
+
+    /// Exports `volume` writable in its daemon as `names.export(as_name)` (once; an
+    /// export that is already there is ours: a daemon that hung and came back keeps
+    /// its exports). Returns the export's name.
+    fn export(&mut self, volume: &Volume, as_name: &str) -> Result<String, DriverError> {
+        let site = &volume.storage;
+        let export = self.names.export(as_name);
+        let key = (site.clone(), as_name.to_string());
         if !self.exports.contains(&key) {
-            match self.qmp(&target_site)?.execute(
+            match self.qmp(site)?.execute(
                 "block-export-add",
-                json!({ "type": "nbd", "id": export, "node-name": pair.target.name, "name": export, "writable": true }),
+                json!({ "type": "nbd", "id": export, "node-name": volume.name, "name": export, "writable": true }),
             ) {
                 Ok(_) => {}
-                // Ours already (a daemon that hung and came back keeps its exports).
                 Err(QmpError::Refused { desc, .. }) if desc.contains("already in use") => {}
-                Err(e) => return Err(refused(&target_site, &pair.target, e)),
+                Err(e) => return Err(refused(site, volume, e)),
             }
             self.exports.insert(key);
         }
-        Ok((export, data))
+        Ok(export)
     }
 
     /// Removes a pair's hold filter and sink (`continuous`), its NBD client node, and
@@ -402,8 +415,7 @@ impl Qemu {
                             Err(e) => {
                                 // The mirror runs, but its target lacks what changed:
                                 // an error, and the record kept for the next restart.
-                                self.records
-                                    .insert((pair.sequence, pair.copyset), Ok(record));
+                                self.records.insert(key(pair), Ok(record));
                                 self.jobs.get_mut(&id).expect("inserted").failed = true;
                                 reports.push(report(
                                     pair,
@@ -417,8 +429,7 @@ impl Qemu {
                 }
                 Err(mut e) => {
                     if let Some(record) = record {
-                        self.records
-                            .insert((pair.sequence, pair.copyset), Ok(record));
+                        self.records.insert(key(pair), Ok(record));
                     }
                     // Nothing of this group stays started; what had started has written
                     // part of its target, and the refusal says so.
@@ -872,7 +883,7 @@ impl Driver for Qemu {
         for (site, node) in std::mem::take(&mut self.exports) {
             // A recovered target's export is production's: applications run on it,
             // session or not (`reverse`, a switch back or `cleanup` remove it).
-            if node.starts_with("prod-") {
+            if names::is_production(&node) {
                 continue;
             }
             if let Some(qmp) = self.sites.get(&site) {

@@ -117,7 +117,7 @@ impl Names {
 
     /// The writable export of a recovered target, for the applications (`BIN recover`).
     pub(crate) fn production_export(&self, volume: &str) -> String {
-        self.export(&format!("prod-{volume}"))
+        self.export(&production(volume))
     }
 
     /// At failback, in the original source's daemon: the NBD client node to the
@@ -136,6 +136,17 @@ impl Names {
     pub(crate) fn free_group(&self) -> String {
         format!("{}-free", self.prefix)
     }
+}
+
+/// What a production export exports, as this driver's export set keys it: the
+/// volume, marked (`names.export(&production(v))` is its export).
+pub(crate) fn production(volume: &str) -> String {
+    format!("prod-{volume}")
+}
+
+/// Whether an export key of this driver's is a production export's.
+pub(crate) fn is_production(exported: &str) -> bool {
+    exported.starts_with("prod-")
 }
 
 #[cfg(test)]

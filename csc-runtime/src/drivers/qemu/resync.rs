@@ -14,7 +14,7 @@
 //! - A record that is gone (its source daemon restarted: bitmaps of raw volumes live
 //!   in memory) is said, and the pair is copied in full: never a silent partial copy.
 
-use super::{report, Qemu};
+use super::{key, report, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
 use serde_json::{json, Value};
@@ -402,10 +402,6 @@ pub(super) fn file_child(graph: &Value, volume: &Volume) -> Result<String, Strin
         .ok_or_else(|| {
             format!("{volume} has no named file child to copy from beside its mirror (define the volume as a format node over a named file node)")
         })
-}
-
-fn key(pair: &Pair) -> (u32, usize) {
-    (pair.sequence, pair.copyset)
 }
 
 #[cfg(test)]
