@@ -600,11 +600,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     /// Gives queued pair reports to the core and carries out what it orders.
     fn drain_reports(&mut self) {
         while let Some(report) = self.reports.pop_front() {
-            let set = self
-                .plan
-                .copysets
-                .get(report.copyset)
-                .map(|c| c.name.clone());
+            let set = self.copyset_name(report.copyset).map(str::to_string);
             let detail = report.event.detail();
             if let PairEvent::Note(note) = &report.event {
                 for w in self
@@ -925,11 +921,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             lines.push(line);
         }
         for p in self.driver.progress() {
-            let set = self
-                .plan
-                .copysets
-                .get(p.copyset)
-                .map_or("?", |c| c.name.as_str());
+            let set = self.copyset_name(p.copyset).unwrap_or("?");
             let how = if p.in_step {
                 format!("in step, {} bytes copied so far", p.done)
             } else {
@@ -1049,11 +1041,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             "Each running copy: bytes done and to do; in_step once a mirror is in step.",
         );
         for p in self.driver.progress() {
-            let set = self
-                .plan
-                .copysets
-                .get(p.copyset)
-                .map_or(String::new(), |c| label(&c.name));
+            let set = label(self.copyset_name(p.copyset).unwrap_or_default());
             let _ = writeln!(
                 out,
                 "cssc_copy_bytes{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"done\",in_step=\"{}\"}} {}\ncssc_copy_bytes{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"total\",in_step=\"{}\"}} {}",
@@ -1061,6 +1049,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             );
         }
         out
+    }
+
+    /// The name of the copy set a pair report or a copy's progress names.
+    fn copyset_name(&self, index: usize) -> Option<&str> {
+        self.plan.copysets.get(index).map(|c| c.name.as_str())
     }
 
     /// The pairs of a sequence in the direction it copies now (reversed after a
@@ -1113,11 +1106,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             if p.in_step || p.total == 0 || p.done >= p.total {
                 continue;
             }
-            let set = self
-                .plan
-                .copysets
-                .get(p.copyset)
-                .map_or("?", |c| c.name.as_str());
+            let set = self.copyset_name(p.copyset).unwrap_or("?");
             let percent = p.done * 100 / p.total;
             self.log.record(
                 "progress",

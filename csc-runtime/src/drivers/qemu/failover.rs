@@ -27,9 +27,8 @@ impl Qemu {
     /// Makes the targets of `pairs` (split already) production volumes; says, for each,
     /// where applications reach it.
     pub(super) fn recover_targets(&mut self, pairs: &[Pair]) -> Result<Vec<String>, DriverError> {
+        self.reach_again(pairs);
         for pair in pairs {
-            self.reach_again(&pair.source.storage);
-            self.reach_again(&pair.target.storage);
             let id = self.names.job(pair);
             if self.jobs.get(&id).is_some_and(|j| j.frozen) {
                 self.await_end(&id);
@@ -103,9 +102,8 @@ impl Qemu {
         mode: ContinuousMode,
     ) -> Result<Vec<PairReport>, DriverError> {
         let mut reports = Vec::new();
+        self.reach_again(pairs);
         for pair in pairs {
-            self.reach_again(&pair.source.storage);
-            self.reach_again(&pair.target.storage);
             let theirs = self.records.remove(&key(pair));
             let ours = self.production.remove(&key(pair));
             // What the original source (now the target) wrote after the split, which

@@ -201,25 +201,27 @@ impl Qemu {
             .ok_or_else(|| DriverError::at(site, "not connected (its daemon is gone)"))
     }
 
-    /// Connects again to a storage that was lost (it may be back): true if connected.
-    fn reach_again(&mut self, site: &str) -> bool {
-        if self.sites.contains_key(site) {
-            return true;
-        }
-        let endpoint = self.plan.storages[site].endpoint.clone();
-        match watched(&endpoint, site, self.timing, &self.notices) {
-            Ok(qmp) => {
-                self.sites.insert(site.to_string(), qmp);
-                self.hung.remove(site);
-                // A daemon that restarted has none of this session's server, exports
-                // and throttle groups (one that hung and came back has them: adding
-                // them again is harmless).
-                self.nbd_servers.remove(site);
-                self.exports.retain(|(s, _)| s != site);
-                self.groups.retain(|(s, _)| s != site);
-                true
-            }
-            Err(_) => false,
+    /// Connects again to the storages of `pairs` that were lost (they may be back); one
+    /// still away stays lost, and what needs it says so.
+    fn reach_again(&mut self, pairs: &[Pair]) {
+        let sites: BTreeSet<String> = pairs
+            .iter()
+            .flat_map(|p| [p.source.storage.clone(), p.target.storage.clone()])
+            .filter(|site| !self.sites.contains_key(site))
+            .collect();
+        for site in sites {
+            let endpoint = self.plan.storages[&site].endpoint.clone();
+            let Ok(qmp) = watched(&endpoint, &site, self.timing, &self.notices) else {
+                continue;
+            };
+            self.sites.insert(site.clone(), qmp);
+            self.hung.remove(&site);
+            // A daemon that restarted has none of this session's server, exports and
+            // throttle groups (one that hung and came back has them: adding them again
+            // is harmless).
+            self.nbd_servers.remove(&site);
+            self.exports.retain(|(s, _)| *s != site);
+            self.groups.retain(|(s, _)| *s != site);
         }
     }
 
@@ -743,10 +745,7 @@ impl Driver for Qemu {
     }
 
     fn resume(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
-        for pair in pairs {
-            self.reach_again(&pair.source.storage);
-            self.reach_again(&pair.target.storage);
-        }
+        self.reach_again(pairs);
         let mut reports = Vec::new();
         let mut restart = Vec::new();
         for pair in pairs {
