@@ -60,13 +60,15 @@ codes! {
     BadSchedule = "E0218": "SCHEDULE is malformed or on a Continuous sequence",
     BadAction = "E0219": "an ACTION does not do exactly one thing",
     DuplicateEvent = "E0220": "a sequence handles the same event twice",
-    BadEndpoint = "E0221": "an address is not unix:PATH or tcp:HOST:PORT",
+    BadEndpoint = "E0221": "an address is not one its storage's driver is reached at",
     UnknownDriver = "E0222": "STORAGE names a driver cssc does not have",
     BadContact = "E0223": "a CONTACT has no usable WEBHOOK or COMMAND",
     BadProgram = "E0224": "a program to run is not an absolute path",
     NoSequence = "E0225": "the session has no SEQUENCE",
     DuplicateVolume = "E0226": "a volume appears twice in the session",
     BadDuration = "E0227": "a duration is malformed",
+    Incapable = "E0228": "a sequence asks a storage for what its driver cannot do",
+    BadVolume = "E0229": "a volume name is not one its storage's driver accepts",
     Unreachable = "W0301": "nothing starts a sequence",
 }
 

@@ -57,3 +57,16 @@ impl Solution {
         self.storages.iter().find(|s| s.id == id)
     }
 }
+
+/// The commands actions of `sequences` give sequence `num`, in canonical order.
+pub fn commands_to(sequences: &BTreeMap<u32, Sequence>, num: u32) -> Vec<Command> {
+    let set: std::collections::BTreeSet<Command> = sequences
+        .values()
+        .flat_map(|q| q.events.values().flatten())
+        .filter_map(|a| match a {
+            Action::Command { target, command } if *target == num => Some(*command),
+            _ => None,
+        })
+        .collect();
+    set.into_iter().collect()
+}

@@ -1,4 +1,5 @@
-//! Socket addresses as documents write them: `unix:PATH` or `tcp:HOST:PORT`. The
+//! Storage endpoints as documents write them: sockets (`unix:PATH`, `tcp:HOST:PORT`,
+//! for qemu) and pools (`local:/PATH`, `ssh:[USER@]HOST[:PORT]:/PATH`, for btrfs). The
 //! compiler checks them with this parser and the runtime connects with it.
 
 use std::fmt;
@@ -6,13 +7,36 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Address {
     Unix(String),
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    /// A directory on this host (a mounted btrfs file system).
+    Local(String),
+    /// A directory on another host, reached with `ssh`.
+    Ssh {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+        path: String,
+    },
 }
 
 impl Address {
     /// Parses an address; the error says what is valid.
     pub fn parse(text: &str) -> Result<Address, String> {
         let valid = "write unix:/path/to/socket or tcp:HOST:PORT (e.g. tcp:127.0.0.1:4444)";
+        let pool = "write local:/PATH or ssh:[USER@]HOST[:PORT]:/PATH (e.g. ssh:backup@dr.example:/srv/pool2)";
+        if let Some(path) = text.strip_prefix("local:") {
+            return if path.starts_with('/') {
+                Ok(Address::Local(path.to_string()))
+            } else {
+                Err(format!("`{path}` is not an absolute path; {pool}"))
+            };
+        }
+        if let Some(rest) = text.strip_prefix("ssh:") {
+            return Address::parse_ssh(rest).map_err(|e| format!("{e}; {pool}"));
+        }
         if let Some(path) = text.strip_prefix("unix:") {
             return if path.is_empty() {
                 Err(format!("the socket path is empty; {valid}"))
@@ -21,7 +45,9 @@ impl Address {
             };
         }
         let Some(rest) = text.strip_prefix("tcp:") else {
-            return Err(format!("`{text}` has no unix: or tcp: prefix; {valid}"));
+            return Err(format!(
+                "`{text}` has no unix:, tcp:, local: or ssh: prefix; {valid} for qemu, or local:/PATH or ssh:[USER@]HOST[:PORT]:/PATH for btrfs"
+            ));
         };
         let (host, port) = rest
             .rsplit_once(':')
@@ -38,6 +64,48 @@ impl Address {
             port,
         })
     }
+
+    /// `[USER@]HOST[:PORT]:/PATH` (after `ssh:`).
+    fn parse_ssh(rest: &str) -> Result<Address, String> {
+        let (login, path) = rest
+            .split_once(":/")
+            .map(|(l, p)| (l, format!("/{p}")))
+            .ok_or_else(|| format!("`ssh:{rest}` has no :/PATH after the host"))?;
+        let (user, host_port) = match login.rsplit_once('@') {
+            Some((user, hp)) => (Some(user.to_string()), hp),
+            None => (None, login),
+        };
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && (!h.starts_with('[') || h.ends_with(']')) => {
+                match p.parse::<u16>() {
+                    Ok(port) if port > 0 => (h, Some(port)),
+                    _ => return Err(format!("`{p}` is not a port from 1 to 65535")),
+                }
+            }
+            _ => (host_port, None),
+        };
+        let bad = |s: &str| {
+            s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '@' || c == '/')
+        };
+        if bad(host) || user.as_deref().is_some_and(bad) || host.starts_with('-') {
+            return Err(format!("`{login}` is not [USER@]HOST[:PORT]"));
+        }
+        Ok(Address::Ssh {
+            user,
+            host: host.to_string(),
+            port,
+            path,
+        })
+    }
+
+    /// Whether a storage of this kind can be reached at this address.
+    pub fn suits(&self, driver: crate::vocab::DriverKind) -> bool {
+        use crate::vocab::DriverKind;
+        match self {
+            Address::Unix(_) | Address::Tcp { .. } => driver == DriverKind::Qemu,
+            Address::Local(_) | Address::Ssh { .. } => driver == DriverKind::Btrfs,
+        }
+    }
 }
 
 impl fmt::Display for Address {
@@ -45,6 +113,23 @@ impl fmt::Display for Address {
         match self {
             Address::Unix(path) => write!(f, "unix:{path}"),
             Address::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+            Address::Local(path) => write!(f, "local:{path}"),
+            Address::Ssh {
+                user,
+                host,
+                port,
+                path,
+            } => {
+                f.write_str("ssh:")?;
+                if let Some(user) = user {
+                    write!(f, "{user}@")?;
+                }
+                f.write_str(host)?;
+                if let Some(port) = port {
+                    write!(f, ":{port}")?;
+                }
+                write!(f, ":{path}")
+            }
         }
     }
 }
@@ -57,6 +142,18 @@ impl From<crate::session::Endpoint> for Address {
                 host: host.to_string(),
                 port,
             },
+            crate::session::Endpoint::Local(path) => Address::Local(path.to_string()),
+            crate::session::Endpoint::Ssh {
+                user,
+                host,
+                port,
+                path,
+            } => Address::Ssh {
+                user: user.map(str::to_string),
+                host: host.to_string(),
+                port,
+                path: path.to_string(),
+            },
         }
     }
 }
@@ -67,7 +164,15 @@ mod tests {
 
     #[test]
     fn parses_and_prints_back() {
-        for text in ["unix:/run/a.qmp", "tcp:127.0.0.1:4444", "tcp:[::1]:10809"] {
+        for text in [
+            "unix:/run/a.qmp",
+            "tcp:127.0.0.1:4444",
+            "tcp:[::1]:10809",
+            "local:/srv/pool1",
+            "ssh:dr.example:/srv/pool2",
+            "ssh:backup@dr.example:2222:/srv/pool2",
+            "ssh:root@[::1]:22:/p",
+        ] {
             assert_eq!(Address::parse(text).expect(text).to_string(), text);
         }
         assert_eq!(
@@ -89,8 +194,35 @@ mod tests {
             "tcp::80",
             "tcp:a b:80",
             "tcp:h:70000",
+            "local:relative",
+            "ssh:host",
+            "ssh:-oProxyCommand=x:/p",
+            "ssh:a b:/p",
+            "ssh:host:0:/p",
         ] {
             assert!(Address::parse(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn ssh_parts_are_read() {
+        assert_eq!(
+            Address::parse("ssh:backup@dr.example:2222:/srv/pool2"),
+            Ok(Address::Ssh {
+                user: Some("backup".into()),
+                host: "dr.example".into(),
+                port: Some(2222),
+                path: "/srv/pool2".into()
+            })
+        );
+        assert_eq!(
+            Address::parse("ssh:[::1]:/p"),
+            Ok(Address::Ssh {
+                user: None,
+                host: "[::1]".into(),
+                port: None,
+                path: "/p".into()
+            })
+        );
     }
 }

@@ -5,6 +5,7 @@
 #[cfg(feature = "engine")]
 pub mod actions;
 pub mod address;
+pub mod capability;
 #[cfg(feature = "engine")]
 pub mod cli;
 #[cfg(feature = "engine")]

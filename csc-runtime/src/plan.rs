@@ -23,9 +23,10 @@
 //! ```
 
 use crate::address::Address;
+use crate::capability::{refusals, volume_fault, Needs};
 pub use crate::model::{Contact, CopySet, Storage, Volume};
 use crate::session::{Schedule, Session};
-use crate::vocab::{BaseCopy, DriverKind, Event};
+use crate::vocab::{BaseCopy, Command, DriverKind, Event, Keyword};
 /// The zone type of [`Plan::time_zone`] (jiff's), for those who build a plan.
 pub use jiff::tz::TimeZone;
 use serde::Deserialize;
@@ -79,6 +80,8 @@ pub struct Sequence {
     pub copy: BaseCopy,
     pub schedule: Option<Schedule>,
     pub handled: Vec<Event>,
+    /// The commands the document's actions give it.
+    pub commands: Vec<Command>,
 }
 
 /// One hop of one copy set: what a sequence copies for that copy set.
@@ -123,6 +126,8 @@ struct RunTiming {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RunStorage {
+    /// The document's driver for a storage it declares, else qemu.
+    driver: Option<String>,
     endpoint: String,
     data: Option<String>,
 }
@@ -186,6 +191,7 @@ impl Plan {
                     copy: q.copy,
                     schedule: q.schedule,
                     handled: q.handled.to_vec(),
+                    commands: q.commands.to_vec(),
                 })
                 .collect(),
             timing: Timing::default(),
@@ -223,16 +229,35 @@ impl Plan {
             let address = |text: &str, what: &str| {
                 Address::parse(text).map_err(|e| format!("{name}: storage {id}: {what}: {e}"))
             };
-            let storage = Storage {
-                endpoint: address(&st.endpoint, "endpoint")?,
-                data: st.data.as_deref().map(|d| address(d, "data")).transpose()?,
-                // One kind of storage so far; a run-time file does not change it.
-                driver: self
+            let driver = match &st.driver {
+                Some(d) => DriverKind::parse(d).ok_or_else(|| {
+                    let known: Vec<&str> = DriverKind::ALL.iter().map(|k| k.as_str()).collect();
+                    format!(
+                        "{name}: storage {id}: unknown driver `{d}` (drivers: {})",
+                        known.join(", ")
+                    )
+                })?,
+                None => self
                     .storages
                     .get(&id)
                     .map_or(DriverKind::Qemu, |s| s.driver),
+            };
+            let storage = Storage {
+                endpoint: address(&st.endpoint, "endpoint")?,
+                data: st.data.as_deref().map(|d| address(d, "data")).transpose()?,
+                driver,
                 id: id.clone(),
             };
+            if !storage.endpoint.suits(driver) {
+                return Err(format!(
+                    "{name}: storage {id}: endpoint `{}` is not one a {driver} storage has ({})",
+                    storage.endpoint,
+                    driver.capabilities().endpoints
+                ));
+            }
+            if storage.data.is_some() && driver != DriverKind::Qemu {
+                return Err(format!("{name}: storage {id}: a {driver} storage has no data address (its pools are reached through the endpoint)"));
+            }
             self.storages.insert(id, storage);
         }
         for (contact, ways) in file.contact {
@@ -325,6 +350,19 @@ impl Plan {
                 }
             }
         }
+        for id in self.storages_used() {
+            let Some(storage) = self.storages.get(id) else {
+                continue;
+            };
+            let driver = storage.driver;
+            if !storage.endpoint.suits(driver) {
+                return Err(format!(
+                    "storage {id}: a {driver} storage is not reached at {}: write {}",
+                    storage.endpoint,
+                    driver.capabilities().endpoints
+                ));
+            }
+        }
         let needed = self.sequences.len() + 1;
         for set in &self.copysets {
             if set.volumes.len() != needed {
@@ -335,18 +373,36 @@ impl Plan {
                     self.sequences.len()
                 ));
             }
-            if let Some(v) = set
-                .volumes
-                .iter()
-                .find(|v| !self.storages.contains_key(&v.storage))
-            {
-                return Err(format!(
-                    "copy set {}: volume {v}: no storage `{}` (storages: {})",
-                    set.name,
-                    v.storage,
-                    self.storages.keys().cloned().collect::<Vec<_>>().join(", ")
-                ));
+            for v in &set.volumes {
+                let Some(storage) = self.storages.get(&v.storage) else {
+                    return Err(format!(
+                        "copy set {}: volume {v}: no storage `{}` (storages: {})",
+                        set.name,
+                        v.storage,
+                        self.storages.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                };
+                if let Some(fault) = volume_fault(storage.driver, &v.name) {
+                    return Err(format!("copy set {}: volume {v}: {fault}", set.name));
+                }
             }
+        }
+        let needs: Vec<Needs> = self
+            .sequences
+            .iter()
+            .map(|s| Needs {
+                sequence: s.number,
+                copy: s.copy,
+                commands: &s.commands,
+            })
+            .collect();
+        let driver_of = |id: &str| self.storages.get(id).map(|s| s.driver);
+        if let Some(refusal) = refusals(driver_of, &self.copysets, &needs).first() {
+            return Err(format!(
+                "copy set {}: {refusal}; {}",
+                self.copysets[refusal.copyset].name,
+                refusal.help()
+            ));
         }
         Ok(())
     }
@@ -400,6 +456,7 @@ mod tests {
             copy: BaseCopy::Continuous(ContinuousMode::Synchronous),
             schedule: None,
             handled: &[],
+            commands: &[],
         }],
     };
 

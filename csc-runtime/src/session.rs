@@ -1,6 +1,6 @@
 //! The session as a document describes it, as static data in generated code.
 
-use crate::vocab::{BaseCopy, DriverKind, Event};
+use crate::vocab::{BaseCopy, Command, DriverKind, Event};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Session {
@@ -26,7 +26,17 @@ pub struct Storage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     Unix(&'static str),
-    Tcp { host: &'static str, port: u16 },
+    Tcp {
+        host: &'static str,
+        port: u16,
+    },
+    Local(&'static str),
+    Ssh {
+        user: Option<&'static str>,
+        host: &'static str,
+        port: Option<u16>,
+        path: &'static str,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +79,8 @@ pub struct Sequence {
     pub schedule: Option<Schedule>,
     /// The events this sequence acts on.
     pub handled: &'static [Event],
+    /// The commands actions give it (what its storages must be able to do).
+    pub commands: &'static [Command],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -105,7 +105,11 @@ keywords! {
 keywords! {
     /// Storage drivers the runtime has.
     DriverKind {
+        /// qemu-storage-daemons over QMP, volumes are block nodes, data over NBD.
         Qemu => "qemu",
+        /// btrfs pools (mounted file systems, local or over ssh), volumes are
+        /// subvolumes, copies are snapshots and send/receive.
+        Btrfs => "btrfs",
     }
 }
 
@@ -139,7 +143,7 @@ impl CopyType {
 }
 
 /// A base copy type with its mode: what one sequence does on every copy set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BaseCopy {
     Continuous(ContinuousMode),
     PointInTime(PointInTimeMode),

@@ -95,6 +95,7 @@ pub fn lab(
             copy,
             schedule: None,
             handled: Vec::new(),
+            commands: Vec::new(),
         }],
     };
     lab.wire(&mut plan);

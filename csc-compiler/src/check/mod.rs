@@ -10,6 +10,7 @@ use crate::ir::{self, Action, Solution};
 use crate::source::Span;
 use crate::syntax::ast::{self, Text};
 use csc_runtime::address::Address;
+use csc_runtime::capability::{refusals, volume_fault, Needs, Unable};
 use csc_runtime::vocab::{BaseCopy, Command, CommandFlags, CopyType, DriverKind, Event, Keyword};
 use rustc_hash::FxHashSet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,6 +25,34 @@ pub fn check(session: &ast::Session, diags: &mut Vec<Diagnostic>) -> Option<Solu
 
 fn names<K: Keyword>() -> Vec<&'static str> {
     K::ALL.iter().map(|k| k.as_str()).collect()
+}
+
+/// Where an action tells sequence `target` to do `command`, the first in the document.
+fn command_span(s: &ast::Session, target: u32, command: Command) -> Option<Span> {
+    let numbered: Vec<&ast::Sequence> = s.sequences.iter().collect();
+    numbered.iter().enumerate().find_map(|(i, seq)| {
+        let own = seq
+            .seq_num
+            .as_ref()
+            .and_then(|n| n.value.parse::<u32>().ok())
+            .unwrap_or(i as u32 + 1);
+        seq.eventflags
+            .iter()
+            .flat_map(|f| &f.actions)
+            .filter(|a| {
+                let to = a
+                    .to_seq
+                    .as_ref()
+                    .map_or(Some(own), |t| t.value.parse().ok());
+                to == Some(target)
+            })
+            .find_map(|a| {
+                a.do_cmd
+                    .as_ref()
+                    .filter(|c| Command::parse(&c.value) == Some(command))
+                    .map(|c| c.span.clone())
+            })
+    })
 }
 
 /// Every sequence by number, with its type when that is known.
@@ -88,7 +117,10 @@ impl Checker<'_> {
                 declared.push(&id.value);
             }
         }
-        let copysets = self.copysets(&s.copysets, &declared, s.sequences.len());
+        let copysets = self.copysets(&s.copysets, &declared, &storages, s.sequences.len());
+        if error_count(self.diags) == 0 {
+            self.capabilities(s, &numbered, &storages, &copysets, &sequences);
+        }
         // Only a document without errors gets this advice; with errors it is noise.
         if error_count(self.diags) == 0 {
             self.warn_unreachable(&numbered, &sequences);
@@ -148,11 +180,24 @@ impl Checker<'_> {
                     None
                 }),
             };
-            let endpoint = s.endpoint.as_ref().and_then(|e| self.endpoint(e));
+            let endpoint = s.endpoint.as_ref().and_then(|e| self.endpoint(e, driver));
             // `Some(None)`: no DATA, which is fine; `None`: a DATA that is wrong.
             let data = match &s.data {
                 None => Some(None),
-                Some(d) => self.endpoint(d).map(Some),
+                Some(d) if driver.is_some_and(|k| k != DriverKind::Qemu) => {
+                    self.report(
+                        Code::BadEndpoint,
+                        &d.span,
+                        format!(
+                            "a {} storage has no DATA address",
+                            driver.expect("a driver")
+                        ),
+                        "not for this driver",
+                        "its pool is reached through ENDPOINT alone: remove <DATA>",
+                    );
+                    None
+                }
+                Some(d) => self.endpoint(d, driver).map(Some),
             };
             if let (true, Some(driver), Some(endpoint), Some(data)) =
                 (unique, driver, endpoint, data)
@@ -168,8 +213,9 @@ impl Checker<'_> {
         out
     }
 
-    fn endpoint(&mut self, text: &Text) -> Option<Address> {
-        Address::parse(&text.value)
+    /// An address, and whether a storage of `driver` (when known) is reached there.
+    fn endpoint(&mut self, text: &Text, driver: Option<DriverKind>) -> Option<Address> {
+        let address = Address::parse(&text.value)
             .map_err(|help| {
                 self.report(
                     Code::BadEndpoint,
@@ -179,7 +225,20 @@ impl Checker<'_> {
                     help,
                 );
             })
-            .ok()
+            .ok()?;
+        match driver {
+            Some(driver) if !address.suits(driver) => {
+                self.report(
+                    Code::BadEndpoint,
+                    &text.span,
+                    format!("a {driver} storage is not reached at `{}`", text.value),
+                    "not for this driver",
+                    format!("write {}", driver.capabilities().endpoints),
+                );
+                None
+            }
+            _ => Some(address),
+        }
     }
 
     fn contacts(&mut self, contacts: &[ast::Contact]) -> Vec<ir::Contact> {
@@ -582,6 +641,7 @@ impl Checker<'_> {
         &mut self,
         sets: &[ast::CopySet],
         storage_ids: &[&str],
+        storages: &[ir::Storage],
         sequences: usize,
     ) -> Vec<ir::CopySet> {
         let mut seen = HashMap::new();
@@ -622,6 +682,23 @@ impl Checker<'_> {
                     );
                     ok = false;
                 }
+                let driver = storages
+                    .iter()
+                    .find(|s| s.id == storage.value)
+                    .map(|s| s.driver);
+                if let Some(fault) = driver.and_then(|d| volume_fault(d, &vname.value)) {
+                    self.report(
+                        Code::BadVolume,
+                        &vname.span,
+                        format!(
+                            "`{}` is not a volume of storage `{}`",
+                            vname.value, storage.value
+                        ),
+                        "bad volume name",
+                        fault,
+                    );
+                    ok = false;
+                }
                 if !volumes_seen.insert((&storage.value, &vname.value)) {
                     self.report(
                         Code::DuplicateVolume,
@@ -643,6 +720,60 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// What each sequence asks of its storages against what their drivers can do
+    /// (on a document whose references are sound: the copy sets are the AST's).
+    fn capabilities(
+        &mut self,
+        s: &ast::Session,
+        numbered: &BTreeMap<u32, &ast::Sequence>,
+        storages: &[ir::Storage],
+        copysets: &[ir::CopySet],
+        sequences: &BTreeMap<u32, ir::Sequence>,
+    ) {
+        let commands: Vec<Vec<Command>> = sequences
+            .keys()
+            .map(|&n| ir::commands_to(sequences, n))
+            .collect();
+        let needs: Vec<Needs> = sequences
+            .values()
+            .zip(&commands)
+            .map(|(q, commands)| Needs {
+                sequence: q.num,
+                copy: q.copy,
+                commands,
+            })
+            .collect();
+        let driver_of = |id: &str| storages.iter().find(|st| st.id == id).map(|st| st.driver);
+        for refusal in refusals(driver_of, copysets, &needs) {
+            let seq = numbered[&refusal.sequence];
+            // The words that ask: the mode (or the type), or the action's command.
+            let asked = match &refusal.unable {
+                Unable::Command(command) => command_span(s, refusal.sequence, *command),
+                _ => None,
+            }
+            .or_else(|| seq.characteristics.first().map(|c| c.span.clone()))
+            .or_else(|| seq.copy_type.as_ref().map(|t| t.span.clone()))
+            .unwrap_or_else(|| seq.span.clone());
+            let volume = &s.copysets[refusal.copyset].volumes[refusal.hop];
+            let at = volume
+                .storage
+                .as_ref()
+                .map_or(volume.span.clone(), |v| v.span.clone());
+            self.diags.push(
+                Diagnostic::error(Code::Incapable, asked, refusal.to_string())
+                    .label("asked here")
+                    .also(
+                        at,
+                        format!(
+                            "copy set `{}` copies from here",
+                            copysets[refusal.copyset].name
+                        ),
+                    )
+                    .help(refusal.help()),
+            );
+        }
     }
 
     /// A sequence nothing starts never runs: not the first, no SCHEDULE, no `start` action.

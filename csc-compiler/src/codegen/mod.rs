@@ -5,7 +5,7 @@
 //! every string of the document reaches the code as a literal token.
 
 use crate::emit;
-use crate::ir::{Action, Address, Schedule, Sequence, Solution};
+use crate::ir::{self, Action, Address, Schedule, Sequence, Solution};
 use csc_runtime::vocab::{BaseCopy, CopyType, Event};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
@@ -381,6 +381,17 @@ fn endpoint(e: &Address) -> TokenStream {
         Address::Tcp { host, port } => {
             quote! { session::Endpoint::Tcp { host: #host, port: #port } }
         }
+        Address::Local(path) => quote! { session::Endpoint::Local(#path) },
+        Address::Ssh {
+            user,
+            host,
+            port,
+            path,
+        } => {
+            let user = option(user.as_deref(), |u| quote! { #u });
+            let port = option(*port, |p| quote! { #p });
+            quote! { session::Endpoint::Ssh { user: #user, host: #host, port: #port, path: #path } }
+        }
     }
 }
 
@@ -430,8 +441,9 @@ fn session_tokens(s: &Solution, name: &str) -> TokenStream {
             Schedule::Daily { hour, minute } => quote! { session::Schedule::Daily { hour: #hour, minute: #minute } },
         });
         let handled = q.events.keys().map(variant);
+        let commands = ir::commands_to(&s.sequences, q.num).into_iter().map(variant);
         quote! {
-            session::Sequence { number: #number, copy: #copy, schedule: #schedule, handled: &[#(vocab::Event::#handled),*] }
+            session::Sequence { number: #number, copy: #copy, schedule: #schedule, handled: &[#(vocab::Event::#handled),*], commands: &[#(vocab::Command::#commands),*] }
         }
     });
     quote! {

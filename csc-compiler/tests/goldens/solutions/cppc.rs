@@ -184,24 +184,28 @@ pub const SESSION: session::Session = session::Session {
             copy: vocab::BaseCopy::Continuous(vocab::ContinuousMode::Synchronous),
             schedule: None,
             handled: &[vocab::Event::OnError],
+            commands: &[vocab::Command::Start, vocab::Command::Freeze],
         },
         session::Sequence {
             number: 2u32,
             copy: vocab::BaseCopy::PointInTime(vocab::PointInTimeMode::Copy),
             schedule: None,
             handled: &[vocab::Event::OnComplete, vocab::Event::OnError],
+            commands: &[vocab::Command::Start],
         },
         session::Sequence {
             number: 3u32,
             copy: vocab::BaseCopy::Continuous(vocab::ContinuousMode::Synchronous),
             schedule: None,
             handled: &[vocab::Event::OnError],
+            commands: &[vocab::Command::Start],
         },
         session::Sequence {
             number: 4u32,
             copy: vocab::BaseCopy::PointInTime(vocab::PointInTimeMode::Copy),
             schedule: None,
             handled: &[vocab::Event::OnComplete, vocab::Event::OnError],
+            commands: &[vocab::Command::Start],
         },
     ],
 };

@@ -78,6 +78,7 @@ pub const SESSION: session::Session = session::Session {
                 seconds: 10800u64,
             }),
             handled: &[vocab::Event::OnError],
+            commands: &[],
         },
     ],
 };

@@ -112,6 +112,7 @@ pub const SESSION: session::Session = session::Session {
             copy: vocab::BaseCopy::Continuous(vocab::ContinuousMode::Synchronous),
             schedule: None,
             handled: &[vocab::Event::OnSuspend, vocab::Event::OnError],
+            commands: &[vocab::Command::Freeze],
         },
     ],
 };

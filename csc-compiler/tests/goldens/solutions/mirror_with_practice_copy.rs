@@ -104,6 +104,7 @@ pub const SESSION: session::Session = session::Session {
             copy: vocab::BaseCopy::Continuous(vocab::ContinuousMode::Synchronous),
             schedule: None,
             handled: &[vocab::Event::OnError],
+            commands: &[],
         },
         session::Sequence {
             number: 2u32,
@@ -113,6 +114,7 @@ pub const SESSION: session::Session = session::Session {
                 minute: 0u8,
             }),
             handled: &[vocab::Event::OnError],
+            commands: &[],
         },
     ],
 };

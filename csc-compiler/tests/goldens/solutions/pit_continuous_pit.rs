@@ -69,18 +69,21 @@ pub const SESSION: session::Session = session::Session {
             copy: vocab::BaseCopy::PointInTime(vocab::PointInTimeMode::Copy),
             schedule: None,
             handled: &[vocab::Event::OnComplete],
+            commands: &[],
         },
         session::Sequence {
             number: 2u32,
             copy: vocab::BaseCopy::Continuous(vocab::ContinuousMode::Synchronous),
             schedule: None,
             handled: &[vocab::Event::OnDuplex],
+            commands: &[vocab::Command::Start],
         },
         session::Sequence {
             number: 3u32,
             copy: vocab::BaseCopy::PointInTime(vocab::PointInTimeMode::Copy),
             schedule: None,
             handled: &[],
+            commands: &[vocab::Command::Start],
         },
     ],
 };

@@ -139,12 +139,14 @@ pub const SESSION: session::Session = session::Session {
             copy: vocab::BaseCopy::Continuous(vocab::ContinuousMode::Synchronous),
             schedule: None,
             handled: &[vocab::Event::OnDuplex, vocab::Event::OnError],
+            commands: &[vocab::Command::Freeze],
         },
         session::Sequence {
             number: 2u32,
             copy: vocab::BaseCopy::Continuous(vocab::ContinuousMode::Asynchronous),
             schedule: None,
             handled: &[vocab::Event::OnError],
+            commands: &[vocab::Command::Start],
         },
     ],
 };

@@ -125,6 +125,10 @@ fn socket(address: &Address) -> Value {
         Address::Tcp { host, port } => {
             json!({ "type": "inet", "host": host.trim_start_matches('[').trim_end_matches(']'), "port": port.to_string() })
         }
+        // Not a qemu address (`Plan::validate` refuses it): qemu says so if it is sent.
+        Address::Local(path) | Address::Ssh { path, .. } => {
+            json!({ "type": "unix", "path": path })
+        }
     }
 }
 

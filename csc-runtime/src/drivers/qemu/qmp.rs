@@ -121,6 +121,11 @@ impl Qmp {
         let io = |e: std::io::Error| QmpError::Io(e.to_string());
         let stream: Box<dyn Stream> = match endpoint {
             Address::Unix(path) => Box::new(UnixStream::connect(path).map_err(io)?),
+            Address::Local(_) | Address::Ssh { .. } => {
+                return Err(QmpError::Io(format!(
+                    "{endpoint} is a pool, not a QMP monitor"
+                )))
+            }
             Address::Tcp { host, port } => {
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, *port))
