@@ -432,7 +432,7 @@ fn check_config<S: Solution>(config: std::path::PathBuf) -> ExitCode {
         .flat_map(|s| plan.pairs(s.number))
         .collect();
     let (tx, _rx) = std::sync::mpsc::channel();
-    let checked = crate::drivers::qemu::Qemu::connect(&plan, tx, false)
+    let checked = crate::drivers::Storages::connect(&plan, tx, false)
         .and_then(|mut driver| driver.preflight(&pairs));
     match checked {
         Ok(()) => {

@@ -7,8 +7,7 @@
 use crate::actions::{self, Occurrence};
 use crate::control::{self, Answer, Ask, Operation, Request};
 use crate::core::{Cause, Core, Order, Unfinished};
-use crate::drivers::qemu::Qemu;
-use crate::drivers::{Driver, DriverError, PairEvent, PairReport};
+use crate::drivers::{Driver, DriverError, PairEvent, PairReport, Storages};
 use crate::journal::{Journal, Record};
 use crate::log::timestamp;
 use crate::log::Log;
@@ -90,7 +89,7 @@ fn wall() -> u64 {
         .as_secs()
 }
 
-/// Runs a session on qemu-storage-daemons until `stop` is set. Returns an error only
+/// Runs a session on its storages (qemu-storage-daemons, btrfs pools) until `stop` is set. Returns an error only
 /// when the session could not start; the storage is then as it was.
 pub fn run<S: Solution>(
     plan: Plan,
@@ -104,8 +103,8 @@ pub fn run<S: Solution>(
         .journal
         .as_ref()
         .is_some_and(|j| j.take_over.is_some());
-    let driver = Qemu::connect(&plan, tx.clone(), taking_over).map_err(SetupError::Storage)?;
-    run_with::<S, Qemu>(plan, driver, (tx, rx), options, stop, status)
+    let driver = Storages::connect(&plan, tx.clone(), taking_over).map_err(SetupError::Storage)?;
+    run_with::<S, Storages>(plan, driver, (tx, rx), options, stop, status)
 }
 
 /// What a plan must have before any storage is touched.
@@ -1040,12 +1039,28 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             "gauge",
             "Each running copy: bytes done and to do; in_step once a mirror is in step.",
         );
-        for p in self.driver.progress() {
+        let progress = self.driver.progress();
+        for p in &progress {
             let set = label(self.copyset_name(p.copyset).unwrap_or_default());
             let _ = writeln!(
                 out,
                 "cssc_copy_bytes{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"done\",in_step=\"{}\"}} {}\ncssc_copy_bytes{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"total\",in_step=\"{}\"}} {}",
                 p.sequence, p.in_step, p.done, p.sequence, p.in_step, p.total
+            );
+        }
+        family(
+            &mut out,
+            "cssc_async_lag",
+            "gauge",
+            "Each asynchronous copy that measures it: seconds since the instant its target holds, and bytes of its last change sent.",
+        );
+        for p in &progress {
+            let Some(lag) = &p.lag else { continue };
+            let set = label(self.copyset_name(p.copyset).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "cssc_async_lag{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"seconds\"}} {:.3}\ncssc_async_lag{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"bytes\"}} {}",
+                p.sequence, lag.seconds, p.sequence, lag.bytes
             );
         }
         out

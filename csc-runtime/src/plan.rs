@@ -20,6 +20,7 @@
 //! failed_target_hold_seconds = 1    # a write to a failed target waits this long
 //! heartbeat_ms = 200                # every storage is asked this often
 //! hung_after_ms = 800               # and is hung when it does not answer within this
+//! replicate_every_ms = 1000         # a btrfs continuous copy sends what changed this often
 //! ```
 
 use crate::address::Address;
@@ -61,6 +62,8 @@ pub struct Timing {
     pub heartbeat: Duration,
     /// A storage that does not answer within this is hung.
     pub hung_after: Duration,
+    /// How often a continuous copy that is not a mirror sends what changed (btrfs).
+    pub replicate_every: Duration,
 }
 
 impl Default for Timing {
@@ -70,6 +73,7 @@ impl Default for Timing {
             failed_target_hold_secs: 1,
             heartbeat: Duration::from_millis(200),
             hung_after: Duration::from_millis(800),
+            replicate_every: Duration::from_secs(1),
         }
     }
 }
@@ -121,6 +125,7 @@ struct RunTiming {
     failed_target_hold_seconds: Option<u64>,
     heartbeat_ms: Option<u64>,
     hung_after_ms: Option<u64>,
+    replicate_every_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +228,9 @@ impl Plan {
             }
             if let Some(ms) = t.hung_after_ms {
                 timing.hung_after = Duration::from_millis(ms.max(10));
+            }
+            if let Some(ms) = t.replicate_every_ms {
+                timing.replicate_every = Duration::from_millis(ms.max(10));
             }
         }
         for (id, st) in file.storage {
@@ -415,6 +423,14 @@ impl Plan {
             .collect()
     }
 
+    /// The storages of one kind the copy sets use.
+    pub fn storages_of(&self, kind: DriverKind) -> std::collections::BTreeSet<&str> {
+        self.storages_used()
+            .into_iter()
+            .filter(|id| self.storages.get(*id).is_some_and(|s| s.driver == kind))
+            .collect()
+    }
+
     /// The pairs of sequence `number`: one per copy set.
     pub fn pairs(&self, number: u32) -> Vec<Pair> {
         let i = number as usize;
@@ -490,7 +506,7 @@ mod tests {
         assert_eq!(plan.timing, Timing::default());
         plan.apply_run_file(
             "h.toml",
-            "[timing]\nhold_seconds = 30\nfailed_target_hold_seconds = 3\nheartbeat_ms = 50\nhung_after_ms = 400\n",
+            "[timing]\nhold_seconds = 30\nfailed_target_hold_seconds = 3\nheartbeat_ms = 50\nhung_after_ms = 400\nreplicate_every_ms = 5000\n",
         )
         .expect("valid timing");
         assert_eq!(
@@ -500,6 +516,7 @@ mod tests {
                 failed_target_hold_secs: 3,
                 heartbeat: Duration::from_millis(50),
                 hung_after: Duration::from_millis(400),
+                replicate_every: Duration::from_secs(5),
             }
         );
         let err = plan

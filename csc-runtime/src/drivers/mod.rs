@@ -2,7 +2,11 @@
 //! one sequence at a time (a consistency group) and reports what happens to each
 //! pair; the executor turns pair reports into group events.
 
+pub mod btrfs;
 pub mod qemu;
+mod storages;
+
+pub use storages::{Notice, Storages};
 
 use crate::plan::Pair;
 use crate::vocab::BaseCopy;
@@ -82,13 +86,13 @@ impl DriverError {
 }
 
 /// The refusal of a driver that cannot change a pair's direction.
-fn refuse_direction(pairs: &[Pair], what: &str) -> DriverError {
+pub(crate) fn refuse_direction(pairs: &[Pair], what: &str) -> DriverError {
     let site = pairs.first().map_or("?", |p| p.source.storage.as_str());
     DriverError::at(site, format!("its driver cannot {what}"))
 }
 
 /// How far a long copy has come.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
     pub sequence: u32,
     pub copyset: usize,
@@ -96,6 +100,18 @@ pub struct Progress {
     pub total: u64,
     /// A continuous copy in step with its source (its initial copy is done).
     pub in_step: bool,
+    /// How far an asynchronous copy's target is behind its source, where the driver
+    /// measures it.
+    pub lag: Option<Lag>,
+}
+
+/// An asynchronous copy's lag.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lag {
+    /// Since the instant the target holds the source as of (NaN: not yet copied).
+    pub seconds: f64,
+    /// The size of the last change sent.
+    pub bytes: u64,
 }
 
 pub trait Driver {

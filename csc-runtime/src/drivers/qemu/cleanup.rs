@@ -21,7 +21,7 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
     let (tx, _rx) = std::sync::mpsc::channel::<((), Notice)>();
     let mut sites: BTreeMap<String, Qmp> = BTreeMap::new();
     let mut cleaned = Cleaned::new();
-    for id in plan.storages_used() {
+    for id in plan.storages_of(crate::vocab::DriverKind::Qemu) {
         match Qmp::connect(&plan.storages[id].endpoint, (), tx.clone()) {
             Ok(qmp) => {
                 sites.insert(id.to_string(), qmp);

@@ -27,7 +27,8 @@ use crate::address::Address;
 use crate::plan::{Pair, Plan, Timing, Volume};
 use crate::vocab::{BaseCopy, ContinuousMode, PointInTimeMode};
 use names::Names;
-use qmp::{Notice, Qmp, QmpError};
+pub use qmp::Notice;
+use qmp::{Qmp, QmpError};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::Sender;
@@ -143,7 +144,7 @@ impl Qemu {
         lost_ok: bool,
     ) -> Result<Qemu, DriverError> {
         let mut sites = BTreeMap::new();
-        for id in plan.storages_used() {
+        for id in plan.storages_of(crate::vocab::DriverKind::Qemu) {
             let storage = &plan.storages[id];
             match watched(&storage.endpoint, id, plan.timing, &notices) {
                 Ok(qmp) => {
@@ -817,6 +818,7 @@ impl Driver for Qemu {
                     done: job["offset"].as_u64().unwrap_or(0),
                     total: job["len"].as_u64().unwrap_or(0),
                     in_step: job["ready"] == true,
+                    lag: None,
                 });
             }
         }

@@ -1,0 +1,368 @@
+//! The btrfs driver on real pools (loop-mounted btrfs file systems; root and
+//! btrfs-progs, which CI installs): every copy it offers compared file by file with
+//! its source, incremental sends measured by their stream size, the continuous copy
+//! under a writer, a killed receive, a pool over ssh, and refusals.
+
+mod support;
+
+use csc_runtime::drivers::btrfs::Btrfs;
+use csc_runtime::drivers::{Driver, PairEvent, PairReport};
+use csc_runtime::plan::{CopySet, Plan, Sequence, Storage};
+use csc_runtime::vocab::{BaseCopy, ContinuousMode, DriverKind, PointInTimeMode};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+use support::pools::{digest, fill, Pools, Sshd};
+use support::vol;
+
+const NO_COPY: BaseCopy = BaseCopy::PointInTime(PointInTimeMode::NoCopy);
+const FULL: BaseCopy = BaseCopy::PointInTime(PointInTimeMode::Copy);
+const INCREMENTAL: BaseCopy = BaseCopy::PointInTime(PointInTimeMode::Incremental);
+const ASYNC: BaseCopy = BaseCopy::Continuous(ContinuousMode::Asynchronous);
+
+/// A one-sequence plan over pools given as (id, endpoint), with copy sets of
+/// (storage, volume) hops. Plans of one `name` share their snapshots.
+fn named(
+    name: &str,
+    pools: &[(String, String)],
+    copysets: &[&[(&str, &str)]],
+    copy: BaseCopy,
+) -> Plan {
+    let plan = Plan {
+        name: name.into(),
+        storages: pools
+            .iter()
+            .map(|(id, endpoint)| {
+                let storage = Storage {
+                    id: id.to_string(),
+                    driver: DriverKind::Btrfs,
+                    endpoint: csc_runtime::address::Address::parse(endpoint).expect("endpoint"),
+                    data: None,
+                };
+                (id.to_string(), storage)
+            })
+            .collect(),
+        contacts: Vec::new(),
+        copysets: copysets
+            .iter()
+            .enumerate()
+            .map(|(i, c)| CopySet {
+                name: format!("set{i}"),
+                volumes: c.iter().map(|(s, v)| vol(s, v)).collect(),
+            })
+            .collect(),
+        sequences: vec![Sequence {
+            number: 1,
+            copy,
+            schedule: None,
+            handled: Vec::new(),
+            commands: Vec::new(),
+        }],
+        timing: csc_runtime::plan::Timing {
+            replicate_every: Duration::from_millis(200),
+            ..Default::default()
+        },
+        time_zone: csc_runtime::plan::TimeZone::UTC,
+    };
+    plan.validate().expect("a valid plan");
+    plan
+}
+
+fn plan(pools: &[(String, String)], copysets: &[&[(&str, &str)]], copy: BaseCopy) -> Plan {
+    named("btrfs-test", pools, copysets, copy)
+}
+
+fn local(pools: &Pools, names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .map(|n| (n.to_string(), pools.endpoint(n)))
+        .collect()
+}
+
+fn connect(plan: &Plan) -> (Btrfs, Receiver<(String, PairReport)>) {
+    let (tx, rx) = mpsc::channel();
+    let mut driver = Btrfs::connect(plan, tx).expect("connect");
+    let pairs = plan.pairs(1);
+    driver.preflight(&pairs).expect("preflight");
+    (driver, rx)
+}
+
+/// The reports until `want` pairs reported `event` (an error fails the test).
+fn until(rx: &Receiver<(String, PairReport)>, event: &PairEvent, want: usize) -> Vec<PairEvent> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    while seen.iter().filter(|e| *e == event).count() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (_, report) = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {event:?} within 120 s: {seen:?}"));
+        if let PairEvent::Error(e) = &report.event {
+            if !matches!(event, PairEvent::Error(_)) {
+                panic!("pair {}: {e}", report.copyset);
+            }
+        }
+        seen.push(report.event);
+    }
+    seen
+}
+
+/// The byte count a point-in-time copy's note says it sent.
+fn bytes_sent(events: &[PairEvent]) -> u64 {
+    events
+        .iter()
+        .find_map(|e| match e {
+            PairEvent::Note(n) => n
+                .strip_suffix(" bytes sent")?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok(),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no byte count in {events:?}"))
+}
+
+#[test]
+fn no_copy_full_and_incremental_copies_match_their_source_file_by_file() {
+    let pools = Pools::new(&["pool1", "pool2"], 512);
+    let share = pools.subvolume("pool1", "share");
+    std::fs::create_dir(share.join("dir")).unwrap();
+    fill(&share.join("big"), 40, 1);
+    fill(&share.join("dir/small"), 1, 2);
+    let endpoints = local(&pools, &["pool1", "pool2"]);
+
+    // NoCopy: a snapshot in the same pool, instantly complete.
+    let p = named(
+        "snapshots",
+        &endpoints,
+        &[&[("pool1", "share"), ("pool1", "share-snap")]],
+        NO_COPY,
+    );
+    let (mut d, _rx) = connect(&p);
+    let reports = d.start(&p.pairs(1), NO_COPY).expect("snapshot");
+    assert!(reports.iter().any(|r| r.event == PairEvent::Complete));
+    let snap = pools.path("pool1", "share-snap");
+    assert_eq!(digest(&snap), digest(&share));
+    assert_eq!(pools.show(&snap)["Flags"], "readonly");
+    d.shutdown();
+
+    // Full copy into the second pool.
+    let p = plan(
+        &endpoints,
+        &[&[("pool1", "share"), ("pool2", "share")]],
+        FULL,
+    );
+    let (mut d, rx) = connect(&p);
+    d.start(&p.pairs(1), FULL).expect("start");
+    let full = until(&rx, &PairEvent::Complete, 1);
+    let target = pools.path("pool2", "share");
+    assert_eq!(digest(&target), digest(&share));
+    assert!(bytes_sent(&full) > 41 << 20, "{full:?}");
+
+    // Incremental after a change of 1 MiB: the stream carries that, not the 41 MiB.
+    fill(&share.join("dir/small"), 1, 3);
+    d.start(&p.pairs(1), INCREMENTAL).expect("start");
+    let incremental = until(&rx, &PairEvent::Complete, 1);
+    assert_eq!(digest(&target), digest(&share));
+    let sent = bytes_sent(&incremental);
+    assert!(
+        (1 << 20..(1 << 20) + (256 << 10)).contains(&sent),
+        "an incremental copy of 1 MiB changed sent {sent} bytes: {incremental:?}"
+    );
+    assert!(incremental[0].detail().starts_with("incremental: "));
+    d.shutdown();
+    // What stays: the newest snapshot of the pair in each pool, the base of the next
+    // incremental copy; nothing half-made.
+    assert_eq!(pools.added("pool1").len(), 2, "{:?}", pools.added("pool1"));
+    assert_eq!(pools.added("pool2").len(), 1, "{:?}", pools.added("pool2"));
+}
+
+#[test]
+fn a_target_volume_cssc_did_not_make_is_never_overwritten() {
+    let pools = Pools::new(&["pool1", "pool2"], 256);
+    let share = pools.subvolume("pool1", "share");
+    fill(&share.join("f"), 1, 1);
+    let theirs = pools.subvolume("pool2", "share");
+    fill(&theirs.join("precious"), 1, 9);
+    let before = digest(&theirs);
+    let p = plan(
+        &local(&pools, &["pool1", "pool2"]),
+        &[&[("pool1", "share"), ("pool2", "share")]],
+        FULL,
+    );
+    let (tx, _rx) = mpsc::channel();
+    let mut d = Btrfs::connect(&p, tx).expect("connect");
+    let refused = d.preflight(&p.pairs(1)).expect_err("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("cssc never overwrites a subvolume it did not create"),
+        "{refused}"
+    );
+    assert_eq!(digest(&theirs), before);
+}
+
+#[test]
+fn the_continuous_copy_converges_under_a_writer_and_resumes_from_the_shared_snapshot() {
+    let pools = Pools::new(&["pool1", "pool2"], 512);
+    let share = pools.subvolume("pool1", "share");
+    fill(&share.join("base"), 20, 1);
+    let p = plan(
+        &local(&pools, &["pool1", "pool2"]),
+        &[&[("pool1", "share"), ("pool2", "share")]],
+        ASYNC,
+    );
+    let (mut d, rx) = connect(&p);
+    let pairs = p.pairs(1);
+    d.start(&pairs, ASYNC).expect("start");
+    until(&rx, &PairEvent::Duplex, 1);
+    // A writer appends a numbered record every 10 ms for 3 s.
+    let log = share.join("log");
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&log).unwrap();
+            for i in 0..300 {
+                writeln!(f, "record {i:06}").unwrap();
+                f.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    // While it writes, the target keeps getting newer records.
+    let mut seen = Vec::new();
+    while !writer.is_finished() {
+        std::thread::sleep(Duration::from_millis(500));
+        let lag = d.progress()[0].lag.clone().expect("a lag");
+        let records = std::fs::read_to_string(pools.path("pool2", "share/log")).unwrap_or_default();
+        seen.push((records.lines().count(), lag.seconds));
+    }
+    writer.join().unwrap();
+    let counts: Vec<usize> = seen.iter().map(|s| s.0).collect();
+    assert!(
+        counts.windows(2).filter(|w| w[1] > w[0]).count() >= 3,
+        "the target grew while the writer wrote: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, lag)| *lag < 2.0),
+        "lag stayed under 2 s at a 200 ms interval: {seen:?}"
+    );
+    // Converged: within a few rounds of the writer stopping, the target is the source.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while digest(&pools.path("pool2", "share")) != digest(&share) {
+        assert!(Instant::now() < deadline, "did not converge");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Suspended, changed, resumed: the first round sends the change only.
+    let reports = d.suspend(&pairs, ASYNC).expect("suspend");
+    assert_eq!(reports[0].event, PairEvent::Suspended);
+    fill(&share.join("after"), 2, 5);
+    // Read once before resuming: reading updates access times, which are changes too.
+    let expected = digest(&share);
+    d.resume(&pairs, ASYNC).expect("resume");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while digest(&pools.path("pool2", "share")) != expected {
+        assert!(Instant::now() < deadline, "did not resume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let lag = d.progress()[0].lag.clone().expect("a lag");
+    assert!(
+        (2 << 20..(2 << 20) + (256 << 10)).contains(&lag.bytes),
+        "the resumed copy sent the 2 MiB written while suspended, not the 20 MiB base: {lag:?}"
+    );
+    d.stop(&pairs).expect("stop");
+    until(&rx, &PairEvent::Stopped, 1);
+    d.shutdown();
+}
+
+#[test]
+fn a_killed_receive_leaves_no_half_received_subvolume_taken_for_a_copy() {
+    let pools = Pools::new(&["pool1", "pool2"], 1024);
+    let share = pools.subvolume("pool1", "share");
+    for i in 0..6 {
+        fill(&share.join(format!("f{i}")), 64, i);
+    }
+    let p = plan(
+        &local(&pools, &["pool1", "pool2"]),
+        &[&[("pool1", "share"), ("pool2", "share")]],
+        INCREMENTAL,
+    );
+    let (mut d, rx) = connect(&p);
+    d.start(&p.pairs(1), INCREMENTAL).expect("start");
+    // Kill the receive once it has made its subvolume and not finished.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let killed = loop {
+        assert!(Instant::now() < deadline, "no receive to kill");
+        let received = pools.added("pool2");
+        if received.iter().any(|n| n.starts_with("cssc-")) {
+            let out = std::process::Command::new("pkill")
+                .args(["-KILL", "-f", "btrfs receive"])
+                .status()
+                .expect("pkill");
+            break out.success();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(killed, "a receive was running");
+    let failed = loop {
+        let (_, r) = rx.recv_timeout(Duration::from_secs(60)).expect("a report");
+        if let PairEvent::Error(e) = r.event {
+            break e;
+        }
+        assert_ne!(r.event, PairEvent::Complete, "the killed copy completed");
+    };
+    assert!(failed.contains("btrfs receive"), "{failed}");
+    // Nothing half-received is left, and the target volume was never published.
+    assert!(
+        pools.added("pool2").is_empty(),
+        "{:?}",
+        pools.added("pool2")
+    );
+    assert!(!pools.path("pool2", "share").exists());
+    // The next incremental copy finds no shared snapshot, says so, and copies in full.
+    d.start(&p.pairs(1), INCREMENTAL).expect("start again");
+    let events = until(&rx, &PairEvent::Complete, 1);
+    assert!(
+        events.iter().any(|e| e
+            .detail()
+            .starts_with("full copy: no snapshot of this pair is in both pools")),
+        "{events:?}"
+    );
+    assert_eq!(digest(&pools.path("pool2", "share")), digest(&share));
+    d.shutdown();
+}
+
+#[test]
+fn a_pool_over_ssh_receives_full_and_incremental_copies() {
+    let pools = Pools::new(&["pool1", "pool2"], 256);
+    let share = pools.subvolume("pool1", "share");
+    fill(&share.join("f"), 8, 1);
+    let sshd = Sshd::start();
+    // The driver's ssh reads its options from here (a deployment's would be the
+    // service user's ~/.ssh/config).
+    std::env::set_var("CSSC_SSH_CONFIG", &sshd.config);
+    let remote = format!(
+        "ssh:root@127.0.0.1:{}:{}",
+        sshd.port,
+        pools.mounts["pool2"].display()
+    );
+    let p = plan(
+        &[
+            ("pool1".into(), pools.endpoint("pool1")),
+            ("pool2".into(), remote),
+        ],
+        &[&[("pool1", "share"), ("pool2", "share")]],
+        INCREMENTAL,
+    );
+    let (mut d, rx) = connect(&p);
+    d.start(&p.pairs(1), INCREMENTAL).expect("start");
+    let first = until(&rx, &PairEvent::Complete, 1);
+    assert!(bytes_sent(&first) > 8 << 20);
+    assert_eq!(digest(&pools.path("pool2", "share")), digest(&share));
+    fill(&share.join("g"), 1, 2);
+    d.start(&p.pairs(1), INCREMENTAL).expect("start");
+    let second = until(&rx, &PairEvent::Complete, 1);
+    assert!(bytes_sent(&second) < 2 << 20, "{second:?}");
+    assert_eq!(digest(&pools.path("pool2", "share")), digest(&share));
+    d.shutdown();
+}
