@@ -54,6 +54,7 @@ fn named(
             number: 1,
             copy,
             schedule: None,
+            keep: 1,
             handled: Vec::new(),
             commands: Vec::new(),
         }],
@@ -365,4 +366,113 @@ fn a_pool_over_ssh_receives_full_and_incremental_copies() {
     assert!(bytes_sent(&second) < 2 << 20, "{second:?}");
     assert_eq!(digest(&pools.path("pool2", "share")), digest(&share));
     d.shutdown();
+}
+
+#[test]
+fn one_session_mirrors_qemu_volumes_and_replicates_a_btrfs_share_as_one_group() {
+    type S = cssc_solutions::mixed_qemu_btrfs::Chain;
+    use csc_runtime::machine::Solution;
+    let (lab, _) = support::lab(
+        &[("db-prod", &[("db", 32)]), ("db-dr", &[("db-replica", 32)])],
+        &[&[("db-prod", "db"), ("db-dr", "db-replica")]],
+        ASYNC,
+    );
+    let pools = Pools::new(&["files-prod", "files-dr"], 256);
+    let share = pools.subvolume("files-prod", "share");
+    fill(&share.join("report"), 8, 1);
+    let (port, received) = support::webhook();
+    let mut plan = Plan::from_session(&S::SESSION);
+    lab.wire(&mut plan);
+    for pool in ["files-prod", "files-dr"] {
+        let storage = plan.storages.get_mut(pool).expect("declared");
+        storage.endpoint =
+            csc_runtime::address::Address::Local(pools.mounts[pool].display().to_string());
+    }
+    plan.contacts[0].webhook = Some(format!("http://127.0.0.1:{port}/dr"));
+    plan.timing.replicate_every = Duration::from_millis(200);
+    plan.validate().expect("valid");
+    let (stop, status, handle) = support::spawn::<S>(plan);
+    let duplex = |s: &csc_runtime::executor::Status| {
+        s.events.contains(&(1, csc_runtime::vocab::Event::OnDuplex))
+    };
+    support::wait_until(&status, "both kinds in duplex", duplex);
+    // Writes on both kinds reach both targets.
+    lab.write("db-prod", "db", 0x5a, &[0, 3 << 20, 17 << 20])
+        .expect("writes");
+    fill(&share.join("report"), 8, 2);
+    let expected = digest(&share);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(support::same(&lab, ("db-prod", "db"), ("db-dr", "db-replica"))
+        && digest(&pools.path("files-dr", "share")) == expected)
+    {
+        assert!(Instant::now() < deadline, "did not converge");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The btrfs target pool goes away: the group (both kinds) raises one onError,
+    // and the document's one NOTIFY says so.
+    let dr = pools.mounts["files-dr"].clone();
+    assert!(std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&dr)
+        .status()
+        .expect("umount")
+        .success());
+    let errored = |s: &csc_runtime::executor::Status| {
+        s.events.contains(&(1, csc_runtime::vocab::Event::OnError))
+    };
+    support::wait_until(&status, "onError", errored);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no notification");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body = received.lock().unwrap()[0].1.clone();
+    assert!(
+        body.contains("onError") && body.contains("files-dr"),
+        "{body}"
+    );
+    let errors = status
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .filter(|e| e.1 == csc_runtime::vocab::Event::OnError)
+        .count();
+    assert_eq!(errors, 1, "one onError for the group");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.join().expect("thread").expect("session");
+    support::assert_nothing_left(&lab, &["db-prod", "db-dr"]);
+}
+
+#[test]
+fn run_refuses_a_run_time_file_that_puts_a_synchronous_mirror_on_btrfs() {
+    let pools = Pools::new(&["pool1", "pool2"], 256);
+    pools.subvolume("pool1", "erp");
+    let config = pools.dir.join("host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage.prod]\ndriver = \"btrfs\"\nendpoint = \"{}\"\n[storage.dr]\ndriver = \"btrfs\"\nendpoint = \"{}\"\n[[copyset]]\nname = \"erp\"\nvolumes = [\"prod:erp\", \"dr:erp-mirror\", \"dr:erp-practice\"]\n",
+            pools.endpoint("pool1"),
+            pools.endpoint("pool2")
+        ),
+    )
+    .unwrap();
+    let state = pools.dir.join("state");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+        .args(["mirror-with-practice-copy", "run", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("sequence 1 asks storage `prod` (driver btrfs) for a Continuous Synchronous copy, which btrfs cannot make"),
+        "{said}"
+    );
+    // Nothing was touched: no .cssc directory in either pool.
+    assert!(pools.added("pool1").is_empty() && !pools.path("pool1", ".cssc").exists());
+    assert!(!pools.path("pool2", ".cssc").exists());
 }

@@ -69,6 +69,7 @@ codes! {
     BadDuration = "E0227": "a duration is malformed",
     Incapable = "E0228": "a sequence asks a storage for what its driver cannot do",
     BadVolume = "E0229": "a volume name is not one its storage's driver accepts",
+    BadKeep = "E0230": "KEEP is not a count of copies of a Point-In-Time sequence",
     Unreachable = "W0301": "nothing starts a sequence",
 }
 

@@ -29,6 +29,8 @@ pub struct Sequence {
     pub num: u32,
     pub copy: BaseCopy,
     pub schedule: Option<Schedule>,
+    /// How many of its copies the target keeps (KEEP; 1 unless given).
+    pub keep: u32,
     /// Events in canonical order; each event's actions in document order.
     pub events: BTreeMap<Event, Vec<Action>>,
 }

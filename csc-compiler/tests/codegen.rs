@@ -4,6 +4,14 @@
 
 mod common;
 
+#[path = "goldens/solutions/btrfs_hourly_weekly.rs"]
+#[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
+mod btrfs_hourly_weekly;
+#[path = "goldens/solutions/mixed_qemu_btrfs.rs"]
+#[allow(dead_code)] // compiled to prove it compiles; tests use only some items
+#[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it
+mod mixed_qemu_btrfs;
 #[path = "goldens/solutions/cppc.rs"]
 #[allow(dead_code)] // compiled to prove it compiles; tests use only some items
 #[rustfmt::skip] // prettyplease formats generated code, as cssc generate writes it

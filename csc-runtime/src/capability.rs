@@ -19,6 +19,8 @@ pub struct Capabilities {
     /// Copies whose source and target must be on one storage (a snapshot stays in
     /// its pool).
     pub same_storage: &'static [BaseCopy],
+    /// Whether a point-in-time copy can keep more than one copy (KEEP).
+    pub history: bool,
     /// Why it cannot do the rest, said with a refusal.
     pub limits: &'static str,
     /// The endpoints it is reached at, for messages.
@@ -44,6 +46,7 @@ const QEMU: Capabilities = Capabilities {
         Command::Thaw,
     ],
     same_storage: &[],
+    history: false,
     limits: "",
     endpoints: "unix:/PATH or tcp:HOST:PORT (its QMP monitor)",
 };
@@ -62,6 +65,7 @@ const BTRFS: Capabilities = Capabilities {
         Command::Resume,
     ],
     same_storage: &[PointInTime(PointInTimeMode::NoCopy)],
+    history: true,
     limits: "btrfs copies by snapshot and send/receive: a write cannot wait for its copy (no Synchronous), and snapshots of several subvolumes are not one instant (no freeze or thaw of a group); a NoCopy snapshot stays in its pool",
     endpoints: "local:/PATH or ssh:[USER@]HOST[:PORT]:/PATH (a mounted btrfs file system)",
 };
@@ -114,6 +118,8 @@ pub struct Needs<'a> {
     pub copy: BaseCopy,
     /// The commands actions give it.
     pub commands: &'a [Command],
+    /// How many copies it keeps (KEEP).
+    pub keep: u32,
 }
 
 /// What a storage cannot do for a sequence.
@@ -121,6 +127,8 @@ pub struct Needs<'a> {
 pub enum Unable {
     Copy(BaseCopy),
     Command(Command),
+    /// KEEP more than 1 where the target is one volume overwritten.
+    Keep(u32),
     /// The copy must stay on one storage; this pair's target is on another.
     SameStorage {
         target: String,
@@ -159,6 +167,10 @@ impl fmt::Display for Refusal {
                 f,
                 "sequence {n} is told to {command}, but its storage `{storage}` (driver {driver}) cannot {command}"
             ),
+            Unable::Keep(keep) => write!(
+                f,
+                "sequence {n} keeps {keep} copies, but storage `{storage}` (driver {driver}) keeps one: its target volume is overwritten by each copy"
+            ),
             Unable::SameStorage { target } => write!(
                 f,
                 "sequence {n} makes a {} copy from storage `{storage}` to `{target}`, but a {driver} {} copy stays on its own storage",
@@ -194,6 +206,9 @@ impl Refusal {
                     caps.limits
                 )
             }
+            Unable::Keep(_) => format!(
+                "remove KEEP (or make it 1) for {driver} storages; a history of copies needs a storage that snapshots, such as btrfs"
+            ),
             Unable::SameStorage { .. } => format!(
                 "put the target volume on storage `{}`, or use Point-In-Time Copy or Incremental to reach another storage",
                 self.storage
@@ -226,6 +241,9 @@ pub fn refusals(
             let mut faults = Vec::new();
             if !caps.copies.contains(&needs.copy) {
                 faults.push(Unable::Copy(needs.copy));
+            }
+            if needs.keep > 1 && !caps.history {
+                faults.push(Unable::Keep(needs.keep));
             }
             if matches!(needs.copy, Continuous(_)) {
                 faults.extend(
@@ -305,11 +323,13 @@ mod tests {
                 sequence: 1,
                 copy: SYNC,
                 commands: &[Command::Freeze, Command::Thaw],
+                keep: 1,
             },
             Needs {
                 sequence: 2,
                 copy: PointInTime(PointInTimeMode::NoCopy),
                 commands: &[],
+                keep: 1,
             },
         ];
         assert_eq!(refusals(kind, &sets, &needs), vec![]);
@@ -326,11 +346,13 @@ mod tests {
                 sequence: 1,
                 copy: SYNC,
                 commands: &[Command::Freeze, Command::Start],
+                keep: 1,
             },
             Needs {
                 sequence: 2,
                 copy: PointInTime(PointInTimeMode::NoCopy),
                 commands: &[],
+                keep: 1,
             },
         ];
         let found: Vec<(u32, Unable)> = refusals(kind, &sets, &needs)
@@ -363,6 +385,7 @@ mod tests {
             sequence: 1,
             copy: ASYNC,
             commands: &[],
+            keep: 1,
         }];
         let found = refusals(kind, &sets, &needs);
         assert_eq!(found.len(), 1);
@@ -399,6 +422,7 @@ mod tests {
             sequence: 1,
             copy: SYNC,
             commands: &[],
+            keep: 1,
         }];
         let refusal = &refusals(kind, &sets, &needs)[0];
         assert_eq!(

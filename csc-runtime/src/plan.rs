@@ -83,6 +83,8 @@ pub struct Sequence {
     pub number: u32,
     pub copy: BaseCopy,
     pub schedule: Option<Schedule>,
+    /// How many of its copies the target keeps (KEEP).
+    pub keep: u32,
     pub handled: Vec<Event>,
     /// The commands the document's actions give it.
     pub commands: Vec<Command>,
@@ -195,6 +197,7 @@ impl Plan {
                     number: q.number,
                     copy: q.copy,
                     schedule: q.schedule,
+                    keep: q.keep,
                     handled: q.handled.to_vec(),
                     commands: q.commands.to_vec(),
                 })
@@ -402,6 +405,7 @@ impl Plan {
                 sequence: s.number,
                 copy: s.copy,
                 commands: &s.commands,
+                keep: s.keep,
             })
             .collect();
         let driver_of = |id: &str| self.storages.get(id).map(|s| s.driver);
@@ -471,6 +475,7 @@ mod tests {
             number: 1,
             copy: BaseCopy::Continuous(ContinuousMode::Synchronous),
             schedule: None,
+            keep: 1,
             handled: &[],
             commands: &[],
         }],

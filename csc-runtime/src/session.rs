@@ -77,6 +77,8 @@ pub struct Sequence {
     pub number: u32,
     pub copy: BaseCopy,
     pub schedule: Option<Schedule>,
+    /// How many of its copies the target keeps (KEEP).
+    pub keep: u32,
     /// The events this sequence acts on.
     pub handled: &'static [Event],
     /// The commands actions give it (what its storages must be able to do).

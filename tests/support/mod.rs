@@ -95,6 +95,7 @@ pub fn lab(
             number: 1,
             copy,
             schedule: None,
+            keep: 1,
             handled: Vec::new(),
             commands: Vec::new(),
         }],

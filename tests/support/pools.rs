@@ -99,7 +99,11 @@ impl Pools {
 impl Drop for Pools {
     fn drop(&mut self) {
         for mount in self.mounts.values() {
-            let _ = Command::new("umount").arg("-l").arg(mount).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(mount)
+                .stderr(std::process::Stdio::null())
+                .status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -377,6 +377,7 @@ impl Checker<'_> {
             .schedule
             .as_ref()
             .and_then(|s| self.schedule(copy_type, s));
+        let keep = seq.keep.as_ref().map_or(1, |k| self.keep(copy_type, k));
         let mut events: BTreeMap<Event, Vec<Action>> = BTreeMap::new();
         let mut seen: BTreeMap<Event, Span> = BTreeMap::new();
         for flags in &seq.eventflags {
@@ -398,6 +399,7 @@ impl Checker<'_> {
             num,
             copy,
             schedule,
+            keep,
             events,
         }
     }
@@ -453,6 +455,30 @@ impl Checker<'_> {
             }
         }
         chosen.map_or(BaseCopy::default_for(copy_type), |(copy, _)| copy)
+    }
+
+    /// KEEP's count (1 where it is wrong: reported).
+    fn keep(&mut self, copy_type: CopyType, text: &Text) -> u32 {
+        if copy_type == CopyType::Continuous {
+            self.report(
+                Code::BadKeep,
+                &text.span,
+                "a Continuous sequence has no KEEP",
+                "not valid here",
+                "a continuous copy is one target kept in step; KEEP counts the copies a Point-In-Time sequence keeps",
+            );
+            return 1;
+        }
+        values::keep(&text.value).unwrap_or_else(|help| {
+            self.report(
+                Code::BadKeep,
+                &text.span,
+                format!("bad KEEP `{}`", text.value),
+                "not a count of copies",
+                help,
+            );
+            1
+        })
     }
 
     fn schedule(&mut self, copy_type: CopyType, text: &Text) -> Option<ir::Schedule> {
@@ -743,6 +769,7 @@ impl Checker<'_> {
                 sequence: q.num,
                 copy: q.copy,
                 commands,
+                keep: q.keep,
             })
             .collect();
         let driver_of = |id: &str| storages.iter().find(|st| st.id == id).map(|st| st.driver);
@@ -751,6 +778,7 @@ impl Checker<'_> {
             // The words that ask: the mode (or the type), or the action's command.
             let asked = match &refusal.unable {
                 Unable::Command(command) => command_span(s, refusal.sequence, *command),
+                Unable::Keep(_) => seq.keep.as_ref().map(|k| k.span.clone()),
                 _ => None,
             }
             .or_else(|| seq.characteristics.first().map(|c| c.span.clone()))

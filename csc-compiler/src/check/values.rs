@@ -21,6 +21,17 @@ pub fn seq_number(text: &str) -> Result<u32, String> {
     }
 }
 
+/// KEEP: how many copies a point-in-time sequence keeps, 1 to 10,000.
+pub fn keep(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n @ 1..=10_000) => Ok(n),
+        Ok(_) => Err("KEEP counts the copies kept: from 1 to 10000".into()),
+        Err(_) => Err(format!(
+            "`{text}` is not a whole number; write how many copies to keep, such as 24"
+        )),
+    }
+}
+
 /// `90s`, `5m`, `3h`, `1h30m`, `2d`: at least one second, at most a year.
 pub fn duration(text: &str) -> Result<u64, String> {
     let help = "write a number and a unit (d, h, m, s), e.g. 30s, 5m, 3h or 1h30m";

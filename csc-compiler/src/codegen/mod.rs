@@ -440,10 +440,11 @@ fn session_tokens(s: &Solution, name: &str) -> TokenStream {
             Schedule::Every { seconds } => quote! { session::Schedule::Every { seconds: #seconds } },
             Schedule::Daily { hour, minute } => quote! { session::Schedule::Daily { hour: #hour, minute: #minute } },
         });
+        let keep = q.keep;
         let handled = q.events.keys().map(variant);
         let commands = ir::commands_to(&s.sequences, q.num).into_iter().map(variant);
         quote! {
-            session::Sequence { number: #number, copy: #copy, schedule: #schedule, handled: &[#(vocab::Event::#handled),*], commands: &[#(vocab::Command::#commands),*] }
+            session::Sequence { number: #number, copy: #copy, schedule: #schedule, keep: #keep, handled: &[#(vocab::Event::#handled),*], commands: &[#(vocab::Command::#commands),*] }
         }
     });
     quote! {

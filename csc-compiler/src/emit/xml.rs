@@ -64,6 +64,9 @@ pub fn canonical(s: &Solution) -> String {
                 },
             );
         }
+        if seq.keep != 1 {
+            w.leaf("KEEP", &seq.keep.to_string());
+        }
         for (event, actions) in &seq.events {
             w.open("EVENTFLAGS");
             w.leaf("EVENT", event.as_str());

@@ -65,6 +65,7 @@ pub struct Sequence<'i> {
     pub seq_num: Option<Text<'i>>,
     pub characteristics: Vec<Text<'i>>,
     pub schedule: Option<Text<'i>>,
+    pub keep: Option<Text<'i>>,
     pub cmdflags: Vec<CmdFlags<'i>>,
     pub eventflags: Vec<EventFlags<'i>>,
 }

@@ -25,6 +25,7 @@ const PLACES: &[(&str, &str)] = &[
     ("SEQ_NUM", "SEQUENCE"),
     ("CHARACTERISTIC", "SEQUENCE"),
     ("SCHEDULE", "SEQUENCE"),
+    ("KEEP", "SEQUENCE"),
     ("CMDFLAGS", "SEQUENCE"),
     ("EVENTFLAGS", "SEQUENCE"),
     ("CMD", "CMDFLAGS"),
@@ -219,6 +220,7 @@ impl Parser<'_> {
                 "SEQ_NUM" => self.once(&mut s.seq_num, child),
                 "CHARACTERISTIC" => s.characteristics.extend(self.text(child)),
                 "SCHEDULE" => self.once(&mut s.schedule, child),
+                "KEEP" => self.once(&mut s.keep, child),
                 "CMDFLAGS" => s.cmdflags.push(self.cmdflags(child)),
                 _ => s.eventflags.push(self.eventflags(child)),
             }

@@ -77,6 +77,7 @@ pub const SESSION: session::Session = session::Session {
             schedule: Some(session::Schedule::Every {
                 seconds: 10800u64,
             }),
+            keep: 1u32,
             handled: &[vocab::Event::OnError],
             commands: &[],
         },

@@ -111,6 +111,7 @@ pub const SESSION: session::Session = session::Session {
             number: 1u32,
             copy: vocab::BaseCopy::Continuous(vocab::ContinuousMode::Synchronous),
             schedule: None,
+            keep: 1u32,
             handled: &[vocab::Event::OnSuspend, vocab::Event::OnError],
             commands: &[vocab::Command::Freeze],
         },

@@ -60,6 +60,8 @@ pub struct Btrfs {
     failing: Arc<Mutex<BTreeSet<String>>>,
     /// How often a continuous copy sends.
     interval: Duration,
+    /// How many snapshots each sequence's pairs keep in the target's pool (KEEP).
+    keep: BTreeMap<u32, usize>,
 }
 
 fn key(pair: &Pair) -> (u32, usize) {
@@ -91,6 +93,11 @@ impl Btrfs {
             workers: BTreeMap::new(),
             failing: Arc::default(),
             interval: plan.timing.replicate_every,
+            keep: plan
+                .sequences
+                .iter()
+                .map(|s| (s.number, s.keep as usize))
+                .collect(),
         })
     }
 
@@ -108,7 +115,7 @@ impl Btrfs {
             names: Arc::clone(&self.names),
             cancel: Arc::default(),
             sent: Arc::default(),
-            keep: 1,
+            keep: self.keep.get(&pair.sequence).copied().unwrap_or(1),
         })
     }
 

@@ -91,12 +91,14 @@ impl Pool {
                     }),
                 )
             }
-            other => return Err(DriverError::at(
-                id,
-                format!(
+            other => {
+                return Err(DriverError::at(
+                    id,
+                    format!(
                     "{other} is not a pool address (local:/PATH or ssh:[USER@]HOST[:PORT]:/PATH)"
                 ),
-            )),
+                ))
+            }
         };
         Ok(Pool {
             id: id.to_string(),
