@@ -476,3 +476,116 @@ fn run_refuses_a_run_time_file_that_puts_a_synchronous_mirror_on_btrfs() {
     assert!(pools.added("pool1").is_empty() && !pools.path("pool1", ".cssc").exists());
     assert!(!pools.path("pool2", ".cssc").exists());
 }
+
+/// The value of a metric line that starts with `prefix`, from a scrape.
+fn metric(page: &str, prefix: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn a_killed_run_s_continuous_btrfs_copy_is_taken_over_and_sends_only_what_changed() {
+    let (lab, _) = support::lab(
+        &[("db-prod", &[("db", 16)]), ("db-dr", &[("db-replica", 16)])],
+        &[&[("db-prod", "db"), ("db-dr", "db-replica")]],
+        ASYNC,
+    );
+    let pools = Pools::new(&["files-prod", "files-dr"], 256);
+    let share = pools.subvolume("files-prod", "share");
+    fill(&share.join("base"), 16, 1);
+    let mut host = String::new();
+    for (site, daemon) in &lab.sites {
+        host.push_str(&format!(
+            "[storage.{site}]\nendpoint = \"unix:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n",
+            daemon.qmp.display(),
+            daemon.nbd_port
+        ));
+    }
+    for pool in ["files-prod", "files-dr"] {
+        host.push_str(&format!(
+            "[storage.{pool}]\nendpoint = \"{}\"\n",
+            pools.endpoint(pool)
+        ));
+    }
+    host.push_str("[timing]\nreplicate_every_ms = 200\n");
+    let config = pools.dir.join("host.toml");
+    std::fs::write(&config, host).unwrap();
+    let state = pools.dir.join("state");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+            .args(["mixed-qemu-btrfs", "run", "--metrics", &addr, "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run")
+    };
+    let in_step = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let page = std::net::TcpStream::connect(&addr)
+                .ok()
+                .map(|_| support::scrape(&addr))
+                .unwrap_or_default();
+            if page.contains(
+                "cssc_sequence_state{session=\"mixed-qemu-btrfs\",sequence=\"1\",state=\"Duplex\"",
+            ) {
+                return page;
+            }
+            assert!(Instant::now() < deadline, "{what}: not in duplex: {page}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut first = run();
+    in_step("first run");
+    let marker = pools
+        .added("files-prod")
+        .into_iter()
+        .find(|n| n.contains("-run-s1-c1"))
+        .expect("the running copy's marker");
+    first.kill().expect("SIGKILL");
+    first.wait().unwrap();
+    // While no run watches, 1 MiB changes; the base (16 MiB) is already there.
+    fill(&share.join("late"), 1, 2);
+    let expected = digest(&share);
+    let mut second = run();
+    in_step("the run taking over");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while digest(&pools.path("files-dr", "share")) != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the taken-over copy did not converge"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = support::scrape(&addr);
+    let sent = metric(
+        &page,
+        "cssc_async_lag{session=\"mixed-qemu-btrfs\",sequence=\"1\",copyset=\"share\",of=\"bytes\"}",
+    )
+    .expect("a lag in bytes");
+    assert!(
+        ((1 << 20) as f64..(1.25 * (1 << 20) as f64)).contains(&sent),
+        "the run taking over sent the 1 MiB that changed, not the 17 MiB share: {sent}"
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(second.wait().unwrap().code(), Some(0));
+    assert!(
+        !pools.added("files-prod").contains(&marker),
+        "a stopped session leaves no running marker"
+    );
+    support::assert_nothing_left(&lab, &["db-prod", "db-dr"]);
+}

@@ -1577,16 +1577,6 @@ fn a_killed_run_is_not_taken_over_by_a_binary_of_another_document() {
     assert_nothing_left(&host.lab, &["siteA", "siteB"]);
 }
 
-/// `GET /metrics` of a running session.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("answer");
-    text
-}
-
 #[test]
 fn a_running_session_serves_its_state_as_prometheus_metrics() {
     let mut host = Host::new();

@@ -274,3 +274,13 @@ pub fn webhook() -> (u16, Received) {
     });
     (port, seen)
 }
+
+/// `GET /metrics` of a running session.
+pub fn scrape(addr: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("answer");
+    text
+}
