@@ -26,9 +26,15 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// One pool per name, each `mib` MiB.
+    /// One pool per name, each `mib` MiB, its image in the temporary directory.
     pub fn new(names: &[&str], mib: u64) -> Pools {
-        let dir = std::env::temp_dir().join(format!(
+        Pools::new_in(&std::env::temp_dir(), names, mib)
+    }
+
+    /// The same with the images in `parent` (a benchmark puts them in memory, to
+    /// measure the software rather than the disk).
+    pub fn new_in(parent: &Path, names: &[&str], mib: u64) -> Pools {
+        let dir = parent.join(format!(
             "cssc-pools-{}-{}",
             std::process::id(),
             std::time::SystemTime::now()

@@ -230,9 +230,15 @@ impl Pool {
         .map(drop)
     }
 
-    pub(crate) fn delete(&self, relative: &str) -> Result<(), DriverError> {
-        self.run(&["btrfs", "subvolume", "delete", &self.path(relative)])
-            .map(drop)
+    /// Deletes subvolumes, all with one program (nothing to do for none).
+    pub(crate) fn delete(&self, relative: &[String]) -> Result<(), DriverError> {
+        if relative.is_empty() {
+            return Ok(());
+        }
+        let paths: Vec<String> = relative.iter().map(|r| self.path(r)).collect();
+        let mut argv = vec!["btrfs", "subvolume", "delete"];
+        argv.extend(paths.iter().map(String::as_str));
+        self.run(&argv).map(drop)
     }
 }
 

@@ -89,38 +89,47 @@ impl Job {
 
     /// The newest snapshot of the pair both pools hold: in the source's pool, one whose
     /// uuid a completely received subvolume of the target's pool carries.
-    pub(crate) fn common(&self) -> Result<Option<String>, DriverError> {
-        let (sources, targets) = (self.from.list()?, self.to.list()?);
+    fn common(&self, sources: &[Subvolume], targets: &[Subvolume]) -> Option<String> {
         let received: Vec<&String> = self
-            .of_pair(&targets)
+            .of_pair(targets)
             .into_iter()
             .filter_map(|(_, t)| t.received_uuid.as_ref())
             .collect();
-        Ok(self
-            .of_pair(&sources)
+        self.of_pair(sources)
             .into_iter()
             .find(|(_, s)| received.contains(&&s.uuid))
-            .map(|(_, s)| s.name.clone()))
+            .map(|(_, s)| s.name.clone())
     }
 
-    /// Removes what a killed or failed round left: a subvolume that a receive began
-    /// and did not finish (no received uuid).
-    pub(crate) fn clean(&self) -> Result<(), DriverError> {
+    /// Removes what a killed or failed round left in the target's pool: a subvolume
+    /// that a receive began and did not finish (no received uuid). Returns the
+    /// target pool's listing without them.
+    pub(crate) fn clean(&self) -> Result<Vec<Subvolume>, DriverError> {
+        let mut targets = self.to.list()?;
         if !self.same_pool() {
-            for (_, s) in self.of_pair(&self.to.list()?) {
-                if s.received_uuid.is_none() {
-                    self.to.delete(&format!("{DIR}/{}", s.name))?;
-                }
-            }
+            let half: Vec<String> = self
+                .of_pair(&targets)
+                .into_iter()
+                .filter(|(_, s)| s.received_uuid.is_none())
+                .map(|(_, s)| format!("{DIR}/{}", s.name))
+                .collect();
+            self.to.delete(&half)?;
+            targets.retain(|s| !half.iter().any(|h| h.ends_with(&format!("/{}", s.name))));
         }
-        Ok(())
+        Ok(targets)
     }
 
-    /// One copy: the source as of now, in the target volume when it returns.
+    /// One copy: the source as of now, in the target volume when it returns. Each
+    /// pool is listed once; the rest is one program per step.
     pub(crate) fn round(&self, send: Send) -> Result<Round, DriverError> {
-        self.clean()?;
+        let targets = self.clean()?;
+        let sources = if self.same_pool() {
+            targets.clone()
+        } else {
+            self.from.list()?
+        };
         let parent = match send {
-            Send::Incremental => self.common()?,
+            Send::Incremental => self.common(&sources, &targets),
             Send::Full | Send::Snapshot => None,
         };
         let snapshot = self.names.snapshot(&self.pair, stamp());
@@ -139,7 +148,7 @@ impl Job {
             let stream = match sent {
                 Ok(s) => s,
                 Err(e) => {
-                    let _ = self.from.delete(&snapshot);
+                    let _ = self.from.delete(&[snapshot]);
                     return Err(e);
                 }
             };
@@ -147,13 +156,13 @@ impl Job {
             round.changes = stream.changes;
             if parent.is_some() && stream.changes == 0 {
                 // Nothing changed: the shared snapshot stays the base, the target as it is.
-                self.to.delete(&snapshot)?;
-                self.from.delete(&snapshot)?;
+                self.to.delete(&[snapshot.clone()])?;
+                self.from.delete(&[snapshot])?;
                 return Ok(round);
             }
         }
-        self.publish(&snapshot)?;
-        self.prune(&snapshot)?;
+        self.publish(&snapshot, &targets)?;
+        self.prune(&sources, &targets)?;
         Ok(round)
     }
 
@@ -202,24 +211,7 @@ impl Job {
         let pumped = {
             let mut out = sender.stdout.take().expect("piped");
             let mut into = receiver.stdin.take().expect("piped");
-            let mut buffer = vec![0u8; 1 << 20];
-            loop {
-                if self.cancel.load(Ordering::Relaxed) {
-                    break Err("cancelled".to_string());
-                }
-                match out.read(&mut buffer) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        reader.feed(&buffer[..n]);
-                        self.sent.fetch_add(n as u64, Ordering::Relaxed);
-                        if let Err(e) = into.write_all(&buffer[..n]) {
-                            break Err(format!("btrfs receive stopped reading: {e}"));
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e.to_string()),
-                }
-            }
+            pump(&mut out, &mut into, &mut reader, &self.sent, &self.cancel)
         };
         if pumped.is_err() {
             let _ = sender.kill();
@@ -255,24 +247,27 @@ impl Job {
     /// pool), replacing the one this session made before. A read-only subvolume cannot
     /// be renamed, so the old one is deleted and the new one made in its place: for
     /// those milliseconds the path is absent (docs/btrfs.md).
-    fn publish(&self, snapshot: &str) -> Result<(), DriverError> {
+    fn publish(&self, snapshot: &str, targets: &[Subvolume]) -> Result<(), DriverError> {
         let target = &self.pair.target.name;
         if self.to.exists(target)? {
-            self.owned_target()?;
-            self.to.delete(target)?;
+            self.owned_in(targets)?;
+            self.to.delete(std::slice::from_ref(target))?;
         }
         self.to.snapshot(snapshot, target)
     }
 
-    /// Refuses a target volume this session did not publish: one that is not a
-    /// snapshot of one of the session's snapshots in its pool.
+    /// Refuses a target volume this session did not publish.
     pub(crate) fn owned_target(&self) -> Result<(), DriverError> {
+        self.owned_in(&self.to.list()?)
+    }
+
+    /// Refuses a target volume that is not a snapshot of one of the session's
+    /// snapshots in `targets` (its pool's listing).
+    fn owned_in(&self, targets: &[Subvolume]) -> Result<(), DriverError> {
         let target = &self.pair.target.name;
         let shown = self.to.show(target)?;
-        let ours = self
-            .to
-            .list()?
-            .into_iter()
+        let ours = targets
+            .iter()
             .filter(|s| self.names.owns(&s.name))
             .any(|s| Some(&s.uuid) == shown.parent_uuid.as_ref());
         if ours {
@@ -286,26 +281,66 @@ impl Job {
         }
     }
 
-    /// Keeps the newest `keep` snapshots of the pair in the target's pool and, in the
-    /// source's, only `newest` (the base of the next incremental send).
-    fn prune(&self, newest: &str) -> Result<(), DriverError> {
-        let newest = newest.rsplit('/').next().unwrap_or(newest);
-        for (_, s) in self
-            .of_pair(&self.to.list()?)
+    /// After a round that made a new snapshot (kept on both sides): the target's pool
+    /// keeps the newest `keep - 1` older ones of the pair, the source's none (the new
+    /// one is the next base). `sources` and `targets` are the listings from before.
+    fn prune(&self, sources: &[Subvolume], targets: &[Subvolume]) -> Result<(), DriverError> {
+        let path = |s: &Subvolume| format!("{DIR}/{}", s.name);
+        let old_targets: Vec<String> = self
+            .of_pair(targets)
             .into_iter()
-            .skip(self.keep.max(1))
-        {
-            if s.name != newest {
-                self.to.delete(&format!("{DIR}/{}", s.name))?;
-            }
-        }
+            .skip(self.keep.max(1) - 1)
+            .map(|(_, s)| path(s))
+            .collect();
+        self.to.delete(&old_targets)?;
         if !self.same_pool() {
-            for (_, s) in self.of_pair(&self.from.list()?) {
-                if s.name != newest {
-                    self.from.delete(&format!("{DIR}/{}", s.name))?;
-                }
-            }
+            let old_sources: Vec<String> = self
+                .of_pair(sources)
+                .into_iter()
+                .map(|(_, s)| path(s))
+                .collect();
+            self.from.delete(&old_sources)?;
         }
         Ok(())
+    }
+}
+
+/// Moves a send stream into a receive. Read here until the stream shows a change (or
+/// ends): that is all [`stream::Reader`] needs to know, usually in the first
+/// kilobytes. The rest goes pipe to pipe in the kernel (`io::copy` splices between
+/// child pipes), in slices, so that a cancel is seen and the count is current.
+fn pump(
+    out: &mut std::process::ChildStdout,
+    into: &mut std::process::ChildStdin,
+    reader: &mut stream::Reader,
+    sent: &AtomicU64,
+    cancel: &AtomicBool,
+) -> Result<(), String> {
+    let refused = |e: std::io::Error| format!("btrfs receive stopped reading: {e}");
+    let mut buffer = vec![0u8; 64 << 10];
+    while reader.changes == 0 {
+        if cancel.load(Ordering::Relaxed) {
+            return Err("cancelled".into());
+        }
+        let n = match out.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        reader.feed(&buffer[..n]);
+        sent.fetch_add(n as u64, Ordering::Relaxed);
+        into.write_all(&buffer[..n]).map_err(refused)?;
+    }
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err("cancelled".into());
+        }
+        let n = std::io::copy(&mut (&mut *out).take(16 << 20), into).map_err(refused)?;
+        if n == 0 {
+            return Ok(());
+        }
+        reader.bytes += n;
+        sent.fetch_add(n, Ordering::Relaxed);
     }
 }

@@ -10,7 +10,8 @@ const SUBVOL: u16 = 1;
 const SNAPSHOT: u16 = 2;
 const END: u16 = 21;
 
-/// Follows a stream chunk by chunk.
+/// Follows a stream chunk by chunk (until it has seen a change: what comes after is
+/// only counted, in `bytes`).
 #[derive(Debug, Default)]
 pub(crate) struct Reader {
     /// Bytes seen.
