@@ -156,7 +156,7 @@ impl Job {
             round.changes = stream.changes;
             if parent.is_some() && stream.changes == 0 {
                 // Nothing changed: the shared snapshot stays the base, the target as it is.
-                self.to.delete(&[snapshot.clone()])?;
+                self.to.delete(std::slice::from_ref(&snapshot))?;
                 self.from.delete(&[snapshot])?;
                 return Ok(round);
             }
