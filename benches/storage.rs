@@ -605,7 +605,7 @@ fn btrfs(args: &[&str]) {
     assert!(ok.success(), "btrfs {args:?}");
 }
 
-/// Incremental replication of 128 MiB of new data (pool images in /dev/shm): cssc's Point-In-Time Incremental
+/// Incremental replication of 512 MiB, then of 4 KiB, of new data (pool images in /dev/shm): cssc's Point-In-Time Incremental
 /// (snapshot, send -p from the shared snapshot, receive, publish, prune) into pool
 /// p2 vs the same snapshot and `btrfs send -p | btrfs receive` by hand (a shell pipe)
 /// into pool p3; both end with `sync`. Trials alternate which side goes first.
@@ -613,7 +613,7 @@ fn btrfs_incremental_vs_by_hand(trials: usize) {
     use support::pools::{digest, fill, Pools};
     let mode = BaseCopy::PointInTime(PointInTimeMode::Incremental);
     // Images in memory: the disk of a VM varies by 2x from one trial to the next.
-    let pools = Pools::new_in(std::path::Path::new("/dev/shm"), &["p1", "p2", "p3"], 4096);
+    let pools = Pools::new_in(std::path::Path::new("/dev/shm"), &["p1", "p2", "p3"], 6144);
     let share = pools.subvolume("p1", "share");
     fill(&share.join("base"), 512, 1);
     let plan = btrfs_plan(&pools, mode);
@@ -653,60 +653,79 @@ fn btrfs_incremental_vs_by_hand(trials: usize) {
         .status()
         .unwrap();
     assert!(ok.success());
-    let mib = 128.0;
-    let (mut cssc, mut hand) = (Vec::new(), Vec::new());
-    for n in 1..=trials {
-        fill(&share.join(format!("new{n}")), mib as usize, n as u64 + 1);
-        let by_cssc = |d: &mut csc_runtime::drivers::btrfs::Btrfs| {
-            sync_disks();
-            let t = Instant::now();
-            complete(d);
-            sync_disks();
-            let speed = mib / t.elapsed().as_secs_f64();
-            assert_eq!(digest(&pools.path("p2", "share")), digest(&share));
-            speed
-        };
-        let by_hand = || {
-            sync_disks();
-            let t = Instant::now();
-            btrfs(&[
-                "subvolume",
-                "snapshot",
-                "-r",
-                share.to_str().unwrap(),
-                by_hand_snapshot(n).to_str().unwrap(),
-            ]);
-            let ok = Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "btrfs send -q -p {} {} | btrfs receive {}",
-                    by_hand_snapshot(n - 1).display(),
-                    by_hand_snapshot(n).display(),
-                    p3.display()
-                ))
-                .status()
-                .unwrap();
-            assert!(ok.success());
-            sync_disks();
-            mib / t.elapsed().as_secs_f64()
-        };
-        // Alternate which side goes first: the second reads a warmer cache.
-        if n % 2 == 1 {
-            cssc.push(by_cssc(&mut d));
-            hand.push(by_hand());
+    let mut n = 0;
+    // 512 MiB: throughput; 4 KiB: what a round costs beyond the data (ms).
+    for (bytes, trials) in [(512usize << 20, trials), (4096, 10)] {
+        let (mut cssc, mut hand) = (Vec::new(), Vec::new());
+        for _ in 0..trials {
+            n += 1;
+            if bytes >= 1 << 20 {
+                fill(&share.join(format!("new{n}")), bytes >> 20, n as u64 + 1);
+            } else {
+                std::fs::write(share.join(format!("new{n}")), vec![n as u8; bytes]).unwrap();
+            }
+            let by_cssc = |d: &mut csc_runtime::drivers::btrfs::Btrfs| {
+                sync_disks();
+                let t = Instant::now();
+                complete(d);
+                sync_disks();
+                let took = t.elapsed().as_secs_f64();
+                assert_eq!(digest(&pools.path("p2", "share")), digest(&share));
+                took
+            };
+            let by_hand = || {
+                sync_disks();
+                let t = Instant::now();
+                btrfs(&[
+                    "subvolume",
+                    "snapshot",
+                    "-r",
+                    share.to_str().unwrap(),
+                    by_hand_snapshot(n).to_str().unwrap(),
+                ]);
+                let ok = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!(
+                        "btrfs send -q -p {} {} | btrfs receive {}",
+                        by_hand_snapshot(n - 1).display(),
+                        by_hand_snapshot(n).display(),
+                        p3.display()
+                    ))
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+                sync_disks();
+                t.elapsed().as_secs_f64()
+            };
+            // Alternate which side goes first: the second reads a warmer cache.
+            if n % 2 == 1 {
+                cssc.push(by_cssc(&mut d));
+                hand.push(by_hand());
+            } else {
+                hand.push(by_hand());
+                cssc.push(by_cssc(&mut d));
+            }
+        }
+        if bytes >= 1 << 20 {
+            let mib = (bytes >> 20) as f64;
+            let speed = |xs: &[f64]| xs.iter().map(|t| mib / t).collect::<Vec<_>>();
+            let (c, h) = (speed(&cssc), speed(&hand));
+            println!(
+                "btrfs incremental, {mib} MiB new per trial, {trials} trials (MiB/s, incl. snapshot and sync): cssc {} ; by hand {} ; cssc/hand = {:.2}x",
+                spread(&c),
+                spread(&h),
+                median(c.clone()) / median(h.clone())
+            );
         } else {
-            hand.push(by_hand());
-            cssc.push(by_cssc(&mut d));
+            let ms = |xs: &[f64]| xs.iter().map(|t| t * 1e3).collect::<Vec<_>>();
+            println!(
+                "btrfs incremental, {bytes} bytes new per trial, {trials} trials (ms, incl. snapshot and sync): cssc {} ; by hand {}",
+                spread(&ms(&cssc)),
+                spread(&ms(&hand))
+            );
         }
     }
     d.shutdown();
-    let (c, h) = (median(cssc.clone()), median(hand.clone()));
-    println!(
-        "btrfs incremental, {mib} MiB new per trial (MiB/s, incl. snapshot and sync): cssc {} ; by hand {} ; cssc/hand = {:.2}x",
-        spread(&cssc),
-        spread(&hand),
-        c / h
-    );
 }
 
 /// The asynchronous btrfs copy at a 1 s interval under a writer that appends a
@@ -817,7 +836,7 @@ fn main() {
         failover_and_failback(3);
     }
     if run("btrfs-incremental") {
-        btrfs_incremental_vs_by_hand(10);
+        btrfs_incremental_vs_by_hand(6);
     }
     if run("btrfs-lag") {
         btrfs_async_recovery_point();

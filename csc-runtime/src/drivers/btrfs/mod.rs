@@ -152,7 +152,8 @@ impl Btrfs {
                         Err(e) => return say(PairEvent::Error(e.to_string())),
                         Ok(round) if !continuous => {
                             say(PairEvent::Note(round.describe()));
-                            return say(PairEvent::Complete);
+                            say(PairEvent::Complete);
+                            return prune(&worker_job, &round, &say);
                         }
                         Ok(round) => {
                             let caught_up = round.changes == 0 || began.elapsed() <= interval;
@@ -160,6 +161,7 @@ impl Btrfs {
                             if first {
                                 say(PairEvent::Duplex);
                             }
+                            prune(&worker_job, &round, &say);
                         }
                     }
                     let next = began + interval;
@@ -207,6 +209,14 @@ impl Btrfs {
     fn reap(&mut self) {
         self.workers
             .retain(|_, w| w.thread.as_ref().is_some_and(|t| !t.is_finished()));
+    }
+}
+
+/// Deletes the snapshots a round made stale; a failure is said, not an error of the
+/// copy (the next round's pruning deletes them).
+fn prune(job: &Job, round: &Round, say: &impl Fn(PairEvent)) {
+    if let Err(e) = job.prune(round) {
+        say(PairEvent::Note(format!("old snapshots stay: {e}")));
     }
 }
 
@@ -267,8 +277,8 @@ impl Driver for Btrfs {
             let result = match copy {
                 BaseCopy::PointInTime(PointInTimeMode::NoCopy) => self
                     .job(pair)
-                    .and_then(|j| j.round(Send::Snapshot))
-                    .map(|_| {
+                    .and_then(|j| j.round(Send::Snapshot).and_then(|r| j.prune(&r)))
+                    .map(|()| {
                         reports.push(report(pair, PairEvent::Started));
                         reports.push(report(pair, PairEvent::Complete));
                     }),

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `cssc-TAG-sSEQ-cSET-STAMP` | a pair's snapshot (STAMP: microseconds since the epoch); received under the same name |
 //! | `cssc-TAG-run-sSEQ-cSET` | a file: the pair's continuous copy runs (a killed run's is taken over) |
+//! | `cssc-TAG-link-sSEQ-cSET` | a target volume's new link, about to be renamed over it |
 
 use crate::plan::Pair;
 
@@ -44,14 +45,12 @@ impl Names {
         name.strip_prefix(&self.snapshots_of(pair))?.parse().ok()
     }
 
-    pub(crate) fn running(&self, pair: &Pair) -> String {
-        format!("{DIR}/{}-run-{}", self.prefix, Names::pair(pair))
+    pub(crate) fn link(&self, pair: &Pair) -> String {
+        format!("{DIR}/{}-link-{}", self.prefix, Names::pair(pair))
     }
 
-    /// Whether this session made a subvolume of this name (any pair).
-    pub(crate) fn owns(&self, name: &str) -> bool {
-        name.strip_prefix(&self.prefix)
-            .is_some_and(|rest| rest.starts_with('-'))
+    pub(crate) fn running(&self, pair: &Pair) -> String {
+        format!("{DIR}/{}-run-{}", self.prefix, Names::pair(pair))
     }
 }
 
@@ -81,8 +80,6 @@ mod tests {
         assert_eq!(names.stamp(&pair(1, 2), name), Some(1234));
         assert_eq!(names.stamp(&pair(1, 21), name), None);
         assert_eq!(names.stamp(&pair(11, 2), name), None);
-        assert!(names.owns(name));
-        assert!(!Names::of_session("other").owns(name));
-        assert!(!names.owns(&format!("{name}x").replace("cssc-", "cssd-")));
+        assert_eq!(Names::of_session("other").stamp(&pair(1, 2), name), None);
     }
 }

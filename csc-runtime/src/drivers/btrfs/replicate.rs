@@ -37,6 +37,10 @@ pub(crate) struct Round {
     pub incremental: bool,
     /// Why an incremental round sent everything.
     pub full_because: Option<String>,
+    /// Older snapshots of the pair that the new one makes surplus, to delete after the
+    /// copy is reported (a deletion can wait for the page cache of the files it held):
+    /// (in the target's pool, in the source's).
+    pub stale: (Vec<String>, Vec<String>),
 }
 
 impl Round {
@@ -161,8 +165,8 @@ impl Job {
                 return Ok(round);
             }
         }
-        self.publish(&snapshot, &targets)?;
-        self.prune(&sources, &targets)?;
+        self.publish(&snapshot)?;
+        round.stale = self.stale(&sources, &targets);
         Ok(round)
     }
 
@@ -243,40 +247,46 @@ impl Job {
         Ok(reader)
     }
 
-    /// Makes the target volume a read-only snapshot of `snapshot` (in the target's
-    /// pool), replacing the one this session made before. A read-only subvolume cannot
-    /// be renamed, so the old one is deleted and the new one made in its place: for
-    /// those milliseconds the path is absent (docs/btrfs.md).
-    fn publish(&self, snapshot: &str, targets: &[Subvolume]) -> Result<(), DriverError> {
+    /// Points the target volume at `snapshot` (a read-only snapshot in the target's
+    /// `.cssc`): the volume is a symbolic link, made beside it and renamed over it, so
+    /// a reader finds the previous copy or the new one, never neither, and no
+    /// transaction is committed for it (docs/btrfs.md).
+    fn publish(&self, snapshot: &str) -> Result<(), DriverError> {
         let target = &self.pair.target.name;
-        if self.to.exists(target)? {
-            self.owned_in(targets)?;
-            self.to.delete(std::slice::from_ref(target))?;
-        }
-        self.to.snapshot(snapshot, target)
+        self.owned_target()?;
+        // Relative, so the pool may be mounted elsewhere (or reached over ssh).
+        let up = "../".repeat(target.matches('/').count());
+        let link = self.names.link(&self.pair);
+        self.to.run(&["rm", "-f", &self.to.path(&link)])?;
+        self.to
+            .run(&["ln", "-s", &format!("{up}{snapshot}"), &self.to.path(&link)])?;
+        self.to
+            .run(&["mv", "-T", &self.to.path(&link), &self.to.path(target)])
+            .map(drop)
     }
 
-    /// Refuses a target volume this session did not publish.
+    /// Refuses a target volume this session did not make: anything there but a
+    /// symbolic link to one of the pair's snapshots.
     pub(crate) fn owned_target(&self) -> Result<(), DriverError> {
-        self.owned_in(&self.to.list()?)
-    }
-
-    /// Refuses a target volume that is not a snapshot of one of the session's
-    /// snapshots in `targets` (its pool's listing).
-    fn owned_in(&self, targets: &[Subvolume]) -> Result<(), DriverError> {
         let target = &self.pair.target.name;
-        let shown = self.to.show(target)?;
-        let ours = targets
-            .iter()
-            .filter(|s| self.names.owns(&s.name))
-            .any(|s| Some(&s.uuid) == shown.parent_uuid.as_ref());
+        let path = self.to.path(target);
+        let ours = match self.to.run(&["readlink", &path]) {
+            Ok(link) => link
+                .trim_end_matches('\n')
+                .rsplit_once(&format!("{DIR}/"))
+                .is_some_and(|(up, name)| {
+                    up.split('/').all(|s| s.is_empty() || s == "..")
+                        && self.names.stamp(&self.pair, name).is_some()
+                }),
+            Err(_) => !self.to.exists(target)?,
+        };
         if ours {
             Ok(())
         } else {
             Err(DriverError::on(
                 &self.to.id,
                 target,
-                "exists and is not a copy this session made (it is not a snapshot of one of the session's snapshots): cssc never overwrites a subvolume it did not create; remove it or name another target",
+                "exists and is not a copy this session made (not a link to one of its snapshots): cssc never overwrites a subvolume it did not create; remove it or name another target",
             ))
         }
     }
@@ -284,24 +294,29 @@ impl Job {
     /// After a round that made a new snapshot (kept on both sides): the target's pool
     /// keeps the newest `keep - 1` older ones of the pair, the source's none (the new
     /// one is the next base). `sources` and `targets` are the listings from before.
-    fn prune(&self, sources: &[Subvolume], targets: &[Subvolume]) -> Result<(), DriverError> {
+    fn stale(&self, sources: &[Subvolume], targets: &[Subvolume]) -> (Vec<String>, Vec<String>) {
         let path = |s: &Subvolume| format!("{DIR}/{}", s.name);
-        let old_targets: Vec<String> = self
+        let in_target = self
             .of_pair(targets)
             .into_iter()
             .skip(self.keep.max(1) - 1)
             .map(|(_, s)| path(s))
             .collect();
-        self.to.delete(&old_targets)?;
-        if !self.same_pool() {
-            let old_sources: Vec<String> = self
-                .of_pair(sources)
+        let in_source = if self.same_pool() {
+            Vec::new()
+        } else {
+            self.of_pair(sources)
                 .into_iter()
                 .map(|(_, s)| path(s))
-                .collect();
-            self.from.delete(&old_sources)?;
-        }
-        Ok(())
+                .collect()
+        };
+        (in_target, in_source)
+    }
+
+    /// Deletes what a round made stale.
+    pub(crate) fn prune(&self, round: &Round) -> Result<(), DriverError> {
+        self.to.delete(&round.stale.0)?;
+        self.from.delete(&round.stale.1)
     }
 }
 
