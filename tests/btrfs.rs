@@ -200,6 +200,8 @@ fn a_target_volume_cssc_did_not_make_is_never_overwritten() {
         "{refused}"
     );
     assert_eq!(digest(&theirs), before);
+    // A preflight reads only (check-config runs it): nothing was added anywhere.
+    assert!(!pools.path("pool1", ".cssc").exists() && !pools.path("pool2", ".cssc").exists());
 }
 
 #[test]

@@ -62,6 +62,9 @@ pub struct Btrfs {
     interval: Duration,
     /// How many snapshots each sequence's pairs keep in the target's pool (KEEP).
     keep: BTreeMap<u32, usize>,
+    /// Pools whose `.cssc` directory this run made sure of (preflight changes nothing,
+    /// so the first copy does it).
+    prepared: BTreeSet<String>,
 }
 
 fn key(pair: &Pair) -> (u32, usize) {
@@ -93,6 +96,7 @@ impl Btrfs {
             workers: BTreeMap::new(),
             failing: Arc::default(),
             interval: plan.timing.replicate_every,
+            prepared: BTreeSet::new(),
             keep: plan
                 .sequences
                 .iter()
@@ -105,6 +109,50 @@ impl Btrfs {
         self.pools
             .get(id)
             .ok_or_else(|| DriverError::at(id, "is not a btrfs storage of this session"))
+    }
+
+    /// Makes the `.cssc` directory of the pools of `pair`, once a run.
+    fn prepare(&mut self, pair: &Pair) -> Result<(), DriverError> {
+        for id in [&pair.source.storage, &pair.target.storage] {
+            if !self.prepared.contains(id) {
+                self.pool(id)?.mkdir(names::DIR)?;
+                self.prepared.insert(id.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts one pair's copy; its reports go to `reports`.
+    fn start_one(
+        &mut self,
+        pair: &Pair,
+        copy: BaseCopy,
+        reports: &mut Vec<PairReport>,
+    ) -> Result<(), DriverError> {
+        self.prepare(pair)?;
+        match copy {
+            BaseCopy::PointInTime(PointInTimeMode::NoCopy) => {
+                let job = self.job(pair)?;
+                job.round(Send::Snapshot).and_then(|r| job.prune(&r))?;
+                reports.push(report(pair, PairEvent::Started));
+                reports.push(report(pair, PairEvent::Complete));
+            }
+            BaseCopy::PointInTime(mode) => {
+                let send = match mode {
+                    PointInTimeMode::Incremental => Send::Incremental,
+                    _ => Send::Full,
+                };
+                self.end(pair);
+                self.spawn(pair, send, false)?;
+                reports.push(report(pair, PairEvent::Started));
+            }
+            BaseCopy::Continuous(_) if self.workers.contains_key(&key(pair)) => {}
+            BaseCopy::Continuous(_) => {
+                self.spawn(pair, Send::Incremental, true)?;
+                reports.push(report(pair, PairEvent::Started));
+            }
+        }
+        Ok(())
     }
 
     fn job(&self, pair: &Pair) -> Result<Job, DriverError> {
@@ -247,10 +295,8 @@ fn stand(standing: &Mutex<Standing>, round: &Round, caught_up: bool) -> bool {
 impl Driver for Btrfs {
     type Notice = Notice;
 
+    /// Reads only: `check-config` runs it too.
     fn preflight(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
-        for pool in self.pools.values() {
-            pool.mkdir(names::DIR)?;
-        }
         for pair in pairs {
             let job = self.job(pair)?;
             job.from.show(&pair.source.name)?;
@@ -274,29 +320,7 @@ impl Driver for Btrfs {
         let mut reports = Vec::new();
         let mut started = Vec::new();
         for pair in pairs {
-            let result = match copy {
-                BaseCopy::PointInTime(PointInTimeMode::NoCopy) => self
-                    .job(pair)
-                    .and_then(|j| j.round(Send::Snapshot).and_then(|r| j.prune(&r)))
-                    .map(|()| {
-                        reports.push(report(pair, PairEvent::Started));
-                        reports.push(report(pair, PairEvent::Complete));
-                    }),
-                BaseCopy::PointInTime(mode) => {
-                    let send = match mode {
-                        PointInTimeMode::Incremental => Send::Incremental,
-                        _ => Send::Full,
-                    };
-                    self.end(pair);
-                    self.spawn(pair, send, false)
-                        .map(|()| reports.push(report(pair, PairEvent::Started)))
-                }
-                BaseCopy::Continuous(_) if self.workers.contains_key(&key(pair)) => Ok(()),
-                BaseCopy::Continuous(_) => self
-                    .spawn(pair, Send::Incremental, true)
-                    .map(|()| reports.push(report(pair, PairEvent::Started))),
-            };
-            if let Err(e) = result {
+            if let Err(e) = self.start_one(pair, copy, &mut reports) {
                 // Nothing stays started.
                 for p in &started {
                     self.end(p);

@@ -209,8 +209,16 @@ impl Pool {
 
     /// The subvolumes directly in the pool's own subvolume (where `.cssc` is).
     pub(crate) fn list(&self) -> Result<Vec<Subvolume>, DriverError> {
-        let path = self.path(super::names::DIR);
-        let text = self.run(&["btrfs", "subvolume", "list", "-o", "-u", "-q", "-R", &path])?;
+        let text = self.run(&[
+            "btrfs",
+            "subvolume",
+            "list",
+            "-o",
+            "-u",
+            "-q",
+            "-R",
+            &self.root,
+        ])?;
         Ok(parse_list(&text))
     }
 
