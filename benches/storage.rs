@@ -281,6 +281,7 @@ fn freeze_under_load(n: usize, trials: usize) {
             name: "oncall".into(),
             webhook: Some(format!("http://127.0.0.1:{port}/oncall")),
             command: None,
+            secret: None,
         };
         let killed = Instant::now();
         lab.kill("b");

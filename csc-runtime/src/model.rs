@@ -20,10 +20,24 @@ pub struct Storage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Contact {
     pub name: String,
-    /// An http:// URL that receives a JSON POST.
+    /// An http:// or https:// URL that receives a JSON POST.
     pub webhook: Option<String>,
     /// An absolute path of a program, run with the event in its environment.
     pub command: Option<String>,
+    /// The key that signs each webhook body (from the run-time file only: a secret
+    /// does not belong in a document kept in a repository).
+    pub secret: Option<String>,
+}
+
+/// Why `url` cannot be a webhook, if it cannot.
+pub fn webhook_fault(url: &str) -> Option<&'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => None,
+        _ => Some("a webhook is an http:// or https:// URL: write https://HOST[:PORT]/PATH (https is verified against the system's CA bundle)"),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,7 +11,8 @@
 //! volumes = ["site1:db-a", "site2:db-b"]
 //!
 //! [contact.oncall]                 # replaces a CONTACT's ways to be reached
-//! webhook = "http://127.0.0.1:9000/oncall"
+//! webhook = "https://alerts.example/cssc"  # http:// or https://
+//! secret = "…"                      # optional: signs each body (X-Cssc-Signature-256)
 //! command = "/usr/local/bin/page-oncall"
 //!
 //! [timing]                          # optional; defaults in `Timing::default`
@@ -25,7 +26,7 @@
 
 use crate::address::Address;
 use crate::capability::{refusals, volume_fault, Needs};
-pub use crate::model::{Contact, CopySet, Storage, Volume};
+pub use crate::model::{webhook_fault, Contact, CopySet, Storage, Volume};
 use crate::session::{Schedule, Session};
 use crate::vocab::{BaseCopy, Command, DriverKind, Event, Keyword};
 /// The zone type of [`Plan::time_zone`] (jiff's), for those who build a plan.
@@ -117,6 +118,8 @@ struct RunFile {
 struct RunContact {
     webhook: Option<String>,
     command: Option<String>,
+    /// Signs each webhook body (HMAC-SHA256, `X-Cssc-Signature-256`).
+    secret: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +190,7 @@ impl Plan {
                     name: c.name.to_string(),
                     webhook: c.webhook.map(str::to_string),
                     command: c.command.map(str::to_string),
+                    secret: None,
                 })
                 .collect(),
             copysets: copysets_of(s.copysets.json()),
@@ -282,6 +286,7 @@ impl Plan {
                         name: contact.clone(),
                         webhook: None,
                         command: None,
+                        secret: None,
                     });
                     self.contacts.len() - 1
                 }
@@ -292,12 +297,15 @@ impl Plan {
                     ))
                 }
             };
-            if let Some(w) = ways
+            if let Some((w, fault)) = ways
                 .webhook
                 .as_deref()
-                .filter(|w| w.strip_prefix("http://").is_none_or(str::is_empty))
+                .and_then(|w| Some((w, webhook_fault(w)?)))
             {
-                return Err(format!("{name}: contact {contact}: webhook `{w}` is not an http:// URL (webhooks are plain-HTTP POSTs, usually to a relay on this host)"));
+                return Err(format!("{name}: contact {contact}: webhook `{w}`: {fault}"));
+            }
+            if ways.secret.is_some() && ways.webhook.is_none() {
+                return Err(format!("{name}: contact {contact}: a secret signs webhook bodies: give the webhook too"));
             }
             if let Some(c) = ways.command.as_deref().filter(|c| !c.starts_with('/')) {
                 return Err(format!("{name}: contact {contact}: command `{c}` is not an absolute path (programs run without a shell or PATH search)"));
@@ -311,6 +319,7 @@ impl Plan {
                 name: contact,
                 webhook: ways.webhook,
                 command: ways.command,
+                secret: ways.secret,
             };
         }
         if !file.copyset.is_empty() {
@@ -540,6 +549,7 @@ mod tests {
             name: "oncall".into(),
             webhook: Some("http://127.0.0.1:9000/old".into()),
             command: None,
+            secret: None,
         });
         plan.apply_run_file(
             "h.toml",
@@ -552,6 +562,7 @@ mod tests {
                 name: "oncall".into(),
                 webhook: None,
                 command: Some("/usr/local/bin/page".into()),
+                secret: None,
             }
         );
         let unknown = plan
@@ -561,10 +572,23 @@ mod tests {
             unknown.contains("no contact of that name (its contacts: oncall)"),
             "{unknown}"
         );
-        let https = plan
-            .apply_run_file("h.toml", "[contact.oncall]\nwebhook = \"https://h/x\"\n")
+        plan.apply_run_file(
+            "h.toml",
+            "[contact.oncall]\nwebhook = \"https://h/x\"\nsecret = \"k\"\n",
+        )
+        .expect("https with a secret");
+        assert_eq!(plan.contacts[0].secret.as_deref(), Some("k"));
+        let ftp = plan
+            .apply_run_file("h.toml", "[contact.oncall]\nwebhook = \"ftp://h/x\"\n")
             .unwrap_err();
-        assert!(https.contains("is not an http:// URL"), "{https}");
+        assert!(ftp.contains("is an http:// or https:// URL"), "{ftp}");
+        let unsigned = plan
+            .apply_run_file(
+                "h.toml",
+                "[contact.oncall]\ncommand = \"/p\"\nsecret = \"k\"\n",
+            )
+            .unwrap_err();
+        assert!(unsigned.contains("give the webhook too"), "{unsigned}");
         let relative = plan
             .apply_run_file("h.toml", "[contact.oncall]\ncommand = \"page\"\n")
             .unwrap_err();

@@ -11,6 +11,7 @@ use crate::source::Span;
 use crate::syntax::ast::{self, Text};
 use csc_runtime::address::Address;
 use csc_runtime::capability::{refusals, volume_fault, Needs, Unable};
+use csc_runtime::model::webhook_fault;
 use csc_runtime::vocab::{BaseCopy, Command, CommandFlags, CopyType, DriverKind, Event, Keyword};
 use rustc_hash::FxHashSet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -251,12 +252,13 @@ impl Checker<'_> {
                 self.report(Code::BadContact, &name.span, format!("contact `{}` has no way to be reached", name.value), "no WEBHOOK or COMMAND", "add <WEBHOOK>http://127.0.0.1:9000/hook</WEBHOOK> or <COMMAND>/absolute/program</COMMAND>");
                 continue;
             }
-            let webhook = c.webhook.as_ref().map(|w| {
-                let ok = w.value.starts_with("http://") && w.value.len() > "http://".len();
-                if !ok {
-                    self.report(Code::BadContact, &w.span, format!("`{}` is not an http:// URL", w.value), "bad webhook", "webhooks are plain-HTTP POSTs, usually to a relay on this host: write http://HOST:PORT/PATH");
+            let webhook = c.webhook.as_ref().map(|w| match webhook_fault(&w.value) {
+                Some(fault) => {
+                    let message = format!("`{}` is not a webhook URL", w.value);
+                    self.report(Code::BadContact, &w.span, message, "bad webhook", fault);
+                    None
                 }
-                ok.then(|| w.value.to_string())
+                None => Some(w.value.to_string()),
             });
             let command = c.command.as_ref().map(|p| self.program(p));
             if unique && !matches!(webhook, Some(None)) && !matches!(command, Some(None)) {
@@ -264,6 +266,7 @@ impl Checker<'_> {
                     name: name.value.to_string(),
                     webhook: webhook.flatten(),
                     command: command.flatten(),
+                    secret: None,
                 });
             }
         }

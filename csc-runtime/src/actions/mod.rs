@@ -133,17 +133,90 @@ pub fn run_program(program: &str, timeout: Duration, what: &Occurrence) -> Resul
     }
 }
 
-/// POSTs the occurrence as JSON to a webhook.
-pub fn post(url: &str, what: &Occurrence) -> Result<String, String> {
-    let response = minreq::post(url)
+/// The waits before each retry of a webhook: after a 5xx, a timeout or a failed
+/// connection (four attempts in all).
+pub const RETRY_AFTER: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
+/// `sha256=HEX`: the HMAC-SHA256 of `body` under `secret` (the
+/// `X-Cssc-Signature-256` header, as GitHub's `X-Hub-Signature-256`).
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// How one POST ended: delivered, refused for good, or worth another try.
+enum Attempt {
+    Delivered(String),
+    Refused(String),
+    Retry(String),
+}
+
+fn attempt(url: &str, body: &str, signed: Option<&str>) -> Attempt {
+    let mut request = minreq::post(url)
         .with_header("Content-Type", "application/json")
-        .with_body(what.json().to_string())
-        .with_timeout(NOTIFY_TIMEOUT.as_secs())
-        .send()
-        .map_err(|e| format!("POST {url}: {e}"))?;
-    match response.status_code {
-        200..=299 => Ok(format!("POST {url}: {}", response.status_code)),
-        code => Err(format!("POST {url}: HTTP {code}")),
+        .with_body(body)
+        .with_timeout(NOTIFY_TIMEOUT.as_secs());
+    if let Some(signature) = signed {
+        request = request.with_header("X-Cssc-Signature-256", signature);
+    }
+    match request.send() {
+        // A certificate that does not verify is not going to verify on a retry.
+        Err(e @ minreq::Error::RustlsCreateConnection(_)) => {
+            Attempt::Refused(format!("POST {url}: {e}"))
+        }
+        Err(e) if e.to_string().contains("certificate") => {
+            Attempt::Refused(format!("POST {url}: {e}"))
+        }
+        Err(e) => Attempt::Retry(format!("POST {url}: {e}")),
+        Ok(r) if (200..300).contains(&r.status_code) => {
+            Attempt::Delivered(format!("POST {url}: {}", r.status_code))
+        }
+        Ok(r) if r.status_code >= 500 => {
+            Attempt::Retry(format!("POST {url}: HTTP {}", r.status_code))
+        }
+        Ok(r) => Attempt::Refused(format!("POST {url}: HTTP {}", r.status_code)),
+    }
+}
+
+/// POSTs the occurrence as JSON to a webhook, signed with `secret` if given, retried
+/// after each of `retry_after` on a 5xx, a timeout or a failed connection; each
+/// failed attempt is given to `failed` with what comes next.
+pub fn post(
+    url: &str,
+    secret: Option<&str>,
+    what: &Occurrence,
+    retry_after: &[Duration],
+    failed: impl Fn(&str),
+) -> Result<String, String> {
+    let body = what.json().to_string();
+    let signed = secret.map(|s| signature(s, body.as_bytes()));
+    let mut waits = retry_after.iter();
+    loop {
+        match attempt(url, &body, signed.as_deref()) {
+            Attempt::Delivered(text) => return Ok(text),
+            Attempt::Refused(text) => return Err(text),
+            Attempt::Retry(text) => match waits.next() {
+                Some(wait) => {
+                    failed(&format!("{text}; trying again in {}s", wait.as_secs()));
+                    std::thread::sleep(*wait);
+                }
+                None => {
+                    return Err(format!(
+                        "{text}; gave up after {} attempts",
+                        retry_after.len() + 1
+                    ))
+                }
+            },
+        }
     }
 }
 
@@ -151,7 +224,20 @@ pub fn post(url: &str, what: &Occurrence) -> Result<String, String> {
 pub fn notify(contact: &Contact, what: &Occurrence, log: &Log) -> bool {
     let mut results = Vec::new();
     if let Some(url) = &contact.webhook {
-        results.push(post(url, what));
+        let failed = |text: &str| {
+            log.record(
+                "notify",
+                json!({ "contact": contact.name, "sequence": what.sequence, "event": what.event.as_str(), "ok": false, "retrying": true }),
+                &format!("notify {}: {text}", contact.name),
+            )
+        };
+        results.push(post(
+            url,
+            contact.secret.as_deref(),
+            what,
+            &RETRY_AFTER,
+            failed,
+        ));
     }
     if let Some(program) = &contact.command {
         results.push(run_program(program, NOTIFY_TIMEOUT, what));
