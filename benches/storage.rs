@@ -573,32 +573,13 @@ fn failover_and_failback(trials: usize) {
 
 /// A btrfs plan of one sequence from pool `p1` to pool `p2`, share to share.
 fn btrfs_plan(pools: &support::pools::Pools, copy: BaseCopy) -> Plan {
-    use csc_runtime::plan::{CopySet, Sequence, Storage};
-    let storage = |id: &str| Storage {
-        id: id.into(),
-        driver: csc_runtime::vocab::DriverKind::Btrfs,
-        endpoint: csc_runtime::address::Address::Local(pools.mounts[id].display().to_string()),
-        data: None,
-    };
-    Plan {
-        name: "bench".into(),
-        storages: ["p1", "p2"].map(|id| (id.to_string(), storage(id))).into(),
-        contacts: Vec::new(),
-        copysets: vec![CopySet {
-            name: "share".into(),
-            volumes: vec![vol("p1", "share"), vol("p2", "share")],
-        }],
-        sequences: vec![Sequence {
-            number: 1,
-            copy,
-            schedule: None,
-            keep: 1,
-            handled: Vec::new(),
-            commands: Vec::new(),
-        }],
-        timing: Default::default(),
-        time_zone: csc_runtime::plan::TimeZone::UTC,
-    }
+    let storages = vec![pools.storage("p1"), pools.storage("p2")];
+    plan(
+        "bench",
+        storages,
+        &[&[("p1", "share"), ("p2", "share")]],
+        copy,
+    )
 }
 
 fn btrfs(args: &[&str]) {

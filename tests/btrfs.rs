@@ -7,12 +7,11 @@ mod support;
 
 use csc_runtime::drivers::btrfs::Btrfs;
 use csc_runtime::drivers::{Driver, PairEvent, PairReport};
-use csc_runtime::plan::{CopySet, Plan, Sequence, Storage};
+use csc_runtime::plan::{Plan, Storage};
 use csc_runtime::vocab::{BaseCopy, ContinuousMode, DriverKind, PointInTimeMode};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 use support::pools::{digest, fill, Pools, Sshd};
-use support::vol;
 
 const NO_COPY: BaseCopy = BaseCopy::PointInTime(PointInTimeMode::NoCopy);
 const FULL: BaseCopy = BaseCopy::PointInTime(PointInTimeMode::Copy);
@@ -27,43 +26,17 @@ fn named(
     copysets: &[&[(&str, &str)]],
     copy: BaseCopy,
 ) -> Plan {
-    let plan = Plan {
-        name: name.into(),
-        storages: pools
-            .iter()
-            .map(|(id, endpoint)| {
-                let storage = Storage {
-                    id: id.to_string(),
-                    driver: DriverKind::Btrfs,
-                    endpoint: csc_runtime::address::Address::parse(endpoint).expect("endpoint"),
-                    data: None,
-                };
-                (id.to_string(), storage)
-            })
-            .collect(),
-        contacts: Vec::new(),
-        copysets: copysets
-            .iter()
-            .enumerate()
-            .map(|(i, c)| CopySet {
-                name: format!("set{i}"),
-                volumes: c.iter().map(|(s, v)| vol(s, v)).collect(),
-            })
-            .collect(),
-        sequences: vec![Sequence {
-            number: 1,
-            copy,
-            schedule: None,
-            keep: 1,
-            handled: Vec::new(),
-            commands: Vec::new(),
-        }],
-        timing: csc_runtime::plan::Timing {
-            replicate_every: Duration::from_millis(200),
-            ..Default::default()
-        },
-        time_zone: csc_runtime::plan::TimeZone::UTC,
-    };
+    let storages = pools
+        .iter()
+        .map(|(id, endpoint)| Storage {
+            id: id.to_string(),
+            driver: DriverKind::Btrfs,
+            endpoint: csc_runtime::address::Address::parse(endpoint).expect("endpoint"),
+            data: None,
+        })
+        .collect();
+    let mut plan = support::plan(name, storages, copysets, copy);
+    plan.timing.replicate_every = Duration::from_millis(200);
     plan.validate().expect("a valid plan");
     plan
 }

@@ -63,23 +63,31 @@ pub fn lab(
             .collect();
         lab.add_site(site, &volumes, &exported).expect("daemon");
     }
-    let mut plan = Plan {
-        name: "test".into(),
-        storages: sites
-            .iter()
-            .map(|(s, _)| {
-                let placeholder = csc_runtime::address::Address::Unix(String::new());
-                (
-                    s.to_string(),
-                    Storage {
-                        id: s.to_string(),
-                        driver: csc_runtime::vocab::DriverKind::Qemu,
-                        endpoint: placeholder,
-                        data: None,
-                    },
-                )
-            })
-            .collect(),
+    let storages = sites
+        .iter()
+        .map(|(s, _)| Storage {
+            id: s.to_string(),
+            driver: csc_runtime::vocab::DriverKind::Qemu,
+            endpoint: csc_runtime::address::Address::Unix(String::new()),
+            data: None,
+        })
+        .collect();
+    let mut plan = plan("test", storages, copysets, copy);
+    lab.wire(&mut plan);
+    (lab, plan)
+}
+
+/// A one-sequence plan named `name` (its storages' tag) over `storages`, with copy
+/// sets of (storage, volume) hops named set0, set1, …
+pub fn plan(
+    name: &str,
+    storages: Vec<Storage>,
+    copysets: &[&[(&str, &str)]],
+    copy: BaseCopy,
+) -> Plan {
+    Plan {
+        name: name.into(),
+        storages: storages.into_iter().map(|s| (s.id.clone(), s)).collect(),
         contacts: Vec::new(),
         copysets: copysets
             .iter()
@@ -99,9 +107,7 @@ pub fn lab(
             handled: Vec::new(),
             commands: Vec::new(),
         }],
-    };
-    lab.wire(&mut plan);
-    (lab, plan)
+    }
 }
 
 /// A driver on the plan and the channel of its notices.

@@ -92,6 +92,16 @@ impl Pools {
         names
     }
 
+    /// The btrfs storage `id` at this pool (`id` names the pool too).
+    pub fn storage(&self, id: &str) -> csc_runtime::plan::Storage {
+        csc_runtime::plan::Storage {
+            id: id.into(),
+            driver: csc_runtime::vocab::DriverKind::Btrfs,
+            endpoint: csc_runtime::address::Address::Local(self.mounts[id].display().to_string()),
+            data: None,
+        }
+    }
+
     /// `btrfs subvolume show` of a path, as key → value.
     pub fn show(&self, path: &Path) -> BTreeMap<String, String> {
         run("btrfs", &["subvolume", "show", path.to_str().unwrap()])

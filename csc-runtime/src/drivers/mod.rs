@@ -12,6 +12,14 @@ use crate::plan::Pair;
 use crate::vocab::BaseCopy;
 use std::fmt;
 
+/// `cssc-TAG`: how every name a driver adds to a storage begins. TAG is 6 hex digits
+/// of the FNV-1a hash of the session's name, so two sessions on one storage, and the
+/// administrator's own names, are told apart.
+pub(crate) fn session_prefix(session: &str) -> String {
+    let tag = crate::machine::fnv1a64(session.as_bytes()) >> 40;
+    format!("cssc-{tag:06x}")
+}
+
 /// What happened to one pair (one copy set's hop of one sequence).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PairEvent {

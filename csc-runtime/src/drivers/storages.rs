@@ -94,16 +94,24 @@ impl Storages {
     }
 }
 
+/// `each` for the calls that return nothing.
+macro_rules! each_done {
+    ($self:ident, $pairs:ident, $call:ident) => {
+        $self
+            .each(
+                $pairs,
+                |d, p| d.$call(p).map(|()| Vec::<()>::new()),
+                |d, p| d.$call(p).map(|()| Vec::new()),
+            )
+            .map(drop)
+    };
+}
+
 impl Driver for Storages {
     type Notice = Notice;
 
     fn preflight(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
-        self.each(
-            pairs,
-            |d, p| d.preflight(p).map(|()| Vec::<()>::new()),
-            |d, p| d.preflight(p).map(|()| Vec::new()),
-        )
-        .map(drop)
+        each_done!(self, pairs, preflight)
     }
 
     fn start(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
@@ -119,12 +127,7 @@ impl Driver for Storages {
     }
 
     fn stop(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
-        self.each(
-            pairs,
-            |d, p| d.stop(p).map(|()| Vec::<()>::new()),
-            |d, p| d.stop(p).map(|()| Vec::new()),
-        )
-        .map(drop)
+        each_done!(self, pairs, stop)
     }
 
     fn suspend(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
@@ -140,12 +143,7 @@ impl Driver for Storages {
     }
 
     fn thaw(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
-        self.each(
-            pairs,
-            |d, p| d.thaw(p).map(|()| Vec::<()>::new()),
-            |d, p| d.thaw(p).map(|()| Vec::new()),
-        )
-        .map(drop)
+        each_done!(self, pairs, thaw)
     }
 
     fn recover(&mut self, pairs: &[Pair]) -> Result<Vec<String>, DriverError> {

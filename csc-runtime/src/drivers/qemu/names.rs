@@ -13,9 +13,8 @@ pub(crate) struct Names {
 
 impl Names {
     pub(crate) fn of_session(session: &str) -> Names {
-        let tag = crate::machine::fnv1a64(session.as_bytes()) >> 40;
         Names {
-            prefix: format!("cssc-{tag:06x}"),
+            prefix: crate::drivers::session_prefix(session),
         }
     }
 
