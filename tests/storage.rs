@@ -1628,5 +1628,26 @@ fn a_running_session_serves_its_state_as_prometheus_metrics() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(scrape(&addr).contains("event=\"onError\"} 1"));
+    // onError froze the group; its writers were held until the 2 s hold time ended.
+    let held = |page: &str| {
+        page.lines()
+            .find(|l| l.starts_with("cssc_freeze_held_seconds{session=\"mirror-freeze-switch\",sequence=\"1\",of=\"last\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held(&scrape(&addr)) == 0.0 {
+        assert!(Instant::now() < deadline, "{}", scrape(&addr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = scrape(&addr);
+    assert!(
+        page.contains("cssc_freezes_total{session=\"mirror-freeze-switch\",sequence=\"1\"} 1"),
+        "{page}"
+    );
+    assert!(
+        (2.0..3.0).contains(&held(&page)),
+        "held for the 2 s hold time: {page}"
+    );
     assert_eq!(terminate(&mut run, "the run"), 0);
 }

@@ -162,6 +162,7 @@ pub fn run_with<S: Solution, D: Driver>(
         waiting: Vec::new(),
         reversed,
         recovered,
+        freezes: BTreeMap::new(),
     };
     let all_pairs: Vec<_> = ex
         .plan
@@ -330,6 +331,28 @@ struct Executor<S: Solution, D: Driver> {
     reversed: BTreeSet<u32>,
     /// Sequences whose targets are production now (`recover`), not yet reversed.
     recovered: BTreeSet<u32>,
+    /// Each sequence's freezes this run, for the metrics page.
+    freezes: BTreeMap<u32, Freezes>,
+}
+
+/// A sequence's freezes: how many, and how long its writers were held (from the
+/// freeze command to the thaw or the end of the hold time, as the executor sees them).
+#[derive(Clone, Debug, Default)]
+struct Freezes {
+    count: u64,
+    held_since: Option<Instant>,
+    last: Option<Duration>,
+    total: Duration,
+}
+
+impl Freezes {
+    fn released(&mut self, now: Instant) {
+        if let Some(since) = self.held_since.take() {
+            let held = now.saturating_duration_since(since);
+            self.last = Some(held);
+            self.total += held;
+        }
+    }
 }
 
 /// An action of the document: notify a contact, or run a program (with its timeout).
@@ -656,6 +679,12 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             Order::Release { sequence } => {
                 let result = self.driver.thaw(&self.pairs(sequence));
                 let ok = result.is_ok();
+                if ok {
+                    self.freezes
+                        .entry(sequence)
+                        .or_default()
+                        .released(Instant::now());
+                }
                 let text = match result {
                     Ok(()) => format!(
                         "sequence {sequence}: hold time ({} ms) over, writers released",
@@ -728,6 +757,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         self.core.issue(sequence, verb, Instant::now());
         let pairs = self.pairs(sequence);
         let copy = self.plan.sequence(sequence).expect("a sequence").copy;
+        let issued = Instant::now();
         let result = self.journaled(sequence, verb.as_str(), |ex| match verb {
             Verb::Start => ex.start(sequence),
             Verb::Stop => ex.driver.stop(&pairs),
@@ -740,6 +770,19 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             Verb::Resume => ex.driver.resume(&pairs, copy).map(|r| ex.reports.extend(r)),
         });
         let ok = result.is_ok();
+        match verb {
+            Verb::Freeze if ok => {
+                let freezes = self.freezes.entry(sequence).or_default();
+                freezes.count += 1;
+                freezes.held_since = Some(issued);
+            }
+            Verb::Thaw if ok => self
+                .freezes
+                .entry(sequence)
+                .or_default()
+                .released(Instant::now()),
+            _ => {}
+        }
         self.status
             .lock()
             .expect("status")
@@ -1046,6 +1089,31 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 out,
                 "cssc_copy_bytes{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"done\",in_step=\"{}\"}} {}\ncssc_copy_bytes{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"total\",in_step=\"{}\"}} {}",
                 p.sequence, p.in_step, p.done, p.sequence, p.in_step, p.total
+            );
+        }
+        family(
+            &mut out,
+            "cssc_freezes_total",
+            "counter",
+            "Freezes of each sequence by this run.",
+        );
+        family(
+            &mut out,
+            "cssc_freeze_held_seconds",
+            "gauge",
+            "How long each sequence's writers were held: the last freeze, all of this run's, and the one holding now (from the freeze command to the thaw or the end of the hold time).",
+        );
+        let now = Instant::now();
+        for (sequence, f) in &self.freezes {
+            let current = f
+                .held_since
+                .map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64());
+            let last = f.last.map_or(0.0, |d| d.as_secs_f64());
+            let _ = writeln!(
+                out,
+                "cssc_freezes_total{{session=\"{session}\",sequence=\"{sequence}\"}} {}\ncssc_freeze_held_seconds{{session=\"{session}\",sequence=\"{sequence}\",of=\"last\"}} {last:.3}\ncssc_freeze_held_seconds{{session=\"{session}\",sequence=\"{sequence}\",of=\"total\"}} {:.3}\ncssc_freeze_held_seconds{{session=\"{session}\",sequence=\"{sequence}\",of=\"current\"}} {current:.3}",
+                f.count,
+                f.total.as_secs_f64()
             );
         }
         family(

@@ -118,7 +118,8 @@ pub struct Progress {
 pub struct Lag {
     /// Since the instant the target holds the source as of (NaN: not yet copied).
     pub seconds: f64,
-    /// The size of the last change sent.
+    /// How far behind: what is yet to copy where the driver knows it (qemu), else
+    /// the size of the last change sent (btrfs).
     pub bytes: u64,
 }
 

@@ -812,13 +812,26 @@ impl Driver for Qemu {
                 else {
                     continue;
                 };
+                let (done, total) = (
+                    job["offset"].as_u64().unwrap_or(0),
+                    job["len"].as_u64().unwrap_or(0),
+                );
+                // A background mirror's lag is what it has yet to copy; qemu does not
+                // say since when.
+                let background = self
+                    .jobs
+                    .get(job["device"].as_str().unwrap_or_default())
+                    .is_some_and(|j| j.kind == Kind::Mirror && !j.synchronous);
                 out.push(Progress {
                     sequence,
                     copyset,
-                    done: job["offset"].as_u64().unwrap_or(0),
-                    total: job["len"].as_u64().unwrap_or(0),
+                    done,
+                    total,
                     in_step: job["ready"] == true,
-                    lag: None,
+                    lag: background.then(|| super::Lag {
+                        seconds: f64::NAN,
+                        bytes: total.saturating_sub(done),
+                    }),
                 });
             }
         }
