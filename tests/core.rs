@@ -263,6 +263,7 @@ fn a_session_whose_first_start_fails_half_way_does_not_run_and_says_which_volume
         log: Log {
             format: LogFormat::Human,
             session: "t".into(),
+            bars: None,
         },
         progress_every: None,
         journal: None,
@@ -385,4 +386,143 @@ fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_jour
     // A run killed before it issued the session's start owes it.
     let mut core = Core::<Switch>::new(&plan, t0, 0);
     assert_eq!(core.restore(&[], t0).commands, [(1, Verb::Start)]);
+}
+
+/// A driver whose start succeeds and whose one copy is half done, then done.
+struct HalfDone {
+    calls: usize,
+}
+
+impl Driver for HalfDone {
+    type Notice = ();
+
+    fn preflight(&mut self, _: &[Pair]) -> Result<(), DriverError> {
+        Ok(())
+    }
+    fn start(&mut self, pairs: &[Pair], _: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        Ok(pairs
+            .iter()
+            .map(|p| pair(p.sequence, p.copyset, PairEvent::Started))
+            .collect())
+    }
+    fn stop(&mut self, _: &[Pair]) -> Result<(), DriverError> {
+        Ok(())
+    }
+    fn suspend(&mut self, _: &[Pair], _: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        Ok(Vec::new())
+    }
+    fn resume(&mut self, _: &[Pair], _: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
+        Ok(Vec::new())
+    }
+    fn freeze(&mut self, _: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
+        Ok(Vec::new())
+    }
+    fn thaw(&mut self, _: &[Pair]) -> Result<(), DriverError> {
+        Ok(())
+    }
+    fn interpret(&mut self, _: &str, _: ()) -> Vec<PairReport> {
+        Vec::new()
+    }
+    /// Copy set 0 of sequence 1: 32 of 64 MiB on the first two asks, then done.
+    fn progress(&mut self) -> Vec<Progress> {
+        self.calls += 1;
+        if self.calls > 2 {
+            return Vec::new();
+        }
+        vec![Progress {
+            sequence: 1,
+            copyset: 0,
+            done: 32 << 20,
+            total: 64 << 20,
+            in_step: false,
+            lag: None,
+        }]
+    }
+    fn reaches(&self, _: &str) -> bool {
+        true
+    }
+    fn adopt(&mut self, _: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
+        Ok(Vec::new())
+    }
+    fn shutdown(&mut self) {}
+}
+
+/// A terminal that keeps what is drawn on it.
+#[derive(Debug, Default, Clone)]
+struct Screen(Arc<Mutex<String>>);
+
+impl indicatif::TermLike for Screen {
+    fn width(&self) -> u16 {
+        120
+    }
+    fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        let mut screen = self.0.lock().unwrap();
+        screen.push_str(s);
+        screen.push('\n');
+        Ok(())
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.lock().unwrap().push_str(s);
+        Ok(())
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_long_copy_gets_a_progress_bar_on_a_terminal_with_the_log_above_it() {
+    let screen = Screen::default();
+    let bars = indicatif::MultiProgress::with_draw_target(
+        indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+    );
+    let options = Options {
+        log: Log {
+            format: LogFormat::Human,
+            session: "t".into(),
+            bars: Some(bars.clone()),
+        },
+        progress_every: Some(Duration::from_secs(5)),
+        journal: None,
+        control: None,
+        metrics: None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, status) = (Arc::clone(&stop), Arc::new(Mutex::new(Status::default())));
+    let run = std::thread::spawn(move || {
+        executor::run_with::<Switch, HalfDone>(
+            Plan::from_session(&Switch::SESSION),
+            HalfDone { calls: 0 },
+            mpsc::channel(),
+            options,
+            s,
+            status,
+        )
+    });
+    // The bars move every second: the copy is seen at 1 s and 2 s, gone at 3 s.
+    std::thread::sleep(Duration::from_millis(4500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    run.join().unwrap().expect("ran");
+    let drawn = screen.0.lock().unwrap().clone();
+    assert!(
+        drawn.contains("sequence 1 copy set db [") && drawn.contains("32.00 MiB/64.00 MiB"),
+        "{drawn}"
+    );
+    // Log records were printed above the bars, through them.
+    assert!(drawn.contains("t session starts"), "{drawn}");
 }

@@ -39,7 +39,8 @@ enum Cmd {
         config: Option<std::path::PathBuf>,
         #[arg(long, value_enum, default_value_t = LogFormatArg::Human)]
         log_format: LogFormatArg,
-        /// Log the progress of long copies every SECONDS (0: never).
+        /// Log the progress of long copies every SECONDS (0: never); on a terminal,
+        /// progress bars instead, moving every second.
         #[arg(long, default_value_t = 5, value_name = "SECONDS")]
         progress_every: u64,
         /// Where the session keeps its journal (default: $STATE_DIRECTORY, as systemd
@@ -239,13 +240,19 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
     ExitCode::SUCCESS
 }
 
+/// The log; with progress bars when it is for people and stderr is a terminal.
 fn log<S: Solution>(format: LogFormatArg) -> Log {
+    use std::io::IsTerminal;
+    let format = match format {
+        LogFormatArg::Human => LogFormat::Human,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    let bars = (format == LogFormat::Human && std::io::stderr().is_terminal())
+        .then(indicatif::MultiProgress::new);
     Log {
-        format: match format {
-            LogFormatArg::Human => LogFormat::Human,
-            LogFormatArg::Json => LogFormat::Json,
-        },
+        format,
         session: S::SESSION.name.to_string(),
+        bars,
     }
 }
 

@@ -163,6 +163,7 @@ pub fn run_with<S: Solution, D: Driver>(
         reversed,
         recovered,
         freezes: BTreeMap::new(),
+        bars: BTreeMap::new(),
     };
     let all_pairs: Vec<_> = ex
         .plan
@@ -201,7 +202,12 @@ pub fn run_with<S: Solution, D: Driver>(
         ex.finish(unfinished);
     }
     let mut lost: BTreeSet<String> = BTreeSet::new();
-    let mut next_progress = options.progress_every.map(|every| Instant::now() + every);
+    // Bars move every second; log lines come every `progress_every`.
+    let bars = ex.log.bars.is_some();
+    let bar_or_line = |every| if bars { Duration::from_secs(1) } else { every };
+    let mut next_progress = options
+        .progress_every
+        .map(|every| Instant::now() + bar_or_line(every));
     let mut next_metrics = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         ex.drain_reports();
@@ -246,8 +252,12 @@ pub fn run_with<S: Solution, D: Driver>(
         }
         if let (Some(at), Some(every)) = (next_progress, options.progress_every) {
             if at <= now {
-                ex.log_progress();
-                next_progress = Some(now + every);
+                if ex.log.bars.is_some() {
+                    ex.draw_bars();
+                } else {
+                    ex.log_progress();
+                }
+                next_progress = Some(now + bar_or_line(every));
             }
         }
     }
@@ -333,6 +343,8 @@ struct Executor<S: Solution, D: Driver> {
     recovered: BTreeSet<u32>,
     /// Each sequence's freezes this run, for the metrics page.
     freezes: BTreeMap<u32, Freezes>,
+    /// The progress bar of each running copy, by pair (a terminal only).
+    bars: BTreeMap<(u32, usize), indicatif::ProgressBar>,
 }
 
 /// A sequence's freezes: how many, and how long its writers were held (from the
@@ -1181,6 +1193,43 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         match cause {
             Some(c) => Occurrence::new(&self.plan.name, c.sequence, c.event, c.copyset, c.detail),
             None => Occurrence::new(&self.plan.name, sequence, event, None, String::new()),
+        }
+    }
+
+    /// One bar per copy with a length that is not done yet (mirrors until in step);
+    /// the bars of copies that ended go.
+    fn draw_bars(&mut self) {
+        let Some(multi) = self.log.bars.clone() else {
+            return;
+        };
+        let running: BTreeMap<(u32, usize), crate::drivers::Progress> = self
+            .driver
+            .progress()
+            .into_iter()
+            .filter(|p| !p.in_step && p.total > 0 && p.done < p.total)
+            .map(|p| ((p.sequence, p.copyset), p))
+            .collect();
+        self.bars.retain(|pair, bar| {
+            let keep = running.contains_key(pair);
+            if !keep {
+                bar.finish_and_clear();
+            }
+            keep
+        });
+        for (pair, p) in running {
+            let name = self.copyset_name(pair.1).unwrap_or("?").to_string();
+            let bar = self.bars.entry(pair).or_insert_with(|| {
+                let style = indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> ");
+                let bar = multi.add(indicatif::ProgressBar::new(p.total).with_style(style));
+                bar.set_prefix(format!("sequence {} copy set {name}", pair.0));
+                bar
+            });
+            bar.set_length(p.total);
+            bar.set_position(p.done);
         }
     }
 

@@ -1,9 +1,9 @@
 //! Every event and action is logged: a readable line by default, or JSON lines for
-//! machines (`--log-format json`). Written to stderr, one line per record.
+//! machines (`--log-format json`). Written to stderr, one line per record; above the
+//! progress bars when stderr is a terminal.
 
 use serde_json::{json, Map, Value};
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -15,32 +15,13 @@ pub enum LogFormat {
 pub struct Log {
     pub format: LogFormat,
     pub session: String,
+    /// Progress bars of long copies (a terminal only): records print above them.
+    pub bars: Option<indicatif::MultiProgress>,
 }
 
-/// Now as RFC 3339 UTC with milliseconds (civil date from days: H. Hinnant's algorithm).
+/// Now as RFC 3339 UTC with milliseconds.
 pub fn timestamp() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
-    let days = (secs / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let rem = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        now.subsec_millis()
-    )
+    format!("{:.3}", jiff::Timestamp::now())
 }
 
 impl Log {
@@ -61,7 +42,15 @@ impl Log {
                 format!("{}\n", Value::Object(map))
             }
         };
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        match &self.bars {
+            // Above the bars, through their terminal.
+            Some(bars) => {
+                let _ = bars.println(line.trim_end_matches('\n'));
+            }
+            None => {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+        }
     }
 }
 

@@ -29,6 +29,7 @@ pub fn log(session: &str) -> Log {
     Log {
         format: LogFormat::Human,
         session: session.into(),
+        bars: None,
     }
 }
 
