@@ -564,3 +564,51 @@ fn a_killed_run_s_continuous_btrfs_copy_is_taken_over_and_sends_only_what_change
     );
     support::assert_nothing_left(&lab, &["db-prod", "db-dr"]);
 }
+
+#[test]
+fn keep_holds_that_many_copies_in_the_target_pool_and_the_volume_is_the_newest() {
+    let pools = Pools::new(&["pool1", "pool2"], 256);
+    let share = pools.subvolume("pool1", "share");
+    let endpoints = local(&pools, &["pool1", "pool2"]);
+    let mut p = plan(
+        &endpoints,
+        &[&[("pool1", "share"), ("pool2", "share")]],
+        INCREMENTAL,
+    );
+    p.sequences[0].keep = 3;
+    let (mut d, rx) = connect(&p);
+    for round in 0..5u8 {
+        std::fs::write(share.join("round"), [round]).unwrap();
+        d.start(&p.pairs(1), INCREMENTAL).expect("start");
+        until(&rx, &PairEvent::Complete, 1);
+        // The pruning follows the report; the next start waits for it.
+        assert_eq!(
+            std::fs::read(pools.path("pool2", "share/round")).unwrap(),
+            [round]
+        );
+    }
+    d.shutdown();
+    let kept = pools.added("pool2");
+    assert_eq!(kept.len(), 3, "the target pool keeps 3: {kept:?}");
+    assert_eq!(
+        pools.added("pool1").len(),
+        1,
+        "the source keeps the base only"
+    );
+    // The volume is a link to the newest of them, read-only.
+    let link = std::fs::read_link(pools.path("pool2", "share")).expect("a link");
+    assert_eq!(
+        link,
+        std::path::Path::new(".cssc").join(kept.last().unwrap())
+    );
+    assert_eq!(
+        pools.show(&pools.path("pool2", "share"))["Flags"],
+        "readonly"
+    );
+    // Each kept copy is the source as it was: rounds 2, 3 and 4.
+    let rounds: Vec<u8> = kept
+        .iter()
+        .map(|k| std::fs::read(pools.path("pool2", &format!(".cssc/{k}/round"))).unwrap()[0])
+        .collect();
+    assert_eq!(rounds, vec![2, 3, 4]);
+}
