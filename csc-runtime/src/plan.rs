@@ -34,6 +34,7 @@ pub use jiff::tz::TimeZone;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use toml::Spanned;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -116,18 +117,18 @@ struct RunFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RunContact {
-    webhook: Option<String>,
-    command: Option<String>,
+    webhook: Option<Spanned<String>>,
+    command: Option<Spanned<String>>,
     /// Signs each webhook body (HMAC-SHA256, `X-Cssc-Signature-256`).
-    secret: Option<String>,
+    secret: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RunTiming {
-    time_zone: Option<String>,
+    time_zone: Option<Spanned<String>>,
     hold_seconds: Option<u64>,
-    failed_target_hold_seconds: Option<u64>,
+    failed_target_hold_seconds: Option<Spanned<u64>>,
     heartbeat_ms: Option<u64>,
     hung_after_ms: Option<u64>,
     replicate_every_ms: Option<u64>,
@@ -137,16 +138,45 @@ struct RunTiming {
 #[serde(deny_unknown_fields)]
 struct RunStorage {
     /// The document's driver for a storage it declares, else qemu.
-    driver: Option<String>,
-    endpoint: String,
-    data: Option<String>,
+    driver: Option<Spanned<String>>,
+    endpoint: Spanned<String>,
+    data: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RunCopySet {
-    name: String,
-    volumes: Vec<String>,
+    name: Spanned<String>,
+    volumes: Vec<Spanned<String>>,
+}
+
+/// A run-time file's text, to say where in it a fault is: `FILE:LINE:COLUMN:`, then
+/// the line with a caret under the value, as `cssc check` shows a document's.
+struct RunText<'a> {
+    name: &'a str,
+    text: &'a str,
+}
+
+impl RunText<'_> {
+    fn at<T>(&self, value: &Spanned<T>, message: impl std::fmt::Display) -> String {
+        let span = value.span();
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let number = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line = self.text[line_start..].lines().next().unwrap_or("");
+        let column = before[line_start..].chars().count() + 1;
+        let width = self.text[start..span.end.min(line_start + line.len()).max(start)]
+            .chars()
+            .count()
+            .max(1);
+        format!(
+            "{}:{number}:{column}: {message}\n{number:>5} | {line}\n      | {}{}",
+            self.name,
+            " ".repeat(column - 1),
+            "^".repeat(width)
+        )
+    }
 }
 
 /// The copy sets of a compiled session, from the JSON text cssc wrote
@@ -211,24 +241,26 @@ impl Plan {
         }
     }
 
-    /// Applies a run-time file (TOML, see the module's documentation).
+    /// Applies a run-time file (TOML, see the module's documentation). A fault is
+    /// said with its line and column.
     pub fn apply_run_file(&mut self, name: &str, text: &str) -> Result<(), String> {
         let file: RunFile = toml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+        let run = RunText { name, text };
         if let Some(t) = file.timing {
             if let Some(zone) = &t.time_zone {
-                self.time_zone = TimeZone::get(zone).map_err(|e| {
-                    format!("{name}: timing: time_zone `{zone}` is not a zone of the system's time zone database (Debian: tzdata; names like Europe/Paris or UTC): {e}")
+                self.time_zone = TimeZone::get(zone.get_ref()).map_err(|e| {
+                    run.at(zone, format!("timing: time_zone `{}` is not a zone of the system's time zone database (Debian: tzdata; names like Europe/Paris or UTC): {e}", zone.get_ref()))
                 })?;
             }
             let timing = &mut self.timing;
             if let Some(s) = t.hold_seconds {
                 timing.hold = Duration::from_secs(s);
             }
-            if let Some(s) = t.failed_target_hold_seconds {
-                if s == 0 {
-                    return Err(format!("{name}: timing: failed_target_hold_seconds must be at least 1: with 0 a failed pair acknowledges writes its target lacks before the rest of its group is held"));
+            if let Some(s) = &t.failed_target_hold_seconds {
+                if *s.get_ref() == 0 {
+                    return Err(run.at(s, "timing: failed_target_hold_seconds must be at least 1: with 0 a failed pair acknowledges writes its target lacks before the rest of its group is held"));
                 }
-                timing.failed_target_hold_secs = s;
+                timing.failed_target_hold_secs = *s.get_ref();
             }
             if let Some(ms) = t.heartbeat_ms {
                 timing.heartbeat = Duration::from_millis(ms.max(10));
@@ -241,15 +273,20 @@ impl Plan {
             }
         }
         for (id, st) in file.storage {
-            let address = |text: &str, what: &str| {
-                Address::parse(text).map_err(|e| format!("{name}: storage {id}: {what}: {e}"))
+            let address = |text: &Spanned<String>, what: &str| {
+                Address::parse(text.get_ref())
+                    .map_err(|e| run.at(text, format!("storage {id}: {what}: {e}")))
             };
             let driver = match &st.driver {
-                Some(d) => DriverKind::parse(d).ok_or_else(|| {
+                Some(d) => DriverKind::parse(d.get_ref()).ok_or_else(|| {
                     let known: Vec<&str> = DriverKind::ALL.iter().map(|k| k.as_str()).collect();
-                    format!(
-                        "{name}: storage {id}: unknown driver `{d}` (drivers: {})",
-                        known.join(", ")
+                    run.at(
+                        d,
+                        format!(
+                            "storage {id}: unknown driver `{}` (drivers: {})",
+                            d.get_ref(),
+                            known.join(", ")
+                        ),
                     )
                 })?,
                 None => self
@@ -259,23 +296,36 @@ impl Plan {
             };
             let storage = Storage {
                 endpoint: address(&st.endpoint, "endpoint")?,
-                data: st.data.as_deref().map(|d| address(d, "data")).transpose()?,
+                data: st.data.as_ref().map(|d| address(d, "data")).transpose()?,
                 driver,
                 id: id.clone(),
             };
             if !storage.endpoint.suits(driver) {
-                return Err(format!(
-                    "{name}: storage {id}: endpoint `{}` is not one a {driver} storage has ({})",
-                    storage.endpoint,
-                    driver.capabilities().endpoints
+                return Err(run.at(
+                    &st.endpoint,
+                    format!(
+                        "storage {id}: endpoint `{}` is not one a {driver} storage has ({})",
+                        storage.endpoint,
+                        driver.capabilities().endpoints
+                    ),
                 ));
             }
-            if storage.data.is_some() && driver != DriverKind::Qemu {
-                return Err(format!("{name}: storage {id}: a {driver} storage has no data address (its pools are reached through the endpoint)"));
+            if let (Some(data), false) = (&st.data, driver == DriverKind::Qemu) {
+                return Err(run.at(data, format!("storage {id}: a {driver} storage has no data address (its pools are reached through the endpoint)")));
             }
             self.storages.insert(id, storage);
         }
         for (contact, ways) in file.contact {
+            // Where the contact's table says something, for the faults of the whole.
+            let first = ways
+                .webhook
+                .as_ref()
+                .or(ways.command.as_ref())
+                .or(ways.secret.as_ref());
+            let whole = |message: String| match first {
+                Some(value) => run.at(value, message),
+                None => format!("{name}: {message}"),
+            };
             // A document with CONTACTs notifies only those; one without resolves its
             // NOTIFY names here, at run time (docs/solution-format.md).
             let known: Vec<&str> = self.contacts.iter().map(|c| c.name.as_str()).collect();
@@ -291,68 +341,92 @@ impl Plan {
                     self.contacts.len() - 1
                 }
                 None => {
-                    return Err(format!(
-                        "{name}: contact {contact}: the document has no contact of that name (its contacts: {})",
+                    return Err(whole(format!(
+                        "contact {contact}: the document has no contact of that name (its contacts: {})",
                         known.join(", ")
-                    ))
+                    )))
                 }
             };
-            if let Some((w, fault)) = ways
-                .webhook
-                .as_deref()
-                .and_then(|w| Some((w, webhook_fault(w)?)))
+            if let Some(w) = &ways.webhook {
+                if let Some(fault) = webhook_fault(w.get_ref()) {
+                    return Err(run.at(
+                        w,
+                        format!("contact {contact}: webhook `{}`: {fault}", w.get_ref()),
+                    ));
+                }
+            }
+            if let Some(c) = ways
+                .command
+                .as_ref()
+                .filter(|c| !c.get_ref().starts_with('/'))
             {
-                return Err(format!("{name}: contact {contact}: webhook `{w}`: {fault}"));
+                return Err(run.at(c, format!("contact {contact}: command `{}` is not an absolute path (programs run without a shell or PATH search)", c.get_ref())));
             }
-            if ways.secret.is_some() && ways.webhook.is_none() {
-                return Err(format!("{name}: contact {contact}: a secret signs webhook bodies: give the webhook too"));
-            }
-            if let Some(c) = ways.command.as_deref().filter(|c| !c.starts_with('/')) {
-                return Err(format!("{name}: contact {contact}: command `{c}` is not an absolute path (programs run without a shell or PATH search)"));
+            if let (Some(secret), None) = (&ways.secret, &ways.webhook) {
+                return Err(run.at(
+                    secret,
+                    format!(
+                        "contact {contact}: a secret signs webhook bodies: give the webhook too"
+                    ),
+                ));
             }
             if ways.webhook.is_none() && ways.command.is_none() {
-                return Err(format!(
-                    "{name}: contact {contact}: give a webhook, a command or both"
-                ));
+                return Err(whole(format!(
+                    "contact {contact}: give a webhook, a command or both"
+                )));
             }
             self.contacts[i] = Contact {
                 name: contact,
-                webhook: ways.webhook,
-                command: ways.command,
-                secret: ways.secret,
+                webhook: ways.webhook.map(Spanned::into_inner),
+                command: ways.command.map(Spanned::into_inner),
+                secret: ways.secret.map(Spanned::into_inner),
             };
         }
+        let mut named = BTreeMap::new();
         if !file.copyset.is_empty() {
-            self.copysets = file
-                .copyset
-                .into_iter()
-                .map(|c| {
-                    let volumes = c
-                        .volumes
-                        .iter()
-                        .map(|v| match v.split_once(':') {
-                            Some((storage, volume))
-                                if !storage.is_empty() && !volume.is_empty() =>
-                            {
-                                Ok(Volume {
-                                    storage: storage.to_string(),
-                                    name: volume.to_string(),
-                                })
-                            }
-                            _ => Err(format!(
-                                "{name}: copy set {}: `{v}` is not STORAGE:VOLUME",
-                                c.name
-                            )),
-                        })
-                        .collect::<Result<_, _>>()?;
-                    Ok(CopySet {
-                        name: c.name,
-                        volumes,
-                    })
-                })
-                .collect::<Result<_, String>>()?;
+            let mut copysets = Vec::new();
+            for c in file.copyset {
+                let mut volumes = Vec::new();
+                for v in &c.volumes {
+                    match v.get_ref().split_once(':') {
+                        Some((storage, volume)) if !storage.is_empty() && !volume.is_empty() => {
+                            volumes.push(Volume {
+                                storage: storage.to_string(),
+                                name: volume.to_string(),
+                            })
+                        }
+                        _ => {
+                            return Err(run.at(
+                                v,
+                                format!(
+                                    "copy set {}: `{}` is not STORAGE:VOLUME",
+                                    c.name.get_ref(),
+                                    v.get_ref()
+                                ),
+                            ))
+                        }
+                    }
+                }
+                copysets.push(CopySet {
+                    name: c.name.get_ref().clone(),
+                    volumes,
+                });
+                named.insert(c.name.get_ref().clone(), c.name);
+            }
+            self.copysets = copysets;
         }
-        self.validate().map_err(|e| format!("{name}: {e}"))
+        self.validate().map_err(|e| {
+            // A fault of a copy set of this file is said at its name.
+            let set = e.strip_prefix("copy set ").and_then(|rest| {
+                named.iter().find(|(n, _)| {
+                    rest.starts_with(&format!("{n}:")) || rest.starts_with(&format!("{n} "))
+                })
+            });
+            match set {
+                Some((_, span)) => run.at(span, &e),
+                None => format!("{name}: {e}"),
+            }
+        })
     }
 
     /// What a run-time file could break: chain lengths, storage references, and the
@@ -511,6 +585,38 @@ mod tests {
                 storage: "b".into(),
                 name: "y".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_run_file_fault_is_said_at_its_line_and_column_with_a_caret() {
+        let mut plan = Plan::from_session(&SESSION);
+        let err = plan
+            .apply_run_file("host.toml", "[storage.a]\nendpoint = \"local:/srv/pool\"\n")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "host.toml:2:12: storage a: endpoint `local:/srv/pool` is not one a qemu storage has (unix:/PATH or tcp:HOST:PORT (its QMP monitor))\n    2 | endpoint = \"local:/srv/pool\"\n      |            ^^^^^^^^^^^^^^^^^"
+        );
+        let err = plan
+            .apply_run_file(
+                "host.toml",
+                "[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\", \"nowhere\"]\n",
+            )
+            .unwrap_err();
+        assert!(
+            err.starts_with("host.toml:3:19: copy set db: `nowhere` is not STORAGE:VOLUME"),
+            "{err}"
+        );
+        let err = plan
+            .apply_run_file(
+                "host.toml",
+                "[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\", \"a:y\", \"a:z\"]\n",
+            )
+            .unwrap_err();
+        assert!(
+            err.starts_with("host.toml:2:8: copy set db has 3 volumes"),
+            "{err}"
         );
     }
 
