@@ -1,6 +1,7 @@
-//! The command line of every compiled solution: `solution`, `graph`, `run`,
-//! `status`, `suspend`, `resume`, `recover`, `reverse`, `cleanup`, `demo`, `simulate`. Generated code calls [`main`] with its
-//! [`Solution`]; nothing here is per-solution.
+//! The command line of every compiled solution: `solution`, `graph`, `simulate`,
+//! `run`, `status`, `suspend`, `resume`, `recover`, `reverse`, `check-config`,
+//! `cleanup`, `demo` (docs/runtime.md has each, with its exit codes). Generated code
+//! calls [`main`] with its [`Solution`]; nothing here is per-solution.
 
 use crate::control::Operation;
 use crate::executor::{self, Options};

@@ -194,6 +194,7 @@ pub trait Solution {
     fn sequence_state(state: &Self::State, sequence: u32) -> &'static str;
     /// The transition function: pure, exhaustive, generated.
     fn step(state: Self::State, event: Self::Event) -> (Self::State, Vec<Self::Command>);
-    /// Starting the session starts sequence 1.
+    /// The commands a new session begins with: start sequence 1 (its other starts
+    /// come from events and SCHEDULEs).
     fn start() -> Vec<Self::Command>;
 }

@@ -1,5 +1,6 @@
-//! Parsers of the small value languages inside elements: numbers, durations,
-//! schedules, socket addresses. Each returns a message saying what is valid.
+//! Parsers of the small value languages inside elements: sequence numbers, KEEP
+//! counts, durations, schedules (addresses are the runtime's, `csc_runtime::address`).
+//! Each returns a message saying what is valid.
 
 use crate::ir::Schedule;
 
