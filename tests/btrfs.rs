@@ -612,3 +612,64 @@ fn keep_holds_that_many_copies_in_the_target_pool_and_the_volume_is_the_newest()
         .collect();
     assert_eq!(rounds, vec![2, 3, 4]);
 }
+
+#[test]
+fn cleanup_removes_a_killed_run_s_half_received_copy_and_markers_and_keeps_the_copies() {
+    let pools = Pools::new(&["pool1", "pool2"], 256);
+    let share = pools.subvolume("pool1", "share");
+    fill(&share.join("f"), 16, 1);
+    let p = plan(
+        &local(&pools, &["pool1", "pool2"]),
+        &[&[("pool1", "share"), ("pool2", "share")]],
+        INCREMENTAL,
+    );
+    // A finished copy (its snapshots and the volume's link stay).
+    let (mut d, rx) = connect(&p);
+    d.start(&p.pairs(1), INCREMENTAL).expect("start");
+    until(&rx, &PairEvent::Complete, 1);
+    d.shutdown();
+    let kept = (pools.added("pool1"), pools.added("pool2"));
+    // What a killed run leaves: a receive cut short, a running marker; and another
+    // session's marker, which is not this session's to remove.
+    let tag = format!(
+        "cssc-{:06x}",
+        csc_runtime::machine::fnv1a64(b"btrfs-test") >> 40
+    );
+    let half = format!("{tag}-s1-c0-99");
+    let run = |script: &str| {
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{script}");
+    };
+    let (p1, p2) = (pools.path("pool1", ".cssc"), pools.path("pool2", ".cssc"));
+    run(&format!(
+        "btrfs -q subvolume snapshot -r {share} {p1}/{half} && (btrfs send -q {p1}/{half} | head -c 1000000 | btrfs receive {p2} 2>/dev/null; true) && btrfs -q subvolume delete {p1}/{half}",
+        share = share.display(),
+        p1 = p1.display(),
+        p2 = p2.display()
+    ));
+    assert!(
+        pools.added("pool2").contains(&half),
+        "a half-received subvolume"
+    );
+    std::fs::write(p1.join(format!("{tag}-run-s1-c0")), "").unwrap();
+    std::fs::write(p1.join("cssc-ffffff-run-s1-c0"), "").unwrap();
+    let cleaned = csc_runtime::drivers::btrfs::cleanup::cleanup(&p);
+    assert_eq!(
+        cleaned["pool2"].as_ref().unwrap(),
+        &vec![format!(".cssc/{half}")]
+    );
+    assert_eq!(
+        cleaned["pool1"].as_ref().unwrap(),
+        &vec![format!(".cssc/{tag}-run-s1-c0")]
+    );
+    let mut pool1 = kept.0.clone();
+    pool1.push("cssc-ffffff-run-s1-c0".into());
+    pool1.sort();
+    assert_eq!(pools.added("pool1"), pool1);
+    assert_eq!(pools.added("pool2"), kept.1);
+    assert_eq!(digest(&pools.path("pool2", "share")), digest(&share));
+}

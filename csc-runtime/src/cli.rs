@@ -466,7 +466,9 @@ fn cleanup<S: Solution>(config: Option<std::path::PathBuf>) -> ExitCode {
         Err(code) => return code,
     };
     let mut ok = true;
-    for (storage, result) in crate::drivers::qemu::cleanup::cleanup(&plan) {
+    let mut cleaned = crate::drivers::qemu::cleanup::cleanup(&plan);
+    cleaned.extend(crate::drivers::btrfs::cleanup::cleanup(&plan));
+    for (storage, result) in cleaned {
         match result {
             Ok(removed) if removed.is_empty() => println!("storage {storage}: nothing to remove"),
             Ok(removed) => {

@@ -12,6 +12,7 @@
 //! Every copy runs on a worker thread that reports through the notice channel; the
 //! driver's own calls only snapshot (NoCopy), start and end workers.
 
+pub mod cleanup;
 mod names;
 mod pool;
 mod replicate;

@@ -48,6 +48,21 @@ impl Names {
         format!("{DIR}/{}-link-{}", self.prefix, Names::pair(pair))
     }
 
+    /// Whether this session added something of this name (a snapshot, a link being
+    /// made, a running marker), for `cleanup`.
+    pub(crate) fn owns(&self, name: &str) -> bool {
+        name.strip_prefix(&self.prefix)
+            .is_some_and(|rest| rest.starts_with('-'))
+    }
+
+    /// Whether a name of this session is a file (a running marker or a link being
+    /// made), not a snapshot.
+    pub(crate) fn is_file(&self, name: &str) -> bool {
+        ["-run-", "-link-"]
+            .iter()
+            .any(|kind| name.starts_with(&format!("{}{kind}", self.prefix)))
+    }
+
     pub(crate) fn running(&self, pair: &Pair) -> String {
         format!("{DIR}/{}-run-{}", self.prefix, Names::pair(pair))
     }
@@ -80,5 +95,9 @@ mod tests {
         assert_eq!(names.stamp(&pair(1, 21), name), None);
         assert_eq!(names.stamp(&pair(11, 2), name), None);
         assert_eq!(Names::of_session("other").stamp(&pair(1, 2), name), None);
+        assert!(names.owns(name) && !names.is_file(name));
+        assert!(!Names::of_session("other").owns(name));
+        let marker = names.running(&pair(1, 2));
+        assert!(names.is_file(marker.strip_prefix(".cssc/").unwrap()));
     }
 }

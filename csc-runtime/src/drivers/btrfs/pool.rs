@@ -222,6 +222,31 @@ impl Pool {
         Ok(parse_list(&text))
     }
 
+    /// The names of the read-only subvolumes among [`Pool::list`]'s.
+    pub(crate) fn read_only(&self) -> Result<Vec<String>, DriverError> {
+        let text = self.run(&[
+            "btrfs",
+            "subvolume",
+            "list",
+            "-o",
+            "-r",
+            "-u",
+            "-q",
+            "-R",
+            &self.root,
+        ])?;
+        Ok(parse_list(&text).into_iter().map(|s| s.name).collect())
+    }
+
+    /// The names in a directory of the pool (none if it does not exist).
+    pub(crate) fn entries(&self, relative: &str) -> Result<Vec<String>, DriverError> {
+        if !self.exists(relative)? {
+            return Ok(Vec::new());
+        }
+        let text = self.run(&["ls", "-1A", &self.path(relative)])?;
+        Ok(text.lines().map(str::to_string).collect())
+    }
+
     pub(crate) fn mkdir(&self, relative: &str) -> Result<(), DriverError> {
         self.run(&["mkdir", "-p", &self.path(relative)]).map(drop)
     }

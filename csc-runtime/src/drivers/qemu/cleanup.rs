@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 /// One step of the cleanup on one daemon: what it removed.
 type Step = fn(&Qmp, &Names) -> Result<Vec<String>, QmpError>;
 
-/// What cleanup did on one storage: the names it removed, or why it could not.
-pub type Cleaned = BTreeMap<String, Result<Vec<String>, String>>;
+use crate::drivers::Cleaned;
 
 /// Removes what session `plan.name` left on every storage its copy sets use.
 pub fn cleanup(plan: &Plan) -> Cleaned {
