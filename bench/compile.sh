@@ -42,3 +42,11 @@ for _ in 1 2 3; do
   /usr/bin/time -f "large: warm compile, document changed %e s, peak %M KB" "$cssc" compile "$work/large.xml" -o "$work/large-bin"
 done
 echo "large: binary size $(stat -c %s "$work/large-bin") bytes"
+
+# A new solution (a name never compiled before: a new crate in the shared cache),
+# with the runtime already built: three of them.
+for n in 1 2 3; do
+  sed "s|<SESSION name=\"three-site-cascade\">|<SESSION name=\"new-solution-$n\">|" solutions/three-site-cascade.xml > "$work/new-$n.xml"
+  /usr/bin/time -f "new small solution $n: %e s" "$cssc" compile "$work/new-$n.xml" -o "$work/new-$n-bin"
+done
+echo "new small solution: binary size $(stat -c %s "$work/new-1-bin") bytes"

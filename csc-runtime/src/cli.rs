@@ -180,7 +180,10 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
         }
     };
     match cli.command {
-        Cmd::Solution => print!("{}", S::XML),
+        Cmd::Solution => print!(
+            "{}",
+            S::XML.render(&crate::plan::Plan::from_session(&S::SESSION).copysets)
+        ),
         Cmd::Graph { format } => print!(
             "{}",
             match format {

@@ -176,9 +176,10 @@ pub trait Solution {
 
     /// The session as the document describes it.
     const SESSION: crate::session::Session;
-    /// The canonical XML of the document, as `cssc fmt` prints it.
-    const XML: &'static str;
-    /// FNV-1a 64 of `XML`, in hex: which solution a binary carries.
+    /// The canonical XML of the document, as `cssc fmt` prints it, around its copy
+    /// sets (`XML.render(copy sets)` is the whole).
+    const XML: crate::session::Canonical;
+    /// FNV-1a 64 of the canonical XML, in hex: which solution a binary carries.
     const HASH: &'static str;
     /// The cssc version that generated the code.
     const CSSC_VERSION: &'static str;

@@ -40,6 +40,50 @@ pub fn webhook_fault(url: &str) -> Option<&'static str> {
     }
 }
 
+/// Escapes text for XML element content or (with `attribute`) a double-quoted value.
+/// Line breaks and tabs in attributes become character references so a parser's
+/// attribute-value normalisation gives them back unchanged.
+pub fn escape_xml(text: &str, attribute: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attribute => out.push_str("&quot;"),
+            '\n' | '\r' | '\t' if attribute => {
+                let _ = write!(out, "&#{};", c as u32);
+            }
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The COPYSET elements of the canonical document (inside SESSION, two-space
+/// indentation). One function for the compiler's `cssc fmt` and a compiled
+/// solution's `BIN solution`, which carries its copy sets as data, not as text.
+pub fn copysets_xml(copysets: &[CopySet]) -> String {
+    let mut out = String::new();
+    for set in copysets {
+        out.push_str(&format!(
+            "  <COPYSET name=\"{}\">\n",
+            escape_xml(&set.name, true)
+        ));
+        for v in &set.volumes {
+            out.push_str(&format!(
+                "    <VOLUME storage=\"{}\">{}</VOLUME>\n",
+                escape_xml(&v.storage, true),
+                escape_xml(&v.name, false)
+            ));
+        }
+        out.push_str("  </COPYSET>\n");
+    }
+    out
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopySet {
     pub name: String,

@@ -15,6 +15,27 @@ pub struct Session {
     pub sequences: &'static [Sequence],
 }
 
+/// The canonical document of a compiled solution, as two texts around its COPYSET
+/// elements: the copy sets are data ([`Session::copysets`]), so a document of
+/// 20,000 of them does not carry them twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Canonical {
+    pub head: &'static str,
+    pub tail: &'static str,
+}
+
+impl Canonical {
+    /// The whole document, with these copy sets (the session's own).
+    pub fn render(&self, copysets: &[crate::model::CopySet]) -> String {
+        format!(
+            "{}{}{}",
+            self.head,
+            crate::model::copysets_xml(copysets),
+            self.tail
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Storage {
     pub id: &'static str,

@@ -105,13 +105,13 @@ fn reported_events(copy_type: CopyType) -> impl Iterator<Item = Event> {
 }
 
 fn module(s: &Solution, session_name: &str) -> TokenStream {
-    let xml = emit::xml::canonical(s);
-    let hash = solution_hash(&xml);
+    let hash = solution_hash(&emit::xml::canonical(s));
+    let (head, tail) = emit::xml::canonical_around_copysets(s);
     let (dot, mermaid) = (
         raw_literal(&emit::graph::dot(s)),
         raw_literal(&emit::graph::mermaid(s)),
     );
-    let xml = raw_literal(&xml);
+    let (head, tail) = (raw_literal(&head), raw_literal(&tail));
     let version = env!("CARGO_PKG_VERSION");
     let seqs: Vec<(&Sequence, Names)> = s.sequences.values().map(|q| (q, names(q))).collect();
 
@@ -217,9 +217,10 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
     quote! {
         use csc_runtime::{machine, session, vocab};
 
-        /// The canonical document this module was generated from.
-        pub const XML: &str = #xml;
-        /// FNV-1a 64 of `XML`.
+        /// The canonical document this module was generated from, around its copy
+        /// sets (which are data: `copysets`).
+        pub const XML: session::Canonical = session::Canonical { head: #head, tail: #tail };
+        /// FNV-1a 64 of the canonical document.
         pub const HASH: &str = #hash;
         pub const DOT: &str = #dot;
         pub const MERMAID: &str = #mermaid;
@@ -293,7 +294,7 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
             type Command = Command;
 
             const SESSION: session::Session = SESSION;
-            const XML: &'static str = XML;
+            const XML: session::Canonical = XML;
             const HASH: &'static str = HASH;
             const CSSC_VERSION: &'static str = #version;
             const DOT: &'static str = DOT;

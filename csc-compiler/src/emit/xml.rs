@@ -4,10 +4,17 @@
 
 use crate::check::format_duration;
 use crate::ir::{Action, Schedule, Solution};
+use csc_runtime::model::copysets_xml;
 use csc_runtime::vocab::Keyword;
-use std::fmt::Write;
 
 pub fn canonical(s: &Solution) -> String {
+    let (head, tail) = canonical_around_copysets(s);
+    format!("{head}{}{tail}", copysets_xml(&s.copysets))
+}
+
+/// The canonical document before its COPYSET elements and after them: a compiled
+/// solution carries these two texts and its copy sets as data.
+pub fn canonical_around_copysets(s: &Solution) -> (String, String) {
     let mut w = Writer::default();
     w.line("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     match &s.name {
@@ -39,17 +46,7 @@ pub fn canonical(s: &Solution) -> String {
         }
         w.close("CONTACT");
     }
-    for set in &s.copysets {
-        w.open(&format!("COPYSET name=\"{}\"", escape(&set.name, true)));
-        for v in &set.volumes {
-            let storage = escape(&v.storage, true);
-            w.line(&format!(
-                "<VOLUME storage=\"{storage}\">{}</VOLUME>",
-                escape(&v.name, false)
-            ));
-        }
-        w.close("COPYSET");
-    }
+    let head = std::mem::take(&mut w.out);
     for seq in s.sequences.values() {
         w.open("SEQUENCE");
         w.leaf("TYPE", seq.copy.copy_type().as_str());
@@ -94,29 +91,11 @@ pub fn canonical(s: &Solution) -> String {
         w.close("SEQUENCE");
     }
     w.close("SESSION");
-    w.out
+    (head, w.out)
 }
 
 /// Escapes text for element content or (with `attribute`) a double-quoted value.
-/// Line breaks and tabs in attributes become character references so a parser's
-/// attribute-value normalisation gives them back unchanged.
-pub fn escape(text: &str, attribute: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' if attribute => out.push_str("&quot;"),
-            '\n' | '\r' | '\t' if attribute => {
-                let _ = write!(out, "&#{};", c as u32);
-            }
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use csc_runtime::model::escape_xml as escape;
 
 #[derive(Default)]
 struct Writer {
