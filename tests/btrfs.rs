@@ -52,6 +52,19 @@ fn local(pools: &Pools, names: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Pools `pool1` and `pool2` of `mib` MiB, a subvolume `share` in pool1, and a plan
+/// copying it to `share` in pool2.
+fn share_to_pool2(mib: u64, copy: BaseCopy) -> (Pools, std::path::PathBuf, Plan) {
+    let pools = Pools::new(&["pool1", "pool2"], mib);
+    let share = pools.subvolume("pool1", "share");
+    let p = plan(
+        &local(&pools, &["pool1", "pool2"]),
+        &[&[("pool1", "share"), ("pool2", "share")]],
+        copy,
+    );
+    (pools, share, p)
+}
+
 fn connect(plan: &Plan) -> (Btrfs, Receiver<(String, PairReport)>) {
     let (tx, rx) = mpsc::channel();
     let mut driver = Btrfs::connect(plan, tx).expect("connect");
@@ -152,17 +165,11 @@ fn no_copy_full_and_incremental_copies_match_their_source_file_by_file() {
 
 #[test]
 fn a_target_volume_cssc_did_not_make_is_never_overwritten() {
-    let pools = Pools::new(&["pool1", "pool2"], 256);
-    let share = pools.subvolume("pool1", "share");
+    let (pools, share, p) = share_to_pool2(256, FULL);
     fill(&share.join("f"), 1, 1);
     let theirs = pools.subvolume("pool2", "share");
     fill(&theirs.join("precious"), 1, 9);
     let before = digest(&theirs);
-    let p = plan(
-        &local(&pools, &["pool1", "pool2"]),
-        &[&[("pool1", "share"), ("pool2", "share")]],
-        FULL,
-    );
     let (tx, _rx) = mpsc::channel();
     let mut d = Btrfs::connect(&p, tx).expect("connect");
     let refused = d.preflight(&p.pairs(1)).expect_err("refused");
@@ -179,14 +186,8 @@ fn a_target_volume_cssc_did_not_make_is_never_overwritten() {
 
 #[test]
 fn the_continuous_copy_converges_under_a_writer_and_resumes_from_the_shared_snapshot() {
-    let pools = Pools::new(&["pool1", "pool2"], 512);
-    let share = pools.subvolume("pool1", "share");
+    let (pools, share, p) = share_to_pool2(512, ASYNC);
     fill(&share.join("base"), 20, 1);
-    let p = plan(
-        &local(&pools, &["pool1", "pool2"]),
-        &[&[("pool1", "share"), ("pool2", "share")]],
-        ASYNC,
-    );
     let (mut d, rx) = connect(&p);
     let pairs = p.pairs(1);
     d.start(&pairs, ASYNC).expect("start");
@@ -253,16 +254,10 @@ fn the_continuous_copy_converges_under_a_writer_and_resumes_from_the_shared_snap
 
 #[test]
 fn a_killed_receive_leaves_no_half_received_subvolume_taken_for_a_copy() {
-    let pools = Pools::new(&["pool1", "pool2"], 1024);
-    let share = pools.subvolume("pool1", "share");
+    let (pools, share, p) = share_to_pool2(1024, INCREMENTAL);
     for i in 0..6 {
         fill(&share.join(format!("f{i}")), 64, i);
     }
-    let p = plan(
-        &local(&pools, &["pool1", "pool2"]),
-        &[&[("pool1", "share"), ("pool2", "share")]],
-        INCREMENTAL,
-    );
     let (mut d, rx) = connect(&p);
     d.start(&p.pairs(1), INCREMENTAL).expect("start");
     // Kill the receive once it has made its subvolume and not finished.
@@ -567,14 +562,7 @@ fn a_killed_run_s_continuous_btrfs_copy_is_taken_over_and_sends_only_what_change
 
 #[test]
 fn keep_holds_that_many_copies_in_the_target_pool_and_the_volume_is_the_newest() {
-    let pools = Pools::new(&["pool1", "pool2"], 256);
-    let share = pools.subvolume("pool1", "share");
-    let endpoints = local(&pools, &["pool1", "pool2"]);
-    let mut p = plan(
-        &endpoints,
-        &[&[("pool1", "share"), ("pool2", "share")]],
-        INCREMENTAL,
-    );
+    let (pools, share, mut p) = share_to_pool2(256, INCREMENTAL);
     p.sequences[0].keep = 3;
     let (mut d, rx) = connect(&p);
     for round in 0..5u8 {
@@ -615,14 +603,8 @@ fn keep_holds_that_many_copies_in_the_target_pool_and_the_volume_is_the_newest()
 
 #[test]
 fn cleanup_removes_a_killed_run_s_half_received_copy_and_markers_and_keeps_the_copies() {
-    let pools = Pools::new(&["pool1", "pool2"], 256);
-    let share = pools.subvolume("pool1", "share");
+    let (pools, share, p) = share_to_pool2(256, INCREMENTAL);
     fill(&share.join("f"), 16, 1);
-    let p = plan(
-        &local(&pools, &["pool1", "pool2"]),
-        &[&[("pool1", "share"), ("pool2", "share")]],
-        INCREMENTAL,
-    );
     // A finished copy (its snapshots and the volume's link stay).
     let (mut d, rx) = connect(&p);
     d.start(&p.pairs(1), INCREMENTAL).expect("start");

@@ -201,25 +201,46 @@ fn a_new_start_is_a_new_run_of_the_group() {
     );
 }
 
-/// A driver that refuses the second pair of a group (having rolled back the first, as
-/// the qemu driver does).
+/// A driver for the executor's logic: [`refusing_second`] refuses the second pair of a
+/// group (having rolled back the first, as the qemu driver does); [`half_done`]
+/// starts, and its one copy (sequence 1, copy set 0) is 32 of 64 MiB on the first two
+/// asks, then done.
 #[derive(Default)]
-struct HalfWay {
+struct Fake {
+    refuse_second: bool,
+    progress_asked: usize,
     shut_down: Arc<AtomicBool>,
 }
 
-impl Driver for HalfWay {
+fn refusing_second() -> Fake {
+    Fake {
+        refuse_second: true,
+        ..Fake::default()
+    }
+}
+
+fn half_done() -> Fake {
+    Fake::default()
+}
+
+impl Driver for Fake {
     type Notice = ();
 
     fn preflight(&mut self, _: &[Pair]) -> Result<(), DriverError> {
         Ok(())
     }
     fn start(&mut self, pairs: &[Pair], _: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
-        Err(DriverError::on(
-            &pairs[1].source.storage,
-            &pairs[1].source.name,
-            "busy",
-        ))
+        if self.refuse_second {
+            return Err(DriverError::on(
+                &pairs[1].source.storage,
+                &pairs[1].source.name,
+                "busy",
+            ));
+        }
+        Ok(pairs
+            .iter()
+            .map(|p| pair(p.sequence, p.copyset, PairEvent::Started))
+            .collect())
     }
     fn stop(&mut self, _: &[Pair]) -> Result<(), DriverError> {
         Ok(())
@@ -240,7 +261,18 @@ impl Driver for HalfWay {
         Vec::new()
     }
     fn progress(&mut self) -> Vec<Progress> {
-        Vec::new()
+        self.progress_asked += 1;
+        if self.refuse_second || self.progress_asked > 2 {
+            return Vec::new();
+        }
+        vec![Progress {
+            sequence: 1,
+            copyset: 0,
+            done: 32 << 20,
+            total: 64 << 20,
+            in_step: false,
+            lag: None,
+        }]
     }
     fn reaches(&self, _: &str) -> bool {
         true
@@ -257,7 +289,7 @@ impl Driver for HalfWay {
 #[test]
 fn a_session_whose_first_start_fails_half_way_does_not_run_and_says_which_volume() {
     let plan = Plan::from_session(&Switch::SESSION);
-    let driver = HalfWay::default();
+    let driver = refusing_second();
     let shut_down = Arc::clone(&driver.shut_down);
     let options = Options {
         log: Log {
@@ -271,7 +303,7 @@ fn a_session_whose_first_start_fails_half_way_does_not_run_and_says_which_volume
         metrics: None,
     };
     let status = Arc::new(Mutex::new(Status::default()));
-    let result = executor::run_with::<Switch, HalfWay>(
+    let result = executor::run_with::<Switch, Fake>(
         plan,
         driver,
         mpsc::channel(),
@@ -388,65 +420,6 @@ fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_jour
     assert_eq!(core.restore(&[], t0).commands, [(1, Verb::Start)]);
 }
 
-/// A driver whose start succeeds and whose one copy is half done, then done.
-struct HalfDone {
-    calls: usize,
-}
-
-impl Driver for HalfDone {
-    type Notice = ();
-
-    fn preflight(&mut self, _: &[Pair]) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn start(&mut self, pairs: &[Pair], _: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
-        Ok(pairs
-            .iter()
-            .map(|p| pair(p.sequence, p.copyset, PairEvent::Started))
-            .collect())
-    }
-    fn stop(&mut self, _: &[Pair]) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn suspend(&mut self, _: &[Pair], _: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
-        Ok(Vec::new())
-    }
-    fn resume(&mut self, _: &[Pair], _: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
-        Ok(Vec::new())
-    }
-    fn freeze(&mut self, _: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
-        Ok(Vec::new())
-    }
-    fn thaw(&mut self, _: &[Pair]) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn interpret(&mut self, _: &str, _: ()) -> Vec<PairReport> {
-        Vec::new()
-    }
-    /// Copy set 0 of sequence 1: 32 of 64 MiB on the first two asks, then done.
-    fn progress(&mut self) -> Vec<Progress> {
-        self.calls += 1;
-        if self.calls > 2 {
-            return Vec::new();
-        }
-        vec![Progress {
-            sequence: 1,
-            copyset: 0,
-            done: 32 << 20,
-            total: 64 << 20,
-            in_step: false,
-            lag: None,
-        }]
-    }
-    fn reaches(&self, _: &str) -> bool {
-        true
-    }
-    fn adopt(&mut self, _: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
-        Ok(Vec::new())
-    }
-    fn shutdown(&mut self) {}
-}
-
 /// A terminal that keeps what is drawn on it.
 #[derive(Debug, Default, Clone)]
 struct Screen(Arc<Mutex<String>>);
@@ -505,9 +478,9 @@ fn a_long_copy_gets_a_progress_bar_on_a_terminal_with_the_log_above_it() {
     let stop = Arc::new(AtomicBool::new(false));
     let (s, status) = (Arc::clone(&stop), Arc::new(Mutex::new(Status::default())));
     let run = std::thread::spawn(move || {
-        executor::run_with::<Switch, HalfDone>(
+        executor::run_with::<Switch, Fake>(
             Plan::from_session(&Switch::SESSION),
-            HalfDone { calls: 0 },
+            half_done(),
             mpsc::channel(),
             options,
             s,
