@@ -1,0 +1,69 @@
+//! The systemd unit of docs/deployment.md, as written there: `systemd-analyze verify`
+//! accepts it without a warning (no PID-1 systemd is needed for that), with a solution
+//! binary in place of /usr/local/bin/db-dr, and that binary takes the unit's
+//! command lines. Running it under systemd is not tested here.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The unit file in docs/deployment.md (its ```ini block).
+fn documented_unit() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deployment.md"))
+        .expect("docs/deployment.md");
+    let start = doc.find("```ini\n").expect("an ini block") + "```ini\n".len();
+    let end = start + doc[start..].find("```").expect("its end");
+    doc[start..end].to_string()
+}
+
+/// `systemd-analyze verify` of `unit`: (success, what it said).
+fn verify(dir: &Path, unit: &str) -> (bool, String) {
+    let path = dir.join("cssc-db-dr.service");
+    std::fs::write(&path, unit).expect("write unit");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian: systemd)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+#[test]
+fn the_documented_systemd_unit_verifies_without_warnings() {
+    let binary = format!(
+        "{} mirror-freeze-switch",
+        env!("CARGO_BIN_EXE_cssc-solutions")
+    );
+    let unit = documented_unit().replace("/usr/local/bin/db-dr", &binary);
+    assert!(unit.contains(&binary), "the unit runs the solution binary");
+    let dir = std::env::temp_dir().join(format!("cssc-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ok, said) = verify(&dir, &unit);
+    assert!(ok && said.is_empty(), "{said}");
+    // The check can fail: a misspelt key is a warning.
+    let (_, said) = verify(&dir, &unit.replace("ProtectSystem=", "ProtectSytem="));
+    assert!(said.contains("Unknown key 'ProtectSytem'"), "{said}");
+
+    // The binary takes the unit's command lines: with a missing run-time file, both
+    // say so (exit 2, which the unit does not restart), not a usage error.
+    for line in unit.lines().filter_map(|l| {
+        l.strip_prefix("ExecStartPre=")
+            .or_else(|| l.strip_prefix("ExecStart="))
+    }) {
+        let words: Vec<String> = line
+            .split_whitespace()
+            .map(|w| w.replace("/etc/cssc/db-dr.toml", "/nonexistent/db-dr.toml"))
+            .collect();
+        let out = Command::new(&words[0])
+            .args(&words[1..])
+            .env("STATE_DIRECTORY", &dir)
+            .output()
+            .expect("run");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{line}: {said}");
+        assert!(said.contains("/nonexistent/db-dr.toml"), "{line}: {said}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
