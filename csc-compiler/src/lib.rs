@@ -11,6 +11,8 @@ pub mod check;
 pub mod codegen;
 pub mod diagnostics;
 pub mod emit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ir;
 pub mod source;
 pub mod syntax;
