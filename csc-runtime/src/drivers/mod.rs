@@ -57,6 +57,20 @@ pub struct PairReport {
     pub event: PairEvent,
 }
 
+/// A pair's key in a driver's per-pair maps: (sequence, copy set).
+pub(crate) fn key(pair: &Pair) -> (u32, usize) {
+    (pair.sequence, pair.copyset)
+}
+
+/// What happened to `pair`, as a report.
+pub(crate) fn report(pair: &Pair, event: PairEvent) -> PairReport {
+    PairReport {
+        sequence: pair.sequence,
+        copyset: pair.copyset,
+        event,
+    }
+}
+
 /// A refusal, naming the site and, where there is one, the volume.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DriverError {

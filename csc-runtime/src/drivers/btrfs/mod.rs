@@ -18,7 +18,7 @@ mod pool;
 mod replicate;
 mod stream;
 
-use super::{Driver, DriverError, Lag, PairEvent, PairReport, Progress};
+use super::{key, report, Driver, DriverError, Lag, PairEvent, PairReport, Progress};
 use crate::plan::{Pair, Plan};
 use crate::vocab::{BaseCopy, DriverKind, PointInTimeMode};
 use names::Names;
@@ -68,27 +68,12 @@ pub struct Btrfs {
     prepared: BTreeSet<String>,
 }
 
-fn key(pair: &Pair) -> (u32, usize) {
-    (pair.sequence, pair.copyset)
-}
-
-fn report(pair: &Pair, event: PairEvent) -> PairReport {
-    PairReport {
-        sequence: pair.sequence,
-        copyset: pair.copyset,
-        event,
-    }
-}
-
 impl Btrfs {
     /// The pools of the plan's btrfs storages. Nothing is run until `preflight`.
     pub fn connect(plan: &Plan, notices: Sender<(String, Notice)>) -> Result<Btrfs, DriverError> {
         let mut pools = BTreeMap::new();
-        for id in plan.storages_used() {
-            let storage = &plan.storages[id];
-            if storage.driver == DriverKind::Btrfs {
-                pools.insert(id.to_string(), Pool::new(id, &storage.endpoint)?);
-            }
+        for id in plan.storages_of(DriverKind::Btrfs) {
+            pools.insert(id.to_string(), Pool::new(id, &plan.storages[id].endpoint)?);
         }
         Ok(Btrfs {
             names: Arc::new(Names::of_session(&plan.name)),

@@ -22,7 +22,7 @@ pub(crate) mod names;
 pub mod qmp;
 mod resync;
 
-use super::{Driver, DriverError, PairEvent, PairReport, Progress};
+use super::{key, report, Driver, DriverError, PairEvent, PairReport, Progress};
 use crate::address::Address;
 use crate::plan::{Pair, Plan, Timing, Volume};
 use crate::vocab::{BaseCopy, ContinuousMode, PointInTimeMode};
@@ -103,11 +103,6 @@ pub struct Qemu {
 
 fn refused(site: &str, volume: &Volume, e: QmpError) -> DriverError {
     DriverError::on(site, &volume.name, e)
-}
-
-/// A pair's key in the driver's per-pair maps: (sequence, copy set).
-fn key(pair: &Pair) -> (u32, usize) {
-    (pair.sequence, pair.copyset)
 }
 
 /// An address as QMP's legacy SocketAddress (`nbd-server-start` takes only this form).
@@ -635,14 +630,6 @@ impl Qemu {
             }
         }
         Ok(())
-    }
-}
-
-fn report(pair: &Pair, event: PairEvent) -> PairReport {
-    PairReport {
-        sequence: pair.sequence,
-        copyset: pair.copyset,
-        event,
     }
 }
 
