@@ -64,34 +64,13 @@ struct Checker<'d> {
 }
 
 impl Checker<'_> {
-    fn report(
-        &mut self,
-        code: Code,
-        span: &Span,
-        message: impl Into<String>,
-        label: impl Into<String>,
-        help: impl Into<String>,
-    ) {
-        self.diags.push(
-            Diagnostic::error(code, span.clone(), message)
-                .label(label)
-                .help(help),
-        );
-    }
-
     fn solution(&mut self, s: &ast::Session) -> Solution {
-        let session_tag = s.span.start + 1..s.span.start + "<SESSION".len();
+        let session_tag = s.tag.clone();
         let storages = self.storages(&s.storages);
         let contacts = self.contacts(&s.contacts);
         let numbered = self.number_sequences(&s.sequences);
         if s.sequences.is_empty() {
-            self.report(
-                Code::NoSequence,
-                &session_tag,
-                "the session has no <SEQUENCE>",
-                "empty session",
-                "a session is a chain of one or more sequences: add <SEQUENCE><TYPE>Continuous</TYPE></SEQUENCE>",
-            );
+            self.diags.push(Diagnostic::error(Code::NoSequence, session_tag.clone(), "the session has no <SEQUENCE>").label("empty session").help("a session is a chain of one or more sequences: add <SEQUENCE><TYPE>Continuous</TYPE></SEQUENCE>"));
         }
         // `None` for a sequence whose TYPE is broken (reported): it exists, so TO_SEQ
         // may name it, but what it accepts is unknown.
@@ -171,12 +150,14 @@ impl Checker<'_> {
                 None => Some(DriverKind::Qemu),
                 Some(d) => DriverKind::parse(&d.value).or_else(|| {
                     let help = valid_values_help(&d.value, &names::<DriverKind>());
-                    self.report(
-                        Code::UnknownDriver,
-                        &d.span,
-                        format!("unknown driver `{}`", d.value),
-                        "unknown driver",
-                        help,
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::UnknownDriver,
+                            d.span.clone(),
+                            format!("unknown driver `{}`", d.value),
+                        )
+                        .label("unknown driver")
+                        .help(help),
                     );
                     None
                 }),
@@ -186,15 +167,17 @@ impl Checker<'_> {
             let data = match &s.data {
                 None => Some(None),
                 Some(d) if driver.is_some_and(|k| k != DriverKind::Qemu) => {
-                    self.report(
-                        Code::BadEndpoint,
-                        &d.span,
-                        format!(
-                            "a {} storage has no DATA address",
-                            driver.expect("a driver")
-                        ),
-                        "not for this driver",
-                        "its pool is reached through ENDPOINT alone: remove <DATA>",
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::BadEndpoint,
+                            d.span.clone(),
+                            format!(
+                                "a {} storage has no DATA address",
+                                driver.expect("a driver")
+                            ),
+                        )
+                        .label("not for this driver")
+                        .help("its pool is reached through ENDPOINT alone: remove <DATA>"),
                     );
                     None
                 }
@@ -218,23 +201,27 @@ impl Checker<'_> {
     fn endpoint(&mut self, text: &Text, driver: Option<DriverKind>) -> Option<Address> {
         let address = Address::parse(&text.value)
             .map_err(|help| {
-                self.report(
-                    Code::BadEndpoint,
-                    &text.span,
-                    format!("`{}` is not an address", text.value),
-                    "bad address",
-                    help,
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::BadEndpoint,
+                        text.span.clone(),
+                        format!("`{}` is not an address", text.value),
+                    )
+                    .label("bad address")
+                    .help(help),
                 );
             })
             .ok()?;
         match driver {
             Some(driver) if !address.suits(driver) => {
-                self.report(
-                    Code::BadEndpoint,
-                    &text.span,
-                    format!("a {driver} storage is not reached at `{}`", text.value),
-                    "not for this driver",
-                    format!("write {}", driver.capabilities().endpoints),
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::BadEndpoint,
+                        text.span.clone(),
+                        format!("a {driver} storage is not reached at `{}`", text.value),
+                    )
+                    .label("not for this driver")
+                    .help(format!("write {}", driver.capabilities().endpoints)),
                 );
                 None
             }
@@ -249,13 +236,17 @@ impl Checker<'_> {
             let Some(name) = &c.name else { continue };
             let unique = self.unique(&mut seen, name, Code::DuplicateContact, "contact");
             if c.webhook.is_none() && c.command.is_none() {
-                self.report(Code::BadContact, &name.span, format!("contact `{}` has no way to be reached", name.value), "no WEBHOOK or COMMAND", "add <WEBHOOK>http://127.0.0.1:9000/hook</WEBHOOK> or <COMMAND>/absolute/program</COMMAND>");
+                self.diags.push(Diagnostic::error(Code::BadContact, name.span.clone(), format!("contact `{}` has no way to be reached", name.value)).label("no WEBHOOK or COMMAND").help("add <WEBHOOK>http://127.0.0.1:9000/hook</WEBHOOK> or <COMMAND>/absolute/program</COMMAND>"));
                 continue;
             }
             let webhook = c.webhook.as_ref().map(|w| match webhook_fault(&w.value) {
                 Some(fault) => {
                     let message = format!("`{}` is not a webhook URL", w.value);
-                    self.report(Code::BadContact, &w.span, message, "bad webhook", fault);
+                    self.diags.push(
+                        Diagnostic::error(Code::BadContact, w.span.clone(), message)
+                            .label("bad webhook")
+                            .help(fault),
+                    );
                     None
                 }
                 None => Some(w.value.to_string()),
@@ -278,9 +269,7 @@ impl Checker<'_> {
         if text.value.starts_with('/') {
             return Some(text.value.to_string());
         }
-        self.report(Code::BadProgram, &text.span, format!("`{}` is not an absolute path", text.value), "relative path", 
-            "programs run directly (no shell, no PATH search); write the full path, e.g. /usr/local/sbin/site-switch",
-        );
+        self.diags.push(Diagnostic::error(Code::BadProgram, text.span.clone(), format!("`{}` is not an absolute path", text.value)).label("relative path").help("programs run directly (no shell, no PATH search); write the full path, e.g. /usr/local/sbin/site-switch"));
         None
     }
 
@@ -298,8 +287,8 @@ impl Checker<'_> {
                 .iter()
                 .find(|s| s.seq_num.is_none())
                 .expect("some lack SEQ_NUM");
-            let tag = without.span.start + 1..without.span.start + "<SEQUENCE".len();
-            self.report(Code::MixedSeqNum, &tag, "this sequence has no SEQ_NUM, but others do", "no SEQ_NUM", "give every sequence a <SEQ_NUM>, or none (then they are numbered in document order)");
+            let tag = without.tag.clone();
+            self.diags.push(Diagnostic::error(Code::MixedSeqNum, tag.clone(), "this sequence has no SEQ_NUM, but others do").label("no SEQ_NUM").help("give every sequence a <SEQ_NUM>, or none (then they are numbered in document order)"));
             return BTreeMap::new();
         }
         let mut numbered = BTreeMap::new();
@@ -308,21 +297,25 @@ impl Checker<'_> {
             let text = seq.seq_num.as_ref().expect("all have SEQ_NUM");
             match values::seq_number(&text.value) {
                 Err(help) => {
-                    self.report(
-                        Code::BadNumber,
-                        &text.span,
-                        format!("bad SEQ_NUM `{}`", text.value),
-                        "not a sequence number",
-                        help,
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::BadNumber,
+                            text.span.clone(),
+                            format!("bad SEQ_NUM `{}`", text.value),
+                        )
+                        .label("not a sequence number")
+                        .help(help),
                     );
                 }
                 Ok(n) if numbered.contains_key(&n) => {
-                    self.report(
-                        Code::DuplicateSeqNum,
-                        &text.span,
-                        format!("SEQ_NUM {n} is used twice"),
-                        "repeated",
-                        "each sequence needs its own number, 1..N",
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::DuplicateSeqNum,
+                            text.span.clone(),
+                            format!("SEQ_NUM {n} is used twice"),
+                        )
+                        .label("repeated")
+                        .help("each sequence needs its own number, 1..N"),
                     );
                 }
                 Ok(n) => {
@@ -337,15 +330,17 @@ impl Checker<'_> {
             .map(|n| n.to_string())
             .collect();
         for (&n, span) in spans.range(count as u32 + 1..) {
-            self.report(
-                Code::SeqNumGap,
-                span,
-                format!("SEQ_NUM {n}, but the session has {count} sequences"),
-                "out of range",
-                format!(
+            self.diags.push(
+                Diagnostic::error(
+                    Code::SeqNumGap,
+                    (span).clone(),
+                    format!("SEQ_NUM {n}, but the session has {count} sequences"),
+                )
+                .label("out of range")
+                .help(format!(
                     "sequences are numbered 1..{count} (the chain's order); unused: {}",
                     missing.join(", ")
-                ),
+                )),
             );
         }
         numbered
@@ -356,12 +351,14 @@ impl Checker<'_> {
         let parsed = CopyType::parse(&text.value);
         if parsed.is_none() {
             let help = valid_values_help(&text.value, &names::<CopyType>());
-            self.report(
-                Code::UnknownType,
-                &text.span,
-                format!("unknown TYPE `{}`", text.value),
-                "not a base copy type",
-                help,
+            self.diags.push(
+                Diagnostic::error(
+                    Code::UnknownType,
+                    text.span.clone(),
+                    format!("unknown TYPE `{}`", text.value),
+                )
+                .label("not a base copy type")
+                .help(help),
             );
         }
         parsed
@@ -415,12 +412,14 @@ impl Checker<'_> {
             if let Some(cmd) = &flags.cmd {
                 if CommandFlags::parse(&cmd.value).is_none() {
                     let help = valid_values_help(&cmd.value, &names::<CommandFlags>());
-                    self.report(
-                        Code::UnknownCmdFlags,
-                        &cmd.span,
-                        format!("unknown CMD `{}`", cmd.value),
-                        "no such command flags",
-                        help,
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::UnknownCmdFlags,
+                            cmd.span.clone(),
+                            format!("unknown CMD `{}`", cmd.value),
+                        )
+                        .label("no such command flags")
+                        .help(help),
                     );
                 }
             }
@@ -430,12 +429,14 @@ impl Checker<'_> {
             let Some(copy) = BaseCopy::parse_mode(copy_type, &text.value) else {
                 let valid = copy_type.mode_names();
                 let help = valid_values_help(&text.value, &valid);
-                self.report(
-                    Code::UnknownMode,
-                    &text.span,
-                    format!("`{}` is not a mode of a {copy_type} sequence", text.value),
-                    "not valid for this type",
-                    help,
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::UnknownMode,
+                        text.span.clone(),
+                        format!("`{}` is not a mode of a {copy_type} sequence", text.value),
+                    )
+                    .label("not valid for this type")
+                    .help(help),
                 );
                 continue;
             };
@@ -463,22 +464,18 @@ impl Checker<'_> {
     /// KEEP's count (1 where it is wrong: reported).
     fn keep(&mut self, copy_type: CopyType, text: &Text) -> u32 {
         if copy_type == CopyType::Continuous {
-            self.report(
-                Code::BadKeep,
-                &text.span,
-                "a Continuous sequence has no KEEP",
-                "not valid here",
-                "a continuous copy is one target kept in step; KEEP counts the copies a Point-In-Time sequence keeps",
-            );
+            self.diags.push(Diagnostic::error(Code::BadKeep, text.span.clone(), "a Continuous sequence has no KEEP").label("not valid here").help("a continuous copy is one target kept in step; KEEP counts the copies a Point-In-Time sequence keeps"));
             return 1;
         }
         values::keep(&text.value).unwrap_or_else(|help| {
-            self.report(
-                Code::BadKeep,
-                &text.span,
-                format!("bad KEEP `{}`", text.value),
-                "not a count of copies",
-                help,
+            self.diags.push(
+                Diagnostic::error(
+                    Code::BadKeep,
+                    text.span.clone(),
+                    format!("bad KEEP `{}`", text.value),
+                )
+                .label("not a count of copies")
+                .help(help),
             );
             1
         })
@@ -486,23 +483,29 @@ impl Checker<'_> {
 
     fn schedule(&mut self, copy_type: CopyType, text: &Text) -> Option<ir::Schedule> {
         if copy_type == CopyType::Continuous {
-            self.report(
-                Code::BadSchedule,
-                &text.span,
-                "a Continuous sequence has no SCHEDULE",
-                "not valid here",
-                "a continuous copy runs all the time; SCHEDULE starts Point-In-Time sequences",
+            self.diags.push(
+                Diagnostic::error(
+                    Code::BadSchedule,
+                    text.span.clone(),
+                    "a Continuous sequence has no SCHEDULE",
+                )
+                .label("not valid here")
+                .help(
+                    "a continuous copy runs all the time; SCHEDULE starts Point-In-Time sequences",
+                ),
             );
             return None;
         }
         values::schedule(&text.value)
             .map_err(|help| {
-                self.report(
-                    Code::BadSchedule,
-                    &text.span,
-                    format!("bad SCHEDULE `{}`", text.value),
-                    "not a schedule",
-                    help,
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::BadSchedule,
+                        text.span.clone(),
+                        format!("bad SCHEDULE `{}`", text.value),
+                    )
+                    .label("not a schedule")
+                    .help(help),
                 );
             })
             .ok()
@@ -522,12 +525,10 @@ impl Checker<'_> {
                 None => format!("unknown EVENT `{}`", text.value),
             };
             let help = valid_values_help(&text.value, &valid);
-            self.report(
-                Code::UnknownEvent,
-                &text.span,
-                message,
-                "not an event here",
-                help,
+            self.diags.push(
+                Diagnostic::error(Code::UnknownEvent, text.span.clone(), message)
+                    .label("not an event here")
+                    .help(help),
             );
             return None;
         };
@@ -537,10 +538,10 @@ impl Checker<'_> {
             (_, e) => e,
         };
         if seen.contains_key(&event) {
-            self.report(Code::DuplicateEvent, &text.span, format!("{event} is handled twice in this sequence"), "second handler", format!(
+            self.diags.push(Diagnostic::error(Code::DuplicateEvent, text.span.clone(), format!("{event} is handled twice in this sequence")).label("second handler").help(format!(
                 "put all actions for {event} in one <EVENTFLAGS>, in the order they should run{}",
                 if event == Event::OnDuplex { " (onComplete is onDuplex for a Continuous sequence)" } else { "" }
-            ));
+            )));
             return None;
         }
         seen.insert(event, text.span.clone());
@@ -557,14 +558,14 @@ impl Checker<'_> {
         let kinds = usize::from(a.do_cmd.is_some())
             + usize::from(a.notify.is_some())
             + usize::from(a.run.is_some());
-        let tag = a.span.start + 1..a.span.start + "<ACTION".len();
+        let tag = a.tag.clone();
         if kinds != 1 || (a.to_seq.is_some() && a.do_cmd.is_none()) {
             let message = match (kinds, &a.to_seq) {
                 (0, Some(_)) => "TO_SEQ without DO_CMD: nothing to do",
                 (0, None) => "this ACTION does nothing",
                 _ => "this ACTION does more than one thing",
             };
-            self.report(Code::BadAction, &tag, message, "one action expected", "an ACTION holds one of: <DO_CMD> (with an optional <TO_SEQ>), <NOTIFY> or <RUN>; write one ACTION for each");
+            self.diags.push(Diagnostic::error(Code::BadAction, tag.clone(), message).label("one action expected").help("an ACTION holds one of: <DO_CMD> (with an optional <TO_SEQ>), <NOTIFY> or <RUN>; write one ACTION for each"));
             return None;
         }
         if let Some(cmd) = &a.do_cmd {
@@ -586,12 +587,10 @@ impl Checker<'_> {
                         None => format!("unknown DO_CMD `{}`", cmd.value),
                     };
                     let help = valid_values_help(&cmd.value, &valid);
-                    self.report(
-                        Code::BadCommand,
-                        &cmd.span,
-                        message,
-                        format!("not a command of sequence {target}"),
-                        help,
+                    self.diags.push(
+                        Diagnostic::error(Code::BadCommand, cmd.span.clone(), message)
+                            .label(format!("not a command of sequence {target}"))
+                            .help(help),
                     );
                     None
                 }
@@ -601,12 +600,14 @@ impl Checker<'_> {
             if !contacts.is_empty() && !contacts.iter().any(|c| c.name == name.value) {
                 let known: Vec<&str> = contacts.iter().map(|c| c.name.as_str()).collect();
                 let help = choices_help(&name.value, &known, "contacts");
-                self.report(
-                    Code::UnknownContact,
-                    &name.span,
-                    format!("no CONTACT is named `{}`", name.value),
-                    "unknown contact",
-                    help,
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::UnknownContact,
+                        name.span.clone(),
+                        format!("no CONTACT is named `{}`", name.value),
+                    )
+                    .label("unknown contact")
+                    .help(help),
                 );
                 return None;
             }
@@ -620,12 +621,14 @@ impl Checker<'_> {
             None => Some(ir::DEFAULT_RUN_TIMEOUT_SECS),
             Some(t) => values::duration(&t.value)
                 .map_err(|help| {
-                    self.report(
-                        Code::BadDuration,
-                        &t.span,
-                        format!("bad timeout `{}`", t.value),
-                        "not a duration",
-                        help,
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::BadDuration,
+                            t.span.clone(),
+                            format!("bad timeout `{}`", t.value),
+                        )
+                        .label("not a duration")
+                        .help(help),
                     );
                 })
                 .ok(),
@@ -641,25 +644,29 @@ impl Checker<'_> {
         match values::seq_number(&t.value) {
             Ok(n) if types.contains_key(&n) => Some(n),
             Ok(n) => {
-                self.report(
-                    Code::UnknownSequence,
-                    &t.span,
-                    format!("there is no sequence {n}"),
-                    "unknown sequence",
-                    format!(
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::UnknownSequence,
+                        t.span.clone(),
+                        format!("there is no sequence {n}"),
+                    )
+                    .label("unknown sequence")
+                    .help(format!(
                         "TO_SEQ names a sequence by its SEQ_NUM: {}",
                         valid.join(", ")
-                    ),
+                    )),
                 );
                 None
             }
             Err(help) => {
-                self.report(
-                    Code::BadNumber,
-                    &t.span,
-                    format!("bad TO_SEQ `{}`", t.value),
-                    "not a sequence number",
-                    help,
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::BadNumber,
+                        t.span.clone(),
+                        format!("bad TO_SEQ `{}`", t.value),
+                    )
+                    .label("not a sequence number")
+                    .help(help),
                 );
                 None
             }
@@ -684,14 +691,10 @@ impl Checker<'_> {
             let Some(name) = &set.name else { continue };
             let mut ok = self.unique(&mut seen, name, Code::DuplicateCopySet, "copy set");
             if sequences > 0 && set.volumes.len() != sequences + 1 {
-                self.report(
-                    Code::VolumeCount,
-                    &name.span,
-                    format!("copy set `{}` has {} volumes; {sequences} sequences need {}", name.value, set.volumes.len(), sequences + 1),
-                "wrong number of volumes", format!(
+                self.diags.push(Diagnostic::error(Code::VolumeCount, name.span.clone(), format!("copy set `{}` has {} volumes; {sequences} sequences need {}", name.value, set.volumes.len(), sequences + 1)).label("wrong number of volumes").help(format!(
                     "sequence i copies volume i to volume i+1, so a chain of {sequences} needs {} VOLUME elements, source first",
                     sequences + 1
-                ));
+                )));
                 ok = false;
             }
             let mut volumes = Vec::with_capacity(set.volumes.len());
@@ -702,12 +705,14 @@ impl Checker<'_> {
                 };
                 if !storage_ids.is_empty() && !storage_ids.contains(&storage.value.as_ref()) {
                     let help = choices_help(&storage.value, storage_ids, "storages");
-                    self.report(
-                        Code::UnknownStorage,
-                        &storage.span,
-                        format!("no STORAGE has id `{}`", storage.value),
-                        "unknown storage",
-                        help,
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::UnknownStorage,
+                            storage.span.clone(),
+                            format!("no STORAGE has id `{}`", storage.value),
+                        )
+                        .label("unknown storage")
+                        .help(help),
                     );
                     ok = false;
                 }
@@ -716,24 +721,22 @@ impl Checker<'_> {
                     .find(|s| s.id == storage.value)
                     .map(|s| s.driver);
                 if let Some(fault) = driver.and_then(|d| volume_fault(d, &vname.value)) {
-                    self.report(
-                        Code::BadVolume,
-                        &vname.span,
-                        format!(
-                            "`{}` is not a volume of storage `{}`",
-                            vname.value, storage.value
-                        ),
-                        "bad volume name",
-                        fault,
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::BadVolume,
+                            vname.span.clone(),
+                            format!(
+                                "`{}` is not a volume of storage `{}`",
+                                vname.value, storage.value
+                            ),
+                        )
+                        .label("bad volume name")
+                        .help(fault),
                     );
                     ok = false;
                 }
                 if !volumes_seen.insert((&storage.value, &vname.value)) {
-                    self.report(
-                        Code::DuplicateVolume,
-                        &vname.span,
-                        format!("volume `{}` on `{}` is already used in this session", vname.value, storage.value),
-                    "used twice", "a volume can be in one place of one chain only: copying onto a volume that is also a source would destroy data");
+                    self.diags.push(Diagnostic::error(Code::DuplicateVolume, vname.span.clone(), format!("volume `{}` on `{}` is already used in this session", vname.value, storage.value)).label("used twice").help("a volume can be in one place of one chain only: copying onto a volume that is also a source would destroy data"));
                     ok = false;
                 }
                 volumes.push(ir::Volume {
@@ -826,8 +829,7 @@ impl Checker<'_> {
             .collect();
         for (num, seq) in sequences {
             if *num != 1 && seq.schedule.is_none() && !started.contains(num) {
-                let span =
-                    numbered[num].span.start + 1..numbered[num].span.start + "<SEQUENCE".len();
+                let span = numbered[num].tag.clone();
                 self.diags.push(
                     Diagnostic::warning(Code::Unreachable, span, format!("nothing starts sequence {num}"))
                         .label("never started")

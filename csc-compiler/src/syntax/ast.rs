@@ -19,6 +19,8 @@ pub type Text<'i> = Spanned<Cow<'i, str>>;
 #[derive(Debug, Default)]
 pub struct Session<'i> {
     pub span: Span,
+    /// The element's name in its start tag.
+    pub tag: Span,
     pub name: Option<Text<'i>>,
     pub description: Option<Text<'i>>,
     pub storages: Vec<Storage<'i>>,
@@ -61,6 +63,8 @@ pub struct Volume<'i> {
 #[derive(Debug, Default)]
 pub struct Sequence<'i> {
     pub span: Span,
+    /// The element's name in its start tag.
+    pub tag: Span,
     pub copy_type: Option<Text<'i>>,
     pub seq_num: Option<Text<'i>>,
     pub characteristics: Vec<Text<'i>>,
@@ -87,6 +91,8 @@ pub struct EventFlags<'i> {
 #[derive(Debug, Default)]
 pub struct Action<'i> {
     pub span: Span,
+    /// The element's name in its start tag.
+    pub tag: Span,
     pub to_seq: Option<Text<'i>>,
     pub do_cmd: Option<Text<'i>>,
     pub notify: Option<Text<'i>>,

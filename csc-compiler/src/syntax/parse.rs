@@ -38,6 +38,13 @@ const PLACES: &[(&str, &str)] = &[
     ("RUN", "ACTION"),
 ];
 
+/// Where an element's name stands in its start tag (`SEQUENCE` of `<SEQUENCE>`): the
+/// span a diagnostic about the element as a whole points at.
+fn tag(node: Node<'_, '_>) -> Span {
+    let start = node.range().start + 1;
+    start..start + node.tag_name().name().len()
+}
+
 /// The elements valid inside `parent`, in grammar order.
 fn valid_in(parent: &str) -> Vec<&'static str> {
     PLACES
@@ -135,6 +142,7 @@ impl Parser<'_> {
         let [name] = self.attributes(node, ["name"]);
         let mut s = ast::Session {
             span: node.range(),
+            tag: tag(node),
             name,
             ..Default::default()
         };
@@ -211,6 +219,7 @@ impl Parser<'_> {
         self.attributes(node, []);
         let mut s = ast::Sequence {
             span: node.range(),
+            tag: tag(node),
             ..Default::default()
         };
         let children = self.children(node);
@@ -267,6 +276,7 @@ impl Parser<'_> {
         self.attributes(node, []);
         let mut a = ast::Action {
             span: node.range(),
+            tag: tag(node),
             ..Default::default()
         };
         for (tag, child) in self.children(node) {
