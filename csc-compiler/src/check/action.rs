@@ -24,7 +24,12 @@ impl Checker<'_> {
                 (0, None) => "this ACTION does nothing",
                 _ => "this ACTION does more than one thing",
             };
-            self.diags.push(Diagnostic::error(Code::BadAction, tag.clone(), message).label("one action expected").help("an ACTION holds one of: <DO_CMD> (with an optional <TO_SEQ>), <NOTIFY> or <RUN>; write one ACTION for each"));
+            let help = "an ACTION holds one of: <DO_CMD> (with an optional <TO_SEQ>), <NOTIFY> or <RUN>; write one ACTION for each";
+            self.diags.push(
+                Diagnostic::error(Code::BadAction, tag.clone(), message)
+                    .label("one action expected")
+                    .help(help),
+            );
             return None;
         }
         if let Some(cmd) = &a.do_cmd {

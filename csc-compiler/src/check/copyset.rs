@@ -28,10 +28,21 @@ impl Checker<'_> {
             let Some(name) = &set.name else { continue };
             let mut ok = self.unique(&mut seen, name, Code::DuplicateCopySet, "copy set");
             if sequences > 0 && set.volumes.len() != sequences + 1 {
-                self.diags.push(Diagnostic::error(Code::VolumeCount, name.span.clone(), format!("copy set `{}` has {} volumes; {sequences} sequences need {}", name.value, set.volumes.len(), sequences + 1)).label("wrong number of volumes").help(format!(
+                let message = format!(
+                    "copy set `{}` has {} volumes; {sequences} sequences need {}",
+                    name.value,
+                    set.volumes.len(),
+                    sequences + 1
+                );
+                let help = format!(
                     "sequence i copies volume i to volume i+1, so a chain of {sequences} needs {} VOLUME elements, source first",
                     sequences + 1
-                )));
+                );
+                self.diags.push(
+                    Diagnostic::error(Code::VolumeCount, name.span.clone(), message)
+                        .label("wrong number of volumes")
+                        .help(help),
+                );
                 ok = false;
             }
             let mut volumes = Vec::with_capacity(set.volumes.len());
@@ -73,7 +84,16 @@ impl Checker<'_> {
                     ok = false;
                 }
                 if !volumes_seen.insert((&storage.value, &vname.value)) {
-                    self.diags.push(Diagnostic::error(Code::DuplicateVolume, vname.span.clone(), format!("volume `{}` on `{}` is already used in this session", vname.value, storage.value)).label("used twice").help("a volume can be in one place of one chain only: copying onto a volume that is also a source would destroy data"));
+                    let message = format!(
+                        "volume `{}` on `{}` is already used in this session",
+                        vname.value, storage.value
+                    );
+                    let help = "a volume can be in one place of one chain only: copying onto a volume that is also a source would destroy data";
+                    self.diags.push(
+                        Diagnostic::error(Code::DuplicateVolume, vname.span.clone(), message)
+                            .label("used twice")
+                            .help(help),
+                    );
                     ok = false;
                 }
                 volumes.push(ir::Volume {

@@ -43,7 +43,16 @@ impl Checker<'_> {
         let contacts = self.contacts(&s.contacts);
         let numbered = self.number_sequences(&s.sequences);
         if s.sequences.is_empty() {
-            self.diags.push(Diagnostic::error(Code::NoSequence, session_tag.clone(), "the session has no <SEQUENCE>").label("empty session").help("a session is a chain of one or more sequences: add <SEQUENCE><TYPE>Continuous</TYPE></SEQUENCE>"));
+            let help = "a session is a chain of one or more sequences: add <SEQUENCE><TYPE>Continuous</TYPE></SEQUENCE>";
+            self.diags.push(
+                Diagnostic::error(
+                    Code::NoSequence,
+                    session_tag.clone(),
+                    "the session has no <SEQUENCE>",
+                )
+                .label("empty session")
+                .help(help),
+            );
         }
         // `None` for a sequence whose TYPE is broken (reported): it exists, so TO_SEQ
         // may name it, but what it accepts is unknown.

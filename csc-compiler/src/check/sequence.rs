@@ -25,7 +25,13 @@ impl Checker<'_> {
                 .find(|s| s.seq_num.is_none())
                 .expect("some lack SEQ_NUM");
             let tag = without.tag.clone();
-            self.diags.push(Diagnostic::error(Code::MixedSeqNum, tag.clone(), "this sequence has no SEQ_NUM, but others do").label("no SEQ_NUM").help("give every sequence a <SEQ_NUM>, or none (then they are numbered in document order)"));
+            let message = "this sequence has no SEQ_NUM, but others do";
+            let help = "give every sequence a <SEQ_NUM>, or none (then they are numbered in document order)";
+            self.diags.push(
+                Diagnostic::error(Code::MixedSeqNum, tag.clone(), message)
+                    .label("no SEQ_NUM")
+                    .help(help),
+            );
             return BTreeMap::new();
         }
         let mut numbered = BTreeMap::new();
@@ -201,7 +207,16 @@ impl Checker<'_> {
     /// KEEP's count (1 where it is wrong: reported).
     pub(super) fn keep(&mut self, copy_type: CopyType, text: &Text) -> u32 {
         if copy_type == CopyType::Continuous {
-            self.diags.push(Diagnostic::error(Code::BadKeep, text.span.clone(), "a Continuous sequence has no KEEP").label("not valid here").help("a continuous copy is one target kept in step; KEEP counts the copies a Point-In-Time sequence keeps"));
+            let help = "a continuous copy is one target kept in step; KEEP counts the copies a Point-In-Time sequence keeps";
+            self.diags.push(
+                Diagnostic::error(
+                    Code::BadKeep,
+                    text.span.clone(),
+                    "a Continuous sequence has no KEEP",
+                )
+                .label("not valid here")
+                .help(help),
+            );
             return 1;
         }
         values::keep(&text.value).unwrap_or_else(|help| {
@@ -275,10 +290,20 @@ impl Checker<'_> {
             (_, e) => e,
         };
         if seen.contains_key(&event) {
-            self.diags.push(Diagnostic::error(Code::DuplicateEvent, text.span.clone(), format!("{event} is handled twice in this sequence")).label("second handler").help(format!(
+            let message = format!("{event} is handled twice in this sequence");
+            let help = format!(
                 "put all actions for {event} in one <EVENTFLAGS>, in the order they should run{}",
-                if event == Event::OnDuplex { " (onComplete is onDuplex for a Continuous sequence)" } else { "" }
-            )));
+                if event == Event::OnDuplex {
+                    " (onComplete is onDuplex for a Continuous sequence)"
+                } else {
+                    ""
+                }
+            );
+            self.diags.push(
+                Diagnostic::error(Code::DuplicateEvent, text.span.clone(), message)
+                    .label("second handler")
+                    .help(help),
+            );
             return None;
         }
         seen.insert(event, text.span.clone());
@@ -305,10 +330,15 @@ impl Checker<'_> {
         for (num, seq) in sequences {
             if *num != 1 && seq.schedule.is_none() && !started.contains(num) {
                 let span = numbered[num].tag.clone();
+                let help = "add a SCHEDULE, or an action <TO_SEQ>N</TO_SEQ><DO_CMD>start</DO_CMD> on an event of another sequence";
                 self.diags.push(
-                    Diagnostic::warning(Code::Unreachable, span, format!("nothing starts sequence {num}"))
-                        .label("never started")
-                        .help("add a SCHEDULE, or an action <TO_SEQ>N</TO_SEQ><DO_CMD>start</DO_CMD> on an event of another sequence"),
+                    Diagnostic::warning(
+                        Code::Unreachable,
+                        span,
+                        format!("nothing starts sequence {num}"),
+                    )
+                    .label("never started")
+                    .help(help),
                 );
             }
         }

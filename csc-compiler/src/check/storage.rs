@@ -106,7 +106,13 @@ impl Checker<'_> {
             let Some(name) = &c.name else { continue };
             let unique = self.unique(&mut seen, name, Code::DuplicateContact, "contact");
             if c.webhook.is_none() && c.command.is_none() {
-                self.diags.push(Diagnostic::error(Code::BadContact, name.span.clone(), format!("contact `{}` has no way to be reached", name.value)).label("no WEBHOOK or COMMAND").help("add <WEBHOOK>http://127.0.0.1:9000/hook</WEBHOOK> or <COMMAND>/absolute/program</COMMAND>"));
+                let message = format!("contact `{}` has no way to be reached", name.value);
+                let help = "add <WEBHOOK>http://127.0.0.1:9000/hook</WEBHOOK> or <COMMAND>/absolute/program</COMMAND>";
+                self.diags.push(
+                    Diagnostic::error(Code::BadContact, name.span.clone(), message)
+                        .label("no WEBHOOK or COMMAND")
+                        .help(help),
+                );
                 continue;
             }
             let webhook = c.webhook.as_ref().map(|w| match webhook_fault(&w.value) {
@@ -139,7 +145,13 @@ impl Checker<'_> {
         if text.value.starts_with('/') {
             return Some(text.value.to_string());
         }
-        self.diags.push(Diagnostic::error(Code::BadProgram, text.span.clone(), format!("`{}` is not an absolute path", text.value)).label("relative path").help("programs run directly (no shell, no PATH search); write the full path, e.g. /usr/local/sbin/site-switch"));
+        let message = format!("`{}` is not an absolute path", text.value);
+        let help = "programs run directly (no shell, no PATH search); write the full path, e.g. /usr/local/sbin/site-switch";
+        self.diags.push(
+            Diagnostic::error(Code::BadProgram, text.span.clone(), message)
+                .label("relative path")
+                .help(help),
+        );
         None
     }
 }
