@@ -97,6 +97,32 @@ pub enum PointInTimeState {
     Stopped,
 }
 
+impl ContinuousState {
+    /// Where a Continuous group stands once it reported `event`: the transition every
+    /// generated `step` makes, whatever the document does on the event.
+    pub fn after(event: ContinuousEvent) -> ContinuousState {
+        match event {
+            ContinuousEvent::Start => ContinuousState::Copying,
+            ContinuousEvent::Duplex => ContinuousState::Duplex,
+            ContinuousEvent::Suspend => ContinuousState::Suspended,
+            ContinuousEvent::Error => ContinuousState::Failed,
+            ContinuousEvent::Stop => ContinuousState::Stopped,
+        }
+    }
+}
+
+impl PointInTimeState {
+    /// Where a Point-In-Time group stands once it reported `event`.
+    pub fn after(event: PointInTimeEvent) -> PointInTimeState {
+        match event {
+            PointInTimeEvent::Start => PointInTimeState::Copying,
+            PointInTimeEvent::Complete => PointInTimeState::Complete,
+            PointInTimeEvent::Error => PointInTimeState::Failed,
+            PointInTimeEvent::Stop => PointInTimeState::Stopped,
+        }
+    }
+}
+
 macro_rules! state_names {
     ($($name:ident { $($variant:ident),+ })+) => {$(
         impl $name {

@@ -81,15 +81,15 @@ fn variant(value: impl std::fmt::Debug) -> Ident {
     format_ident!("{}", format!("{value:?}"))
 }
 
-/// The typed event variant of `event` for a sequence of `copy_type`, and the state it leads to.
-fn typed_event(copy_type: CopyType, event: Event) -> (&'static str, &'static str) {
+/// The typed event variant of `event` for a sequence of `copy_type`.
+fn typed_event(copy_type: CopyType, event: Event) -> &'static str {
     match (copy_type, event) {
-        (_, Event::OnStart) => ("Start", "Copying"),
-        (CopyType::Continuous, Event::OnDuplex) => ("Duplex", "Duplex"),
-        (CopyType::Continuous, Event::OnSuspend) => ("Suspend", "Suspended"),
-        (CopyType::PointInTime, Event::OnComplete) => ("Complete", "Complete"),
-        (_, Event::OnError) => ("Error", "Failed"),
-        (_, Event::OnStop) => ("Stop", "Stopped"),
+        (_, Event::OnStart) => "Start",
+        (CopyType::Continuous, Event::OnDuplex) => "Duplex",
+        (CopyType::Continuous, Event::OnSuspend) => "Suspend",
+        (CopyType::PointInTime, Event::OnComplete) => "Complete",
+        (_, Event::OnError) => "Error",
+        (_, Event::OnStop) => "Stop",
         (t, e) => unreachable!("the checker admits no {e} on a {t} sequence"),
     }
 }
@@ -181,32 +181,32 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
         }
     });
 
-    let arms = seqs.iter().flat_map(|(q, n)| {
+    // One arm per sequence: the state follows from the event alone (the runtime's
+    // `after`); the arms inside hold only the document's actions.
+    let arms = seqs.iter().map(|(q, n)| {
         let copy_type = q.copy.copy_type();
-        reported_events(copy_type).map(move |event| {
-            let (typed, state) = typed_event(copy_type, event);
-            let (v, f, st, et) = (&n.variant, &n.field, &n.state, &n.event);
-            let (typed, state) = (format_ident!("{typed}"), format_ident!("{state}"));
-            let commands: Vec<TokenStream> = q
-                .events
-                .get(&event)
-                .into_iter()
-                .flatten()
-                .map(|a| action(s, a))
-                .collect();
-            // Vec::from([..]) rather than vec![..]: prettyplease formats no macro bodies.
-            let commands = if commands.is_empty() {
-                quote! { Vec::new() }
-            } else {
-                quote! { Vec::from([#(#commands),*]) }
-            };
-            quote! {
-                Event::#v(#et::#typed) => {
-                    next.#f = #st::#state;
-                    #commands
-                }
+        let (v, f, st, et) = (&n.variant, &n.field, &n.state, &n.event);
+        let acted: Vec<TokenStream> = reported_events(copy_type)
+            .filter_map(|event| {
+                let commands: Vec<TokenStream> =
+                    q.events.get(&event)?.iter().map(|a| action(s, a)).collect();
+                let typed = format_ident!("{}", typed_event(copy_type, event));
+                // Vec::from([..]) rather than vec![..]: prettyplease formats no macro bodies.
+                Some(quote! { #et::#typed => Vec::from([#(#commands),*]), })
+            })
+            .collect();
+        let events = reported_events(copy_type).count();
+        let commands = match acted.len() {
+            0 => quote! { Vec::new() },
+            n if n == events => quote! { match e { #(#acted)* } },
+            _ => quote! { match e { #(#acted)* _ => Vec::new(), } },
+        };
+        quote! {
+            Event::#v(e) => {
+                next.#f = #st::after(e);
+                #commands
             }
-        })
+        }
     });
 
     let first = &seqs[0].1;

@@ -254,68 +254,50 @@ impl From<Command> for machine::Command {
 pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
     let mut next = state;
     let commands = match event {
-        Event::S1(machine::PointInTimeEvent::Start) => {
-            next.s1 = machine::PointInTimeState::Copying;
-            Vec::new()
+        Event::S1(e) => {
+            next.s1 = machine::PointInTimeState::after(e);
+            match e {
+                machine::PointInTimeEvent::Complete => {
+                    Vec::from([Command::S2(machine::PointInTimeCommand::Start)])
+                }
+                machine::PointInTimeEvent::Error => {
+                    Vec::from([
+                        Command::Notify {
+                            contact: "storage-oncall",
+                            event,
+                        },
+                    ])
+                }
+                _ => Vec::new(),
+            }
         }
-        Event::S1(machine::PointInTimeEvent::Complete) => {
-            next.s1 = machine::PointInTimeState::Complete;
-            Vec::from([Command::S2(machine::PointInTimeCommand::Start)])
+        Event::S2(e) => {
+            next.s2 = machine::PointInTimeState::after(e);
+            match e {
+                machine::PointInTimeEvent::Error => {
+                    Vec::from([
+                        Command::Notify {
+                            contact: "storage-oncall",
+                            event,
+                        },
+                    ])
+                }
+                _ => Vec::new(),
+            }
         }
-        Event::S1(machine::PointInTimeEvent::Error) => {
-            next.s1 = machine::PointInTimeState::Failed;
-            Vec::from([
-                Command::Notify {
-                    contact: "storage-oncall",
-                    event,
-                },
-            ])
-        }
-        Event::S1(machine::PointInTimeEvent::Stop) => {
-            next.s1 = machine::PointInTimeState::Stopped;
-            Vec::new()
-        }
-        Event::S2(machine::PointInTimeEvent::Start) => {
-            next.s2 = machine::PointInTimeState::Copying;
-            Vec::new()
-        }
-        Event::S2(machine::PointInTimeEvent::Complete) => {
-            next.s2 = machine::PointInTimeState::Complete;
-            Vec::new()
-        }
-        Event::S2(machine::PointInTimeEvent::Error) => {
-            next.s2 = machine::PointInTimeState::Failed;
-            Vec::from([
-                Command::Notify {
-                    contact: "storage-oncall",
-                    event,
-                },
-            ])
-        }
-        Event::S2(machine::PointInTimeEvent::Stop) => {
-            next.s2 = machine::PointInTimeState::Stopped;
-            Vec::new()
-        }
-        Event::S3(machine::PointInTimeEvent::Start) => {
-            next.s3 = machine::PointInTimeState::Copying;
-            Vec::new()
-        }
-        Event::S3(machine::PointInTimeEvent::Complete) => {
-            next.s3 = machine::PointInTimeState::Complete;
-            Vec::new()
-        }
-        Event::S3(machine::PointInTimeEvent::Error) => {
-            next.s3 = machine::PointInTimeState::Failed;
-            Vec::from([
-                Command::Notify {
-                    contact: "storage-oncall",
-                    event,
-                },
-            ])
-        }
-        Event::S3(machine::PointInTimeEvent::Stop) => {
-            next.s3 = machine::PointInTimeState::Stopped;
-            Vec::new()
+        Event::S3(e) => {
+            next.s3 = machine::PointInTimeState::after(e);
+            match e {
+                machine::PointInTimeEvent::Error => {
+                    Vec::from([
+                        Command::Notify {
+                            contact: "storage-oncall",
+                            event,
+                        },
+                    ])
+                }
+                _ => Vec::new(),
+            }
         }
     };
     (next, commands)

@@ -310,90 +310,60 @@ impl From<Command> for machine::Command {
 pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
     let mut next = state;
     let commands = match event {
-        Event::S1(machine::ContinuousEvent::Start) => {
-            next.s1 = machine::ContinuousState::Copying;
-            Vec::new()
+        Event::S1(e) => {
+            next.s1 = machine::ContinuousState::after(e);
+            match e {
+                machine::ContinuousEvent::Error => {
+                    Vec::from([
+                        Command::S1(machine::ContinuousCommand::Freeze),
+                        Command::S2(machine::PointInTimeCommand::Start),
+                    ])
+                }
+                _ => Vec::new(),
+            }
         }
-        Event::S1(machine::ContinuousEvent::Duplex) => {
-            next.s1 = machine::ContinuousState::Duplex;
-            Vec::new()
+        Event::S2(e) => {
+            next.s2 = machine::PointInTimeState::after(e);
+            match e {
+                machine::PointInTimeEvent::Complete => {
+                    Vec::from([Command::S3(machine::ContinuousCommand::Start)])
+                }
+                machine::PointInTimeEvent::Error => {
+                    Vec::from([
+                        Command::Notify {
+                            contact: "Bill",
+                            event,
+                        },
+                    ])
+                }
+                _ => Vec::new(),
+            }
         }
-        Event::S1(machine::ContinuousEvent::Suspend) => {
-            next.s1 = machine::ContinuousState::Suspended;
-            Vec::new()
+        Event::S3(e) => {
+            next.s3 = machine::ContinuousState::after(e);
+            match e {
+                machine::ContinuousEvent::Error => {
+                    Vec::from([Command::S4(machine::PointInTimeCommand::Start)])
+                }
+                _ => Vec::new(),
+            }
         }
-        Event::S1(machine::ContinuousEvent::Error) => {
-            next.s1 = machine::ContinuousState::Failed;
-            Vec::from([
-                Command::S1(machine::ContinuousCommand::Freeze),
-                Command::S2(machine::PointInTimeCommand::Start),
-            ])
-        }
-        Event::S1(machine::ContinuousEvent::Stop) => {
-            next.s1 = machine::ContinuousState::Stopped;
-            Vec::new()
-        }
-        Event::S2(machine::PointInTimeEvent::Start) => {
-            next.s2 = machine::PointInTimeState::Copying;
-            Vec::new()
-        }
-        Event::S2(machine::PointInTimeEvent::Complete) => {
-            next.s2 = machine::PointInTimeState::Complete;
-            Vec::from([Command::S3(machine::ContinuousCommand::Start)])
-        }
-        Event::S2(machine::PointInTimeEvent::Error) => {
-            next.s2 = machine::PointInTimeState::Failed;
-            Vec::from([
-                Command::Notify {
-                    contact: "Bill",
-                    event,
-                },
-            ])
-        }
-        Event::S2(machine::PointInTimeEvent::Stop) => {
-            next.s2 = machine::PointInTimeState::Stopped;
-            Vec::new()
-        }
-        Event::S3(machine::ContinuousEvent::Start) => {
-            next.s3 = machine::ContinuousState::Copying;
-            Vec::new()
-        }
-        Event::S3(machine::ContinuousEvent::Duplex) => {
-            next.s3 = machine::ContinuousState::Duplex;
-            Vec::new()
-        }
-        Event::S3(machine::ContinuousEvent::Suspend) => {
-            next.s3 = machine::ContinuousState::Suspended;
-            Vec::new()
-        }
-        Event::S3(machine::ContinuousEvent::Error) => {
-            next.s3 = machine::ContinuousState::Failed;
-            Vec::from([Command::S4(machine::PointInTimeCommand::Start)])
-        }
-        Event::S3(machine::ContinuousEvent::Stop) => {
-            next.s3 = machine::ContinuousState::Stopped;
-            Vec::new()
-        }
-        Event::S4(machine::PointInTimeEvent::Start) => {
-            next.s4 = machine::PointInTimeState::Copying;
-            Vec::new()
-        }
-        Event::S4(machine::PointInTimeEvent::Complete) => {
-            next.s4 = machine::PointInTimeState::Complete;
-            Vec::from([Command::S1(machine::ContinuousCommand::Start)])
-        }
-        Event::S4(machine::PointInTimeEvent::Error) => {
-            next.s4 = machine::PointInTimeState::Failed;
-            Vec::from([
-                Command::Notify {
-                    contact: "Bill",
-                    event,
-                },
-            ])
-        }
-        Event::S4(machine::PointInTimeEvent::Stop) => {
-            next.s4 = machine::PointInTimeState::Stopped;
-            Vec::new()
+        Event::S4(e) => {
+            next.s4 = machine::PointInTimeState::after(e);
+            match e {
+                machine::PointInTimeEvent::Complete => {
+                    Vec::from([Command::S1(machine::ContinuousCommand::Start)])
+                }
+                machine::PointInTimeEvent::Error => {
+                    Vec::from([
+                        Command::Notify {
+                            contact: "Bill",
+                            event,
+                        },
+                    ])
+                }
+                _ => Vec::new(),
+            }
         }
     };
     (next, commands)

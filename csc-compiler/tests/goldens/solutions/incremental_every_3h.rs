@@ -147,26 +147,19 @@ impl From<Command> for machine::Command {
 pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
     let mut next = state;
     let commands = match event {
-        Event::S1(machine::PointInTimeEvent::Start) => {
-            next.s1 = machine::PointInTimeState::Copying;
-            Vec::new()
-        }
-        Event::S1(machine::PointInTimeEvent::Complete) => {
-            next.s1 = machine::PointInTimeState::Complete;
-            Vec::new()
-        }
-        Event::S1(machine::PointInTimeEvent::Error) => {
-            next.s1 = machine::PointInTimeState::Failed;
-            Vec::from([
-                Command::Notify {
-                    contact: "backup-operator",
-                    event,
-                },
-            ])
-        }
-        Event::S1(machine::PointInTimeEvent::Stop) => {
-            next.s1 = machine::PointInTimeState::Stopped;
-            Vec::new()
+        Event::S1(e) => {
+            next.s1 = machine::PointInTimeState::after(e);
+            match e {
+                machine::PointInTimeEvent::Error => {
+                    Vec::from([
+                        Command::Notify {
+                            contact: "backup-operator",
+                            event,
+                        },
+                    ])
+                }
+                _ => Vec::new(),
+            }
         }
     };
     (next, commands)

@@ -191,41 +191,33 @@ impl From<Command> for machine::Command {
 pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
     let mut next = state;
     let commands = match event {
-        Event::S1(machine::ContinuousEvent::Start) => {
-            next.s1 = machine::ContinuousState::Copying;
-            Vec::new()
-        }
-        Event::S1(machine::ContinuousEvent::Duplex) => {
-            next.s1 = machine::ContinuousState::Duplex;
-            Vec::new()
-        }
-        Event::S1(machine::ContinuousEvent::Suspend) => {
-            next.s1 = machine::ContinuousState::Suspended;
-            Vec::from([
-                Command::Notify {
-                    contact: "oncall",
-                    event,
-                },
-            ])
-        }
-        Event::S1(machine::ContinuousEvent::Error) => {
-            next.s1 = machine::ContinuousState::Failed;
-            Vec::from([
-                Command::S1(machine::ContinuousCommand::Freeze),
-                Command::Notify {
-                    contact: "oncall",
-                    event,
-                },
-                Command::Run {
-                    program: "/usr/local/sbin/site-switch",
-                    timeout_secs: 300u64,
-                    event,
-                },
-            ])
-        }
-        Event::S1(machine::ContinuousEvent::Stop) => {
-            next.s1 = machine::ContinuousState::Stopped;
-            Vec::new()
+        Event::S1(e) => {
+            next.s1 = machine::ContinuousState::after(e);
+            match e {
+                machine::ContinuousEvent::Suspend => {
+                    Vec::from([
+                        Command::Notify {
+                            contact: "oncall",
+                            event,
+                        },
+                    ])
+                }
+                machine::ContinuousEvent::Error => {
+                    Vec::from([
+                        Command::S1(machine::ContinuousCommand::Freeze),
+                        Command::Notify {
+                            contact: "oncall",
+                            event,
+                        },
+                        Command::Run {
+                            program: "/usr/local/sbin/site-switch",
+                            timeout_secs: 300u64,
+                            event,
+                        },
+                    ])
+                }
+                _ => Vec::new(),
+            }
         }
     };
     (next, commands)

@@ -193,51 +193,33 @@ impl From<Command> for machine::Command {
 pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
     let mut next = state;
     let commands = match event {
-        Event::S1(machine::ContinuousEvent::Start) => {
-            next.s1 = machine::ContinuousState::Copying;
-            Vec::new()
+        Event::S1(e) => {
+            next.s1 = machine::ContinuousState::after(e);
+            match e {
+                machine::ContinuousEvent::Error => {
+                    Vec::from([
+                        Command::Notify {
+                            contact: "dr-team",
+                            event,
+                        },
+                    ])
+                }
+                _ => Vec::new(),
+            }
         }
-        Event::S1(machine::ContinuousEvent::Duplex) => {
-            next.s1 = machine::ContinuousState::Duplex;
-            Vec::new()
-        }
-        Event::S1(machine::ContinuousEvent::Suspend) => {
-            next.s1 = machine::ContinuousState::Suspended;
-            Vec::new()
-        }
-        Event::S1(machine::ContinuousEvent::Error) => {
-            next.s1 = machine::ContinuousState::Failed;
-            Vec::from([
-                Command::Notify {
-                    contact: "dr-team",
-                    event,
-                },
-            ])
-        }
-        Event::S1(machine::ContinuousEvent::Stop) => {
-            next.s1 = machine::ContinuousState::Stopped;
-            Vec::new()
-        }
-        Event::S2(machine::PointInTimeEvent::Start) => {
-            next.s2 = machine::PointInTimeState::Copying;
-            Vec::new()
-        }
-        Event::S2(machine::PointInTimeEvent::Complete) => {
-            next.s2 = machine::PointInTimeState::Complete;
-            Vec::new()
-        }
-        Event::S2(machine::PointInTimeEvent::Error) => {
-            next.s2 = machine::PointInTimeState::Failed;
-            Vec::from([
-                Command::Notify {
-                    contact: "dr-team",
-                    event,
-                },
-            ])
-        }
-        Event::S2(machine::PointInTimeEvent::Stop) => {
-            next.s2 = machine::PointInTimeState::Stopped;
-            Vec::new()
+        Event::S2(e) => {
+            next.s2 = machine::PointInTimeState::after(e);
+            match e {
+                machine::PointInTimeEvent::Error => {
+                    Vec::from([
+                        Command::Notify {
+                            contact: "dr-team",
+                            event,
+                        },
+                    ])
+                }
+                _ => Vec::new(),
+            }
         }
     };
     (next, commands)

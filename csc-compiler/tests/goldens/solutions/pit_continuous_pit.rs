@@ -179,56 +179,26 @@ impl From<Command> for machine::Command {
 pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
     let mut next = state;
     let commands = match event {
-        Event::S1(machine::PointInTimeEvent::Start) => {
-            next.s1 = machine::PointInTimeState::Copying;
-            Vec::new()
+        Event::S1(e) => {
+            next.s1 = machine::PointInTimeState::after(e);
+            match e {
+                machine::PointInTimeEvent::Complete => {
+                    Vec::from([Command::S2(machine::ContinuousCommand::Start)])
+                }
+                _ => Vec::new(),
+            }
         }
-        Event::S1(machine::PointInTimeEvent::Complete) => {
-            next.s1 = machine::PointInTimeState::Complete;
-            Vec::from([Command::S2(machine::ContinuousCommand::Start)])
+        Event::S2(e) => {
+            next.s2 = machine::ContinuousState::after(e);
+            match e {
+                machine::ContinuousEvent::Duplex => {
+                    Vec::from([Command::S3(machine::PointInTimeCommand::Start)])
+                }
+                _ => Vec::new(),
+            }
         }
-        Event::S1(machine::PointInTimeEvent::Error) => {
-            next.s1 = machine::PointInTimeState::Failed;
-            Vec::new()
-        }
-        Event::S1(machine::PointInTimeEvent::Stop) => {
-            next.s1 = machine::PointInTimeState::Stopped;
-            Vec::new()
-        }
-        Event::S2(machine::ContinuousEvent::Start) => {
-            next.s2 = machine::ContinuousState::Copying;
-            Vec::new()
-        }
-        Event::S2(machine::ContinuousEvent::Duplex) => {
-            next.s2 = machine::ContinuousState::Duplex;
-            Vec::from([Command::S3(machine::PointInTimeCommand::Start)])
-        }
-        Event::S2(machine::ContinuousEvent::Suspend) => {
-            next.s2 = machine::ContinuousState::Suspended;
-            Vec::new()
-        }
-        Event::S2(machine::ContinuousEvent::Error) => {
-            next.s2 = machine::ContinuousState::Failed;
-            Vec::new()
-        }
-        Event::S2(machine::ContinuousEvent::Stop) => {
-            next.s2 = machine::ContinuousState::Stopped;
-            Vec::new()
-        }
-        Event::S3(machine::PointInTimeEvent::Start) => {
-            next.s3 = machine::PointInTimeState::Copying;
-            Vec::new()
-        }
-        Event::S3(machine::PointInTimeEvent::Complete) => {
-            next.s3 = machine::PointInTimeState::Complete;
-            Vec::new()
-        }
-        Event::S3(machine::PointInTimeEvent::Error) => {
-            next.s3 = machine::PointInTimeState::Failed;
-            Vec::new()
-        }
-        Event::S3(machine::PointInTimeEvent::Stop) => {
-            next.s3 = machine::PointInTimeState::Stopped;
+        Event::S3(e) => {
+            next.s3 = machine::PointInTimeState::after(e);
             Vec::new()
         }
     };
