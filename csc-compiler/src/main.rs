@@ -143,7 +143,7 @@ fn run(cli: &Cli) -> Result<u8, String> {
             let session_name = codegen::session_name(&solution, file);
             match build::compile(&session_name, &codegen::rust(&solution, file), output) {
                 Ok(()) => Ok(0),
-                Err(BuildError::Io(message)) => Err(message),
+                Err(e @ BuildError::Io { .. }) => Err(e.to_string()),
                 Err(BuildError::Cargo { summary, log }) => {
                     eprintln!(
                         "cssc: the generated crate of {file} did not build (a cssc or toolchain fault, not the document's):\n{summary}\nfull log: {}",

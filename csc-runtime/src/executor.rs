@@ -33,19 +33,14 @@ pub struct Status {
 }
 
 /// Why a session could not start.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// The plan is not one a session can run (a run-time file's fault, with where).
+    #[error("{0}")]
     Plan(String),
-    Storage(DriverError),
-}
-
-impl std::fmt::Display for SetupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SetupError::Plan(e) => write!(f, "{e}"),
-            SetupError::Storage(e) => write!(f, "{e}"),
-        }
-    }
+    /// A storage refused (the driver's refusal is the source).
+    #[error(transparent)]
+    Storage(#[from] DriverError),
 }
 
 pub struct Options {

@@ -18,11 +18,18 @@ mod embedded {
 }
 
 /// Why a compile failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// Files or processes could not be used (exit 2).
-    Io(String),
+    /// A file or a program could not be used (exit 2): what was done, on what.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// cargo ran and failed (exit 4): the summary and where the full log is.
+    #[error("the generated crate did not build:\n{summary}\nfull log: {}", log.display())]
     Cargo { summary: String, log: PathBuf },
 }
 
@@ -58,8 +65,12 @@ pub fn crate_name(session: &str) -> String {
     }
 }
 
-fn io(what: &str, path: &Path, e: std::io::Error) -> BuildError {
-    BuildError::Io(format!("cannot {what} {}: {e}", path.display()))
+fn io(what: &'static str, path: &Path, source: std::io::Error) -> BuildError {
+    BuildError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes `content` to `path` only if it differs, so builds that watch the file (cargo,
@@ -155,12 +166,7 @@ opt-level = 0
         .arg("--target-dir")
         .arg(&target)
         .output()
-        .map_err(|e| {
-            BuildError::Io(format!(
-                "cannot run cargo ({}): {e}",
-                Path::new(&cargo).display()
-            ))
-        })?;
+        .map_err(|e| io("run cargo", Path::new(&cargo), e))?;
     if !result.status.success() {
         let log = dir.join("build.log");
         let stderr = String::from_utf8_lossy(&result.stderr);

@@ -20,26 +20,19 @@ use std::time::{Duration, Instant};
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum QmpError {
     /// The daemon could not be reached or the connection broke.
-    Io(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// What came back is not QMP (a greeting, a reply), or the monitor closed.
+    #[error("{0}")]
+    Protocol(String),
     /// The daemon refused the command (its class and description).
-    Refused {
-        class: String,
-        desc: String,
-    },
+    #[error("{desc}")]
+    Refused { class: String, desc: String },
+    #[error("no reply in time")]
     Timeout,
-}
-
-impl std::fmt::Display for QmpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            QmpError::Io(e) => write!(f, "{e}"),
-            QmpError::Refused { desc, .. } => write!(f, "{desc}"),
-            QmpError::Timeout => write!(f, "no reply in time"),
-        }
-    }
 }
 
 /// What a daemon says on its own: an event, that it is gone (its monitor closed), or
@@ -118,51 +111,50 @@ impl Qmp {
         tag: T,
         notices: Sender<(T, Notice)>,
     ) -> Result<Qmp, QmpError> {
-        let io = |e: std::io::Error| QmpError::Io(e.to_string());
         let stream: Box<dyn Stream> = match endpoint {
-            Address::Unix(path) => Box::new(UnixStream::connect(path).map_err(io)?),
+            Address::Unix(path) => Box::new(UnixStream::connect(path)?),
             Address::Local(_) | Address::Ssh { .. } => {
-                return Err(QmpError::Io(format!(
+                return Err(QmpError::Protocol(format!(
                     "{endpoint} is a pool, not a QMP monitor"
                 )))
             }
             Address::Tcp { host, port } => {
                 let host = host.trim_start_matches('[').trim_end_matches(']');
-                let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, *port))
-                    .map_err(io)?
+                let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, *port))?
                     .next()
-                    .ok_or_else(|| QmpError::Io(format!("{host} has no address")))?;
+                    .ok_or_else(|| QmpError::Protocol(format!("{host} has no address")))?;
                 // A partitioned host must not hold the session in connect for minutes.
-                Box::new(TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).map_err(io)?)
+                Box::new(TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?)
             }
         };
         // A daemon that accepts but does not greet (stopped) is not waited for long.
-        stream.set_timeout(Some(CONNECT_TIMEOUT)).map_err(io)?;
-        let mut reader = BufReader::new(stream.try_clone_box().map_err(io)?);
+        stream.set_timeout(Some(CONNECT_TIMEOUT))?;
+        let mut reader = BufReader::new(stream.try_clone_box()?);
         let mut writer = stream;
         let mut line = String::new();
-        read_past_events(&mut reader, &mut line).map_err(io)?;
+        read_past_events(&mut reader, &mut line)?;
         if !line.contains("\"QMP\"") {
-            return Err(QmpError::Io(format!("not a QMP greeting: {}", line.trim())));
+            return Err(QmpError::Protocol(format!(
+                "not a QMP greeting: {}",
+                line.trim()
+            )));
         }
-        writer
-            .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
-            .map_err(io)?;
-        read_past_events(&mut reader, &mut line).map_err(io)?;
-        let reply: Value = serde_json::from_str(&line).map_err(|e| QmpError::Io(e.to_string()))?;
+        writer.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+        read_past_events(&mut reader, &mut line)?;
+        let reply: Value =
+            serde_json::from_str(&line).map_err(|e| QmpError::Protocol(e.to_string()))?;
         if reply.get("return").is_none() {
-            return Err(QmpError::Io(format!(
+            return Err(QmpError::Protocol(format!(
                 "capabilities refused: {}",
                 line.trim()
             )));
         }
-        writer.set_timeout(None).map_err(io)?;
+        writer.set_timeout(None)?;
         let pending: Pending = Arc::default();
         let routes = Arc::clone(&pending);
         std::thread::Builder::new()
             .name("qmp-reader".into())
-            .spawn(move || read_loop(reader, routes, tag, notices))
-            .map_err(io)?;
+            .spawn(move || read_loop(reader, routes, tag, notices))?;
         Ok(Qmp {
             inner: Arc::new(Inner {
                 writer: Mutex::new(WriteHalf(writer)),
@@ -283,7 +275,7 @@ impl Inner {
             .write_all(text.as_bytes());
         if let Err(e) = written {
             self.pending.lock().expect("pending").remove(&id);
-            let _ = tx.send(Err(QmpError::Io(e.to_string())));
+            let _ = tx.send(Err(QmpError::Io(e)));
         }
         rx
     }
@@ -363,7 +355,7 @@ fn read_loop<T: Clone>(
         let _ = reply_to.send(reply);
     }
     for (_, waiting) in pending.lock().expect("pending").drain() {
-        let _ = waiting.send(Err(QmpError::Io("connection closed".into())));
+        let _ = waiting.send(Err(QmpError::Protocol("connection closed".into())));
     }
     let _ = notices.send((tag, Notice::Disconnected));
 }
