@@ -41,7 +41,11 @@ fn main() {
             .into_owned();
         let module = module_name(&stem);
         let source = path.file_name().expect("a file name").to_string_lossy();
-        let code = codegen::rust(&solution, &shown);
+        let code = codegen::rust(
+            &solution,
+            &shown,
+            "cargo build (build.rs compiles solutions/*.xml)",
+        );
         let generated = out.join(format!("{module}.rs"));
         write_if_changed(&generated, &code);
         let _ = writeln!(

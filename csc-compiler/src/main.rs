@@ -141,7 +141,14 @@ fn run(cli: &Cli) -> Result<u8, String> {
                 return Ok(EXIT_INVALID);
             };
             let session_name = codegen::session_name(&solution, file);
-            match build::compile(&session_name, &codegen::rust(&solution, file), output) {
+            // The module in cssc's cache: one text whatever the output, so a compile to
+            // another path reuses the build.
+            let code = codegen::rust(
+                &solution,
+                file,
+                "cssc compile DOC -o BIN (a copy in cssc's cache)",
+            );
+            match build::compile(&session_name, &code, output) {
                 Ok(()) => Ok(0),
                 Err(e @ BuildError::Io { .. }) => Err(e.to_string()),
                 Err(BuildError::Cargo { summary, log }) => {
@@ -161,7 +168,11 @@ fn run(cli: &Cli) -> Result<u8, String> {
             let Some((_, solution)) = load_valid(file, &reporter)? else {
                 return Ok(EXIT_INVALID);
             };
-            let code = codegen::rust(&solution, file);
+            let code = codegen::rust(
+                &solution,
+                file,
+                &format!("cssc generate {file} -o {output}"),
+            );
             if *check {
                 let current = std::fs::read_to_string(output).unwrap_or_default();
                 return Ok(stale_unless(current == code, || {

@@ -83,12 +83,15 @@ fn goldens() -> Vec<(PathBuf, PathBuf)> {
     all
 }
 
+/// How a golden is written again (its header says so).
+const BLESS: &str = "CSSC_BLESS=1 cargo test -p csc-compiler --test codegen";
+
 fn generated(doc: &Path) -> String {
     let file = doc.to_string_lossy();
     let solution = front_end(&file, std::fs::read(doc).expect("read"))
         .solution
         .expect("valid");
-    codegen::rust(&solution, &file)
+    codegen::rust(&solution, &file, BLESS)
 }
 
 #[test]
