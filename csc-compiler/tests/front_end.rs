@@ -123,13 +123,8 @@ fn fmt_round_trips_and_is_idempotent() {
             "{name}: canonical form has diagnostics {:?}",
             again.diagnostics
         );
-        let reparsed = again.solution.expect("canonical form is valid");
-        assert_eq!(reparsed, original, "{name}: IR changed through fmt");
-        assert_eq!(
-            emit::xml::canonical(&reparsed),
-            canonical,
-            "{name}: fmt is not idempotent"
-        );
+        // The same IR back, and fmt idempotent: what the fuzz target checks.
+        csc_compiler::fuzzing::check(&std::fs::read(&path).expect("read"));
     }
 }
 
