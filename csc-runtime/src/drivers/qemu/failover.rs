@@ -12,8 +12,9 @@
 //!   production's record as its resync record (resync.rs).
 
 use super::names::production;
+use super::resources::socket;
 use super::resync::{file_child, Record, GRANULARITY};
-use super::{key, refused, report, socket, Qemu};
+use super::{key, refused, report, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::ContinuousMode;

@@ -1,0 +1,305 @@
+//! The jobs that copy: mirrors (continuous) and backups (point in time) started for a
+//! group, one `transaction` per site where the storage can start them at one instant,
+//! and their ends (cancel, await the end of a job told to end).
+
+use super::{key, refused, report, Intent, Job, Kind, Qemu};
+use crate::drivers::{DriverError, PairEvent, PairReport};
+use crate::plan::Pair;
+use crate::vocab::{ContinuousMode, PointInTimeMode};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+impl Qemu {
+    pub(super) fn start_mirrors(
+        &mut self,
+        pairs: &[Pair],
+        mode: ContinuousMode,
+    ) -> Result<Vec<PairReport>, DriverError> {
+        let mut started = Vec::new();
+        let mut reports = Vec::new();
+        for pair in pairs {
+            let id = self.names.job(pair);
+            if self.jobs.get(&id).is_some_and(|j| j.frozen) {
+                self.await_end(&id);
+            }
+            if self.jobs.contains_key(&id) {
+                continue;
+            }
+            // A pair split before copies only what changed since; without a record of
+            // that, in full, and the report says why.
+            let record = match self.take_record(pair) {
+                Some(Ok(record)) => Some(record),
+                Some(Err(why)) => {
+                    reports.push(report(pair, PairEvent::Note(format!("full copy: {why}"))));
+                    None
+                }
+                None => None,
+            };
+            self.forget_records_of_target(pair);
+            let result = self.target_node(pair).and_then(|(target, remote)| {
+                let target = match self.hold_filter(pair, &target) {
+                    Ok(node) => node,
+                    Err(e) => {
+                        self.release(pair, true, remote);
+                        return Err(e);
+                    }
+                };
+                let args = json!({
+                    "job-id": id, "device": pair.source.name, "target": target,
+                    "sync": if record.is_some() { "none" } else { "full" },
+                    "on-target-error": "stop", "on-source-error": "stop",
+                    "copy-mode": match mode { ContinuousMode::Synchronous => "write-blocking", ContinuousMode::Asynchronous => "background" },
+                    // 4 KiB granularity: a 4 KiB write copies 4 KiB, not 64, and a
+                    // failed target's resync copies 4 KiB per write it missed
+                    // (docs/qemu-recipes.md).
+                    "granularity": 4096,
+                });
+                match self.qmp(&pair.source.storage)?.execute("blockdev-mirror", args) {
+                    Ok(_) => Ok(remote),
+                    Err(e) => {
+                        self.release(pair, true, remote);
+                        Err(refused(&pair.source.storage, &pair.source, e))
+                    }
+                }
+            });
+            match result {
+                Ok(remote_node) => {
+                    self.jobs.insert(
+                        id.clone(),
+                        Job {
+                            pair: pair.clone(),
+                            kind: Kind::Mirror,
+                            synchronous: mode == ContinuousMode::Synchronous,
+                            intent: Intent::Run,
+                            failed: false,
+                            paused: false,
+                            frozen: false,
+                            remote_node,
+                            resync: None,
+                        },
+                    );
+                    started.push(pair.clone());
+                    if let Some(record) = record {
+                        match self.start_resync(pair, &record) {
+                            Ok(resync) => {
+                                self.jobs.get_mut(&id).expect("inserted").resync = Some(resync)
+                            }
+                            Err(e) => {
+                                // The mirror runs, but its target lacks what changed:
+                                // an error, and the record kept for the next restart.
+                                self.records.insert(key(pair), Ok(record));
+                                self.jobs.get_mut(&id).expect("inserted").failed = true;
+                                reports.push(report(
+                                    pair,
+                                    PairEvent::Error(format!(
+                                        "cannot copy what changed since the split: {e}"
+                                    )),
+                                ));
+                            }
+                        }
+                    }
+                }
+                Err(mut e) => {
+                    if let Some(record) = record {
+                        self.records.insert(key(pair), Ok(record));
+                    }
+                    // Nothing of this group stays started; what had started has written
+                    // part of its target, and the refusal says so.
+                    for pair in &started {
+                        self.cancel(pair, false);
+                    }
+                    if !started.is_empty() {
+                        let targets: Vec<String> =
+                            started.iter().map(|p| p.target.to_string()).collect();
+                        e.message.push_str(&format!(
+                            "; {} pair(s) of this sequence had started and were ended: their targets are partly written ({})",
+                            started.len(),
+                            targets.join(", ")
+                        ));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut out: Vec<PairReport> = started
+            .iter()
+            .map(|p| report(p, PairEvent::Started))
+            .collect();
+        out.extend(reports);
+        Ok(out)
+    }
+
+    pub(super) fn start_backups(
+        &mut self,
+        pairs: &[Pair],
+        mode: PointInTimeMode,
+    ) -> Result<Vec<PairReport>, DriverError> {
+        let mut by_site: BTreeMap<String, Vec<(Pair, String, Option<String>)>> = BTreeMap::new();
+        let mut prepared: Vec<(Pair, Option<String>)> = Vec::new();
+        let idle: Vec<&Pair> = pairs
+            .iter()
+            .filter(|p| !self.jobs.contains_key(&self.names.job(p)))
+            .collect();
+        for pair in idle {
+            match self.target_node(pair) {
+                Ok((target, remote)) => {
+                    prepared.push((pair.clone(), remote.clone()));
+                    by_site
+                        .entry(pair.source.storage.clone())
+                        .or_default()
+                        .push((pair.clone(), target, remote));
+                }
+                Err(e) => {
+                    for (p, remote) in prepared {
+                        self.release(&p, false, remote);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut reports = Vec::new();
+        let mut done_sites: Vec<String> = Vec::new();
+        for (site, group) in &by_site {
+            let bitmap = self.names.incremental_bitmap(group[0].0.sequence);
+            let mut actions = Vec::new();
+            let mut new_bitmaps = Vec::new();
+            for (pair, target, _) in group {
+                let mut backup = json!({
+                    "job-id": self.names.job(pair), "device": pair.source.name, "target": target, "sync": "full",
+                    // copy_file_range between files: as fast as qemu-img convert (docs/qemu-recipes.md).
+                    "x-perf": { "use-copy-range": true },
+                });
+                match mode {
+                    PointInTimeMode::Copy => {}
+                    PointInTimeMode::NoCopy => backup["sync"] = json!("none"),
+                    PointInTimeMode::Incremental
+                        if self.has_bitmap(site, &pair.source.name, &bitmap) =>
+                    {
+                        backup["sync"] = json!("incremental");
+                        backup["bitmap"] = json!(bitmap);
+                    }
+                    PointInTimeMode::Incremental => {
+                        // The first copy is full; the bitmap, added at the same instant,
+                        // records what the next one must copy.
+                        actions.push(json!({ "type": "block-dirty-bitmap-add", "data": { "node": pair.source.name, "name": bitmap } }));
+                        new_bitmaps.push((site.clone(), pair.source.name.clone(), bitmap.clone()));
+                    }
+                }
+                actions.push(json!({ "type": "blockdev-backup", "data": backup }));
+            }
+            let result = self.qmp(site).and_then(|q| {
+                q.execute("transaction", json!({ "actions": actions, "properties": { "completion-mode": "individual" } }))
+                    .map_err(|e| refused(site, &group[0].0.source, e))
+            });
+            if let Err(e) = result {
+                // Earlier sites' groups already run: stop them; undo every preparation.
+                for (p, remote) in &prepared {
+                    if done_sites.contains(&p.source.storage) {
+                        self.cancel(p, true);
+                    } else {
+                        self.release(p, false, remote.clone());
+                    }
+                }
+                return Err(e);
+            }
+            done_sites.push(site.clone());
+            self.bitmaps.extend(new_bitmaps);
+            for (pair, _, remote) in group {
+                self.jobs.insert(
+                    self.names.job(pair),
+                    Job {
+                        pair: pair.clone(),
+                        kind: Kind::Backup,
+                        synchronous: false,
+                        intent: Intent::Run,
+                        failed: false,
+                        paused: false,
+                        frozen: false,
+                        remote_node: remote.clone(),
+                        resync: None,
+                    },
+                );
+                reports.push(report(pair, PairEvent::Started));
+                if mode == PointInTimeMode::NoCopy {
+                    // The instant copy exists once the job runs; it lasts until stopped.
+                    reports.push(report(pair, PairEvent::Complete));
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Waits (up to 10 s) until a job that was told to end has gone from its daemon,
+    /// and finishes it now, so its pair can start again under the same job id; the end
+    /// event it already sent is then not taken for the new job's.
+    pub(super) fn await_end(&mut self, id: &str) {
+        let Some(site) = self.jobs.get(id).map(|j| j.pair.source.storage.clone()) else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let listed = self
+                .qmp(&site)
+                .ok()
+                .and_then(|q| q.list("query-block-jobs", Value::Null).ok());
+            match listed {
+                Some(jobs) if jobs.iter().any(|j| j["device"] == id) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                _ => break,
+            }
+        }
+        self.finish(id, None);
+        self.ended.insert(id.to_string());
+    }
+
+    /// Asks a pair's job to end (`force`: at once, without a final synchronisation).
+    pub(super) fn cancel(&mut self, pair: &Pair, force: bool) {
+        let id = self.names.job(pair);
+        if let Some(job) = self.jobs.get_mut(&id) {
+            if job.intent == Intent::Run {
+                job.intent = Intent::Stop;
+            }
+            if let Some(qmp) = self.sites.get(&pair.source.storage) {
+                let _ = qmp.execute("block-job-cancel", json!({ "device": id, "force": force }));
+            }
+        }
+    }
+
+    /// Sends `block-job-cancel` to every given job, pipelined per site.
+    pub(super) fn cancel_all(&mut self, pairs: &[Pair], intent: Intent) -> Result<(), DriverError> {
+        let mut by_site: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+        for pair in pairs {
+            let id = self.names.job(pair);
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.intent = intent;
+                // End at once (no last synchronisation) a failed or paused mirror, which
+                // cannot synchronise, and a backup. A mirror in step ends gracefully: a
+                // synchronous or frozen one has nothing left to copy, a background one
+                // drains first so its target catches up. (A forced cancel of a
+                // write-blocking mirror under writes has crashed qemu-storage-daemon
+                // 10.0.2 with heap corruption: docs/qemu-recipes.md.)
+                let force = job.failed || job.paused || job.kind == Kind::Backup;
+                let site = by_site.entry(pair.source.storage.clone()).or_default();
+                if job.resync.is_some() {
+                    site.push((self.names.resync_job(pair), true));
+                }
+                site.push((id, force));
+            }
+        }
+        for (site, jobs) in by_site {
+            let Ok(qmp) = self.qmp(&site) else { continue };
+            let commands = jobs
+                .iter()
+                .map(|(id, force)| ("block-job-cancel", json!({ "device": id, "force": force })))
+                .collect();
+            for ((id, _), result) in jobs.iter().zip(qmp.execute_all(commands)) {
+                if let Err(e) = result {
+                    return Err(DriverError::on(&site, id, e));
+                }
+            }
+        }
+        Ok(())
+    }
+}

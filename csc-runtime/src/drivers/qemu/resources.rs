@@ -1,0 +1,157 @@
+//! What a copy needs in the daemons besides its job, and what this driver adds for it:
+//! NBD servers and exports at a target's site, NBD client nodes at the source's,
+//! bitmaps; added once, recorded in the driver's registries, released with the pair.
+
+use super::qmp::QmpError;
+use super::{refused, Qemu};
+use crate::address::Address;
+use crate::drivers::DriverError;
+use crate::plan::{Pair, Volume};
+use serde_json::{json, Value};
+
+/// An address as QMP's legacy SocketAddress (`nbd-server-start` takes only this form).
+pub(super) fn socket_legacy(address: &Address) -> Value {
+    let flat = socket(address);
+    let kind = flat["type"].clone();
+    let mut data = flat;
+    data.as_object_mut().expect("an object").remove("type");
+    json!({ "type": kind, "data": data })
+}
+
+/// An address as QMP's SocketAddress.
+pub(super) fn socket(address: &Address) -> Value {
+    match address {
+        Address::Unix(path) => json!({ "type": "unix", "path": path }),
+        Address::Tcp { host, port } => {
+            json!({ "type": "inet", "host": host.trim_start_matches('[').trim_end_matches(']'), "port": port.to_string() })
+        }
+        // Not a qemu address (`Plan::validate` refuses it): qemu says so if it is sent.
+        Address::Local(path) | Address::Ssh { path, .. } => {
+            json!({ "type": "unix", "path": path })
+        }
+    }
+}
+
+impl Qemu {
+    /// The node a job in the source's daemon writes to: the target itself on the same
+    /// site, else an NBD client node to the target's export (created here).
+    pub(super) fn target_node(
+        &mut self,
+        pair: &Pair,
+    ) -> Result<(String, Option<String>), DriverError> {
+        if pair.source.storage == pair.target.storage {
+            return Ok((pair.target.name.clone(), None));
+        }
+        let node = self.names.nbd(pair);
+        self.nbd_client(pair, &node)?;
+        Ok((node.clone(), Some(node)))
+    }
+
+    /// Adds NBD client node `node` in the source's daemon, to the target's export
+    /// (served first if it is not).
+    pub(super) fn nbd_client(&mut self, pair: &Pair, node: &str) -> Result<(), DriverError> {
+        let (export, data) = self.serve_target(pair)?;
+        let args = json!({
+            "driver": "nbd", "node-name": node, "server": socket(&data), "export": export,
+            // A write to a dead target is held this long (not acknowledged without its
+            // target) while the rest of the group is held: the failure's own hold.
+            "reconnect-delay": self.timing.failed_target_hold_secs,
+        });
+        self.qmp(&pair.source.storage)?
+            .execute("blockdev-add", args)
+            .map_err(|e| refused(&pair.source.storage, &pair.target, e))?;
+        Ok(())
+    }
+
+    /// Starts the NBD server of a storage at its DATA address unless one runs there;
+    /// returns the address. `volume` is what needs it (for the refusal).
+    pub(super) fn ensure_nbd_server(
+        &mut self,
+        site: &str,
+        volume: &Volume,
+    ) -> Result<Address, DriverError> {
+        let data = self.plan.storages[site].data.clone().ok_or_else(|| {
+            DriverError::on(
+                site,
+                &volume.name,
+                "has no DATA address: other sites cannot reach its volumes",
+            )
+        })?;
+        if !self.nbd_servers.contains(site) {
+            match self
+                .qmp(site)?
+                .execute("nbd-server-start", json!({ "addr": socket_legacy(&data) }))
+            {
+                Ok(_) => {
+                    self.nbd_servers.insert(site.to_string());
+                }
+                // The administrator's own server (--nbd-server) serves as well.
+                Err(QmpError::Refused { desc, .. }) if desc.contains("already running") => {}
+                Err(e) => return Err(refused(site, volume, e)),
+            }
+        }
+        Ok(data)
+    }
+
+    /// Exports a pair's target in its daemon (starting the NBD server there if it has
+    /// none): the export's name and where it is served. Asking again is harmless, and
+    /// is how a target daemon that restarted serves the pair again.
+    pub(super) fn serve_target(&mut self, pair: &Pair) -> Result<(String, Address), DriverError> {
+        let target_site = pair.target.storage.clone();
+        let data = self.ensure_nbd_server(&target_site, &pair.target)?;
+        let export = self.export(&pair.target, &pair.target.name)?;
+        Ok((export, data))
+    }
+
+    /// Exports `volume` writable in its daemon as `names.export(as_name)` (once; an
+    /// export that is already there is ours: a daemon that hung and came back keeps
+    /// its exports). Returns the export's name.
+    pub(super) fn export(&mut self, volume: &Volume, as_name: &str) -> Result<String, DriverError> {
+        let site = &volume.storage;
+        let export = self.names.export(as_name);
+        let key = (site.clone(), as_name.to_string());
+        if !self.exports.contains(&key) {
+            match self.qmp(site)?.execute(
+                "block-export-add",
+                json!({ "type": "nbd", "id": export, "node-name": volume.name, "name": export, "writable": true }),
+            ) {
+                Ok(_) => {}
+                Err(QmpError::Refused { desc, .. }) if desc.contains("already in use") => {}
+                Err(e) => return Err(refused(site, volume, e)),
+            }
+            self.exports.insert(key);
+        }
+        Ok(export)
+    }
+
+    /// Removes a pair's hold filter and sink (`continuous`), its NBD client node, and
+    /// the export when no job uses it any more.
+    pub(super) fn release(&mut self, pair: &Pair, continuous: bool, remote_node: Option<String>) {
+        if let Some(qmp) = self.sites.get(&pair.source.storage) {
+            if continuous {
+                for node in [self.names.hold(pair), self.names.sink(pair)] {
+                    let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
+                }
+            }
+        }
+        let Some(node) = remote_node else { return };
+        if let Some(qmp) = self.sites.get(&pair.source.storage) {
+            let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
+        }
+        let in_use = self.jobs.values().any(|j| j.pair.target == pair.target);
+        let key = (pair.target.storage.clone(), pair.target.name.clone());
+        if !in_use && self.exports.remove(&key) {
+            if let Some(qmp) = self.sites.get(&pair.target.storage) {
+                let _ = qmp.execute(
+                    "block-export-del",
+                    json!({ "id": self.names.export(&pair.target.name) }),
+                );
+            }
+        }
+    }
+
+    pub(super) fn has_bitmap(&self, site: &str, node: &str, name: &str) -> bool {
+        self.bitmaps
+            .contains(&(site.to_string(), node.to_string(), name.to_string()))
+    }
+}
