@@ -150,6 +150,12 @@ struct RunCopySet {
     volumes: Vec<Spanned<String>>,
 }
 
+/// A fault of a plan, and the copy set (index) it is about, if one.
+struct Fault {
+    copyset: Option<usize>,
+    message: String,
+}
+
 /// A run-time file's text, to say where in it a fault is: `FILE:LINE:COLUMN:`, then
 /// the line with a caret under the value, as `cssc check` shows a document's.
 struct RunText<'a> {
@@ -382,7 +388,8 @@ impl Plan {
                 secret: ways.secret.map(Spanned::into_inner),
             };
         }
-        let mut named = BTreeMap::new();
+        // The file's copy sets' names, by index (they replace the document's).
+        let mut named = Vec::new();
         if !file.copyset.is_empty() {
             let mut copysets = Vec::new();
             for c in file.copyset {
@@ -411,20 +418,15 @@ impl Plan {
                     name: c.name.get_ref().clone(),
                     volumes,
                 });
-                named.insert(c.name.get_ref().clone(), c.name);
+                named.push(c.name);
             }
             self.copysets = copysets;
         }
-        self.validate().map_err(|e| {
+        self.fault().map_err(|fault| {
             // A fault of a copy set of this file is said at its name.
-            let set = e.strip_prefix("copy set ").and_then(|rest| {
-                named.iter().find(|(n, _)| {
-                    rest.starts_with(&format!("{n}:")) || rest.starts_with(&format!("{n} "))
-                })
-            });
-            match set {
-                Some((_, span)) => run.at(span, &e),
-                None => format!("{name}: {e}"),
+            match fault.copyset.and_then(|i| named.get(i)) {
+                Some(span) => run.at(span, &fault.message),
+                None => format!("{name}: {}", fault.message),
             }
         })
     }
@@ -433,14 +435,23 @@ impl Plan {
     /// compiler's rule that a volume is in one place of one copy set only (a source
     /// is never its own target; no volume is written by two pairs).
     pub fn validate(&self) -> Result<(), String> {
+        self.fault().map_err(|f| f.message)
+    }
+
+    /// [`Plan::validate`]'s first fault, with the copy set it is about.
+    fn fault(&self) -> Result<(), Fault> {
+        let of_set = |i: usize, message: String| Fault {
+            copyset: Some(i),
+            message,
+        };
         let mut seen: BTreeMap<&Volume, &str> = BTreeMap::new();
-        for set in &self.copysets {
+        for (i, set) in self.copysets.iter().enumerate() {
             for volume in &set.volumes {
                 if let Some(first) = seen.insert(volume, &set.name) {
-                    return Err(format!(
+                    return Err(of_set(i, format!(
                         "copy set {}: volume {volume} is already in copy set {first}: a volume is in one place of one copy set only",
                         set.name
-                    ));
+                    )));
                 }
             }
         }
@@ -450,34 +461,46 @@ impl Plan {
             };
             let driver = storage.driver;
             if !storage.endpoint.suits(driver) {
-                return Err(format!(
-                    "storage {id}: a {driver} storage is not reached at {}: write {}",
-                    storage.endpoint,
-                    driver.capabilities().endpoints
-                ));
+                return Err(Fault {
+                    copyset: None,
+                    message: format!(
+                        "storage {id}: a {driver} storage is not reached at {}: write {}",
+                        storage.endpoint,
+                        driver.capabilities().endpoints
+                    ),
+                });
             }
         }
         let needed = self.sequences.len() + 1;
-        for set in &self.copysets {
+        for (i, set) in self.copysets.iter().enumerate() {
             if set.volumes.len() != needed {
-                return Err(format!(
-                    "copy set {} has {} volumes; the chain of {} sequences needs {needed}",
-                    set.name,
-                    set.volumes.len(),
-                    self.sequences.len()
+                return Err(of_set(
+                    i,
+                    format!(
+                        "copy set {} has {} volumes; the chain of {} sequences needs {needed}",
+                        set.name,
+                        set.volumes.len(),
+                        self.sequences.len()
+                    ),
                 ));
             }
             for v in &set.volumes {
                 let Some(storage) = self.storages.get(&v.storage) else {
-                    return Err(format!(
-                        "copy set {}: volume {v}: no storage `{}` (storages: {})",
-                        set.name,
-                        v.storage,
-                        self.storages.keys().cloned().collect::<Vec<_>>().join(", ")
+                    return Err(of_set(
+                        i,
+                        format!(
+                            "copy set {}: volume {v}: no storage `{}` (storages: {})",
+                            set.name,
+                            v.storage,
+                            self.storages.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
                     ));
                 };
                 if let Some(fault) = volume_fault(storage.driver, &v.name) {
-                    return Err(format!("copy set {}: volume {v}: {fault}", set.name));
+                    return Err(of_set(
+                        i,
+                        format!("copy set {}: volume {v}: {fault}", set.name),
+                    ));
                 }
             }
         }
@@ -493,10 +516,13 @@ impl Plan {
             .collect();
         let driver_of = |id: &str| self.storages.get(id).map(|s| s.driver);
         if let Some(refusal) = refusals(driver_of, &self.copysets, &needs).first() {
-            return Err(format!(
-                "copy set {}: {refusal}; {}",
-                self.copysets[refusal.copyset].name,
-                refusal.help()
+            return Err(of_set(
+                refusal.copyset,
+                format!(
+                    "copy set {}: {refusal}; {}",
+                    self.copysets[refusal.copyset].name,
+                    refusal.help()
+                ),
             ));
         }
         Ok(())
