@@ -109,18 +109,16 @@ impl Job {
     /// that a receive began and did not finish (no received uuid). Returns the
     /// target pool's listing without them.
     pub(crate) fn clean(&self) -> Result<Vec<Subvolume>, DriverError> {
-        let mut targets = self.to.list()?;
-        if !self.same_pool() {
-            let half: Vec<String> = self
-                .of_pair(&targets)
-                .into_iter()
-                .filter(|(_, s)| s.received_uuid.is_none())
-                .map(|(_, s)| format!("{DIR}/{}", s.name))
-                .collect();
-            self.to.delete(&half)?;
-            targets.retain(|s| !half.iter().any(|h| h.ends_with(&format!("/{}", s.name))));
+        let targets = self.to.list()?;
+        if self.same_pool() {
+            return Ok(targets);
         }
-        Ok(targets)
+        let (half, whole): (Vec<Subvolume>, Vec<Subvolume>) = targets.into_iter().partition(|s| {
+            s.received_uuid.is_none() && self.names.stamp(&self.pair, &s.name).is_some()
+        });
+        let paths: Vec<String> = half.iter().map(|s| format!("{DIR}/{}", s.name)).collect();
+        self.to.delete(&paths)?;
+        Ok(whole)
     }
 
     /// One copy: the source as of now, in the target volume when it returns. Each
@@ -257,9 +255,13 @@ impl Job {
         // Relative, so the pool may be mounted elsewhere (or reached over ssh).
         let up = "../".repeat(target.matches('/').count());
         let link = self.names.link(&self.pair);
-        self.to.run(&["rm", "-f", &self.to.path(&link)])?;
-        self.to
-            .run(&["ln", "-s", &format!("{up}{snapshot}"), &self.to.path(&link)])?;
+        // -f: a link a killed round left in the way is replaced.
+        self.to.run(&[
+            "ln",
+            "-sfT",
+            &format!("{up}{snapshot}"),
+            &self.to.path(&link),
+        ])?;
         self.to
             .run(&["mv", "-T", &self.to.path(&link), &self.to.path(target)])
             .map(drop)
