@@ -459,7 +459,7 @@ impl indicatif::TermLike for Screen {
 }
 
 #[test]
-fn a_long_copy_gets_a_progress_bar_on_a_terminal_with_the_log_above_it() {
+fn a_long_copy_gets_a_progress_bar_on_a_terminal_and_the_log_is_written_through_it() {
     let screen = Screen::default();
     let bars = indicatif::MultiProgress::with_draw_target(
         indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
