@@ -1602,6 +1602,7 @@ fn a_running_session_serves_its_state_as_prometheus_metrics() {
         "cssc_commands_total{session=\"mirror-freeze-switch\",sequence=\"1\",command=\"start\",ok=\"true\"} 1",
         "cssc_storage_reachable{session=\"mirror-freeze-switch\",storage=\"siteB\"} 1",
         "copyset=\"db\",of=\"total\",in_step=\"true\"}",
+        "cssc_pair_state{session=\"mirror-freeze-switch\",sequence=\"1\",copyset=\"db\",state=\"Duplex\"} 1",
     ] {
         assert!(page.contains(line), "{line} not in:\n{page}");
     }
@@ -1627,7 +1628,8 @@ fn a_running_session_serves_its_state_as_prometheus_metrics() {
         assert!(Instant::now() < deadline, "{}", scrape(&addr));
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(scrape(&addr).contains("event=\"onError\"} 1"));
+    let page = scrape(&addr);
+    assert!(page.contains("event=\"onError\"} 1"), "{page}");
     // onError froze the group; its writers were held until the 2 s hold time ended.
     let held = |page: &str| {
         page.lines()
@@ -1648,6 +1650,10 @@ fn a_running_session_serves_its_state_as_prometheus_metrics() {
     assert!(
         (2.0..3.0).contains(&held(&page)),
         "held for the 2 s hold time: {page}"
+    );
+    assert!(
+        page.contains("sequence=\"1\",copyset=\"db\",state=\"Suspended\"} 1"),
+        "the freeze suspended each pair: {page}"
     );
     assert_eq!(terminate(&mut run, "the run"), 0);
 }

@@ -285,6 +285,14 @@ impl<S: Solution> Core<S> {
         S::sequence_state(&self.state, sequence)
     }
 
+    /// What each pair of `sequence` last reported in its group's current run, by
+    /// copy set index (a pair that said nothing yet is absent).
+    pub fn pair_states(&self, sequence: u32) -> BTreeMap<usize, &'static str> {
+        self.groups.get(&sequence).map_or_else(BTreeMap::new, |g| {
+            g.pairs.iter().map(|(c, e)| (*c, e.name())).collect()
+        })
+    }
+
     /// A command is about to run: a start or resume begins a new run of the group, a
     /// freeze holds its writers until `now` + the hold time, a thaw ends the hold.
     pub fn issue(&mut self, sequence: u32, verb: Verb, now: Instant) {

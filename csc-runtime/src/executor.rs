@@ -12,6 +12,7 @@ use crate::journal::{Journal, Record};
 use crate::log::timestamp;
 use crate::log::Log;
 use crate::machine::{Command, Solution};
+use crate::metrics;
 use crate::plan::{Pair, Plan};
 use crate::vocab::{BaseCopy, Command as Verb, Event, Keyword};
 use serde_json::json;
@@ -30,6 +31,8 @@ pub struct Status {
     pub events: Vec<(u32, Event)>,
     /// Every copy command run so far: (sequence, command, ok).
     pub commands: Vec<(u32, Verb, bool)>,
+    /// Ended actions by (kind, ok): how many, and the seconds they took in all.
+    pub actions: BTreeMap<(&'static str, bool), (u64, f64)>,
 }
 
 /// Why a session could not start.
@@ -242,7 +245,7 @@ pub fn run_with<S: Solution, D: Driver>(
             ex.carry_out(order);
         }
         if let Some(page) = options.metrics.as_ref().filter(|_| next_metrics <= now) {
-            *page.lock().expect("metrics") = ex.render_metrics();
+            *page.lock().expect("metrics") = metrics::render(&ex.figures());
             next_metrics = now + Duration::from_secs(1);
         }
         if let (Some(at), Some(every)) = (next_progress, options.progress_every) {
@@ -369,6 +372,16 @@ enum Action {
     Run(String, u64),
 }
 
+impl Action {
+    /// Its kind, as the metrics page counts it.
+    fn kind(&self) -> &'static str {
+        match self {
+            Action::Notify(_) => "notify",
+            Action::Run(..) => "run",
+        }
+    }
+}
+
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -434,8 +447,9 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             id
         });
         let what = what.for_action(id);
-        let (log, journal) = (self.log.clone(), self.journal.clone());
+        let (log, journal, status) = (self.log.clone(), self.journal.clone(), self.status.clone());
         std::thread::spawn(move || {
+            let started = Instant::now();
             let ok = match (&action, contact) {
                 (Action::Run(program, timeout), _) => {
                     actions::run(program, Duration::from_secs(*timeout), &what, &log)
@@ -443,6 +457,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 (Action::Notify(_), Some(contact)) => actions::notify(&contact, &what, &log),
                 (Action::Notify(_), None) => false,
             };
+            let mut status = status.lock().expect("status");
+            let tally = status.actions.entry((action.kind(), ok)).or_default();
+            tally.0 += 1;
+            tally.1 += started.elapsed().as_secs_f64();
+            drop(status);
             append(&journal, &log, Record::ActionEnd { id: what.id, ok });
         });
     }
@@ -989,156 +1008,71 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         lines
     }
 
-    /// The session in Prometheus' text format: each sequence's state, group events,
-    /// commands and actions so far, each storage reached or not, each copy's progress.
-    fn render_metrics(&mut self) -> String {
-        use crate::metrics::label;
-        use std::fmt::Write;
-        let session = label(&self.plan.name);
-        let mut out = String::new();
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        family(
-            &mut out,
-            "cssc_sequence_state",
-            "gauge",
-            "1 for the state each sequence is in.",
-        );
-        for sequence in &self.plan.sequences {
-            let n = sequence.number;
-            let state = self.core.sequence_state(n);
-            let _ = writeln!(
-                out,
-                "cssc_sequence_state{{session=\"{session}\",sequence=\"{n}\",state=\"{state}\",reversed=\"{}\"}} 1",
-                self.reversed.contains(&n)
-            );
-        }
-        let (events, commands) = {
-            let status = self.status.lock().expect("status");
-            let mut events: BTreeMap<(u32, &'static str), u64> = BTreeMap::new();
-            for (sequence, event) in &status.events {
-                *events.entry((*sequence, event.as_str())).or_default() += 1;
-            }
-            let mut commands: BTreeMap<(u32, &'static str, bool), u64> = BTreeMap::new();
-            for (sequence, verb, ok) in &status.commands {
-                *commands.entry((*sequence, verb.as_str(), *ok)).or_default() += 1;
-            }
-            (events, commands)
-        };
-        family(
-            &mut out,
-            "cssc_group_events_total",
-            "counter",
-            "Group events handled by this run.",
-        );
-        for ((sequence, event), count) in events {
-            let _ = writeln!(out, "cssc_group_events_total{{session=\"{session}\",sequence=\"{sequence}\",event=\"{event}\"}} {count}");
-        }
-        family(
-            &mut out,
-            "cssc_commands_total",
-            "counter",
-            "Copy commands issued by this run, by outcome.",
-        );
-        for ((sequence, command, ok), count) in commands {
-            let _ = writeln!(out, "cssc_commands_total{{session=\"{session}\",sequence=\"{sequence}\",command=\"{command}\",ok=\"{ok}\"}} {count}");
-        }
-        family(
-            &mut out,
-            "cssc_actions_started_total",
-            "counter",
-            "Notifications and programs started by this run.",
-        );
-        let _ = writeln!(
-            out,
-            "cssc_actions_started_total{{session=\"{session}\"}} {}",
-            self.actions
-        );
-        family(
-            &mut out,
-            "cssc_storage_reachable",
-            "gauge",
-            "1 while the storage answers the session.",
-        );
-        for storage in self.plan.storages_used() {
-            let up = u8::from(self.driver.reaches(storage));
-            let _ = writeln!(
-                out,
-                "cssc_storage_reachable{{session=\"{session}\",storage=\"{}\"}} {up}",
-                label(storage)
-            );
-        }
-        family(
-            &mut out,
-            "cssc_storage_heartbeat_age_seconds",
-            "gauge",
-            "Since the storage last answered its heartbeat.",
-        );
-        for (storage, age) in self.driver.heartbeat_ages() {
-            let _ = writeln!(
-                out,
-                "cssc_storage_heartbeat_age_seconds{{session=\"{session}\",storage=\"{}\"}} {:.3}",
-                label(&storage),
-                age.as_secs_f64()
-            );
-        }
-        family(
-            &mut out,
-            "cssc_copy_bytes",
-            "gauge",
-            "Each running copy: bytes done and to do; in_step once a mirror is in step.",
-        );
-        let progress = self.driver.progress();
-        for p in &progress {
-            let set = label(self.copyset_name(p.copyset).unwrap_or_default());
-            let _ = writeln!(
-                out,
-                "cssc_copy_bytes{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"done\",in_step=\"{}\"}} {}\ncssc_copy_bytes{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"total\",in_step=\"{}\"}} {}",
-                p.sequence, p.in_step, p.done, p.sequence, p.in_step, p.total
-            );
-        }
-        family(
-            &mut out,
-            "cssc_freezes_total",
-            "counter",
-            "Freezes of each sequence by this run.",
-        );
-        family(
-            &mut out,
-            "cssc_freeze_held_seconds",
-            "gauge",
-            "How long each sequence's writers were held: the last freeze, all of this run's, and the one holding now (from the freeze command to the thaw or the end of the hold time).",
-        );
+    /// What the metrics page shows, as of now.
+    fn figures(&mut self) -> metrics::Figures {
         let now = Instant::now();
-        for (sequence, f) in &self.freezes {
-            let current = f
-                .held_since
-                .map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64());
-            let last = f.last.map_or(0.0, |d| d.as_secs_f64());
-            let _ = writeln!(
-                out,
-                "cssc_freezes_total{{session=\"{session}\",sequence=\"{sequence}\"}} {}\ncssc_freeze_held_seconds{{session=\"{session}\",sequence=\"{sequence}\",of=\"last\"}} {last:.3}\ncssc_freeze_held_seconds{{session=\"{session}\",sequence=\"{sequence}\",of=\"total\"}} {:.3}\ncssc_freeze_held_seconds{{session=\"{session}\",sequence=\"{sequence}\",of=\"current\"}} {current:.3}",
-                f.count,
-                f.total.as_secs_f64()
-            );
+        let status = self.status.lock().expect("status").clone();
+        let sequences = self
+            .plan
+            .sequences
+            .iter()
+            .map(|sequence| {
+                let n = sequence.number;
+                let reported = self.core.pair_states(n);
+                let mut events = BTreeMap::new();
+                for (_, event) in status.events.iter().filter(|(q, _)| *q == n) {
+                    *events.entry(event.as_str()).or_default() += 1;
+                }
+                let mut commands = BTreeMap::new();
+                for (_, verb, ok) in status.commands.iter().filter(|(q, ..)| *q == n) {
+                    *commands.entry((verb.as_str(), *ok)).or_default() += 1;
+                }
+                metrics::SequenceFigures {
+                    number: n,
+                    state: self.core.sequence_state(n),
+                    reversed: self.reversed.contains(&n),
+                    pairs: (self.plan.copysets.iter().enumerate())
+                        .map(|(i, c)| (c.name.clone(), reported.get(&i).copied()))
+                        .collect(),
+                    events,
+                    commands,
+                    freezes: self.freezes.get(&n).map(|f| metrics::FreezeFigures {
+                        count: f.count,
+                        last: f.last.map_or(0.0, |d| d.as_secs_f64()),
+                        total: f.total.as_secs_f64(),
+                        current: f
+                            .held_since
+                            .map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64()),
+                    }),
+                }
+            })
+            .collect();
+        let ages: BTreeMap<String, Duration> = self.driver.heartbeat_ages().into_iter().collect();
+        let storages = (self.plan.storages_used().into_iter())
+            .map(|name| metrics::StorageFigures {
+                name: name.to_string(),
+                reachable: self.driver.reaches(name),
+                heartbeat_age: ages.get(name).map(Duration::as_secs_f64),
+            })
+            .collect();
+        let copies = (self.driver.progress().into_iter())
+            .map(|p| metrics::CopyFigures {
+                sequence: p.sequence,
+                copyset: self.copyset_name(p.copyset).unwrap_or_default().to_string(),
+                done: p.done,
+                total: p.total,
+                in_step: p.in_step,
+                lag: p.lag.map(|l| (l.seconds, l.bytes)),
+            })
+            .collect();
+        metrics::Figures {
+            session: self.plan.name.clone(),
+            sequences,
+            storages,
+            copies,
+            actions_started: self.actions,
+            actions_ended: status.actions,
         }
-        family(
-            &mut out,
-            "cssc_async_lag",
-            "gauge",
-            "Each asynchronous copy that measures it: seconds since the instant its target holds, and bytes of its last change sent.",
-        );
-        for p in &progress {
-            let Some(lag) = &p.lag else { continue };
-            let set = label(self.copyset_name(p.copyset).unwrap_or_default());
-            let _ = writeln!(
-                out,
-                "cssc_async_lag{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"seconds\"}} {:.3}\ncssc_async_lag{{session=\"{session}\",sequence=\"{}\",copyset=\"{set}\",of=\"bytes\"}} {}",
-                p.sequence, lag.seconds, p.sequence, lag.bytes
-            );
-        }
-        out
     }
 
     /// The name of the copy set a pair report or a copy's progress names.

@@ -1,9 +1,11 @@
 //! `run --metrics ADDR`: the session's state in Prometheus' text format, served at
 //! `GET /metrics` on an address the operator names (off unless asked; give a loopback
-//! address to keep it on the host). The executor renders the text once a second; this
-//! module only serves the last rendering. One read-only GET needs no HTTP framework,
-//! so every solution binary stays free of one.
+//! address to keep it on the host). The executor gathers its figures once a second;
+//! `render` writes them as text (pure) and `serve` serves the last rendering. One
+//! read-only GET needs no HTTP framework, so every solution binary stays free of one.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -54,11 +56,303 @@ fn answer(stream: TcpStream, page: &Page) -> std::io::Result<()> {
 }
 
 /// A label value as Prometheus' text format writes it.
-pub fn label(value: &str) -> String {
+fn label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// What the page shows, as the executor saw it at one instant.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Figures {
+    pub session: String,
+    pub sequences: Vec<SequenceFigures>,
+    pub storages: Vec<StorageFigures>,
+    pub copies: Vec<CopyFigures>,
+    /// Notifications and programs started by this run.
+    pub actions_started: usize,
+    /// Ended actions by (kind, ok): how many, and seconds they took in all.
+    pub actions_ended: BTreeMap<(&'static str, bool), (u64, f64)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SequenceFigures {
+    pub number: u32,
+    pub state: &'static str,
+    pub reversed: bool,
+    /// Each copy set's pair: the last thing it reported this run (`None`: nothing yet).
+    pub pairs: Vec<(String, Option<&'static str>)>,
+    /// Group events handled by this run, by event.
+    pub events: BTreeMap<&'static str, u64>,
+    /// Copy commands issued by this run, by (command, ok).
+    pub commands: BTreeMap<(&'static str, bool), u64>,
+    /// Freezes this run (count), and seconds the writers were held: the last freeze,
+    /// all of them, and the one holding now.
+    pub freezes: Option<FreezeFigures>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FreezeFigures {
+    pub count: u64,
+    pub last: f64,
+    pub total: f64,
+    pub current: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StorageFigures {
+    pub name: String,
+    pub reachable: bool,
+    /// Seconds since it last answered its heartbeat, where its driver keeps one.
+    pub heartbeat_age: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CopyFigures {
+    pub sequence: u32,
+    pub copyset: String,
+    pub done: u64,
+    pub total: u64,
+    pub in_step: bool,
+    /// An asynchronous copy's lag, where its driver measures it: (seconds, bytes).
+    pub lag: Option<(f64, u64)>,
+}
+
+/// One metric family: its help and type once, then its samples.
+struct Family<'a> {
+    out: &'a mut String,
+    name: &'static str,
+    session: String,
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, session: &str, name: &'static str, kind: &str, help: &str) -> Self {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        Family {
+            out,
+            name,
+            session: label(session),
+        }
+    }
+
+    /// A sample with the session's label and `labels` (values escaped here).
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let _ = write!(self.out, "{}{{session=\"{}\"", self.name, self.session);
+        for (key, val) in labels {
+            let _ = write!(self.out, ",{key}=\"{}\"", label(val));
+        }
+        let _ = writeln!(self.out, "}} {value}");
+    }
+}
+
+/// The figures in Prometheus' text format (0.0.4).
+pub fn render(f: &Figures) -> String {
+    let mut out = String::new();
+    let s = f.session.as_str();
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_sequence_state",
+        "gauge",
+        "1 for the state each sequence is in.",
+    );
+    for q in &f.sequences {
+        family.sample(
+            &[
+                ("sequence", &q.number.to_string()),
+                ("state", q.state),
+                ("reversed", &q.reversed.to_string()),
+            ],
+            1,
+        );
+    }
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_pair_state",
+        "gauge",
+        "1 for what each copy set's pair last reported this run (Pending: nothing yet).",
+    );
+    for q in &f.sequences {
+        for (copyset, state) in &q.pairs {
+            let state = state.unwrap_or("Pending");
+            family.sample(
+                &[
+                    ("sequence", &q.number.to_string()),
+                    ("copyset", copyset),
+                    ("state", state),
+                ],
+                1,
+            );
+        }
+    }
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_group_events_total",
+        "counter",
+        "Group events handled by this run.",
+    );
+    for q in &f.sequences {
+        for (event, count) in &q.events {
+            family.sample(
+                &[("sequence", &q.number.to_string()), ("event", event)],
+                count,
+            );
+        }
+    }
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_commands_total",
+        "counter",
+        "Copy commands issued by this run, by outcome.",
+    );
+    for q in &f.sequences {
+        for ((command, ok), count) in &q.commands {
+            family.sample(
+                &[
+                    ("sequence", &q.number.to_string()),
+                    ("command", command),
+                    ("ok", &ok.to_string()),
+                ],
+                count,
+            );
+        }
+    }
+    Family::new(
+        &mut out,
+        s,
+        "cssc_actions_started_total",
+        "counter",
+        "Notifications and programs started by this run.",
+    )
+    .sample(&[], f.actions_started);
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_actions_ended_total",
+        "counter",
+        "Notifications and programs ended this run, by kind and outcome.",
+    );
+    for ((kind, ok), (count, _)) in &f.actions_ended {
+        family.sample(&[("action", kind), ("ok", &ok.to_string())], count);
+    }
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_action_seconds_total",
+        "counter",
+        "Time the ended notifications and programs took, by kind and outcome.",
+    );
+    for ((kind, ok), (_, seconds)) in &f.actions_ended {
+        family.sample(
+            &[("action", kind), ("ok", &ok.to_string())],
+            format!("{seconds:.3}"),
+        );
+    }
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_storage_reachable",
+        "gauge",
+        "1 while the storage answers the session.",
+    );
+    for storage in &f.storages {
+        family.sample(&[("storage", &storage.name)], u8::from(storage.reachable));
+    }
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_storage_heartbeat_age_seconds",
+        "gauge",
+        "Since the storage last answered its heartbeat.",
+    );
+    for storage in &f.storages {
+        if let Some(age) = storage.heartbeat_age {
+            family.sample(&[("storage", &storage.name)], format!("{age:.3}"));
+        }
+    }
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_copy_bytes",
+        "gauge",
+        "Each running copy: bytes done and to do; in_step once a mirror is in step.",
+    );
+    for c in &f.copies {
+        let (sequence, in_step) = (c.sequence.to_string(), c.in_step.to_string());
+        for (of, bytes) in [("done", c.done), ("total", c.total)] {
+            family.sample(
+                &[
+                    ("sequence", &sequence),
+                    ("copyset", &c.copyset),
+                    ("of", of),
+                    ("in_step", &in_step),
+                ],
+                bytes,
+            );
+        }
+    }
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_freezes_total",
+        "counter",
+        "Freezes of each sequence by this run.",
+    );
+    for q in &f.sequences {
+        if let Some(freezes) = &q.freezes {
+            family.sample(&[("sequence", &q.number.to_string())], freezes.count);
+        }
+    }
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_freeze_held_seconds",
+        "gauge",
+        "How long each sequence's writers were held: the last freeze, all of this run's, and the one holding now (from the freeze command to the thaw or the end of the hold time).",
+    );
+    for q in &f.sequences {
+        if let Some(z) = &q.freezes {
+            for (of, seconds) in [("last", z.last), ("total", z.total), ("current", z.current)] {
+                family.sample(
+                    &[("sequence", &q.number.to_string()), ("of", of)],
+                    format!("{seconds:.3}"),
+                );
+            }
+        }
+    }
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_async_lag",
+        "gauge",
+        "Each asynchronous copy that measures it: seconds since the instant its target holds, and bytes behind (yet to copy where the driver knows it, else its last change sent).",
+    );
+    for c in &f.copies {
+        if let Some((seconds, bytes)) = c.lag {
+            let sequence = c.sequence.to_string();
+            family.sample(
+                &[
+                    ("sequence", &sequence),
+                    ("copyset", &c.copyset),
+                    ("of", "seconds"),
+                ],
+                format!("{seconds:.3}"),
+            );
+            family.sample(
+                &[
+                    ("sequence", &sequence),
+                    ("copyset", &c.copyset),
+                    ("of", "bytes"),
+                ],
+                bytes,
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -86,5 +380,76 @@ mod tests {
         assert!(get("/metrics").ends_with("cssc_up 0\n"));
         assert!(get("/").starts_with("HTTP/1.1 404"));
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn every_family_renders_its_samples_with_escaped_labels() {
+        let figures = Figures {
+            session: "cppc".into(),
+            sequences: vec![SequenceFigures {
+                number: 1,
+                state: "Duplex",
+                reversed: false,
+                pairs: vec![("db".into(), Some("Duplex")), ("lo\"g".into(), None)],
+                events: BTreeMap::from([("onDuplex", 1), ("onError", 2)]),
+                commands: BTreeMap::from([(("start", true), 1)]),
+                freezes: Some(FreezeFigures {
+                    count: 1,
+                    last: 2.0,
+                    total: 2.0,
+                    current: 0.0,
+                }),
+            }],
+            storages: vec![StorageFigures {
+                name: "siteA".into(),
+                reachable: true,
+                heartbeat_age: Some(0.2),
+            }],
+            copies: vec![CopyFigures {
+                sequence: 1,
+                copyset: "db".into(),
+                done: 5,
+                total: 10,
+                in_step: false,
+                lag: Some((1.5, 4096)),
+            }],
+            actions_started: 3,
+            actions_ended: BTreeMap::from([
+                (("notify", true), (2, 0.25)),
+                (("run", false), (1, 1.0)),
+            ]),
+        };
+        let page = render(&figures);
+        for line in [
+            "cssc_sequence_state{session=\"cppc\",sequence=\"1\",state=\"Duplex\",reversed=\"false\"} 1",
+            "cssc_pair_state{session=\"cppc\",sequence=\"1\",copyset=\"db\",state=\"Duplex\"} 1",
+            "cssc_pair_state{session=\"cppc\",sequence=\"1\",copyset=\"lo\\\"g\",state=\"Pending\"} 1",
+            "cssc_group_events_total{session=\"cppc\",sequence=\"1\",event=\"onError\"} 2",
+            "cssc_commands_total{session=\"cppc\",sequence=\"1\",command=\"start\",ok=\"true\"} 1",
+            "cssc_actions_started_total{session=\"cppc\"} 3",
+            "cssc_actions_ended_total{session=\"cppc\",action=\"notify\",ok=\"true\"} 2",
+            "cssc_action_seconds_total{session=\"cppc\",action=\"run\",ok=\"false\"} 1.000",
+            "cssc_storage_reachable{session=\"cppc\",storage=\"siteA\"} 1",
+            "cssc_storage_heartbeat_age_seconds{session=\"cppc\",storage=\"siteA\"} 0.200",
+            "cssc_copy_bytes{session=\"cppc\",sequence=\"1\",copyset=\"db\",of=\"total\",in_step=\"false\"} 10",
+            "cssc_freezes_total{session=\"cppc\",sequence=\"1\"} 1",
+            "cssc_freeze_held_seconds{session=\"cppc\",sequence=\"1\",of=\"last\"} 2.000",
+            "cssc_async_lag{session=\"cppc\",sequence=\"1\",copyset=\"db\",of=\"bytes\"} 4096",
+            "# TYPE cssc_pair_state gauge",
+        ] {
+            assert!(page.lines().any(|l| l == line), "{line} not in:\n{page}");
+        }
+        // Every sample belongs to the family declared above it.
+        let mut family = "";
+        for line in page.lines() {
+            if let Some(name) = line.strip_prefix("# TYPE ") {
+                family = name.split(' ').next().unwrap();
+            } else if !line.starts_with('#') {
+                assert!(
+                    line.starts_with(&format!("{family}{{")),
+                    "{line} under {family}"
+                );
+            }
+        }
     }
 }

@@ -40,11 +40,24 @@ pub enum PairEvent {
 }
 
 impl PairEvent {
+    /// Its name, without the message an error or a note carries.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PairEvent::Started => "Started",
+            PairEvent::Duplex => "Duplex",
+            PairEvent::Complete => "Complete",
+            PairEvent::Suspended => "Suspended",
+            PairEvent::Stopped => "Stopped",
+            PairEvent::Error(_) => "Error",
+            PairEvent::Note(_) => "Note",
+        }
+    }
+
     /// What to say of it: an error's message, else its name.
     pub fn detail(&self) -> String {
         match self {
             PairEvent::Error(e) | PairEvent::Note(e) => e.clone(),
-            other => format!("{other:?}"),
+            other => other.name().to_string(),
         }
     }
 }
