@@ -304,7 +304,7 @@ fn freeze_under_load(n: usize, trials: usize) {
             None,
             "site b killed".into(),
         );
-        csc_runtime::actions::notify(&contact, &what, &log("bench"));
+        csc_runtime::actions::notify(&contact, &what);
         d.thaw(&plan.pairs(1)).expect("thaw");
         writer.wait_for_progress(n);
         let released = writer

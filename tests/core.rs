@@ -5,7 +5,7 @@
 use csc_runtime::core::{Core, Order};
 use csc_runtime::drivers::{Driver, DriverError, PairEvent, PairReport, Progress};
 use csc_runtime::executor::{self, Options, SetupError, Status};
-use csc_runtime::log::{Log, LogFormat};
+use csc_runtime::log::LogFormat;
 use csc_runtime::machine::{Command, Solution};
 use csc_runtime::plan::{Pair, Plan};
 use csc_runtime::vocab::{BaseCopy, Command as Verb, Event};
@@ -292,11 +292,7 @@ fn a_session_whose_first_start_fails_half_way_does_not_run_and_says_which_volume
     let driver = refusing_second();
     let shut_down = Arc::clone(&driver.shut_down);
     let options = Options {
-        log: Log {
-            format: LogFormat::Human,
-            session: "t".into(),
-            bars: None,
-        },
+        bars: None,
         progress_every: None,
         journal: None,
         control: None,
@@ -465,11 +461,7 @@ fn a_long_copy_gets_a_progress_bar_on_a_terminal_and_the_log_is_written_through_
         indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
     );
     let options = Options {
-        log: Log {
-            format: LogFormat::Human,
-            session: "t".into(),
-            bars: Some(bars.clone()),
-        },
+        bars: Some(bars.clone()),
         progress_every: Some(Duration::from_secs(5)),
         journal: None,
         control: None,
@@ -477,15 +469,19 @@ fn a_long_copy_gets_a_progress_bar_on_a_terminal_and_the_log_is_written_through_
     };
     let stop = Arc::new(AtomicBool::new(false));
     let (s, status) = (Arc::clone(&stop), Arc::new(Mutex::new(Status::default())));
+    // The log of the executor's thread goes through the bars, as `run` sets it.
+    let log = csc_runtime::log::subscriber(LogFormat::Human, Some(bars));
     let run = std::thread::spawn(move || {
-        executor::run_with::<Switch, Fake>(
-            Plan::from_session(&Switch::SESSION),
-            half_done(),
-            mpsc::channel(),
-            options,
-            s,
-            status,
-        )
+        tracing::subscriber::with_default(log, || {
+            executor::run_with::<Switch, Fake>(
+                Plan::from_session(&Switch::SESSION),
+                half_done(),
+                mpsc::channel(),
+                options,
+                s,
+                status,
+            )
+        })
     });
     // The bars move every second: the copy is seen at 1 s and 2 s, gone at 3 s.
     std::thread::sleep(Duration::from_millis(4500));
@@ -497,5 +493,5 @@ fn a_long_copy_gets_a_progress_bar_on_a_terminal_and_the_log_is_written_through_
         "{drawn}"
     );
     // Log records were printed above the bars, through them.
-    assert!(drawn.contains("t session starts"), "{drawn}");
+    assert!(drawn.contains(" INFO session starts"), "{drawn}");
 }

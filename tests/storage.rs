@@ -333,7 +333,7 @@ fn the_cppc_chain_survives_a_site_failure_end_to_end() {
     let options = csc_runtime::demo::DemoOptions {
         volume_mib: 16,
         keep: false,
-        log: log("cppc"),
+        bars: None,
     };
     let verdicts = csc_runtime::demo::run::<cssc_solutions::cppc::Chain>(options).expect("demo");
     assert_eq!(verdicts.len(), 6, "{verdicts:#?}");
@@ -1578,7 +1578,7 @@ fn a_killed_run_is_not_taken_over_by_a_binary_of_another_document() {
 }
 
 #[test]
-fn a_running_session_serves_its_state_as_prometheus_metrics() {
+fn a_running_session_serves_its_state_as_prometheus_metrics_and_logs_json_lines() {
     let mut host = Host::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -1586,7 +1586,10 @@ fn a_running_session_serves_its_state_as_prometheus_metrics() {
         .port();
     let addr = format!("127.0.0.1:{port}");
     let mut command = host.command("run", "state");
-    command.command.args(["--metrics", &addr]);
+    command
+        .command
+        .args(["--metrics", &addr, "--log-format", "json"]);
+    let log = command.log.clone();
     let mut run = command.spawn().expect("run");
     mirrors_ready(&host.lab, 2);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -1656,4 +1659,29 @@ fn a_running_session_serves_its_state_as_prometheus_metrics() {
         "the freeze suspended each pair: {page}"
     );
     assert_eq!(terminate(&mut run, "the run"), 0);
+    // Its log: one JSON object a line, each with its time, level, kind and session.
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for r in &records {
+        assert!(
+            r["timestamp"].as_str().is_some_and(|t| t.ends_with('Z'))
+                && r["level"].is_string()
+                && r["kind"].is_string()
+                && r["message"].is_string()
+                && r["span"]["session"] == "mirror-freeze-switch",
+            "{r}"
+        );
+    }
+    let said = |kind: &str, level: &str, key: &str, value: &str| {
+        records
+            .iter()
+            .any(|r| r["kind"] == kind && r["level"] == level && r[key] == value)
+    };
+    assert!(said("event", "INFO", "event", "onError"), "{records:#?}");
+    assert!(said("pair", "WARN", "pair_event", "Error"), "{records:#?}");
+    assert!(said("command", "INFO", "command", "freeze"), "{records:#?}");
+    assert!(said("session", "INFO", "state", "stopped"), "{records:#?}");
 }

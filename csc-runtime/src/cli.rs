@@ -5,7 +5,7 @@
 
 use crate::control::Operation;
 use crate::executor::{self, Options};
-use crate::log::{Log, LogFormat};
+use crate::log::LogFormat;
 use crate::machine::{Command, Solution};
 use crate::plan::Plan;
 use crate::vocab::{Event, Keyword};
@@ -199,11 +199,8 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
             metrics,
         } => {
             let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
-            let metrics = match metrics.map(|addr| serve_metrics::<S>(&addr)).transpose() {
-                Ok(page) => page,
-                Err(code) => return code,
-            };
-            return run::<S>(config, log::<S>(log_format), progress_every, &dir, metrics);
+            let bars = log(log_format);
+            return run::<S>(config, bars, progress_every, &dir, metrics.as_deref());
         }
         Cmd::Status { state_dir, json } => {
             let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
@@ -223,7 +220,7 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
             let options = crate::demo::DemoOptions {
                 volume_mib,
                 keep,
-                log: log::<S>(log_format),
+                bars: log(log_format),
             };
             return match crate::demo::run::<S>(options) {
                 Ok(_) => ExitCode::SUCCESS,
@@ -244,8 +241,9 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
     ExitCode::SUCCESS
 }
 
-/// The log; with progress bars when it is for people and stderr is a terminal.
-fn log<S: Solution>(format: LogFormatArg) -> Log {
+/// Installs the log; returns progress bars when it is for people and stderr is a
+/// terminal.
+fn log(format: LogFormatArg) -> Option<indicatif::MultiProgress> {
     use std::io::IsTerminal;
     let format = match format {
         LogFormatArg::Human => LogFormat::Human,
@@ -253,11 +251,8 @@ fn log<S: Solution>(format: LogFormatArg) -> Log {
     };
     let bars = (format == LogFormat::Human && std::io::stderr().is_terminal())
         .then(indicatif::MultiProgress::new);
-    Log {
-        format,
-        session: S::SESSION.name.to_string(),
-        bars,
-    }
+    crate::log::init(format, bars.clone());
+    bars
 }
 
 /// The state directory by default: systemd's `StateDirectory=`, else /var/lib/cssc/SESSION.
@@ -273,12 +268,17 @@ fn default_state_dir<S: Solution>() -> std::path::PathBuf {
 /// was stopped after losing every storage.
 fn run<S: Solution>(
     config: Option<std::path::PathBuf>,
-    log: Log,
+    bars: Option<indicatif::MultiProgress>,
     progress_every: u64,
     state_dir: &std::path::Path,
-    metrics: Option<crate::metrics::Page>,
+    metrics: Option<&str>,
 ) -> ExitCode {
     let name = S::SESSION.name;
+    let _session = crate::log::session_span(name).entered();
+    let metrics = match metrics.map(serve_metrics).transpose() {
+        Ok(page) => page,
+        Err(code) => return code,
+    };
     let plan = match plan::<S>(config) {
         Ok(plan) => plan,
         Err(code) => return code,
@@ -286,13 +286,19 @@ fn run<S: Solution>(
     let (journal, earlier, torn) = match crate::journal::Journal::open(state_dir) {
         Ok(opened) => opened,
         Err(e) => {
-            eprintln!("{name}: cannot start: {e}; nothing was changed");
+            tracing::error!(
+                kind = "session",
+                state = "not-started",
+                "cannot start: {e}; nothing was changed"
+            );
             return ExitCode::from(3);
         }
     };
     if let Some(t) = torn {
-        eprintln!(
-            "{name}: the journal's last {} bytes were a torn record (a crash mid-write): dropped",
+        tracing::warn!(
+            kind = "journal",
+            dropped = t.dropped,
+            "the journal's last {} bytes were a torn record (a crash mid-write): dropped",
             t.dropped
         );
     }
@@ -305,31 +311,41 @@ fn run<S: Solution>(
     let killed_by =
         crate::journal::last_solution(&earlier).filter(|_| crate::journal::killed(&earlier));
     if let Some(other) = killed_by.filter(|h| *h != S::HASH) {
-        eprintln!(
-            "{name}: cannot start: the killed run in {} was compiled from another document (solution {other}; this is {}): run that binary again to take over, or `{name} cleanup` and start afresh; nothing was changed",
+        tracing::error!(
+            kind = "session",
+            state = "not-started",
+            "cannot start: the killed run in {} was compiled from another document (solution {other}; this is {}): run that binary again to take over, or `{name} cleanup` and start afresh; nothing was changed",
             state_dir.display(),
             S::HASH
         );
         return ExitCode::from(3);
     }
     let take_over = crate::journal::killed(&earlier).then(|| {
-        eprintln!(
-            "{name}: the last run ended without stopping (killed?): this run takes over its copies"
+        tracing::warn!(
+            kind = "session",
+            state = "taking-over",
+            "the last run ended without stopping (killed?): this run takes over its copies"
         );
         crate::journal::going_on(&earlier).to_vec()
     });
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
-            eprintln!("{name}: cannot handle signal {signal}: {e}");
+            tracing::error!(
+                kind = "session",
+                state = "not-started",
+                "cannot handle signal {signal}: {e}"
+            );
             return ExitCode::from(2);
         }
     }
     let control = match crate::control::listen(state_dir) {
         Ok(requests) => Some(requests),
         Err(e) => {
-            eprintln!(
-                "{name}: cannot listen for operator commands at {}: {e}; nothing was changed",
+            tracing::error!(
+                kind = "session",
+                state = "not-started",
+                "cannot listen for operator commands at {}: {e}; nothing was changed",
                 crate::control::socket_in(state_dir).display()
             );
             return ExitCode::from(3);
@@ -338,7 +354,7 @@ fn run<S: Solution>(
     let options = Options {
         control,
         metrics,
-        log,
+        bars,
         progress_every: (progress_every > 0).then(|| Duration::from_secs(progress_every)),
         journal: Some(executor::Journaled {
             journal,
@@ -350,15 +366,23 @@ fn run<S: Solution>(
     match executor::run::<S>(plan, options, stop, Arc::default()) {
         Ok(executor::Ended::Clean) => ExitCode::SUCCESS,
         Ok(executor::Ended::StoragesLost) => {
-            eprintln!("{name}: stopped after every storage of the session was lost");
+            tracing::error!(
+                kind = "session",
+                state = "storages-lost",
+                "stopped after every storage of the session was lost"
+            );
             ExitCode::from(4)
         }
         Err(e) => {
             let changed = e.to_string().contains("partly written");
             let unchanged = if changed { "" } else { "; nothing was changed" };
-            eprintln!("{name}: cannot start: {e}{unchanged}");
+            tracing::error!(
+                kind = "session",
+                state = "not-started",
+                "cannot start: {e}{unchanged}"
+            );
             if e.to_string().contains("in use") || e.to_string().contains("uplicate") {
-                eprintln!("{name}: if a run of this session was killed without its journal (another --state-dir), `{name} cleanup` removes what it left");
+                tracing::info!(kind = "session", "if a run of this session was killed without its journal (another --state-dir), `{name} cleanup` removes what it left");
             }
             ExitCode::from(3)
         }
@@ -366,15 +390,15 @@ fn run<S: Solution>(
 }
 
 /// Serves the metrics page at `addr`; exit 2 when the address cannot be bound.
-fn serve_metrics<S: Solution>(addr: &str) -> Result<crate::metrics::Page, ExitCode> {
+fn serve_metrics(addr: &str) -> Result<crate::metrics::Page, ExitCode> {
     let page = crate::metrics::Page::default();
     match crate::metrics::serve(addr, std::sync::Arc::clone(&page)) {
         Ok(bound) => {
-            eprintln!("{}: metrics at http://{bound}/metrics", S::SESSION.name);
+            tracing::info!(kind = "metrics", address = %bound, "metrics at http://{bound}/metrics");
             Ok(page)
         }
         Err(e) => {
-            eprintln!("{}: cannot serve metrics at {addr}: {e}", S::SESSION.name);
+            tracing::error!(kind = "metrics", "cannot serve metrics at {addr}: {e}");
             Err(ExitCode::from(2))
         }
     }

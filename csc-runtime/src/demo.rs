@@ -6,7 +6,6 @@
 
 use crate::executor::{self, Options, Status};
 use crate::lab::Lab;
-use crate::log::Log;
 use crate::machine::Solution;
 use crate::plan::Plan;
 use crate::vocab::{BaseCopy, ContinuousMode};
@@ -17,7 +16,8 @@ use std::time::{Duration, Instant};
 pub struct DemoOptions {
     pub volume_mib: u64,
     pub keep: bool,
-    pub log: Log,
+    /// The terminal's progress bars (`None`: progress as log lines).
+    pub bars: Option<indicatif::MultiProgress>,
 }
 
 /// What the demo says, on stdout (the session logs on stderr).
@@ -81,12 +81,15 @@ pub fn run<S: Solution>(options: DemoOptions) -> Result<Vec<String>, String> {
         let (plan, stop, status) = (plan.clone(), Arc::clone(&stop), Arc::clone(&status));
         let opts = Options {
             journal: None,
-            log: options.log.clone(),
+            bars: options.bars.clone(),
             progress_every: Some(Duration::from_secs(2)),
             control: None,
             metrics: None,
         };
-        std::thread::spawn(move || executor::run::<S>(plan, opts, stop, status))
+        std::thread::spawn(move || {
+            let _session = crate::log::session_span(&plan.name).entered();
+            executor::run::<S>(plan, opts, stop, status)
+        })
     };
     let outcome = drive(&mut lab, &plan, bytes, &status, &executor);
     stop.store(true, Ordering::Relaxed);

@@ -10,12 +10,11 @@ use crate::core::{Cause, Core, Order, Unfinished};
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport, Storages};
 use crate::journal::{Journal, Record};
 use crate::log::timestamp;
-use crate::log::Log;
 use crate::machine::{Command, Solution};
 use crate::metrics;
 use crate::plan::{Pair, Plan};
+use crate::progress::ProgressView;
 use crate::vocab::{BaseCopy, Command as Verb, Event, Keyword};
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -47,7 +46,8 @@ pub enum SetupError {
 }
 
 pub struct Options {
-    pub log: Log,
+    /// The terminal's progress bars (`None`: progress as log lines).
+    pub bars: Option<indicatif::MultiProgress>,
     /// How often to log the progress of long copies (`None`: never).
     pub progress_every: Option<Duration>,
     /// Where the run records what it does (`run` always has one; tests may not).
@@ -151,7 +151,7 @@ pub fn run_with<S: Solution, D: Driver>(
         core: Core::new(&plan, Instant::now(), wall()),
         plan,
         driver,
-        log: options.log,
+        progress: ProgressView::new(options.bars),
         reports: VecDeque::new(),
         status,
         journal,
@@ -161,7 +161,6 @@ pub fn run_with<S: Solution, D: Driver>(
         reversed,
         recovered,
         freezes: BTreeMap::new(),
-        bars: BTreeMap::new(),
     };
     let all_pairs: Vec<_> = ex
         .plan
@@ -175,8 +174,7 @@ pub fn run_with<S: Solution, D: Driver>(
             .preflight(&all_pairs)
             .map_err(SetupError::Storage)?;
     }
-    ex.log
-        .record("session", json!({ "state": "starting" }), "session starts");
+    tracing::info!(kind = "session", state = "starting", "session starts");
     // Recorded before the storage is touched: a run killed while it starts is taken
     // over like any other.
     ex.journal(Record::Run {
@@ -201,7 +199,7 @@ pub fn run_with<S: Solution, D: Driver>(
     }
     let mut lost: BTreeSet<String> = BTreeSet::new();
     // Bars move every second; log lines come every `progress_every`.
-    let bars = ex.log.bars.is_some();
+    let bars = ex.progress.has_bars();
     let bar_or_line = |every| if bars { Duration::from_secs(1) } else { every };
     let mut next_progress = options
         .progress_every
@@ -224,10 +222,11 @@ pub fn run_with<S: Solution, D: Driver>(
                 let reports = ex.driver.interpret(&site, notice);
                 ex.reports.extend(reports);
                 if !ex.driver.reaches(&site) && lost.insert(site.clone()) && lost == sites {
-                    ex.log.record(
-                        "session",
-                        json!({ "state": "storages-lost", "storages": lost }),
-                        "every storage of the session is lost: nothing is copied; waiting for them or for a stop",
+                    tracing::error!(
+                        kind = "session",
+                        state = "storages-lost",
+                        storages = ?lost,
+                        "every storage of the session is lost: nothing is copied; waiting for them or for a stop"
                     );
                 }
             }
@@ -250,24 +249,22 @@ pub fn run_with<S: Solution, D: Driver>(
         }
         if let (Some(at), Some(every)) = (next_progress, options.progress_every) {
             if at <= now {
-                if ex.log.bars.is_some() {
-                    ex.draw_bars();
-                } else {
-                    ex.log_progress();
-                }
+                let plan = &ex.plan;
+                ex.progress.show(ex.driver.progress(), |c| {
+                    plan.copysets.get(c).map_or("?", |c| c.name.as_str())
+                });
                 next_progress = Some(now + bar_or_line(every));
             }
         }
     }
-    ex.log.record(
-        "session",
-        json!({ "state": "stopping" }),
-        "session stops: ending its copies and removing what it added to the storage",
+    tracing::info!(
+        kind = "session",
+        state = "stopping",
+        "session stops: ending its copies and removing what it added to the storage"
     );
     ex.driver.shutdown();
     ex.journal(Record::Stopped { time: timestamp() });
-    ex.log
-        .record("session", json!({ "state": "stopped" }), "session stopped");
+    tracing::info!(kind = "session", state = "stopped", "session stopped");
     Ok(if !sites.is_empty() && lost == sites {
         Ended::StoragesLost
     } else {
@@ -324,7 +321,6 @@ struct Waiting {
 struct Executor<S: Solution, D: Driver> {
     plan: Plan,
     driver: D,
-    log: Log,
     core: Core<S>,
     /// Pair reports waiting for the core, in arrival order.
     reports: VecDeque<PairReport>,
@@ -341,8 +337,8 @@ struct Executor<S: Solution, D: Driver> {
     recovered: BTreeSet<u32>,
     /// Each sequence's freezes this run, for the metrics page.
     freezes: BTreeMap<u32, Freezes>,
-    /// The progress bar of each running copy, by pair (a terminal only).
-    bars: BTreeMap<(u32, usize), indicatif::ProgressBar>,
+    /// Long copies' progress, for people.
+    progress: ProgressView,
 }
 
 /// A sequence's freezes: how many, and how long its writers were held (from the
@@ -393,13 +389,13 @@ impl std::fmt::Display for Action {
 
 /// Appends a record; a journal that cannot be written is logged loudly, and the
 /// session goes on (its copies matter more than its record of them).
-fn append(journal: &Option<Arc<Mutex<Journal>>>, log: &Log, record: Record) {
+fn append(journal: &Option<Arc<Mutex<Journal>>>, record: Record) {
     if let Some(journal) = journal {
         if let Err(e) = journal.lock().expect("journal").append(&record) {
-            log.record(
-                "journal",
-                json!({ "ok": false }),
-                &format!("cannot write the journal: {e}; a restart will not know this step"),
+            tracing::error!(
+                kind = "journal",
+                ok = false,
+                "cannot write the journal: {e}; a restart will not know this step"
             );
         }
     }
@@ -407,7 +403,7 @@ fn append(journal: &Option<Arc<Mutex<Journal>>>, log: &Log, record: Record) {
 
 impl<S: Solution, D: Driver> Executor<S, D> {
     fn journal(&self, record: Record) {
-        append(&self.journal, &self.log, record);
+        append(&self.journal, record);
     }
 
     /// Starts an action on its own thread: a new one (recorded as started, with a new
@@ -418,10 +414,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             Action::Notify(name) => match self.plan.contacts.iter().find(|c| c.name == *name) {
                 Some(contact) => Some(contact.clone()),
                 None => {
-                    self.log.record(
-                        "notify",
-                        json!({ "contact": name, "ok": false }),
-                        &format!("notify {name}: no such contact in this session; the event is only logged"),
+                    tracing::warn!(
+                        kind = "notify",
+                        contact = name.as_str(),
+                        ok = false,
+                        "notify {name}: no such contact in this session; the event is only logged"
                     );
                     return;
                 }
@@ -447,14 +444,17 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             id
         });
         let what = what.for_action(id);
-        let (log, journal, status) = (self.log.clone(), self.journal.clone(), self.status.clone());
+        let (journal, status) = (self.journal.clone(), self.status.clone());
+        // The action's records are the session's too.
+        let span = tracing::Span::current();
         std::thread::spawn(move || {
+            let _session = span.entered();
             let started = Instant::now();
             let ok = match (&action, contact) {
                 (Action::Run(program, timeout), _) => {
-                    actions::run(program, Duration::from_secs(*timeout), &what, &log)
+                    actions::run(program, Duration::from_secs(*timeout), &what)
                 }
-                (Action::Notify(_), Some(contact)) => actions::notify(&contact, &what, &log),
+                (Action::Notify(_), Some(contact)) => actions::notify(&contact, &what),
                 (Action::Notify(_), None) => false,
             };
             let mut status = status.lock().expect("status");
@@ -462,7 +462,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             tally.0 += 1;
             tally.1 += started.elapsed().as_secs_f64();
             drop(status);
-            append(&journal, &log, Record::ActionEnd { id: what.id, ok });
+            append(&journal, Record::ActionEnd { id: what.id, ok });
         });
     }
 
@@ -524,14 +524,13 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             .iter()
             .filter(|r| r.event == PairEvent::Started)
             .count();
-        self.log.record(
-            "session",
-            json!({ "state": "taking-over", "adopted": copies }),
-            &format!(
-                "taking over from the killed run: {copies} of its copies adopted, {} commands and {} actions to finish",
-                unfinished.commands.len(),
-                unfinished.actions.len()
-            ),
+        tracing::info!(
+            kind = "session",
+            state = "taking-over",
+            adopted = copies,
+            "taking over from the killed run: {copies} of its copies adopted, {} commands and {} actions to finish",
+            unfinished.commands.len(),
+            unfinished.actions.len()
         );
         for sequence in &self.plan.sequences {
             let running = matches!(
@@ -582,10 +581,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     /// driver skips what is already done), its actions run again under their ids.
     fn finish(&mut self, unfinished: Unfinished) {
         for (sequence, verb) in unfinished.commands {
-            self.log.record(
-                "session",
-                json!({ "sequence": sequence, "command": verb.as_str() }),
-                &format!("finishing what the killed run began: {verb} sequence {sequence}"),
+            tracing::info!(
+                kind = "session",
+                sequence,
+                command = verb.as_str(),
+                "finishing what the killed run began: {verb} sequence {sequence}"
             );
             self.command(
                 Command::Copy {
@@ -596,10 +596,10 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             );
         }
         for action in unfinished.owed_actions {
-            self.log.record(
-                "session",
-                json!({ "action": action.to_string() }),
-                &format!("finishing what the killed run began: {action}"),
+            tracing::info!(
+                kind = "session",
+                action = %action,
+                "finishing what the killed run began: {action}"
             );
             self.command(action, None);
         }
@@ -662,11 +662,25 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     ));
                 }
             }
-            self.log.record(
-                "pair",
-                json!({ "sequence": report.sequence, "copyset": set, "pair_event": format!("{:?}", report.event) }),
-                &format!("sequence {} copy set {}: {detail}", report.sequence, set.as_deref().unwrap_or("?")),
-            );
+            let set = set.as_deref().unwrap_or("?");
+            let (sequence, pair_event) = (report.sequence, report.event.name());
+            if let PairEvent::Error(_) = report.event {
+                tracing::warn!(
+                    kind = "pair",
+                    sequence,
+                    copyset = set,
+                    pair_event,
+                    "sequence {sequence} copy set {set}: {detail}"
+                );
+            } else {
+                tracing::info!(
+                    kind = "pair",
+                    sequence,
+                    copyset = set,
+                    pair_event,
+                    "sequence {sequence} copy set {set}: {detail}"
+                );
+            }
             for order in self.core.report(report) {
                 self.carry_out(order);
             }
@@ -686,10 +700,13 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     .expect("status")
                     .events
                     .push((sequence, event));
-                self.log.record(
-                    "event",
-                    json!({ "sequence": sequence, "event": event.as_str(), "from": from, "to": to }),
-                    &format!("sequence {sequence} {event}: {from} -> {to}"),
+                tracing::info!(
+                    kind = "event",
+                    sequence,
+                    event = event.as_str(),
+                    from,
+                    to,
+                    "sequence {sequence} {event}: {from} -> {to}"
                 );
                 self.journal(Record::Transition {
                     sequence,
@@ -711,15 +728,21 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                         .or_default()
                         .released(Instant::now());
                 }
-                let text = match result {
-                    Ok(()) => format!(
+                match result {
+                    Ok(()) => tracing::info!(
+                        kind = "release",
+                        sequence,
+                        ok,
                         "sequence {sequence}: hold time ({} ms) over, writers released",
                         self.plan.timing.hold.as_millis()
                     ),
-                    Err(e) => format!("sequence {sequence}: releasing the writers failed: {e}"),
-                };
-                self.log
-                    .record("release", json!({ "sequence": sequence, "ok": ok }), &text);
+                    Err(e) => tracing::error!(
+                        kind = "release",
+                        sequence,
+                        ok,
+                        "sequence {sequence}: releasing the writers failed: {e}"
+                    ),
+                }
             }
         }
     }
@@ -731,10 +754,10 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 command: verb,
             } => {
                 if cause.is_none() && verb == Verb::Start {
-                    self.log.record(
-                        "schedule",
-                        json!({ "sequence": sequence }),
-                        &format!("schedule: start sequence {sequence}"),
+                    tracing::info!(
+                        kind = "schedule",
+                        sequence,
+                        "schedule: start sequence {sequence}"
                     );
                 }
                 let _ = self.copy(sequence, verb);
@@ -765,10 +788,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     fn recovered_not_started(&self, sequence: u32) -> bool {
         let recovered = self.recovered.contains(&sequence);
         if recovered {
-            self.log.record(
-                "session",
-                json!({ "sequence": sequence, "state": "recovered" }),
-                &format!("sequence {sequence} is recovered (production runs on its targets): not started; `reverse {sequence}` mirrors them back"),
+            tracing::info!(
+                kind = "session",
+                sequence,
+                state = "recovered",
+                "sequence {sequence} is recovered (production runs on its targets): not started; `reverse {sequence}` mirrors them back"
             );
         }
         recovered
@@ -814,15 +838,23 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             .expect("status")
             .commands
             .push((sequence, verb, ok));
-        let text = match &result {
-            Ok(()) => format!("{verb} sequence {sequence}"),
-            Err(e) => format!("{verb} sequence {sequence} failed: {e}"),
-        };
-        self.log.record(
-            "command",
-            json!({ "sequence": sequence, "command": verb.as_str(), "ok": ok }),
-            &text,
-        );
+        let command = verb.as_str();
+        match &result {
+            Ok(()) => tracing::info!(
+                kind = "command",
+                sequence,
+                command,
+                ok,
+                "{verb} sequence {sequence}"
+            ),
+            Err(e) => tracing::warn!(
+                kind = "command",
+                sequence,
+                command,
+                ok,
+                "{verb} sequence {sequence} failed: {e}"
+            ),
+        }
         if let (Err(e), Verb::Start) = (&result, verb) {
             for pair in &pairs {
                 self.reports.push_back(PairReport {
@@ -890,10 +922,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         if let Some(why) = refusal {
             return refuse(why);
         }
-        self.log.record(
-            "operator",
-            json!({ "sequence": sequence, "command": operation.to_string() }),
-            &format!("operator: {operation} sequence {sequence}"),
+        tracing::info!(
+            kind = "operator",
+            sequence,
+            command = %operation,
+            "operator: {operation} sequence {sequence}"
         );
         let wait = |ex: &mut Self, until: &'static str, answer: Sender<Answer>| {
             ex.waiting.push(Waiting {
@@ -936,10 +969,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     Ok(()) => {
                         self.recovered.insert(sequence);
                         for line in &said {
-                            self.log.record(
-                                "operator",
-                                json!({ "sequence": sequence, "recovered": line }),
-                                line,
+                            tracing::info!(
+                                kind = "operator",
+                                sequence,
+                                recovered = line.as_str(),
+                                "{line}"
                             );
                         }
                         let mut message = format!("sequence {sequence}: recovered");
@@ -1122,63 +1156,6 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         match cause {
             Some(c) => Occurrence::new(&self.plan.name, c.sequence, c.event, c.copyset, c.detail),
             None => Occurrence::new(&self.plan.name, sequence, event, None, String::new()),
-        }
-    }
-
-    /// One bar per copy with a length that is not done yet (mirrors until in step);
-    /// the bars of copies that ended go.
-    fn draw_bars(&mut self) {
-        let Some(multi) = self.log.bars.clone() else {
-            return;
-        };
-        let running: BTreeMap<(u32, usize), crate::drivers::Progress> = self
-            .driver
-            .progress()
-            .into_iter()
-            .filter(|p| !p.in_step && p.total > 0 && p.done < p.total)
-            .map(|p| ((p.sequence, p.copyset), p))
-            .collect();
-        self.bars.retain(|pair, bar| {
-            let keep = running.contains_key(pair);
-            if !keep {
-                bar.finish_and_clear();
-            }
-            keep
-        });
-        for (pair, p) in running {
-            let name = self.copyset_name(pair.1).unwrap_or("?").to_string();
-            let bar = self.bars.entry(pair).or_insert_with(|| {
-                let style = indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
-                )
-                .expect("a valid template")
-                .progress_chars("=> ");
-                let bar = multi.add(indicatif::ProgressBar::new(p.total).with_style(style));
-                bar.set_prefix(format!("sequence {} copy set {name}", pair.0));
-                bar
-            });
-            bar.set_length(p.total);
-            bar.set_position(p.done);
-        }
-    }
-
-    fn log_progress(&mut self) {
-        for p in self.driver.progress() {
-            if p.in_step || p.total == 0 || p.done >= p.total {
-                continue;
-            }
-            let set = self.copyset_name(p.copyset).unwrap_or("?");
-            let percent = p.done * 100 / p.total;
-            self.log.record(
-                "progress",
-                json!({ "sequence": p.sequence, "copyset": set, "done": p.done, "total": p.total }),
-                &format!(
-                    "sequence {} copy set {set}: {percent}% ({} of {} MiB)",
-                    p.sequence,
-                    p.done >> 20,
-                    p.total >> 20
-                ),
-            );
         }
     }
 }

@@ -30,6 +30,8 @@ pub mod metrics;
 pub mod model;
 #[cfg(feature = "engine")]
 pub mod plan;
+#[cfg(feature = "engine")]
+pub mod progress;
 pub mod session;
 #[cfg(feature = "engine")]
 pub mod status;

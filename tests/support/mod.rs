@@ -11,7 +11,6 @@ use csc_runtime::drivers::PairEvent;
 use csc_runtime::drivers::{Driver, PairReport};
 use csc_runtime::executor::{self, Options, SetupError, Status};
 use csc_runtime::lab::Lab;
-use csc_runtime::log::{Log, LogFormat};
 use csc_runtime::machine::Solution;
 use csc_runtime::plan::{CopySet, Plan, Sequence, Storage, Volume};
 use csc_runtime::vocab::BaseCopy;
@@ -24,14 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const MIB: u64 = 1 << 20;
-
-pub fn log(session: &str) -> Log {
-    Log {
-        format: LogFormat::Human,
-        session: session.into(),
-        bars: None,
-    }
-}
 
 pub fn vol(storage: &str, name: &str) -> Volume {
     Volume {
@@ -214,7 +205,7 @@ pub fn spawn<S: Solution>(plan: Plan) -> Session {
     let status = Arc::new(Mutex::new(Status::default()));
     let (s, st) = (Arc::clone(&stop), Arc::clone(&status));
     let options = Options {
-        log: log(&plan.name),
+        bars: None,
         progress_every: None,
         journal: None,
         control: None,

@@ -3,7 +3,7 @@
 //! environment and a timeout; each runs on its own thread so a slow one never holds
 //! up the copy commands after it. Results are logged.
 
-use crate::log::{timestamp, Log};
+use crate::log::timestamp;
 use crate::plan::Contact;
 use crate::vocab::{Event, Keyword};
 use serde_json::{json, Value};
@@ -221,15 +221,20 @@ pub fn post(
 }
 
 /// Notifies a contact by every way it has, logging each result; whether all went well.
-pub fn notify(contact: &Contact, what: &Occurrence, log: &Log) -> bool {
+pub fn notify(contact: &Contact, what: &Occurrence) -> bool {
+    let (name, sequence, event) = (contact.name.as_str(), what.sequence, what.event.as_str());
     let mut results = Vec::new();
     if let Some(url) = &contact.webhook {
         let failed = |text: &str| {
-            log.record(
-                "notify",
-                json!({ "contact": contact.name, "sequence": what.sequence, "event": what.event.as_str(), "ok": false, "retrying": true }),
-                &format!("notify {}: {text}", contact.name),
-            )
+            tracing::warn!(
+                kind = "notify",
+                contact = name,
+                sequence,
+                event,
+                ok = false,
+                retrying = true,
+                "notify {name}: {text}"
+            );
         };
         results.push(post(
             url,
@@ -244,32 +249,58 @@ pub fn notify(contact: &Contact, what: &Occurrence, log: &Log) -> bool {
     }
     let mut all = true;
     for result in results {
-        let (ok, text) = match result {
-            Ok(t) => (true, t),
-            Err(t) => (false, t),
-        };
-        all &= ok;
-        log.record(
-            "notify",
-            json!({ "contact": contact.name, "sequence": what.sequence, "event": what.event.as_str(), "ok": ok }),
-            &format!("notify {}: {text}", contact.name),
-        );
+        match result {
+            Ok(text) => tracing::info!(
+                kind = "notify",
+                contact = name,
+                sequence,
+                event,
+                ok = true,
+                "notify {name}: {text}"
+            ),
+            Err(text) => {
+                all = false;
+                tracing::warn!(
+                    kind = "notify",
+                    contact = name,
+                    sequence,
+                    event,
+                    ok = false,
+                    "notify {name}: {text}"
+                );
+            }
+        }
     }
     all
 }
 
 /// Runs a RUN action and logs how it ended; whether it succeeded.
-pub fn run(program: &str, timeout: Duration, what: &Occurrence, log: &Log) -> bool {
-    let (ok, text) = match run_program(program, timeout, what) {
-        Ok(t) => (true, t),
-        Err(t) => (false, t),
-    };
-    log.record(
-        "run",
-        json!({ "program": program, "sequence": what.sequence, "event": what.event.as_str(), "ok": ok }),
-        &format!("run: {text}"),
-    );
-    ok
+pub fn run(program: &str, timeout: Duration, what: &Occurrence) -> bool {
+    let (sequence, event) = (what.sequence, what.event.as_str());
+    match run_program(program, timeout, what) {
+        Ok(text) => {
+            tracing::info!(
+                kind = "run",
+                program,
+                sequence,
+                event,
+                ok = true,
+                "run: {text}"
+            );
+            true
+        }
+        Err(text) => {
+            tracing::warn!(
+                kind = "run",
+                program,
+                sequence,
+                event,
+                ok = false,
+                "run: {text}"
+            );
+            false
+        }
+    }
 }
 
 #[cfg(test)]
