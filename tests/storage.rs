@@ -1685,3 +1685,42 @@ fn a_running_session_serves_its_state_as_prometheus_metrics_and_logs_json_lines(
     assert!(said("command", "INFO", "command", "freeze"), "{records:#?}");
     assert!(said("session", "INFO", "state", "stopped"), "{records:#?}");
 }
+
+#[test]
+fn a_run_under_systemd_says_ready_once_its_mirrors_run_and_stopping_when_told_to_stop() {
+    let mut host = Host::new();
+    let socket = host.lab.dir.join("notify.sock");
+    let manager = std::os::unix::net::UnixDatagram::bind(&socket).expect("notify socket");
+    manager
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut command = host.command("run", "state");
+    command.command.env("NOTIFY_SOCKET", &socket);
+    let mut run = command.spawn().expect("run");
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = manager.recv(&mut buf).expect("a datagram from the run");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    // Ready means started: both mirrors exist in the source daemon already.
+    assert_eq!(host.jobs().len(), 2, "{:?}", host.jobs());
+    // Then one status per transition: the group gets in step.
+    let mut statuses = Vec::new();
+    while !statuses.iter().any(|s: &String| s.contains("Duplex")) {
+        statuses.push(next());
+    }
+    assert!(
+        statuses.iter().all(|s| s.starts_with("STATUS=sequence 1 ")),
+        "{statuses:?}"
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let stopping = next();
+    assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
+    assert_eq!(exits_within(&mut run, 30, "the run"), 0);
+}

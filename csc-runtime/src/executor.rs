@@ -197,6 +197,7 @@ pub fn run_with<S: Solution, D: Driver>(
     if let Some(unfinished) = unfinished {
         ex.finish(unfinished);
     }
+    crate::systemd::notify(&format!("READY=1\nSTATUS=session {} runs", ex.plan.name));
     let mut lost: BTreeSet<String> = BTreeSet::new();
     // Bars move every second; log lines come every `progress_every`.
     let bars = ex.progress.has_bars();
@@ -257,6 +258,7 @@ pub fn run_with<S: Solution, D: Driver>(
             }
         }
     }
+    crate::systemd::notify("STOPPING=1\nSTATUS=stopping: ending its copies");
     tracing::info!(
         kind = "session",
         state = "stopping",
@@ -708,6 +710,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     to,
                     "sequence {sequence} {event}: {from} -> {to}"
                 );
+                crate::systemd::notify(&format!("STATUS=sequence {sequence} {to} (after {event})"));
                 self.journal(Record::Transition {
                     sequence,
                     event: event.as_str().to_string(),

@@ -35,4 +35,6 @@ pub mod progress;
 pub mod session;
 #[cfg(feature = "engine")]
 pub mod status;
+#[cfg(feature = "engine")]
+pub mod systemd;
 pub mod vocab;
