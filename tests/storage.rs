@@ -1688,7 +1688,7 @@ fn a_running_session_serves_its_state_as_prometheus_metrics_and_logs_json_lines(
 
 #[test]
 fn a_run_under_systemd_says_ready_once_its_mirrors_run_and_stopping_when_told_to_stop() {
-    let mut host = Host::new();
+    let host = Host::new();
     let socket = host.lab.dir.join("notify.sock");
     let manager = std::os::unix::net::UnixDatagram::bind(&socket).expect("notify socket");
     manager
