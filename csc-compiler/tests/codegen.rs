@@ -1,6 +1,8 @@
 //! Generated code, checked in as goldens (tests/goldens/, one module per solution and
 //! valid fixture): compiled here against csc-runtime, verified fresh against what cssc
-//! generates now, and exercised. `CSSC_BLESS=1 cargo test` rewrites stale goldens.
+//! generates now, and exercised. `EXPECTORATE=overwrite cargo test` rewrites stale
+//! goldens (expectorate: the same mechanism as the diagnostics' snapshots, and plain
+//! files, so a golden is a Rust module this test compiles).
 
 mod common;
 
@@ -84,7 +86,7 @@ fn goldens() -> Vec<(PathBuf, PathBuf)> {
 }
 
 /// How a golden is written again (its header says so).
-const BLESS: &str = "CSSC_BLESS=1 cargo test -p csc-compiler --test codegen";
+const BLESS: &str = "EXPECTORATE=overwrite cargo test -p csc-compiler --test codegen";
 
 fn generated(doc: &Path) -> String {
     let file = doc.to_string_lossy();
@@ -96,7 +98,6 @@ fn generated(doc: &Path) -> String {
 
 #[test]
 fn goldens_are_fresh_and_all_compiled_here() {
-    let bless = std::env::var_os("CSSC_BLESS").is_some();
     let this = include_str!("codegen.rs");
     for (doc, golden) in goldens() {
         let code = generated(&doc);
@@ -108,16 +109,7 @@ fn goldens_are_fresh_and_all_compiled_here() {
             "{} is not compiled by this test",
             relative.display()
         );
-        if bless {
-            std::fs::write(&golden, &code).expect("write golden");
-            continue;
-        }
-        let current = std::fs::read_to_string(&golden).unwrap_or_default();
-        assert!(
-            current == code,
-            "{} is stale: run `CSSC_BLESS=1 cargo test -p csc-compiler --test codegen`",
-            golden.display()
-        );
+        expectorate::assert_contents(&golden, &code);
     }
 }
 

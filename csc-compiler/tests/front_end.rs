@@ -6,6 +6,7 @@ mod common;
 use common::{display_name, fixtures, solutions};
 use csc_compiler::diagnostics::{Renderer, Severity};
 use csc_compiler::{emit, front_end};
+use std::path::Path;
 
 /// The code an invalid fixture declares in its `<!-- expect: E0000 -->` comment.
 fn expected_code(bytes: &[u8]) -> String {
@@ -51,9 +52,12 @@ fn invalid_documents_report_their_code_with_help_and_are_snapshotted() {
             .expect("stem")
             .to_string_lossy()
             .into_owned();
-        insta::with_settings!({ snapshot_path => "snapshots/diagnostics", prepend_module_to_snapshot => false }, {
-            insta::assert_snapshot!(stem, rendered);
-        });
+        expectorate::assert_contents(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/snapshots/diagnostics")
+                .join(format!("{stem}.txt")),
+            &rendered,
+        );
     }
 }
 
