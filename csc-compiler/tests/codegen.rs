@@ -149,7 +149,7 @@ fn hostile_strings_arrive_as_data() {
     let plan = csc_runtime::plan::Plan::from_session(&s);
     assert_eq!(plan.copysets[0].volumes[0].name, "vol\"#1");
     assert_eq!(s.contacts[0].command, Some("/opt/notify \"x\"/a\\b\\nc"));
-    let (_, commands) = fixture_hostile_strings::step(
+    let (_, commands) = fixture_hostile_strings::Chain::step(
         Default::default(),
         fixture_hostile_strings::Chain::event(1, csc_runtime::vocab::Event::OnError)
             .expect("onError"),
@@ -167,7 +167,7 @@ fn hostile_strings_arrive_as_data() {
 
 mod cppc_machine {
     //! The CPPC chain ([0031]) over scripted event sequences, with the commands expected.
-    use super::cppc::{step, Chain, Command, Event, State};
+    use super::cppc::{Chain, Command, Event, State};
     use csc_runtime::machine::Solution;
     use csc_runtime::machine::{
         ContinuousCommand as CC, ContinuousEvent as CE, ContinuousState as CS,
@@ -182,7 +182,7 @@ mod cppc_machine {
         events.iter().fold(
             (State::default(), Vec::new()),
             |(state, mut all), &event| {
-                let (next, commands) = step(state, event);
+                let (next, commands) = Chain::step(state, event);
                 all.extend(commands);
                 (next, all)
             },
@@ -266,7 +266,7 @@ mod cppc_machine {
             Event::S3(CE::Duplex),
             Event::S2(PE::Stop),
         ] {
-            let (next, commands) = step(State::default(), event);
+            let (next, commands) = Chain::step(State::default(), event);
             assert!(commands.is_empty(), "{event:?}");
             assert_ne!(next, State::default(), "{event:?}");
         }

@@ -6,7 +6,7 @@
 use crate::control::Operation;
 use crate::executor::{self, Options};
 use crate::log::LogFormat;
-use crate::machine::{Command, Solution};
+use crate::machine::{Command, SequenceEvent, Solution};
 use crate::plan::Plan;
 use crate::vocab::{Event, Keyword};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -557,7 +557,7 @@ pub fn simulate<S: Solution>(events: &[String]) -> Result<String, String> {
     write_commands::<S>(&mut out, S::start());
     let mut state = S::State::default();
     for event in typed {
-        let (sequence, general) = S::describe_event(event);
+        let (sequence, general) = (event.sequence(), event.general());
         let (next, commands) = S::step(state, event);
         let _ = writeln!(
             out,

@@ -192,11 +192,17 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// What cssc generates for one solution: its description and its pure machine.
+/// A generated event: the sequence it is about, and its general form.
+pub trait SequenceEvent: Copy {
+    fn sequence(self) -> u32;
+    fn general(self) -> Event;
+}
+
 pub trait Solution {
     /// Every sequence's state; `Default` is "all idle".
     type State: Copy + Default + fmt::Debug + PartialEq;
     /// An event of one sequence, typed by that sequence's copy type.
-    type Event: Copy + fmt::Debug + PartialEq;
+    type Event: SequenceEvent + fmt::Debug + PartialEq;
     /// A command the machine issues; the executor runs its general form.
     type Command: Copy + fmt::Debug + PartialEq + Into<Command>;
 
@@ -215,8 +221,6 @@ pub trait Solution {
 
     /// The typed event for `event` of sequence `sequence`, if that sequence has it.
     fn event(sequence: u32, event: Event) -> Option<Self::Event>;
-    /// Which sequence an event is about and its general form.
-    fn describe_event(event: Self::Event) -> (u32, Event);
     /// The state of one sequence, by name, for people.
     fn sequence_state(state: &Self::State, sequence: u32) -> &'static str;
     /// The transition function: pure, exhaustive, generated.

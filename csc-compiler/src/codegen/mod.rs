@@ -161,8 +161,8 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
         quote! {
             Command::Notify { contact, event } => machine::Command::Notify {
                 contact,
-                sequence: event.sequence().number(),
-                event: event.general(),
+                sequence: machine::SequenceEvent::sequence(event),
+                event: machine::SequenceEvent::general(event),
             },
         }
     });
@@ -177,8 +177,8 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
             Command::Run { program, timeout_secs, event } => machine::Command::Run {
                 program,
                 timeout_secs,
-                sequence: event.sequence().number(),
-                event: event.general(),
+                sequence: machine::SequenceEvent::sequence(event),
+                event: machine::SequenceEvent::general(event),
             },
         }
     });
@@ -232,26 +232,17 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
             #copysets
         }
 
-        /// The sequences of the chain, in chain order.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum Sequence { #(#variants),* }
-
-        impl Sequence {
-            pub fn number(self) -> u32 {
-                match self { #(Sequence::#variants => #numbers),* }
-            }
-        }
-
-        /// An event of one sequence's group, typed by its base copy type.
+        /// An event of one sequence's group (one variant per sequence, in chain
+        /// order), typed by its base copy type.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Event { #(#variants(#event_types)),* }
 
-        impl Event {
-            pub fn sequence(self) -> Sequence {
-                match self { #(Event::#variants(_) => Sequence::#variants),* }
+        impl machine::SequenceEvent for Event {
+            fn sequence(self) -> u32 {
+                match self { #(Event::#variants(_) => #numbers),* }
             }
 
-            pub fn general(self) -> vocab::Event {
+            fn general(self) -> vocab::Event {
                 match self { #(Event::#variants(event) => event.into()),* }
             }
         }
@@ -278,15 +269,6 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
             }
         }
 
-        /// The transition function: the next state and the commands to run, in order.
-        pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
-            let mut next = state;
-            let commands = match event {
-                #(#arms)*
-            };
-            (next, commands)
-        }
-
         /// The solution, for csc-runtime.
         pub struct Chain;
 
@@ -309,10 +291,6 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
                 }
             }
 
-            fn describe_event(event: Event) -> (u32, vocab::Event) {
-                (event.sequence().number(), event.general())
-            }
-
             fn sequence_state(state: &State, sequence: u32) -> &'static str {
                 match sequence {
                     #(#numbers => state.#fields.as_str(),)*
@@ -320,8 +298,13 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
                 }
             }
 
+            /// The transition function: the next state and the commands to run, in order.
             fn step(state: State, event: Event) -> (State, Vec<Command>) {
-                step(state, event)
+                let mut next = state;
+                let commands = match event {
+                    #(#arms)*
+                };
+                (next, commands)
             }
 
             fn start() -> Vec<Command> {

@@ -208,25 +208,8 @@ pub const SESSION: session::Session = session::Session {
 fn copysets() -> &'static str {
     "[[\"db\",[[\"site1\",\"db-a\"],[\"site2\",\"db-b\"],[\"site2\",\"db-c\"],[\"site3\",\"db-d\"],[\"site3\",\"db-e\"]]],[\"logs\",[[\"site1\",\"logs-a\"],[\"site2\",\"logs-b\"],[\"site2\",\"logs-c\"],[\"site3\",\"logs-d\"],[\"site3\",\"logs-e\"]]]]"
 }
-/// The sequences of the chain, in chain order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Sequence {
-    S1,
-    S2,
-    S3,
-    S4,
-}
-impl Sequence {
-    pub fn number(self) -> u32 {
-        match self {
-            Sequence::S1 => 1u32,
-            Sequence::S2 => 2u32,
-            Sequence::S3 => 3u32,
-            Sequence::S4 => 4u32,
-        }
-    }
-}
-/// An event of one sequence's group, typed by its base copy type.
+/// An event of one sequence's group (one variant per sequence, in chain
+/// order), typed by its base copy type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     S1(machine::ContinuousEvent),
@@ -234,16 +217,16 @@ pub enum Event {
     S3(machine::ContinuousEvent),
     S4(machine::PointInTimeEvent),
 }
-impl Event {
-    pub fn sequence(self) -> Sequence {
+impl machine::SequenceEvent for Event {
+    fn sequence(self) -> u32 {
         match self {
-            Event::S1(_) => Sequence::S1,
-            Event::S2(_) => Sequence::S2,
-            Event::S3(_) => Sequence::S3,
-            Event::S4(_) => Sequence::S4,
+            Event::S1(_) => 1u32,
+            Event::S2(_) => 2u32,
+            Event::S3(_) => 3u32,
+            Event::S4(_) => 4u32,
         }
     }
-    pub fn general(self) -> vocab::Event {
+    fn general(self) -> vocab::Event {
         match self {
             Event::S1(event) => event.into(),
             Event::S2(event) => event.into(),
@@ -300,74 +283,12 @@ impl From<Command> for machine::Command {
             Command::Notify { contact, event } => {
                 machine::Command::Notify {
                     contact,
-                    sequence: event.sequence().number(),
-                    event: event.general(),
+                    sequence: machine::SequenceEvent::sequence(event),
+                    event: machine::SequenceEvent::general(event),
                 }
             }
         }
     }
-}
-/// The transition function: the next state and the commands to run, in order.
-pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
-    let mut next = state;
-    let commands = match event {
-        Event::S1(e) => {
-            next.s1 = machine::ContinuousState::after(e);
-            match e {
-                machine::ContinuousEvent::Error => {
-                    Vec::from([
-                        Command::S1(machine::ContinuousCommand::Freeze),
-                        Command::S2(machine::PointInTimeCommand::Start),
-                    ])
-                }
-                _ => Vec::new(),
-            }
-        }
-        Event::S2(e) => {
-            next.s2 = machine::PointInTimeState::after(e);
-            match e {
-                machine::PointInTimeEvent::Complete => {
-                    Vec::from([Command::S3(machine::ContinuousCommand::Start)])
-                }
-                machine::PointInTimeEvent::Error => {
-                    Vec::from([
-                        Command::Notify {
-                            contact: "Bill",
-                            event,
-                        },
-                    ])
-                }
-                _ => Vec::new(),
-            }
-        }
-        Event::S3(e) => {
-            next.s3 = machine::ContinuousState::after(e);
-            match e {
-                machine::ContinuousEvent::Error => {
-                    Vec::from([Command::S4(machine::PointInTimeCommand::Start)])
-                }
-                _ => Vec::new(),
-            }
-        }
-        Event::S4(e) => {
-            next.s4 = machine::PointInTimeState::after(e);
-            match e {
-                machine::PointInTimeEvent::Complete => {
-                    Vec::from([Command::S1(machine::ContinuousCommand::Start)])
-                }
-                machine::PointInTimeEvent::Error => {
-                    Vec::from([
-                        Command::Notify {
-                            contact: "Bill",
-                            event,
-                        },
-                    ])
-                }
-                _ => Vec::new(),
-            }
-        }
-    };
-    (next, commands)
 }
 /// The solution, for csc-runtime.
 pub struct Chain;
@@ -390,9 +311,6 @@ impl machine::Solution for Chain {
             _ => None,
         }
     }
-    fn describe_event(event: Event) -> (u32, vocab::Event) {
-        (event.sequence().number(), event.general())
-    }
     fn sequence_state(state: &State, sequence: u32) -> &'static str {
         match sequence {
             1u32 => state.s1.as_str(),
@@ -402,8 +320,67 @@ impl machine::Solution for Chain {
             _ => "no such sequence",
         }
     }
+    /// The transition function: the next state and the commands to run, in order.
     fn step(state: State, event: Event) -> (State, Vec<Command>) {
-        step(state, event)
+        let mut next = state;
+        let commands = match event {
+            Event::S1(e) => {
+                next.s1 = machine::ContinuousState::after(e);
+                match e {
+                    machine::ContinuousEvent::Error => {
+                        Vec::from([
+                            Command::S1(machine::ContinuousCommand::Freeze),
+                            Command::S2(machine::PointInTimeCommand::Start),
+                        ])
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            Event::S2(e) => {
+                next.s2 = machine::PointInTimeState::after(e);
+                match e {
+                    machine::PointInTimeEvent::Complete => {
+                        Vec::from([Command::S3(machine::ContinuousCommand::Start)])
+                    }
+                    machine::PointInTimeEvent::Error => {
+                        Vec::from([
+                            Command::Notify {
+                                contact: "Bill",
+                                event,
+                            },
+                        ])
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            Event::S3(e) => {
+                next.s3 = machine::ContinuousState::after(e);
+                match e {
+                    machine::ContinuousEvent::Error => {
+                        Vec::from([Command::S4(machine::PointInTimeCommand::Start)])
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            Event::S4(e) => {
+                next.s4 = machine::PointInTimeState::after(e);
+                match e {
+                    machine::PointInTimeEvent::Complete => {
+                        Vec::from([Command::S1(machine::ContinuousCommand::Start)])
+                    }
+                    machine::PointInTimeEvent::Error => {
+                        Vec::from([
+                            Command::Notify {
+                                contact: "Bill",
+                                event,
+                            },
+                        ])
+                    }
+                    _ => Vec::new(),
+                }
+            }
+        };
+        (next, commands)
     }
     fn start() -> Vec<Command> {
         Vec::from([Command::S1(machine::ContinuousCommand::Start)])

@@ -118,30 +118,19 @@ pub const SESSION: session::Session = session::Session {
 fn copysets() -> &'static str {
     "[[\"db\",[[\"siteA\",\"db\"],[\"siteB\",\"db-r\"]]],[\"journal\",[[\"siteA\",\"journal\"],[\"siteB\",\"journal-r\"]]]]"
 }
-/// The sequences of the chain, in chain order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Sequence {
-    S1,
-}
-impl Sequence {
-    pub fn number(self) -> u32 {
-        match self {
-            Sequence::S1 => 1u32,
-        }
-    }
-}
-/// An event of one sequence's group, typed by its base copy type.
+/// An event of one sequence's group (one variant per sequence, in chain
+/// order), typed by its base copy type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     S1(machine::ContinuousEvent),
 }
-impl Event {
-    pub fn sequence(self) -> Sequence {
+impl machine::SequenceEvent for Event {
+    fn sequence(self) -> u32 {
         match self {
-            Event::S1(_) => Sequence::S1,
+            Event::S1(_) => 1u32,
         }
     }
-    pub fn general(self) -> vocab::Event {
+    fn general(self) -> vocab::Event {
         match self {
             Event::S1(event) => event.into(),
         }
@@ -173,55 +162,20 @@ impl From<Command> for machine::Command {
             Command::Notify { contact, event } => {
                 machine::Command::Notify {
                     contact,
-                    sequence: event.sequence().number(),
-                    event: event.general(),
+                    sequence: machine::SequenceEvent::sequence(event),
+                    event: machine::SequenceEvent::general(event),
                 }
             }
             Command::Run { program, timeout_secs, event } => {
                 machine::Command::Run {
                     program,
                     timeout_secs,
-                    sequence: event.sequence().number(),
-                    event: event.general(),
+                    sequence: machine::SequenceEvent::sequence(event),
+                    event: machine::SequenceEvent::general(event),
                 }
             }
         }
     }
-}
-/// The transition function: the next state and the commands to run, in order.
-pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
-    let mut next = state;
-    let commands = match event {
-        Event::S1(e) => {
-            next.s1 = machine::ContinuousState::after(e);
-            match e {
-                machine::ContinuousEvent::Suspend => {
-                    Vec::from([
-                        Command::Notify {
-                            contact: "oncall",
-                            event,
-                        },
-                    ])
-                }
-                machine::ContinuousEvent::Error => {
-                    Vec::from([
-                        Command::S1(machine::ContinuousCommand::Freeze),
-                        Command::Notify {
-                            contact: "oncall",
-                            event,
-                        },
-                        Command::Run {
-                            program: "/usr/local/sbin/site-switch",
-                            timeout_secs: 300u64,
-                            event,
-                        },
-                    ])
-                }
-                _ => Vec::new(),
-            }
-        }
-    };
-    (next, commands)
 }
 /// The solution, for csc-runtime.
 pub struct Chain;
@@ -241,17 +195,46 @@ impl machine::Solution for Chain {
             _ => None,
         }
     }
-    fn describe_event(event: Event) -> (u32, vocab::Event) {
-        (event.sequence().number(), event.general())
-    }
     fn sequence_state(state: &State, sequence: u32) -> &'static str {
         match sequence {
             1u32 => state.s1.as_str(),
             _ => "no such sequence",
         }
     }
+    /// The transition function: the next state and the commands to run, in order.
     fn step(state: State, event: Event) -> (State, Vec<Command>) {
-        step(state, event)
+        let mut next = state;
+        let commands = match event {
+            Event::S1(e) => {
+                next.s1 = machine::ContinuousState::after(e);
+                match e {
+                    machine::ContinuousEvent::Suspend => {
+                        Vec::from([
+                            Command::Notify {
+                                contact: "oncall",
+                                event,
+                            },
+                        ])
+                    }
+                    machine::ContinuousEvent::Error => {
+                        Vec::from([
+                            Command::S1(machine::ContinuousCommand::Freeze),
+                            Command::Notify {
+                                contact: "oncall",
+                                event,
+                            },
+                            Command::Run {
+                                program: "/usr/local/sbin/site-switch",
+                                timeout_secs: 300u64,
+                                event,
+                            },
+                        ])
+                    }
+                    _ => Vec::new(),
+                }
+            }
+        };
+        (next, commands)
     }
     fn start() -> Vec<Command> {
         Vec::from([Command::S1(machine::ContinuousCommand::Start)])

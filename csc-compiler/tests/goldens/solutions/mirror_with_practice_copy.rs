@@ -124,34 +124,21 @@ pub const SESSION: session::Session = session::Session {
 fn copysets() -> &'static str {
     "[[\"erp\",[[\"prod\",\"erp\"],[\"dr\",\"erp-mirror\"],[\"dr\",\"erp-practice\"]]]]"
 }
-/// The sequences of the chain, in chain order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Sequence {
-    S1,
-    S2,
-}
-impl Sequence {
-    pub fn number(self) -> u32 {
-        match self {
-            Sequence::S1 => 1u32,
-            Sequence::S2 => 2u32,
-        }
-    }
-}
-/// An event of one sequence's group, typed by its base copy type.
+/// An event of one sequence's group (one variant per sequence, in chain
+/// order), typed by its base copy type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     S1(machine::ContinuousEvent),
     S2(machine::PointInTimeEvent),
 }
-impl Event {
-    pub fn sequence(self) -> Sequence {
+impl machine::SequenceEvent for Event {
+    fn sequence(self) -> u32 {
         match self {
-            Event::S1(_) => Sequence::S1,
-            Event::S2(_) => Sequence::S2,
+            Event::S1(_) => 1u32,
+            Event::S2(_) => 2u32,
         }
     }
-    pub fn general(self) -> vocab::Event {
+    fn general(self) -> vocab::Event {
         match self {
             Event::S1(event) => event.into(),
             Event::S2(event) => event.into(),
@@ -183,47 +170,12 @@ impl From<Command> for machine::Command {
             Command::Notify { contact, event } => {
                 machine::Command::Notify {
                     contact,
-                    sequence: event.sequence().number(),
-                    event: event.general(),
+                    sequence: machine::SequenceEvent::sequence(event),
+                    event: machine::SequenceEvent::general(event),
                 }
             }
         }
     }
-}
-/// The transition function: the next state and the commands to run, in order.
-pub fn step(state: State, event: Event) -> (State, Vec<Command>) {
-    let mut next = state;
-    let commands = match event {
-        Event::S1(e) => {
-            next.s1 = machine::ContinuousState::after(e);
-            match e {
-                machine::ContinuousEvent::Error => {
-                    Vec::from([
-                        Command::Notify {
-                            contact: "dr-team",
-                            event,
-                        },
-                    ])
-                }
-                _ => Vec::new(),
-            }
-        }
-        Event::S2(e) => {
-            next.s2 = machine::PointInTimeState::after(e);
-            match e {
-                machine::PointInTimeEvent::Error => {
-                    Vec::from([
-                        Command::Notify {
-                            contact: "dr-team",
-                            event,
-                        },
-                    ])
-                }
-                _ => Vec::new(),
-            }
-        }
-    };
-    (next, commands)
 }
 /// The solution, for csc-runtime.
 pub struct Chain;
@@ -244,9 +196,6 @@ impl machine::Solution for Chain {
             _ => None,
         }
     }
-    fn describe_event(event: Event) -> (u32, vocab::Event) {
-        (event.sequence().number(), event.general())
-    }
     fn sequence_state(state: &State, sequence: u32) -> &'static str {
         match sequence {
             1u32 => state.s1.as_str(),
@@ -254,8 +203,40 @@ impl machine::Solution for Chain {
             _ => "no such sequence",
         }
     }
+    /// The transition function: the next state and the commands to run, in order.
     fn step(state: State, event: Event) -> (State, Vec<Command>) {
-        step(state, event)
+        let mut next = state;
+        let commands = match event {
+            Event::S1(e) => {
+                next.s1 = machine::ContinuousState::after(e);
+                match e {
+                    machine::ContinuousEvent::Error => {
+                        Vec::from([
+                            Command::Notify {
+                                contact: "dr-team",
+                                event,
+                            },
+                        ])
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            Event::S2(e) => {
+                next.s2 = machine::PointInTimeState::after(e);
+                match e {
+                    machine::PointInTimeEvent::Error => {
+                        Vec::from([
+                            Command::Notify {
+                                contact: "dr-team",
+                                event,
+                            },
+                        ])
+                    }
+                    _ => Vec::new(),
+                }
+            }
+        };
+        (next, commands)
     }
     fn start() -> Vec<Command> {
         Vec::from([Command::S1(machine::ContinuousCommand::Start)])
