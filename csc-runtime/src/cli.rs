@@ -105,6 +105,7 @@ enum Cmd {
     },
     /// The solution end to end on storage made for the occasion: one
     /// qemu-storage-daemon per site, data, writes, a site failure, every copy verified.
+    #[cfg(feature = "demo")]
     Demo {
         /// Size of each volume.
         #[arg(long, default_value_t = 64, value_name = "MIB")]
@@ -212,6 +213,7 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
         Cmd::Resume(on) => return operator::<S>(Operation::Resume, on),
         Cmd::Recover { on, freeze } => return operator::<S>(Operation::Recover { freeze }, on),
         Cmd::Reverse(on) => return operator::<S>(Operation::Reverse, on),
+        #[cfg(feature = "demo")]
         Cmd::Demo {
             volume_mib,
             keep,

@@ -58,10 +58,10 @@ impl fmt::Display for Operation {
 
 /// How long an operator command may wait for its answer (a resume waits for the
 /// pairs to be in duplex again, copy time included).
-pub const ANSWER_WITHIN: Duration = Duration::from_secs(600);
+pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(600);
 
 /// The socket of a state directory.
-pub fn socket_in(dir: &Path) -> PathBuf {
+pub(crate) fn socket_in(dir: &Path) -> PathBuf {
     dir.join("control.sock")
 }
 
@@ -81,7 +81,7 @@ pub struct Answer {
 /// Listens on the state directory's socket; requests arrive on the returned channel.
 /// The caller holds the directory's journal lock, so a socket file left there is a
 /// killed run's, and is replaced.
-pub fn listen(dir: &Path) -> std::io::Result<Receiver<Request>> {
+pub(crate) fn listen(dir: &Path) -> std::io::Result<Receiver<Request>> {
     let path = socket_in(dir);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
@@ -158,7 +158,7 @@ fn parse(line: &str) -> Result<Ask, String> {
 
 /// The operator's side: sends `ask` to the run of `dir` and waits for its answer.
 /// `Err` when no run listens there.
-pub fn send(dir: &Path, ask: Ask) -> Result<Answer, String> {
+pub(crate) fn send(dir: &Path, ask: Ask) -> Result<Answer, String> {
     let path = socket_in(dir);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(

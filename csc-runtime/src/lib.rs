@@ -2,6 +2,8 @@
 //! it describes the session ([`session`]) and implements a pure state machine over the
 //! typed vocabulary of [`machine`]; this crate owns everything else.
 
+#![warn(unreachable_pub)]
+
 #[cfg(feature = "engine")]
 pub mod actions;
 pub mod address;
@@ -9,10 +11,10 @@ pub mod capability;
 #[cfg(feature = "engine")]
 pub mod cli;
 #[cfg(feature = "engine")]
-pub mod control;
+mod control;
 #[cfg(feature = "engine")]
 pub mod core;
-#[cfg(feature = "engine")]
+#[cfg(feature = "demo")]
 pub mod demo;
 #[cfg(feature = "engine")]
 pub mod drivers;
@@ -20,21 +22,21 @@ pub mod drivers;
 pub mod executor;
 #[cfg(feature = "engine")]
 pub mod journal;
-#[cfg(feature = "engine")]
+#[cfg(feature = "demo")]
 pub mod lab;
 #[cfg(feature = "engine")]
 pub mod log;
 pub mod machine;
 #[cfg(feature = "engine")]
-pub mod metrics;
+mod metrics;
 pub mod model;
 #[cfg(feature = "engine")]
 pub mod plan;
 #[cfg(feature = "engine")]
-pub mod progress;
+mod progress;
 pub mod session;
 #[cfg(feature = "engine")]
-pub mod status;
+mod status;
 #[cfg(feature = "engine")]
-pub mod systemd;
+mod systemd;
 pub mod vocab;

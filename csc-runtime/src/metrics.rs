@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The last rendering, shared between the executor and the server.
-pub type Page = Arc<Mutex<String>>;
+pub(crate) type Page = Arc<Mutex<String>>;
 
 /// Serves `page` on `addr` from a thread of its own; returns the bound address.
-pub fn serve(addr: &str, page: Page) -> std::io::Result<std::net::SocketAddr> {
+pub(crate) fn serve(addr: &str, page: Page) -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
@@ -65,7 +65,7 @@ fn label(value: &str) -> String {
 
 /// What the page shows, as the executor saw it at one instant.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Figures {
+pub(crate) struct Figures {
     pub session: String,
     pub sequences: Vec<SequenceFigures>,
     pub storages: Vec<StorageFigures>,
@@ -77,7 +77,7 @@ pub struct Figures {
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct SequenceFigures {
+pub(crate) struct SequenceFigures {
     pub number: u32,
     pub state: &'static str,
     pub reversed: bool,
@@ -93,7 +93,7 @@ pub struct SequenceFigures {
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct FreezeFigures {
+pub(crate) struct FreezeFigures {
     pub count: u64,
     pub last: f64,
     pub total: f64,
@@ -101,7 +101,7 @@ pub struct FreezeFigures {
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct StorageFigures {
+pub(crate) struct StorageFigures {
     pub name: String,
     pub reachable: bool,
     /// Seconds since it last answered its heartbeat, where its driver keeps one.
@@ -109,7 +109,7 @@ pub struct StorageFigures {
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct CopyFigures {
+pub(crate) struct CopyFigures {
     pub sequence: u32,
     pub copyset: String,
     pub done: u64,
@@ -147,7 +147,7 @@ impl<'a> Family<'a> {
 }
 
 /// The figures in Prometheus' text format (0.0.4).
-pub fn render(f: &Figures) -> String {
+pub(crate) fn render(f: &Figures) -> String {
     let mut out = String::new();
     let s = f.session.as_str();
     let mut family = Family::new(

@@ -4,7 +4,7 @@
 use crate::drivers::Progress;
 use std::collections::BTreeMap;
 
-pub struct ProgressView {
+pub(crate) struct ProgressView {
     /// The terminal's bars (`None`: log lines).
     multi: Option<indicatif::MultiProgress>,
     /// The bar of each running copy, by pair (sequence, copy set index).
@@ -12,20 +12,20 @@ pub struct ProgressView {
 }
 
 impl ProgressView {
-    pub fn new(multi: Option<indicatif::MultiProgress>) -> ProgressView {
+    pub(crate) fn new(multi: Option<indicatif::MultiProgress>) -> ProgressView {
         ProgressView {
             multi,
             bars: BTreeMap::new(),
         }
     }
 
-    pub fn has_bars(&self) -> bool {
+    pub(crate) fn has_bars(&self) -> bool {
         self.multi.is_some()
     }
 
     /// Shows the copies that are not done yet (mirrors until in step); `name` names a
     /// copy set by index. The bars of copies that ended go.
-    pub fn show<'a>(&mut self, copies: Vec<Progress>, name: impl Fn(usize) -> &'a str) {
+    pub(crate) fn show<'a>(&mut self, copies: Vec<Progress>, name: impl Fn(usize) -> &'a str) {
         let running: BTreeMap<(u32, usize), Progress> = copies
             .into_iter()
             .filter(|p| !p.in_step && p.total > 0 && p.done < p.total)

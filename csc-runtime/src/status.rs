@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// A run holds the state directory now.
     pub running: bool,
     pub runs: usize,
@@ -36,7 +36,7 @@ pub struct Summary {
 }
 
 /// What the records of a journal say (`sequences`: the document's, all idle at first).
-pub fn summarize(
+pub(crate) fn summarize(
     records: &[Record],
     torn: Option<Torn>,
     running: bool,
@@ -115,7 +115,7 @@ pub fn summarize(
 }
 
 /// `status`: exit 0, or 2 when the state directory has no journal.
-pub fn print<S: Solution>(dir: &Path, json: bool) -> ExitCode {
+pub(crate) fn print<S: Solution>(dir: &Path, json: bool) -> ExitCode {
     let name = S::SESSION.name;
     let path = journal::path_in(dir);
     let (records, torn) = match journal::read(&path) {

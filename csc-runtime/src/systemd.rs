@@ -10,7 +10,7 @@ use std::os::unix::net::UnixDatagram;
 
 /// Sends `state` (newline-separated `KEY=VALUE` assignments) to the service manager,
 /// if one listens.
-pub fn notify(state: &str) {
+pub(crate) fn notify(state: &str) {
     if let Some(socket) = std::env::var_os("NOTIFY_SOCKET") {
         let _ = send(&socket, state);
     }
