@@ -3,7 +3,7 @@
 //! restarted) with the nodes, exports, bitmaps and throttle groups they use, found by
 //! the session's names.
 
-use super::{Intent, Job, Kind, Qemu};
+use super::{Condition, Intent, Job, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::{BaseCopy, ContinuousMode};
@@ -63,8 +63,13 @@ impl Qemu {
                 // A hold filter whose child is its null sink: the pair was cut by a freeze.
                 let frozen =
                     node(&self.names.hold(pair)).is_some_and(|n| child_driver(n) == "null-co");
-                let failed = job["io-status"] == "failed";
-                let paused = job["paused"] == true && !failed;
+                let condition = if job["io-status"] == "failed" {
+                    Condition::Failed
+                } else if job["paused"] == true {
+                    Condition::Paused
+                } else {
+                    Condition::Running
+                };
                 let remote = self.names.nbd(pair);
                 self.jobs.insert(
                     id,
@@ -74,19 +79,18 @@ impl Qemu {
                         synchronous: copy
                             == Some(BaseCopy::Continuous(ContinuousMode::Synchronous)),
                         intent: if frozen { Intent::Freeze } else { Intent::Run },
-                        failed,
-                        paused,
+                        condition,
                         frozen,
                         remote_node: node(&remote).map(|_| remote),
                         resync: None,
                     },
                 );
                 reports.push(super::report(pair, PairEvent::Started));
-                let now = if failed {
+                let now = if condition == Condition::Failed {
                     Some(PairEvent::Error(
                         "it had failed while no session watched it".into(),
                     ))
-                } else if frozen || paused {
+                } else if frozen || condition == Condition::Paused {
                     Some(PairEvent::Suspended)
                 } else if job["ready"] == true {
                     Some(PairEvent::Duplex)

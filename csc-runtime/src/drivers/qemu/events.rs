@@ -2,16 +2,21 @@
 //! (its monitor closed, or its heartbeat unanswered).
 
 use super::qmp::Notice;
-use super::{report, watched, Intent, Kind, Qemu};
+use super::{report, watched, Condition, Intent, Kind, Qemu};
 use crate::drivers::{PairEvent, PairReport};
 
 /// How a job's end is reported, from why it ended: nothing for a frozen pair (reported
 /// at the cut), its error unless one was reported already (then a stop), `Complete`
 /// for a point-in-time copy that ran to its end, else a stop.
-fn end_event(error: Option<String>, intent: Intent, kind: Kind, failed: bool) -> Option<PairEvent> {
+fn end_event(
+    error: Option<String>,
+    intent: Intent,
+    kind: Kind,
+    condition: Condition,
+) -> Option<PairEvent> {
     Some(match (error, intent) {
         (_, Intent::Freeze) => return None,
-        (Some(e), _) if !failed => PairEvent::Error(e),
+        (Some(e), _) if condition != Condition::Failed => PairEvent::Error(e),
         (None, Intent::Run) if kind == Kind::Backup => PairEvent::Complete,
         _ => PairEvent::Stopped,
     })
@@ -59,9 +64,12 @@ impl Qemu {
                     if job.pair.source.storage == site {
                         // The job died with its daemon.
                         reports.extend(self.finish(&id, Some(reason.clone())));
-                    } else if job.pair.target.storage == site && !job.failed && !job.frozen {
+                    } else if job.pair.target.storage == site
+                        && job.condition != Condition::Failed
+                        && !job.frozen
+                    {
                         // The job lives on in the source's daemon, failing: keep it to end it.
-                        job.failed = true;
+                        job.condition = Condition::Failed;
                         reports.push(report(&job.pair, PairEvent::Error(reason.clone())));
                     }
                 }
@@ -109,10 +117,10 @@ impl Qemu {
             }
             "BLOCK_JOB_ERROR" => {
                 let job = self.jobs.get_mut(&id).expect("checked");
-                if job.failed || job.frozen {
+                if job.condition == Condition::Failed || job.frozen {
                     return Vec::new();
                 }
-                job.failed = true;
+                job.condition = Condition::Failed;
                 let message = format!(
                     "{} error ({})",
                     data["operation"].as_str().unwrap_or("I/O"),
@@ -138,7 +146,7 @@ impl Qemu {
     pub(super) fn finish(&mut self, id: &str, error: Option<String>) -> Option<PairReport> {
         let job = self.jobs.remove(id)?;
         self.release(&job.pair, job.kind == Kind::Mirror, job.remote_node.clone());
-        end_event(error, job.intent, job.kind, job.failed).map(|event| report(&job.pair, event))
+        end_event(error, job.intent, job.kind, job.condition).map(|event| report(&job.pair, event))
     }
 }
 
@@ -149,28 +157,34 @@ mod tests {
     #[test]
     fn a_job_end_is_reported_as_what_was_asked() {
         let err = || Some("EIO".to_string());
-        assert_eq!(end_event(None, Intent::Freeze, Kind::Mirror, false), None);
-        assert_eq!(end_event(err(), Intent::Freeze, Kind::Mirror, false), None);
         assert_eq!(
-            end_event(err(), Intent::Run, Kind::Mirror, false),
+            end_event(None, Intent::Freeze, Kind::Mirror, Condition::Running),
+            None
+        );
+        assert_eq!(
+            end_event(err(), Intent::Freeze, Kind::Mirror, Condition::Running),
+            None
+        );
+        assert_eq!(
+            end_event(err(), Intent::Run, Kind::Mirror, Condition::Running),
             Some(PairEvent::Error("EIO".into()))
         );
         assert_eq!(
-            end_event(err(), Intent::Run, Kind::Mirror, true),
+            end_event(err(), Intent::Run, Kind::Mirror, Condition::Failed),
             Some(PairEvent::Stopped),
             "an error already reported ends as a stop"
         );
         assert_eq!(
-            end_event(None, Intent::Run, Kind::Backup, false),
+            end_event(None, Intent::Run, Kind::Backup, Condition::Running),
             Some(PairEvent::Complete)
         );
         assert_eq!(
-            end_event(None, Intent::Stop, Kind::Backup, false),
+            end_event(None, Intent::Stop, Kind::Backup, Condition::Running),
             Some(PairEvent::Stopped),
             "a stopped copy is not complete"
         );
         assert_eq!(
-            end_event(None, Intent::Run, Kind::Mirror, false),
+            end_event(None, Intent::Run, Kind::Mirror, Condition::Running),
             Some(PairEvent::Stopped)
         );
     }

@@ -14,7 +14,7 @@
 use super::names::production;
 use super::resources::socket;
 use super::resync::{file_child, Record, GRANULARITY};
-use super::{key, refused, report, Qemu};
+use super::{key, refused, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::ContinuousMode;
@@ -35,7 +35,7 @@ impl Qemu {
                 self.await_end(&id);
             }
             if let Some(job) = self.jobs.get(&id) {
-                let why = if job.failed {
+                let why = if job.condition == Condition::Failed {
                     "its target failed: it cannot take production (`resume` once its storage is back)"
                 } else {
                     "its pair still mirrors: split it first"

@@ -6,7 +6,7 @@
 //! unlimited group and the held writes complete into the sinks.
 
 use super::qmp::QmpError;
-use super::{refused, report, size_of, Intent, Kind, Qemu};
+use super::{refused, report, size_of, Condition, Intent, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
 use serde_json::{json, Value};
@@ -158,7 +158,7 @@ impl Qemu {
         let mut waiting: Vec<String> = Vec::new();
         for id in ids {
             let job = &self.jobs[id];
-            if job.synchronous || job.failed {
+            if job.synchronous || job.condition == Condition::Failed {
                 continue;
             }
             let site = job.pair.source.storage.clone();
@@ -292,7 +292,7 @@ impl Qemu {
             job.frozen = cut.contains(id) && !stuck.contains(id);
             job.intent = Intent::Freeze;
             if stuck.contains(id) {
-                job.failed = true;
+                job.condition = Condition::Failed;
                 reports.push(report(&job.pair, PairEvent::Error("its target failed during the freeze: its filter cannot be swapped, so its writes stay held (docs/runtime.md, Freeze)".into())));
             } else if !reports.iter().any(|r| r.copyset == job.pair.copyset) {
                 reports.push(report(&job.pair, PairEvent::Suspended));

@@ -2,7 +2,7 @@
 //! group, one `transaction` per site where the storage can start them at one instant,
 //! and their ends (cancel, await the end of a job told to end).
 
-use super::{key, refused, report, Intent, Job, Kind, Qemu};
+use super::{key, refused, report, Condition, Intent, Job, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::{ContinuousMode, PointInTimeMode};
@@ -72,8 +72,7 @@ impl Qemu {
                             kind: Kind::Mirror,
                             synchronous: mode == ContinuousMode::Synchronous,
                             intent: Intent::Run,
-                            failed: false,
-                            paused: false,
+                            condition: Condition::Running,
                             frozen: false,
                             remote_node,
                             resync: None,
@@ -89,7 +88,8 @@ impl Qemu {
                                 // The mirror runs, but its target lacks what changed:
                                 // an error, and the record kept for the next restart.
                                 self.records.insert(key(pair), Ok(record));
-                                self.jobs.get_mut(&id).expect("inserted").failed = true;
+                                self.jobs.get_mut(&id).expect("inserted").condition =
+                                    Condition::Failed;
                                 reports.push(report(
                                     pair,
                                     PairEvent::Error(format!(
@@ -213,8 +213,7 @@ impl Qemu {
                         kind: Kind::Backup,
                         synchronous: false,
                         intent: Intent::Run,
-                        failed: false,
-                        paused: false,
+                        condition: Condition::Running,
                         frozen: false,
                         remote_node: remote.clone(),
                         resync: None,
@@ -280,7 +279,7 @@ impl Qemu {
                 // drains first so its target catches up. (A forced cancel of a
                 // write-blocking mirror under writes has crashed qemu-storage-daemon
                 // 10.0.2 with heap corruption: docs/qemu-recipes.md.)
-                let force = job.failed || job.paused || job.kind == Kind::Backup;
+                let force = job.condition != Condition::Running || job.kind == Kind::Backup;
                 let site = by_site.entry(pair.source.storage.clone()).or_default();
                 if job.resync.is_some() {
                     site.push((self.names.resync_job(pair), true));

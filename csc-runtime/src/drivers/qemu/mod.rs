@@ -51,15 +51,26 @@ enum Intent {
     Freeze,
 }
 
+/// How a job copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Condition {
+    Running,
+    /// Paused by a suspend (an asynchronous mirror): copies nothing, tracks changes.
+    Paused,
+    /// Stopped on an error (its target failed): kept, to resume from. It stays failed
+    /// until it is resumed, whatever else is asked of it meanwhile.
+    Failed,
+}
+
 #[derive(Debug)]
 struct Job {
     pair: Pair,
     kind: Kind,
     /// A write-blocking mirror: its target has every acknowledged write.
     synchronous: bool,
+    /// Why it will end: on its own, stopped, or frozen.
     intent: Intent,
-    failed: bool,
-    paused: bool,
+    condition: Condition,
     /// Cut from its target by a freeze (its writes go to the sink).
     frozen: bool,
     /// The NBD client node in the source's daemon, for a pair across sites.
@@ -293,7 +304,9 @@ impl Driver for Qemu {
                 let Some(job) = self.jobs.get_mut(&id) else {
                     continue;
                 };
-                job.paused = true;
+                if job.condition == Condition::Running {
+                    job.condition = Condition::Paused;
+                }
                 self.qmp(&pair.source.storage)?
                     .execute("block-job-pause", json!({ "device": id }))
                     .map_err(|e| refused(&pair.source.storage, &pair.source, e))?;
@@ -317,7 +330,10 @@ impl Driver for Qemu {
             match self.jobs.get(&id) {
                 // Kept stopped by a target failure, or paused: it resumes, copying
                 // what its own bitmap recorded.
-                Some(job) if job.paused || (job.failed && !job.frozen) => {
+                Some(job)
+                    if job.condition == Condition::Paused
+                        || (job.condition == Condition::Failed && !job.frozen) =>
+                {
                     reports.extend(self.resume_kept(&id)?)
                 }
                 // Frozen: its mirror is ending; the pair restarts.

@@ -14,7 +14,7 @@
 //! - A record that is gone (its source daemon restarted: bitmaps of raw volumes live
 //!   in memory) is said, and the pair is copied in full: never a silent partial copy.
 
-use super::{key, report, Qemu};
+use super::{key, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
 use serde_json::{json, Value};
@@ -288,7 +288,7 @@ impl Qemu {
     pub(super) fn resume_kept(&mut self, id: &str) -> Result<Vec<PairReport>, DriverError> {
         let job = &self.jobs[id];
         let pair = job.pair.clone();
-        let (failed, synchronous) = (job.failed, job.synchronous);
+        let (failed, synchronous) = (job.condition == Condition::Failed, job.synchronous);
         let site = pair.source.storage.clone();
         if failed && pair.source.storage != pair.target.storage {
             self.serve_target(&pair)?;
@@ -330,8 +330,7 @@ impl Qemu {
             }
         }
         let job = self.jobs.get_mut(id).expect("listed");
-        job.failed = false;
-        job.paused = false;
+        job.condition = Condition::Running;
         job.intent = super::Intent::Run;
         let mut reports = vec![report(&pair, PairEvent::Started)];
         if !synchronous {
