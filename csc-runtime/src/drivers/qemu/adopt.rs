@@ -3,11 +3,12 @@
 //! restarted) with the nodes, exports, bitmaps and throttle groups they use, found by
 //! the session's names.
 
+use super::commands::{BlockdevDel, Command, QomList, ALL_NODES};
 use super::{Condition, Intent, Job, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::{BaseCopy, ContinuousMode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The driver of a filter node's child, from the node's `file`, which qemu reports as
 /// `json:{…, "file": {"driver": …}}` for a filter over an unnamed description.
@@ -28,14 +29,14 @@ impl Qemu {
         let sites: Vec<String> = self.sites.keys().cloned().collect();
         for site in sites {
             let qmp = self.qmp(&site)?;
-            let query = |command: &str, arguments: Value| {
+            let query = |(command, arguments): (&str, Value)| {
                 qmp.list(command, arguments)
                     .map_err(|e| DriverError::at(&site, format!("cannot list {command}: {e}")))
             };
-            let jobs = query("query-block-jobs", Value::Null)?;
-            let nodes = query("query-named-block-nodes", json!({ "flat": true }))?;
-            let exports = query("query-block-exports", Value::Null)?;
-            let objects = query("qom-list", json!({ "path": "/objects" }))?;
+            let jobs = query(("query-block-jobs", Value::Null))?;
+            let nodes = query(ALL_NODES.wire())?;
+            let exports = query(("query-block-exports", Value::Null))?;
+            let objects = query(QomList { path: "/objects" }.wire())?;
             let node = |name: &str| nodes.iter().find(|n| n["node-name"] == name);
             for pair in pairs.iter().filter(|p| p.source.storage == site) {
                 let id = self.names.job(pair);
@@ -48,8 +49,9 @@ impl Qemu {
                         self.names.nbd(pair),
                     ] {
                         if node(&leftover).is_some() {
-                            let _ = self.sites[&site]
-                                .execute("blockdev-del", json!({ "node-name": leftover }));
+                            let _ = self.sites[&site].run(&BlockdevDel {
+                                node_name: &leftover,
+                            });
                         }
                     }
                     continue;

@@ -2,10 +2,14 @@
 //! (jobs, NBD client nodes, holds, sinks, exports, bitmaps, throttle groups), found by
 //! the session's name tag (names.rs). Never a volume, never another session's names.
 
+use super::commands::{
+    Bitmap, BlockDirtyBitmapRemove, BlockExportDel, BlockJobCancel, BlockdevDel, BlockdevReopen,
+    ObjectAdd, ObjectDel, QomList, Throttle, ThrottleOptions, ALL_NODES,
+};
 use super::names::Names;
 use super::qmp::{Notice, Qmp, QmpError};
 use crate::plan::Plan;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -68,22 +72,22 @@ fn named<'a>(items: &'a [Value], key: &str, names: &Names) -> Vec<&'a str> {
 /// Releases held writers (every hold filter onto its sink, in an unlimited group: a
 /// mirror cannot end while its writes wait), then ends every job and waits for them.
 fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let nodes = qmp.list("query-named-block-nodes", json!({ "flat": true }))?;
+    let nodes = qmp.run_list(&ALL_NODES)?;
     let holds: Vec<(&str, String)> = named(&nodes, "node-name", names)
         .into_iter()
         .filter_map(|n| Some((n, names.sink_of_hold(n)?)))
         .collect();
     if !holds.is_empty() {
         let free = names.free_group();
-        let _ = qmp.execute(
-            "object-add",
-            json!({ "qom-type": "throttle-group", "id": free, "limits": {} }),
-        );
+        let _ = qmp.run(&ObjectAdd::throttle_group(&free));
         for (hold, sink) in holds {
-            let _ = qmp.execute(
-                "blockdev-reopen",
-                json!({ "options": [{ "driver": "throttle", "node-name": hold, "throttle-group": free, "file": sink }] }),
-            );
+            let _ = qmp.run(&BlockdevReopen {
+                options: vec![ThrottleOptions::Throttle(Throttle {
+                    node_name: hold,
+                    throttle_group: &free,
+                    file: &sink,
+                })],
+            });
         }
     }
     let jobs = qmp.list("query-block-jobs", Value::Null)?;
@@ -96,7 +100,7 @@ fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
         // A mirror in step ends gracefully (a forced cancel under writes has crashed
         // qemu-storage-daemon); one stopped on an error cannot synchronise.
         let force = job["status"] != "ready";
-        qmp.execute("block-job-cancel", json!({ "device": id, "force": force }))?;
+        qmp.run(&BlockJobCancel { device: id, force })?;
         ended.push(format!("job {id}"));
     }
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -115,17 +119,14 @@ fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
 fn delete_nodes(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
     let mut deleted = Vec::new();
     loop {
-        let nodes = qmp.list("query-named-block-nodes", json!({ "flat": true }))?;
+        let nodes = qmp.run_list(&ALL_NODES)?;
         let ours: Vec<String> = named(&nodes, "node-name", names)
             .into_iter()
             .map(str::to_string)
             .collect();
         let before = deleted.len();
         for node in &ours {
-            if qmp
-                .execute("blockdev-del", json!({ "node-name": node }))
-                .is_ok()
-            {
+            if qmp.run(&BlockdevDel { node_name: node }).is_ok() {
                 deleted.push(format!("node {node}"));
             }
         }
@@ -139,14 +140,17 @@ fn delete_exports(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
     let exports = qmp.list("query-block-exports", Value::Null)?;
     let mut deleted = Vec::new();
     for id in named(&exports, "id", names) {
-        qmp.execute("block-export-del", json!({ "id": id, "mode": "hard" }))?;
+        qmp.run(&BlockExportDel {
+            id,
+            mode: Some("hard"),
+        })?;
         deleted.push(format!("export {id}"));
     }
     Ok(deleted)
 }
 
 fn remove_bitmaps(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let nodes = qmp.list("query-named-block-nodes", json!({ "flat": true }))?;
+    let nodes = qmp.run_list(&ALL_NODES)?;
     let mut removed = Vec::new();
     for node in &nodes {
         let Some(node_name) = node["node-name"].as_str() else {
@@ -157,10 +161,10 @@ fn remove_bitmaps(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
             .cloned()
             .unwrap_or_default();
         for bitmap in named(&bitmaps, "name", names) {
-            qmp.execute(
-                "block-dirty-bitmap-remove",
-                json!({ "node": node_name, "name": bitmap }),
-            )?;
+            qmp.run(&BlockDirtyBitmapRemove(Bitmap {
+                node: node_name,
+                name: bitmap,
+            }))?;
             removed.push(format!("bitmap {bitmap} on {node_name}"));
         }
     }
@@ -168,10 +172,10 @@ fn remove_bitmaps(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
 }
 
 fn delete_groups(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let objects = qmp.list("qom-list", json!({ "path": "/objects" }))?;
+    let objects = qmp.run_list(&QomList { path: "/objects" })?;
     let mut deleted = Vec::new();
     for id in named(&objects, "name", names) {
-        qmp.execute("object-del", json!({ "id": id }))?;
+        qmp.run(&ObjectDel { id })?;
         deleted.push(format!("throttle group {id}"));
     }
     Ok(deleted)

@@ -11,14 +11,18 @@
 //!   through a bitmap merged from the record); then the reversed mirror starts with
 //!   production's record as its resync record (resync.rs).
 
+use super::commands::{
+    Bitmap, BlockDirtyBitmapAdd, BlockDirtyBitmapMerge, BlockExportDel, BlockdevAdd,
+    BlockdevBackup, BlockdevDel, Command, JobCancel, JobDismiss, SocketAddress, Sync,
+};
 use super::names::production;
-use super::resources::socket;
+use super::qmp::Qmp;
 use super::resync::{file_child, Record, GRANULARITY};
 use super::{key, refused, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::ContinuousMode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// How long the overwrite of a failback may take (it copies what changed only).
@@ -59,10 +63,11 @@ impl Qemu {
                 bitmap: self.names.failover_bitmap(pair),
             };
             self.qmp(&site)?
-                .execute(
-                    "block-dirty-bitmap-add",
-                    json!({ "node": record.node, "name": record.bitmap, "granularity": GRANULARITY }),
-                )
+                .run(&BlockDirtyBitmapAdd {
+                    node: &record.node,
+                    name: &record.bitmap,
+                    granularity: Some(GRANULARITY),
+                })
                 .map_err(|e| refused(&site, &pair.target, e))?;
             self.bitmaps
                 .insert((site.clone(), record.node.clone(), record.bitmap.clone()));
@@ -71,10 +76,10 @@ impl Qemu {
             let old = (pair.source.storage.clone(), production(&pair.source.name));
             if self.exports.contains(&old) {
                 self.qmp(&pair.source.storage)?
-                    .execute(
-                        "block-export-del",
-                        json!({ "id": self.names.production_export(&pair.source.name) }),
-                    )
+                    .run(&BlockExportDel {
+                        id: &self.names.production_export(&pair.source.name),
+                        mode: None,
+                    })
                     .map_err(|e| {
                         DriverError::on(
                             &pair.source.storage,
@@ -169,27 +174,51 @@ impl Qemu {
             .clone()
             .ok_or_else(|| format!("{} has no DATA address", pair.source.storage))?;
         let qmp = self.qmp(&site).map_err(|e| e.to_string())?;
-        let run = |command: &str, arguments: Value| {
-            qmp.execute(command, arguments)
-                .map_err(|e| format!("{command}: {e}"))
-        };
+        fn run<C: Command>(qmp: &Qmp, command: &C) -> Result<Value, String> {
+            qmp.run(command).map_err(|e| format!("{}: {e}", C::NAME))
+        }
         run(
-            "blockdev-add",
-            json!({ "driver": "nbd", "node-name": node, "server": socket(&data), "export": production, "read-only": true }),
+            qmp,
+            &BlockdevAdd::Nbd {
+                node_name: &node,
+                server: SocketAddress::of(&data),
+                export: &production,
+                read_only: Some(true),
+                reconnect_delay: None,
+            },
         )?;
         let copied = (|| {
             run(
-                "block-dirty-bitmap-add",
-                json!({ "node": node, "name": bitmap, "granularity": GRANULARITY }),
+                qmp,
+                &BlockDirtyBitmapAdd {
+                    node: &node,
+                    name: &bitmap,
+                    granularity: Some(GRANULARITY),
+                },
             )?;
             run(
-                "block-dirty-bitmap-merge",
-                json!({ "node": node, "target": bitmap, "bitmaps": [{ "node": record.node, "name": record.bitmap }] }),
+                qmp,
+                &BlockDirtyBitmapMerge {
+                    node: &node,
+                    target: &bitmap,
+                    bitmaps: vec![Bitmap {
+                        node: &record.node,
+                        name: &record.bitmap,
+                    }],
+                },
             )?;
             run(
-                "blockdev-backup",
-                json!({ "job-id": job, "device": node, "target": pair.target.name, "sync": "bitmap",
-                        "bitmap": bitmap, "bitmap-mode": "never", "auto-dismiss": false }),
+                qmp,
+                &BlockdevBackup {
+                    job_id: &job,
+                    device: &node,
+                    target: &pair.target.name,
+                    sync: Sync::Bitmap,
+                    bitmap: Some(&bitmap),
+                    bitmap_mode: Some("never"),
+                    auto_dismiss: Some(false),
+                    x_perf: None,
+                },
             )?;
             let deadline = Instant::now() + OVERWRITE_WITHIN;
             loop {
@@ -199,7 +228,7 @@ impl Qemu {
                 let state = jobs.iter().find(|j| j["id"] == job.as_str()).cloned();
                 match state {
                     Some(j) if j["status"] == "concluded" => {
-                        let _ = run("job-dismiss", json!({ "id": job }));
+                        let _ = run(qmp, &JobDismiss { id: &job });
                         return match j["error"].as_str() {
                             Some(e) => Err(format!("the copy from production failed: {e}")),
                             None => Ok(j["current-progress"].as_u64().unwrap_or(0)),
@@ -209,7 +238,7 @@ impl Qemu {
                         std::thread::sleep(Duration::from_millis(5))
                     }
                     Some(_) => {
-                        let _ = run("job-cancel", json!({ "id": job }));
+                        let _ = run(qmp, &JobCancel { id: &job });
                         return Err(format!(
                             "the copy from production did not end within {} s",
                             OVERWRITE_WITHIN.as_secs()
@@ -219,7 +248,7 @@ impl Qemu {
                 }
             }
         })();
-        let _ = run("blockdev-del", json!({ "node-name": node }));
+        let _ = run(qmp, &BlockdevDel { node_name: &node });
         if copied.is_ok() {
             self.drop_bitmap(&site, record);
         }

@@ -5,11 +5,15 @@
 //! the filters at null sinks while the writers wait. Release: the filters move to an
 //! unlimited group and the held writes complete into the sinks.
 
+use super::commands::{
+    BlockJobChange, BlockdevAdd, BlockdevReopen, CopyMode, Limits, ObjectAdd, ObjectDel, QomSet,
+    Throttle, ThrottleOptions, ALL_NODES,
+};
 use super::qmp::QmpError;
 use super::{refused, report, size_of, Condition, Intent, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -52,10 +56,7 @@ impl Qemu {
     fn ensure_group(&mut self, site: &str, id: &str) -> Result<(), DriverError> {
         let key = (site.to_string(), id.to_string());
         if !self.groups.contains(&key) {
-            match self.qmp(site)?.execute(
-                "object-add",
-                json!({ "qom-type": "throttle-group", "id": id, "limits": {} }),
-            ) {
+            match self.qmp(site)?.run(&ObjectAdd::throttle_group(id)) {
                 Ok(_) => {}
                 // Ours already: a daemon that hung and came back keeps its groups.
                 Err(QmpError::Refused { desc, .. }) if desc.contains("duplicate") => {}
@@ -75,7 +76,7 @@ impl Qemu {
     fn size(&self, volume: &Volume) -> Result<u64, DriverError> {
         let nodes = self
             .qmp(&volume.storage)?
-            .execute("query-named-block-nodes", json!({ "flat": true }))
+            .run(&ALL_NODES)
             .map_err(|e| refused(&volume.storage, volume, e))?;
         size_of(&nodes, &volume.name).ok_or_else(|| {
             DriverError::on(&volume.storage, &volume.name, "no block node has this name")
@@ -90,15 +91,16 @@ impl Qemu {
         let group = self.hold_group(pair);
         self.ensure_group(&site, &group)?;
         let qmp = self.qmp(&site)?;
-        qmp.execute(
-            "blockdev-add",
-            json!({ "driver": "null-co", "node-name": self.names.sink(pair), "size": size }),
-        )
+        qmp.run(&BlockdevAdd::NullCo {
+            node_name: &self.names.sink(pair),
+            size,
+        })
         .map_err(|e| refused(&site, &pair.source, e))?;
-        qmp.execute(
-            "blockdev-add",
-            json!({ "driver": "throttle", "node-name": self.names.hold(pair), "throttle-group": group, "file": target }),
-        )
+        qmp.run(&BlockdevAdd::Throttle(Throttle {
+            node_name: &self.names.hold(pair),
+            throttle_group: &group,
+            file: target,
+        }))
         .map_err(|e| refused(&site, &pair.source, e))?;
         Ok(self.names.hold(pair))
     }
@@ -116,35 +118,42 @@ impl Qemu {
         let mut failed = Vec::new();
         for (site, site_ids) in by_site {
             let ready = !release || self.ensure_group(&site, &self.names.free_group()).is_ok();
-            let option = |pair: &Pair| {
-                let group = if release {
-                    self.names.free_group()
-                } else {
-                    self.hold_group(pair)
-                };
-                json!({ "driver": "throttle", "node-name": self.names.hold(pair), "throttle-group": group, "file": self.names.sink(pair) })
-            };
+            // Each filter's names: (filter, group, sink).
+            let names: Vec<[String; 3]> = site_ids
+                .iter()
+                .map(|id| {
+                    let pair = &self.jobs[*id].pair;
+                    let group = if release {
+                        self.names.free_group()
+                    } else {
+                        self.hold_group(pair)
+                    };
+                    [self.names.hold(pair), group, self.names.sink(pair)]
+                })
+                .collect();
+            fn option([filter, group, sink]: &[String; 3]) -> ThrottleOptions<'_> {
+                ThrottleOptions::Throttle(Throttle {
+                    node_name: filter,
+                    throttle_group: group,
+                    file: sink,
+                })
+            }
             let Some(qmp) = self.sites.get(&site).filter(|_| ready) else {
                 failed.extend(site_ids.into_iter().cloned());
                 continue;
             };
-            let all: Vec<Value> = site_ids
-                .iter()
-                .map(|id| option(&self.jobs[*id].pair))
-                .collect();
-            if qmp
-                .execute("blockdev-reopen", json!({ "options": all }))
-                .is_ok()
-            {
+            let all = BlockdevReopen {
+                options: names.iter().map(option).collect(),
+            };
+            if qmp.run(&all).is_ok() {
                 continue;
             }
             // One failed pair fails the whole reopen: swap them one by one.
-            for id in site_ids {
-                let one = option(&self.jobs[id].pair);
-                if qmp
-                    .execute("blockdev-reopen", json!({ "options": [one] }))
-                    .is_err()
-                {
+            for (id, one) in site_ids.into_iter().zip(&names) {
+                let one = BlockdevReopen {
+                    options: vec![option(one)],
+                };
+                if qmp.run(&one).is_err() {
                     failed.push(id.clone());
                 }
             }
@@ -163,10 +172,11 @@ impl Qemu {
             }
             let site = job.pair.source.storage.clone();
             let changed = self.qmp(&site).and_then(|q| {
-                q.execute(
-                    "block-job-change",
-                    json!({ "id": id, "type": "mirror", "copy-mode": "write-blocking" }),
-                )
+                q.run(&BlockJobChange {
+                    id,
+                    kind: "mirror",
+                    copy_mode: CopyMode::WriteBlocking,
+                })
                 .map_err(|e| DriverError::at(&site, e.to_string()))
             });
             if changed.is_ok() {
@@ -264,16 +274,15 @@ impl Qemu {
         // held write. One `qom-set` per group, pipelined per source daemon.
         for (site, site_groups) in self.hold_groups(cut.iter()) {
             let Ok(qmp) = self.qmp(&site) else { continue };
-            let commands = site_groups
+            let commands: Vec<QomSet> = site_groups
                 .iter()
-                .map(|g| {
-                    (
-                        "qom-set",
-                        json!({ "path": g, "property": "limits", "value": { "bps-write": 1 } }),
-                    )
+                .map(|g| QomSet {
+                    path: g,
+                    property: "limits",
+                    value: Limits { bps_write: Some(1) },
                 })
                 .collect();
-            if let Some(Err(e)) = qmp.execute_all(commands).into_iter().find(Result::is_err) {
+            if let Some(Err(e)) = qmp.run_all(&commands).into_iter().find(Result::is_err) {
                 return Err(DriverError::at(
                     &site,
                     format!("cannot hold the writers: {e}"),
@@ -320,11 +329,8 @@ impl Qemu {
         let emptied = self.hold_groups(ids.iter().filter(|id| !stuck.contains(id)));
         for (site, groups) in emptied {
             if let Ok(qmp) = self.qmp(&site) {
-                let commands = groups
-                    .iter()
-                    .map(|g| ("object-del", json!({ "id": g })))
-                    .collect();
-                for (group, result) in groups.iter().zip(qmp.execute_all(commands)) {
+                let commands: Vec<ObjectDel> = groups.iter().map(|g| ObjectDel { id: g }).collect();
+                for (group, result) in groups.iter().zip(qmp.run_all(&commands)) {
                     if result.is_ok() {
                         self.groups.remove(&(site.clone(), group.clone()));
                     }

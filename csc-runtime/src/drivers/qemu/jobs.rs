@@ -2,11 +2,15 @@
 //! group, one `transaction` per site where the storage can start them at one instant,
 //! and their ends (cancel, await the end of a job told to end).
 
+use super::commands::{
+    Action, BlockDirtyBitmapAdd, BlockJobCancel, BlockdevBackup, BlockdevMirror, CopyMode, Perf,
+    Sync, Transaction, TransactionProperties,
+};
 use super::{key, refused, report, Condition, Intent, Job, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::{ContinuousMode, PointInTimeMode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -45,17 +49,28 @@ impl Qemu {
                         return Err(e);
                     }
                 };
-                let args = json!({
-                    "job-id": id, "device": pair.source.name, "target": target,
-                    "sync": if record.is_some() { "none" } else { "full" },
-                    "on-target-error": "stop", "on-source-error": "stop",
-                    "copy-mode": match mode { ContinuousMode::Synchronous => "write-blocking", ContinuousMode::Asynchronous => "background" },
+                let mirror = BlockdevMirror {
+                    job_id: &id,
+                    device: &pair.source.name,
+                    target: &target,
+                    // What changed since a split is copied beside it (resync.rs).
+                    sync: if record.is_some() {
+                        Sync::None
+                    } else {
+                        Sync::Full
+                    },
+                    on_target_error: "stop",
+                    on_source_error: "stop",
+                    copy_mode: match mode {
+                        ContinuousMode::Synchronous => CopyMode::WriteBlocking,
+                        ContinuousMode::Asynchronous => CopyMode::Background,
+                    },
                     // 4 KiB granularity: a 4 KiB write copies 4 KiB, not 64, and a
                     // failed target's resync copies 4 KiB per write it missed
                     // (docs/qemu-recipes.md).
-                    "granularity": 4096,
-                });
-                match self.qmp(&pair.source.storage)?.execute("blockdev-mirror", args) {
+                    granularity: 4096,
+                };
+                match self.qmp(&pair.source.storage)?.run(&mirror) {
                     Ok(_) => Ok(remote),
                     Err(e) => {
                         self.release(pair, true, remote);
@@ -162,34 +177,53 @@ impl Qemu {
         let mut done_sites: Vec<String> = Vec::new();
         for (site, group) in &by_site {
             let bitmap = self.names.incremental_bitmap(group[0].0.sequence);
+            let ids: Vec<String> = group.iter().map(|(p, ..)| self.names.job(p)).collect();
             let mut actions = Vec::new();
             let mut new_bitmaps = Vec::new();
-            for (pair, target, _) in group {
-                let mut backup = json!({
-                    "job-id": self.names.job(pair), "device": pair.source.name, "target": target, "sync": "full",
+            for ((pair, target, _), id) in group.iter().zip(&ids) {
+                let mut backup = BlockdevBackup {
+                    job_id: id,
+                    device: &pair.source.name,
+                    target,
+                    sync: Sync::Full,
+                    bitmap: None,
+                    bitmap_mode: None,
+                    auto_dismiss: None,
                     // copy_file_range between files: as fast as qemu-img convert (docs/qemu-recipes.md).
-                    "x-perf": { "use-copy-range": true },
-                });
+                    x_perf: Some(Perf {
+                        use_copy_range: true,
+                    }),
+                };
                 match mode {
                     PointInTimeMode::Copy => {}
-                    PointInTimeMode::NoCopy => backup["sync"] = json!("none"),
+                    PointInTimeMode::NoCopy => backup.sync = Sync::None,
                     PointInTimeMode::Incremental
                         if self.has_bitmap(site, &pair.source.name, &bitmap) =>
                     {
-                        backup["sync"] = json!("incremental");
-                        backup["bitmap"] = json!(bitmap);
+                        backup.sync = Sync::Incremental;
+                        backup.bitmap = Some(&bitmap);
                     }
                     PointInTimeMode::Incremental => {
                         // The first copy is full; the bitmap, added at the same instant,
                         // records what the next one must copy.
-                        actions.push(json!({ "type": "block-dirty-bitmap-add", "data": { "node": pair.source.name, "name": bitmap } }));
+                        actions.push(Action::BlockDirtyBitmapAdd(BlockDirtyBitmapAdd {
+                            node: &pair.source.name,
+                            name: &bitmap,
+                            granularity: None,
+                        }));
                         new_bitmaps.push((site.clone(), pair.source.name.clone(), bitmap.clone()));
                     }
                 }
-                actions.push(json!({ "type": "blockdev-backup", "data": backup }));
+                actions.push(Action::BlockdevBackup(backup));
             }
+            let transaction = Transaction {
+                actions,
+                properties: TransactionProperties {
+                    completion_mode: "individual",
+                },
+            };
             let result = self.qmp(site).and_then(|q| {
-                q.execute("transaction", json!({ "actions": actions, "properties": { "completion-mode": "individual" } }))
+                q.run(&transaction)
                     .map_err(|e| refused(site, &group[0].0.source, e))
             });
             if let Err(e) = result {
@@ -261,7 +295,7 @@ impl Qemu {
                 job.intent = Intent::Stop;
             }
             if let Some(qmp) = self.sites.get(&pair.source.storage) {
-                let _ = qmp.execute("block-job-cancel", json!({ "device": id, "force": force }));
+                let _ = qmp.run(&BlockJobCancel { device: &id, force });
             }
         }
     }
@@ -289,11 +323,14 @@ impl Qemu {
         }
         for (site, jobs) in by_site {
             let Ok(qmp) = self.qmp(&site) else { continue };
-            let commands = jobs
+            let commands: Vec<BlockJobCancel> = jobs
                 .iter()
-                .map(|(id, force)| ("block-job-cancel", json!({ "device": id, "force": force })))
+                .map(|(id, force)| BlockJobCancel {
+                    device: id,
+                    force: *force,
+                })
                 .collect();
-            for ((id, _), result) in jobs.iter().zip(qmp.execute_all(commands)) {
+            for ((id, _), result) in jobs.iter().zip(qmp.run_all(&commands)) {
                 if let Err(e) = result {
                     return Err(DriverError::on(&site, id, e));
                 }

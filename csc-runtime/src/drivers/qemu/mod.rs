@@ -15,6 +15,7 @@
 
 mod adopt;
 pub mod cleanup;
+mod commands;
 mod events;
 mod failover;
 mod hold;
@@ -31,7 +32,7 @@ use crate::vocab::{BaseCopy, ContinuousMode};
 use names::Names;
 pub use qmp::Notice;
 use qmp::{Qmp, QmpError};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -243,7 +244,7 @@ impl Driver for Qemu {
         let mut nodes: BTreeMap<String, Value> = BTreeMap::new();
         for site in self.sites.keys() {
             let list = self.sites[site]
-                .execute("query-named-block-nodes", json!({ "flat": true }))
+                .run(&commands::ALL_NODES)
                 .map_err(|e| DriverError::at(site, format!("cannot list its block nodes: {e}")))?;
             nodes.insert(site.clone(), list);
         }
@@ -308,7 +309,7 @@ impl Driver for Qemu {
                     job.condition = Condition::Paused;
                 }
                 self.qmp(&pair.source.storage)?
-                    .execute("block-job-pause", json!({ "device": id }))
+                    .run(&commands::BlockJobPause { device: &id })
                     .map_err(|e| refused(&pair.source.storage, &pair.source, e))?;
                 reports.push(report(pair, PairEvent::Suspended));
             }
@@ -467,10 +468,10 @@ impl Driver for Qemu {
         }
         for (site, node, name) in std::mem::take(&mut self.bitmaps) {
             if let Some(qmp) = self.sites.get(&site) {
-                let _ = qmp.execute(
-                    "block-dirty-bitmap-remove",
-                    json!({ "node": node, "name": name }),
-                );
+                let _ = qmp.run(&commands::BlockDirtyBitmapRemove(commands::Bitmap {
+                    node: &node,
+                    name: &name,
+                }));
             }
         }
         for (site, node) in std::mem::take(&mut self.exports) {
@@ -480,15 +481,15 @@ impl Driver for Qemu {
                 continue;
             }
             if let Some(qmp) = self.sites.get(&site) {
-                let _ = qmp.execute(
-                    "block-export-del",
-                    json!({ "id": self.names.export(&node) }),
-                );
+                let _ = qmp.run(&commands::BlockExportDel {
+                    id: &self.names.export(&node),
+                    mode: None,
+                });
             }
         }
         for (site, id) in std::mem::take(&mut self.groups) {
             if let Some(qmp) = self.sites.get(&site) {
-                let _ = qmp.execute("object-del", json!({ "id": id }));
+                let _ = qmp.run(&commands::ObjectDel { id: &id });
             }
         }
         // An NBD server this driver started stops only when no export is left on it:

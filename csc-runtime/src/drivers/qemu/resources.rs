@@ -2,35 +2,14 @@
 //! NBD servers and exports at a target's site, NBD client nodes at the source's,
 //! bitmaps; added once, recorded in the driver's registries, released with the pair.
 
+use super::commands::{
+    BlockExportAdd, BlockExportDel, BlockdevAdd, BlockdevDel, NbdServerStart, SocketAddress,
+};
 use super::qmp::QmpError;
 use super::{refused, Qemu};
 use crate::address::Address;
 use crate::drivers::DriverError;
 use crate::plan::{Pair, Volume};
-use serde_json::{json, Value};
-
-/// An address as QMP's legacy SocketAddress (`nbd-server-start` takes only this form).
-pub(super) fn socket_legacy(address: &Address) -> Value {
-    let flat = socket(address);
-    let kind = flat["type"].clone();
-    let mut data = flat;
-    data.as_object_mut().expect("an object").remove("type");
-    json!({ "type": kind, "data": data })
-}
-
-/// An address as QMP's SocketAddress.
-pub(super) fn socket(address: &Address) -> Value {
-    match address {
-        Address::Unix(path) => json!({ "type": "unix", "path": path }),
-        Address::Tcp { host, port } => {
-            json!({ "type": "inet", "host": host.trim_start_matches('[').trim_end_matches(']'), "port": port.to_string() })
-        }
-        // Not a qemu address (`Plan::validate` refuses it): qemu says so if it is sent.
-        Address::Local(path) | Address::Ssh { path, .. } => {
-            json!({ "type": "unix", "path": path })
-        }
-    }
-}
 
 impl Qemu {
     /// The node a job in the source's daemon writes to: the target itself on the same
@@ -51,14 +30,17 @@ impl Qemu {
     /// (served first if it is not).
     pub(super) fn nbd_client(&mut self, pair: &Pair, node: &str) -> Result<(), DriverError> {
         let (export, data) = self.serve_target(pair)?;
-        let args = json!({
-            "driver": "nbd", "node-name": node, "server": socket(&data), "export": export,
+        let client = BlockdevAdd::Nbd {
+            node_name: node,
+            server: SocketAddress::of(&data),
+            export: &export,
+            read_only: None,
             // A write to a dead target is held this long (not acknowledged without its
             // target) while the rest of the group is held: the failure's own hold.
-            "reconnect-delay": self.timing.failed_target_hold_secs,
-        });
+            reconnect_delay: Some(self.timing.failed_target_hold_secs),
+        };
         self.qmp(&pair.source.storage)?
-            .execute("blockdev-add", args)
+            .run(&client)
             .map_err(|e| refused(&pair.source.storage, &pair.target, e))?;
         Ok(())
     }
@@ -78,10 +60,9 @@ impl Qemu {
             )
         })?;
         if !self.nbd_servers.contains(site) {
-            match self
-                .qmp(site)?
-                .execute("nbd-server-start", json!({ "addr": socket_legacy(&data) }))
-            {
+            match self.qmp(site)?.run(&NbdServerStart {
+                addr: SocketAddress::of(&data).into(),
+            }) {
                 Ok(_) => {
                     self.nbd_servers.insert(site.to_string());
                 }
@@ -111,10 +92,13 @@ impl Qemu {
         let export = self.names.export(as_name);
         let key = (site.clone(), as_name.to_string());
         if !self.exports.contains(&key) {
-            match self.qmp(site)?.execute(
-                "block-export-add",
-                json!({ "type": "nbd", "id": export, "node-name": volume.name, "name": export, "writable": true }),
-            ) {
+            match self.qmp(site)?.run(&BlockExportAdd {
+                kind: "nbd",
+                id: &export,
+                node_name: &volume.name,
+                name: &export,
+                writable: true,
+            }) {
                 Ok(_) => {}
                 Err(QmpError::Refused { desc, .. }) if desc.contains("already in use") => {}
                 Err(e) => return Err(refused(site, volume, e)),
@@ -130,22 +114,22 @@ impl Qemu {
         if let Some(qmp) = self.sites.get(&pair.source.storage) {
             if continuous {
                 for node in [self.names.hold(pair), self.names.sink(pair)] {
-                    let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
+                    let _ = qmp.run(&BlockdevDel { node_name: &node });
                 }
             }
         }
         let Some(node) = remote_node else { return };
         if let Some(qmp) = self.sites.get(&pair.source.storage) {
-            let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
+            let _ = qmp.run(&BlockdevDel { node_name: &node });
         }
         let in_use = self.jobs.values().any(|j| j.pair.target == pair.target);
         let key = (pair.target.storage.clone(), pair.target.name.clone());
         if !in_use && self.exports.remove(&key) {
             if let Some(qmp) = self.sites.get(&pair.target.storage) {
-                let _ = qmp.execute(
-                    "block-export-del",
-                    json!({ "id": self.names.export(&pair.target.name) }),
-                );
+                let _ = qmp.run(&BlockExportDel {
+                    id: &self.names.export(&pair.target.name),
+                    mode: None,
+                });
             }
         }
     }

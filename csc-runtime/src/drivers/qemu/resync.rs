@@ -14,10 +14,14 @@
 //! - A record that is gone (its source daemon restarted: bitmaps of raw volumes live
 //!   in memory) is said, and the pair is copied in full: never a silent partial copy.
 
+use super::commands::{
+    Bitmap, BlockDirtyBitmapAdd, BlockDirtyBitmapRemove, BlockJobResume, BlockdevBackup,
+    BlockdevDel, Sync, ALL_NODES,
+};
 use super::{key, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -99,18 +103,17 @@ impl Qemu {
             // One command per pair, pipelined: a `transaction` would drain the daemon
             // while the writers are held, and a drain lets held writes through
             // (tests/consistency.rs found writes past a gap on a target).
-            let commands = recorded
+            let commands: Vec<BlockDirtyBitmapAdd> = recorded
                 .iter()
-                .map(|(_, r)| {
-                    (
-                        "block-dirty-bitmap-add",
-                        json!({ "node": r.node, "name": r.bitmap, "granularity": GRANULARITY }),
-                    )
+                .map(|(_, r)| BlockDirtyBitmapAdd {
+                    node: &r.node,
+                    name: &r.bitmap,
+                    granularity: Some(GRANULARITY),
                 })
                 .collect();
             let added = match self.qmp(&site) {
                 Ok(q) => q
-                    .execute_all(commands)
+                    .run_all(&commands)
                     .into_iter()
                     .map(|r| r.map_err(|e| e.to_string()))
                     .collect(),
@@ -156,7 +159,7 @@ impl Qemu {
         let nodes = self
             .qmp(site)
             .map_err(|e| format!("the record of what changed is lost: {e}"))?
-            .list("query-named-block-nodes", json!({ "flat": true }))
+            .run_list(&ALL_NODES)
             .map_err(|e| format!("the record of what changed cannot be read: {e}"))?;
         Ok(nodes.iter().any(|n| {
             n["node-name"] == record.node.as_str()
@@ -185,10 +188,10 @@ impl Qemu {
 
     pub(super) fn drop_bitmap(&mut self, site: &str, record: &Record) {
         if let Some(qmp) = self.sites.get(site) {
-            let _ = qmp.execute(
-                "block-dirty-bitmap-remove",
-                json!({ "node": record.node, "name": record.bitmap }),
-            );
+            let _ = qmp.run(&BlockDirtyBitmapRemove(Bitmap {
+                node: &record.node,
+                name: &record.bitmap,
+            }));
         }
         self.bitmaps
             .retain(|(s, n, b)| !(s == site && *n == record.node && *b == record.bitmap));
@@ -209,12 +212,17 @@ impl Qemu {
             self.nbd_client(pair, &node)?;
             (node.clone(), Some(node))
         };
-        let args = json!({
-            "job-id": self.names.resync_job(pair), "device": record.node, "target": target,
-            "sync": "bitmap", "bitmap": record.bitmap, "bitmap-mode": "on-success",
-            "auto-dismiss": true,
-        });
-        if let Err(e) = self.qmp(&site)?.execute("blockdev-backup", args) {
+        let backup = BlockdevBackup {
+            job_id: &self.names.resync_job(pair),
+            device: &record.node,
+            target: &target,
+            sync: Sync::Bitmap,
+            bitmap: Some(&record.bitmap),
+            bitmap_mode: Some("on-success"),
+            auto_dismiss: Some(true),
+            x_perf: None,
+        };
+        if let Err(e) = self.qmp(&site)?.run(&backup) {
             self.delete_node(&site, remote_node.as_deref());
             return Err(DriverError::on(&site, &pair.source.name, e));
         }
@@ -227,7 +235,7 @@ impl Qemu {
 
     pub(super) fn delete_node(&self, site: &str, node: Option<&str>) {
         if let (Some(node), Some(qmp)) = (node, self.sites.get(site)) {
-            let _ = qmp.execute("blockdev-del", json!({ "node-name": node }));
+            let _ = qmp.run(&BlockdevDel { node_name: node });
         }
     }
 
@@ -304,9 +312,7 @@ impl Qemu {
         let before = state(self).and_then(|j| j["offset"].as_u64()).unwrap_or(0);
         let deadline = Instant::now() + RESUME_TRIES;
         loop {
-            let _ = self
-                .qmp(&site)?
-                .execute("block-job-resume", json!({ "device": id }));
+            let _ = self.qmp(&site)?.run(&BlockJobResume { device: id });
             std::thread::sleep(Duration::from_millis(200));
             let now = state(self).ok_or_else(|| {
                 DriverError::on(
@@ -406,6 +412,7 @@ pub(super) fn file_child(graph: &Value, volume: &Volume) -> Result<String, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_record_goes_on_the_volume_s_file_child() {
