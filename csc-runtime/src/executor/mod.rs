@@ -2,11 +2,19 @@
 //! receives the storages' notices, has the driver turn them into pair reports, gives
 //! those and the clock to the core, and carries out the core's orders in order:
 //! commands through the driver (any [`Driver`]), actions on their own threads, logs
-//! and the shared status.
+//! and the shared status. Beside the loop: operators' commands (`operator.rs`), taking
+//! over from a killed run (`takeover.rs`), the metrics page's figures (`figures.rs`).
+
+mod figures;
+mod operator;
+mod takeover;
+
+use operator::Waiting;
+pub use takeover::directions;
 
 use crate::actions::{self, Occurrence};
-use crate::control::{self, Answer, Ask, Operation, Request};
-use crate::core::{Cause, Core, Order, Unfinished};
+use crate::control::Request;
+use crate::core::{Cause, Core, Order};
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport, Storages};
 use crate::journal::{Journal, Record};
 use crate::log::timestamp;
@@ -14,7 +22,7 @@ use crate::machine::{Command, Solution};
 use crate::metrics;
 use crate::plan::{Pair, Plan};
 use crate::progress::ProgressView;
-use crate::vocab::{BaseCopy, Command as Verb, Event, Keyword};
+use crate::vocab::{Command as Verb, Event, Keyword};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -274,52 +282,6 @@ pub fn run_with<S: Solution, D: Driver>(
     })
 }
 
-/// Adds `sequence` to `set`, or removes it if it was there.
-fn toggle(set: &mut BTreeSet<u32>, sequence: u32) {
-    if !set.remove(&sequence) {
-        set.insert(sequence);
-    }
-}
-
-/// The sequences reversed and recovered by the runs of a journal (`reverse` and
-/// `recover` that returned ok), so a later run copies in the same direction and never
-/// starts a recovered sequence over its production volumes.
-pub fn directions(records: &[Record]) -> (BTreeSet<u32>, BTreeSet<u32>) {
-    let (mut reversed, mut recovered) = (BTreeSet::new(), BTreeSet::new());
-    for record in records {
-        if let Record::Done {
-            sequence,
-            command,
-            ok: true,
-            ..
-        } = record
-        {
-            match command.as_str() {
-                "recover" => {
-                    recovered.insert(*sequence);
-                }
-                "reverse" => {
-                    recovered.remove(sequence);
-                    toggle(&mut reversed, *sequence);
-                }
-                _ => {}
-            }
-        }
-    }
-    (reversed, recovered)
-}
-
-/// An operator waiting for the answer to a command.
-struct Waiting {
-    sequence: u32,
-    /// The state the command leads to.
-    until: &'static str,
-    answer: Sender<Answer>,
-    /// What the sequence's pairs said meanwhile.
-    notes: Vec<String>,
-    deadline: Instant,
-}
-
 struct Executor<S: Solution, D: Driver> {
     plan: Plan,
     driver: D,
@@ -513,120 +475,6 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             }
         }
         Ok(())
-    }
-
-    /// Takes over from a killed run: the machine as its journal left it, its copies
-    /// adopted where they run. A continuous pair whose copy is gone (its daemon
-    /// restarted) is reported failed, so the document decides; a point-in-time copy
-    /// that was running and is gone is started again.
-    fn take_over(&mut self, previous: &[Record], pairs: &[Pair]) -> Result<Unfinished, SetupError> {
-        let mut unfinished = self.core.restore(previous, Instant::now());
-        let adopted = self.driver.adopt(pairs).map_err(SetupError::Storage)?;
-        let copies = adopted
-            .iter()
-            .filter(|r| r.event == PairEvent::Started)
-            .count();
-        tracing::info!(
-            kind = "session",
-            state = "taking-over",
-            adopted = copies,
-            "taking over from the killed run: {copies} of its copies adopted, {} commands and {} actions to finish",
-            unfinished.commands.len(),
-            unfinished.actions.len()
-        );
-        for sequence in &self.plan.sequences {
-            let running = matches!(
-                self.core.sequence_state(sequence.number),
-                "Copying" | "Duplex"
-            );
-            if !running {
-                continue;
-            }
-            let missing: Vec<&Pair> = pairs
-                .iter()
-                .filter(|p| p.sequence == sequence.number)
-                .filter(|p| {
-                    !adopted
-                        .iter()
-                        .any(|r| r.sequence == p.sequence && r.copyset == p.copyset)
-                })
-                .collect();
-            if missing.is_empty() {
-                continue;
-            }
-            match sequence.copy {
-                BaseCopy::Continuous(_) => self.reports.extend(missing.iter().map(|p| {
-                    PairReport {
-                        sequence: p.sequence,
-                        copyset: p.copyset,
-                        event: PairEvent::Error(
-                            "its copy is gone: its daemon restarted while no session watched it"
-                                .into(),
-                        ),
-                    }
-                })),
-                BaseCopy::PointInTime(_) => {
-                    if !unfinished
-                        .commands
-                        .contains(&(sequence.number, Verb::Start))
-                    {
-                        unfinished.commands.push((sequence.number, Verb::Start));
-                    }
-                }
-            }
-        }
-        self.reports.extend(adopted);
-        Ok(unfinished)
-    }
-
-    /// Finishes what a killed run left unfinished: its commands issued again (the
-    /// driver skips what is already done), its actions run again under their ids.
-    fn finish(&mut self, unfinished: Unfinished) {
-        for (sequence, verb) in unfinished.commands {
-            tracing::info!(
-                kind = "session",
-                sequence,
-                command = verb.as_str(),
-                "finishing what the killed run began: {verb} sequence {sequence}"
-            );
-            self.command(
-                Command::Copy {
-                    sequence,
-                    command: verb,
-                },
-                None,
-            );
-        }
-        for action in unfinished.owed_actions {
-            tracing::info!(
-                kind = "session",
-                action = %action,
-                "finishing what the killed run began: {action}"
-            );
-            self.command(action, None);
-        }
-        for record in unfinished.actions {
-            let Record::ActionStart {
-                id,
-                sequence,
-                event,
-                contact,
-                program,
-                timeout_secs,
-                ..
-            } = record
-            else {
-                continue;
-            };
-            let event = Event::parse(&event).unwrap_or(Event::OnError);
-            let what = self.occurrence(None, sequence, event);
-            let action = match (contact, program) {
-                (Some(contact), _) => Action::Notify(contact),
-                (None, Some(program)) => Action::Run(program, timeout_secs),
-                (None, None) => continue,
-            };
-            self.act(Some(id), what, action);
-        }
     }
 
     fn publish(&self) {
@@ -870,248 +718,6 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         result
     }
 
-    /// An operator's command (`BIN resume SEQ`, …): refused with the reason when the
-    /// sequence cannot take it now, else carried out; answered when the sequence gets
-    /// where the command leads (or fails), with what its pairs said on the way.
-    fn operator(&mut self, request: Request) {
-        let (operation, sequence, answer) = match request.ask {
-            Ask::Operate(operation, sequence) => (operation, sequence, request.answer),
-            Ask::Status => {
-                let message = self.live().join("\n");
-                let _ = request.answer.send(Answer { ok: true, message });
-                return;
-            }
-        };
-        let refuse = |message: String| {
-            let _ = answer.send(Answer { ok: false, message });
-        };
-        let Some(copy) = self.plan.sequence(sequence).map(|s| s.copy) else {
-            return refuse(format!(
-                "there is no sequence {sequence}; this session has 1..{}",
-                self.plan.sequences.len()
-            ));
-        };
-        if !matches!(copy, BaseCopy::Continuous(_)) {
-            return refuse(format!(
-                "sequence {sequence} is {}: only a continuous sequence can be told to {operation}",
-                copy.copy_type()
-            ));
-        }
-        let state = self.core.sequence_state(sequence);
-        let recovered = self.recovered.contains(&sequence);
-        let refusal = match operation {
-            _ if recovered && operation != Operation::Reverse => Some(format!(
-                "sequence {sequence} is recovered: production runs on its targets; `reverse {sequence}` mirrors them back"
-            )),
-            Operation::Suspend if !matches!(state, "Copying" | "Duplex") => Some(format!(
-                "sequence {sequence} is {state}: suspend is for a sequence that is Copying or Duplex"
-            )),
-            Operation::Resume if !matches!(state, "Suspended" | "Failed") => Some(format!(
-                "sequence {sequence} is {state}: resume is for a sequence that is Suspended or Failed"
-            )),
-            Operation::Recover { freeze: false } if matches!(state, "Copying" | "Duplex") => {
-                Some(format!(
-                    "sequence {sequence} is {state}: its pairs still mirror, so the application may still write to its sources; `recover {sequence} --freeze` splits them at one consistent instant first"
-                ))
-            }
-            Operation::Recover { .. } if !matches!(state, "Copying" | "Duplex" | "Suspended" | "Failed") => Some(format!(
-                "sequence {sequence} is {state}: there is nothing to recover"
-            )),
-            Operation::Reverse if !recovered => Some(format!(
-                "sequence {sequence} was not recovered: `recover {sequence}` first"
-            )),
-            _ => None,
-        };
-        if let Some(why) = refusal {
-            return refuse(why);
-        }
-        tracing::info!(
-            kind = "operator",
-            sequence,
-            command = %operation,
-            "operator: {operation} sequence {sequence}"
-        );
-        let wait = |ex: &mut Self, until: &'static str, answer: Sender<Answer>| {
-            ex.waiting.push(Waiting {
-                sequence,
-                until,
-                answer,
-                notes: Vec::new(),
-                deadline: Instant::now() + control::ANSWER_WITHIN - Duration::from_secs(5),
-            })
-        };
-        match operation {
-            Operation::Suspend | Operation::Resume => {
-                let (verb, until) = match operation {
-                    Operation::Suspend => (Verb::Suspend, "Suspended"),
-                    _ => (Verb::Resume, "Duplex"),
-                };
-                match self.copy(sequence, verb) {
-                    Err(e) => refuse(format!("{verb} sequence {sequence} failed: {e}")),
-                    Ok(()) => wait(self, until, answer),
-                }
-            }
-            Operation::Recover { .. } => {
-                if matches!(state, "Copying" | "Duplex") {
-                    // Split at one consistent instant, the writers released at once.
-                    let split = self
-                        .copy(sequence, Verb::Freeze)
-                        .and_then(|()| self.copy(sequence, Verb::Thaw));
-                    if let Err(e) = split {
-                        return refuse(format!("the freeze before the recover failed: {e}"));
-                    }
-                }
-                let pairs = self.pairs(sequence);
-                let mut said = Vec::new();
-                let result = self.journaled(sequence, "recover", |ex| {
-                    said = ex.driver.recover(&pairs)?;
-                    Ok(())
-                });
-                match result {
-                    Err(e) => refuse(format!("recover sequence {sequence} failed: {e}")),
-                    Ok(()) => {
-                        self.recovered.insert(sequence);
-                        for line in &said {
-                            tracing::info!(
-                                kind = "operator",
-                                sequence,
-                                recovered = line.as_str(),
-                                "{line}"
-                            );
-                        }
-                        let mut message = format!("sequence {sequence}: recovered");
-                        for line in said {
-                            message.push_str(&format!("\n{line}"));
-                        }
-                        let _ = answer.send(Answer { ok: true, message });
-                    }
-                }
-            }
-            Operation::Reverse => {
-                self.core.issue(sequence, Verb::Resume, Instant::now());
-                toggle(&mut self.reversed, sequence);
-                let pairs = self.pairs(sequence);
-                let result = self.journaled(sequence, "reverse", |ex| {
-                    ex.driver
-                        .reverse(&pairs, copy)
-                        .map(|r| ex.reports.extend(r))
-                });
-                match result {
-                    Err(e) => {
-                        toggle(&mut self.reversed, sequence);
-                        refuse(format!("reverse sequence {sequence} failed: {e}"))
-                    }
-                    Ok(()) => {
-                        self.recovered.remove(&sequence);
-                        wait(self, "Duplex", answer)
-                    }
-                }
-            }
-        }
-    }
-
-    /// The session as its storage and its own state say now: each sequence's state
-    /// and direction, and each copy job the daemons report with how far it is.
-    fn live(&mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        for sequence in &self.plan.sequences {
-            let n = sequence.number;
-            let mut line = format!("sequence {n}: {}", self.core.sequence_state(n));
-            if self.recovered.contains(&n) {
-                line.push_str(", recovered (production on its targets)");
-            }
-            if self.reversed.contains(&n) {
-                line.push_str(", reversed (copying from its targets to its sources)");
-            }
-            lines.push(line);
-        }
-        for p in self.driver.progress() {
-            let set = self.copyset_name(p.copyset).unwrap_or("?");
-            let how = if p.in_step {
-                format!("in step, {} bytes copied so far", p.done)
-            } else {
-                format!(
-                    "copying, {} of {} bytes ({}%)",
-                    p.done,
-                    p.total,
-                    p.done * 100 / p.total.max(1)
-                )
-            };
-            lines.push(format!(
-                "sequence {} copy set {set}: its copy runs, {how}",
-                p.sequence
-            ));
-        }
-        lines
-    }
-
-    /// What the metrics page shows, as of now.
-    fn figures(&mut self) -> metrics::Figures {
-        let now = Instant::now();
-        let status = self.status.lock().expect("status").clone();
-        let sequences = self
-            .plan
-            .sequences
-            .iter()
-            .map(|sequence| {
-                let n = sequence.number;
-                let reported = self.core.pair_states(n);
-                let mut events = BTreeMap::new();
-                for (_, event) in status.events.iter().filter(|(q, _)| *q == n) {
-                    *events.entry(event.as_str()).or_default() += 1;
-                }
-                let mut commands = BTreeMap::new();
-                for (_, verb, ok) in status.commands.iter().filter(|(q, ..)| *q == n) {
-                    *commands.entry((verb.as_str(), *ok)).or_default() += 1;
-                }
-                metrics::SequenceFigures {
-                    number: n,
-                    state: self.core.sequence_state(n),
-                    reversed: self.reversed.contains(&n),
-                    pairs: (self.plan.copysets.iter().enumerate())
-                        .map(|(i, c)| (c.name.clone(), reported.get(&i).copied()))
-                        .collect(),
-                    events,
-                    commands,
-                    freezes: self.freezes.get(&n).map(|f| metrics::FreezeFigures {
-                        count: f.count,
-                        last: f.last.map_or(0.0, |d| d.as_secs_f64()),
-                        total: f.total.as_secs_f64(),
-                        current: f
-                            .held_since
-                            .map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64()),
-                    }),
-                }
-            })
-            .collect();
-        let ages: BTreeMap<String, Duration> = self.driver.heartbeat_ages().into_iter().collect();
-        let storages = (self.plan.storages_used().into_iter())
-            .map(|name| metrics::StorageFigures {
-                name: name.to_string(),
-                reachable: self.driver.reaches(name),
-                heartbeat_age: ages.get(name).map(Duration::as_secs_f64),
-            })
-            .collect();
-        let copies = (self.driver.progress().into_iter())
-            .map(|p| metrics::CopyFigures {
-                sequence: p.sequence,
-                copyset: self.copyset_name(p.copyset).unwrap_or_default().to_string(),
-                done: p.done,
-                total: p.total,
-                in_step: p.in_step,
-                lag: p.lag.map(|l| (l.seconds, l.bytes)),
-            })
-            .collect();
-        metrics::Figures {
-            session: self.plan.name.clone(),
-            sequences,
-            storages,
-            copies,
-            actions_started: self.actions,
-            actions_ended: status.actions,
-        }
-    }
-
     /// The name of the copy set a pair report or a copy's progress names.
     fn copyset_name(&self, index: usize) -> Option<&str> {
         self.plan.copysets.get(index).map(|c| c.name.as_str())
@@ -1127,30 +733,6 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             }
         }
         pairs
-    }
-
-    /// Answers the operators waiting on `sequence`, now `state` (or all whose wait is
-    /// over, with `state` None).
-    fn answer_waiting(&mut self, sequence: Option<u32>, state: Option<&str>) {
-        let now = Instant::now();
-        let (done, waiting): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|w| match (sequence, state) {
-                (Some(seq), Some(state)) => {
-                    w.sequence == seq && (state == w.until || state == "Failed")
-                }
-                _ => w.deadline <= now,
-            });
-        self.waiting = waiting;
-        for w in done {
-            let state = state.unwrap_or("not there yet");
-            let ok = state == w.until;
-            let mut message = format!("sequence {}: {state}", w.sequence);
-            for note in &w.notes {
-                message.push_str(&format!("\n{note}"));
-            }
-            let _ = w.answer.send(Answer { ok, message });
-        }
     }
 
     /// What an action is about: the event that caused it, or (for a command issued

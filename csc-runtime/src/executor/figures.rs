@@ -1,0 +1,78 @@
+//! What the metrics page shows: the executor's figures as of now.
+
+use super::Executor;
+use crate::drivers::Driver;
+use crate::machine::Solution;
+use crate::metrics;
+use crate::vocab::Keyword;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+impl<S: Solution, D: Driver> Executor<S, D> {
+    /// What the metrics page shows, as of now.
+    pub(super) fn figures(&mut self) -> metrics::Figures {
+        let now = Instant::now();
+        let status = self.status.lock().expect("status").clone();
+        let sequences = self
+            .plan
+            .sequences
+            .iter()
+            .map(|sequence| {
+                let n = sequence.number;
+                let reported = self.core.pair_states(n);
+                let mut events = BTreeMap::new();
+                for (_, event) in status.events.iter().filter(|(q, _)| *q == n) {
+                    *events.entry(event.as_str()).or_default() += 1;
+                }
+                let mut commands = BTreeMap::new();
+                for (_, verb, ok) in status.commands.iter().filter(|(q, ..)| *q == n) {
+                    *commands.entry((verb.as_str(), *ok)).or_default() += 1;
+                }
+                metrics::SequenceFigures {
+                    number: n,
+                    state: self.core.sequence_state(n),
+                    reversed: self.reversed.contains(&n),
+                    pairs: (self.plan.copysets.iter().enumerate())
+                        .map(|(i, c)| (c.name.clone(), reported.get(&i).copied()))
+                        .collect(),
+                    events,
+                    commands,
+                    freezes: self.freezes.get(&n).map(|f| metrics::FreezeFigures {
+                        count: f.count,
+                        last: f.last.map_or(0.0, |d| d.as_secs_f64()),
+                        total: f.total.as_secs_f64(),
+                        current: f
+                            .held_since
+                            .map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64()),
+                    }),
+                }
+            })
+            .collect();
+        let ages: BTreeMap<String, Duration> = self.driver.heartbeat_ages().into_iter().collect();
+        let storages = (self.plan.storages_used().into_iter())
+            .map(|name| metrics::StorageFigures {
+                name: name.to_string(),
+                reachable: self.driver.reaches(name),
+                heartbeat_age: ages.get(name).map(Duration::as_secs_f64),
+            })
+            .collect();
+        let copies = (self.driver.progress().into_iter())
+            .map(|p| metrics::CopyFigures {
+                sequence: p.sequence,
+                copyset: self.copyset_name(p.copyset).unwrap_or_default().to_string(),
+                done: p.done,
+                total: p.total,
+                in_step: p.in_step,
+                lag: p.lag.map(|l| (l.seconds, l.bytes)),
+            })
+            .collect();
+        metrics::Figures {
+            session: self.plan.name.clone(),
+            sequences,
+            storages,
+            copies,
+            actions_started: self.actions,
+            actions_ended: status.actions,
+        }
+    }
+}
