@@ -1,7 +1,8 @@
 //! The command line of every compiled solution: `solution`, `graph`, `simulate`,
 //! `run`, `status`, `suspend`, `resume`, `recover`, `reverse`, `check-config`,
-//! `cleanup`, `demo` (docs/runtime.md has each, with its exit codes). Generated code
-//! calls [`main`] with its [`Solution`]; nothing here is per-solution.
+//! `cleanup`, and `demo` where the `demo` feature is on (docs/runtime.md has each, with
+//! its exit codes). Generated code calls [`main`] with its [`Solution`]; nothing here
+//! is per-solution.
 
 use crate::control::Operation;
 use crate::executor::{self, Options};
