@@ -562,6 +562,11 @@ impl Plan {
     pub fn sequence(&self, number: u32) -> Option<&Sequence> {
         self.sequences.get((number as usize).checked_sub(1)?)
     }
+
+    /// The name of the copy set a pair report or a copy's progress names by index.
+    pub fn copyset_name(&self, index: usize) -> Option<&str> {
+        self.copysets.get(index).map(|c| c.name.as_str())
+    }
 }
 
 #[cfg(test)]

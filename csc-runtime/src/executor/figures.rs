@@ -12,7 +12,29 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     /// What the metrics page shows, as of now.
     pub(super) fn figures(&mut self) -> metrics::Figures {
         let now = Instant::now();
-        let status = self.status.lock().expect("status").clone();
+        // Counted in one pass under the lock, not copied out: the history grows for
+        // as long as the run lasts, and this runs every second.
+        type Counts<K> = BTreeMap<u32, BTreeMap<K, u64>>;
+        let (mut events, mut commands, actions_ended) = {
+            let status = self.status.lock().expect("status");
+            let mut events: Counts<&'static str> = BTreeMap::new();
+            for (sequence, event) in &status.events {
+                *events
+                    .entry(*sequence)
+                    .or_default()
+                    .entry(event.as_str())
+                    .or_default() += 1;
+            }
+            let mut commands: Counts<(&'static str, bool)> = BTreeMap::new();
+            for (sequence, verb, ok) in &status.commands {
+                *commands
+                    .entry(*sequence)
+                    .or_default()
+                    .entry((verb.as_str(), *ok))
+                    .or_default() += 1;
+            }
+            (events, commands, status.actions.clone())
+        };
         let sequences = self
             .plan
             .sequences
@@ -20,14 +42,6 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             .map(|sequence| {
                 let n = sequence.number;
                 let reported = self.core.pair_states(n);
-                let mut events = BTreeMap::new();
-                for (_, event) in status.events.iter().filter(|(q, _)| *q == n) {
-                    *events.entry(event.as_str()).or_default() += 1;
-                }
-                let mut commands = BTreeMap::new();
-                for (_, verb, ok) in status.commands.iter().filter(|(q, ..)| *q == n) {
-                    *commands.entry((verb.as_str(), *ok)).or_default() += 1;
-                }
                 metrics::SequenceFigures {
                     number: n,
                     state: self.core.sequence_state(n),
@@ -35,8 +49,8 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     pairs: (self.plan.copysets.iter().enumerate())
                         .map(|(i, c)| (c.name.clone(), reported.get(&i).copied()))
                         .collect(),
-                    events,
-                    commands,
+                    events: events.remove(&n).unwrap_or_default(),
+                    commands: commands.remove(&n).unwrap_or_default(),
                     freezes: self.freezes.get(&n).map(|f| metrics::FreezeFigures {
                         count: f.count,
                         last: f.last.map_or(0.0, |d| d.as_secs_f64()),
@@ -59,7 +73,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         let copies = (self.driver.progress().into_iter())
             .map(|p| metrics::CopyFigures {
                 sequence: p.sequence,
-                copyset: self.copyset_name(p.copyset).unwrap_or_default().to_string(),
+                copyset: self
+                    .plan
+                    .copyset_name(p.copyset)
+                    .unwrap_or_default()
+                    .to_string(),
                 done: p.done,
                 total: p.total,
                 in_step: p.in_step,
@@ -72,7 +90,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             storages,
             copies,
             actions_started: self.actions,
-            actions_ended: status.actions,
+            actions_ended,
         }
     }
 }

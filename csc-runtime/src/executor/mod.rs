@@ -260,7 +260,7 @@ pub fn run_with<S: Solution, D: Driver>(
             if at <= now {
                 let plan = &ex.plan;
                 ex.progress.show(ex.driver.progress(), |c| {
-                    plan.copysets.get(c).map_or("?", |c| c.name.as_str())
+                    plan.copyset_name(c).unwrap_or("?")
                 });
                 next_progress = Some(now + bar_or_line(every));
             }
@@ -498,7 +498,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     /// Gives queued pair reports to the core and carries out what it orders.
     fn drain_reports(&mut self) {
         while let Some(report) = self.reports.pop_front() {
-            let set = self.copyset_name(report.copyset).map(str::to_string);
+            let set = self.plan.copyset_name(report.copyset).map(str::to_string);
             let detail = report.event.detail();
             if let PairEvent::Note(note) = &report.event {
                 for w in self
@@ -716,11 +716,6 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             }
         }
         result
-    }
-
-    /// The name of the copy set a pair report or a copy's progress names.
-    fn copyset_name(&self, index: usize) -> Option<&str> {
-        self.plan.copysets.get(index).map(|c| c.name.as_str())
     }
 
     /// The pairs of a sequence in the direction it copies now (reversed after a

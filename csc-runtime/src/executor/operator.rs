@@ -180,7 +180,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             lines.push(line);
         }
         for p in self.driver.progress() {
-            let set = self.copyset_name(p.copyset).unwrap_or("?");
+            let set = self.plan.copyset_name(p.copyset).unwrap_or("?");
             let how = if p.in_step {
                 format!("in step, {} bytes copied so far", p.done)
             } else {

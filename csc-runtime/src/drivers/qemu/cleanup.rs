@@ -3,8 +3,8 @@
 //! the session's name tag (names.rs). Never a volume, never another session's names.
 
 use super::commands::{
-    Bitmap, BlockDirtyBitmapRemove, BlockExportDel, BlockJobCancel, BlockdevDel, BlockdevReopen,
-    ObjectAdd, ObjectDel, QomList, Throttle, ThrottleOptions, ALL_NODES,
+    Bitmap, BlockDirtyBitmapRemove, BlockExportDel, BlockJobCancel, BlockdevAdd, BlockdevDel,
+    BlockdevReopen, ObjectAdd, ObjectDel, QomList, Throttle, ALL_NODES,
 };
 use super::names::Names;
 use super::qmp::{Notice, Qmp, QmpError};
@@ -82,7 +82,7 @@ fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
         let _ = qmp.run(&ObjectAdd::throttle_group(&free));
         for (hold, sink) in holds {
             let _ = qmp.run(&BlockdevReopen {
-                options: vec![ThrottleOptions::Throttle(Throttle {
+                options: vec![BlockdevAdd::Throttle(Throttle {
                     node_name: hold,
                     throttle_group: &free,
                     file: &sink,

@@ -111,7 +111,8 @@ pub(super) struct QomList<'a> {
 }
 command!("qom-list" => QomList);
 
-/// A node added with `blockdev-add`, by its driver.
+/// A node's options, by its driver (QAPI's BlockdevOptions): what `blockdev-add`
+/// takes, and `blockdev-reopen` a list of.
 #[derive(Serialize)]
 #[serde(
     tag = "driver",
@@ -148,18 +149,12 @@ pub(super) struct Throttle<'a> {
     pub file: &'a str,
 }
 
-/// Reopens throttle filters with new options (a new child or group).
+/// Reopens nodes with new options (here: throttle filters with a new child or group).
 #[derive(Serialize)]
 pub(super) struct BlockdevReopen<'a> {
-    pub options: Vec<ThrottleOptions<'a>>,
+    pub options: Vec<BlockdevAdd<'a>>,
 }
 command!("blockdev-reopen" => BlockdevReopen);
-
-#[derive(Serialize)]
-#[serde(tag = "driver", rename_all = "kebab-case")]
-pub(super) enum ThrottleOptions<'a> {
-    Throttle(Throttle<'a>),
-}
 
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -477,7 +472,7 @@ mod tests {
             ),
             (
                 BlockdevReopen {
-                    options: vec![ThrottleOptions::Throttle(Throttle {
+                    options: vec![BlockdevAdd::Throttle(Throttle {
                         node_name: "h",
                         throttle_group: "g",
                         file: "s",

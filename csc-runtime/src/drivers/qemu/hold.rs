@@ -7,7 +7,7 @@
 
 use super::commands::{
     BlockJobChange, BlockdevAdd, BlockdevReopen, CopyMode, Limits, ObjectAdd, ObjectDel, QomSet,
-    Throttle, ThrottleOptions, ALL_NODES,
+    Throttle, ALL_NODES,
 };
 use super::qmp::QmpError;
 use super::{refused, report, size_of, Condition, Intent, Kind, Qemu};
@@ -131,8 +131,8 @@ impl Qemu {
                     [self.names.hold(pair), group, self.names.sink(pair)]
                 })
                 .collect();
-            fn option([filter, group, sink]: &[String; 3]) -> ThrottleOptions<'_> {
-                ThrottleOptions::Throttle(Throttle {
+            fn option([filter, group, sink]: &[String; 3]) -> BlockdevAdd<'_> {
+                BlockdevAdd::Throttle(Throttle {
                     node_name: filter,
                     throttle_group: group,
                     file: sink,
