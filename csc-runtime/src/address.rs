@@ -4,6 +4,12 @@
 
 use std::fmt;
 
+/// A host as sockets, `ss` and ssh take it: without the brackets an IPv6 literal is
+/// written with in an address (`tcp:[::1]:4444`).
+pub fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Address {
     Unix(String),

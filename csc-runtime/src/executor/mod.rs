@@ -498,7 +498,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     /// Gives queued pair reports to the core and carries out what it orders.
     fn drain_reports(&mut self) {
         while let Some(report) = self.reports.pop_front() {
-            let set = self.plan.copyset_name(report.copyset).map(str::to_string);
+            let set = self.plan.copyset_name(report.copyset).unwrap_or("?");
             let detail = report.event.detail();
             if let PairEvent::Note(note) = &report.event {
                 for w in self
@@ -506,13 +506,9 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     .iter_mut()
                     .filter(|w| w.sequence == report.sequence)
                 {
-                    w.notes.push(format!(
-                        "copy set {}: {note}",
-                        set.as_deref().unwrap_or("?")
-                    ));
+                    w.notes.push(format!("copy set {set}: {note}"));
                 }
             }
-            let set = set.as_deref().unwrap_or("?");
             let (sequence, pair_event) = (report.sequence, report.event.name());
             if let PairEvent::Error(_) = report.event {
                 tracing::warn!(

@@ -78,7 +78,7 @@ impl Pool {
                 port,
                 path,
             } => {
-                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let host = crate::address::bare_host(host);
                 let destination = match user {
                     Some(u) => format!("{u}@{host}"),
                     None => host.to_string(),

@@ -67,7 +67,7 @@ impl<'a> SocketAddress<'a> {
         match address {
             Address::Unix(path) => SocketAddress::Unix { path },
             Address::Tcp { host, port } => SocketAddress::Inet {
-                host: host.trim_start_matches('[').trim_end_matches(']'),
+                host: crate::address::bare_host(host),
                 port: port.to_string(),
             },
             // Not a qemu address (`Plan::validate` refuses it): qemu says so if it is sent.

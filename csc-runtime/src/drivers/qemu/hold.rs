@@ -225,7 +225,7 @@ impl Qemu {
     pub(super) fn destroy_connections(&self, site: &str) -> Result<(), String> {
         match self.plan.storages[site].data.as_ref() {
             Some(crate::address::Address::Tcp { host, port }) => {
-                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let host = crate::address::bare_host(host);
                 let out = std::process::Command::new("ss")
                     .args(["-K", "dst", host, "dport", "=", &format!(":{port}")])
                     .output()

@@ -119,7 +119,7 @@ impl Qmp {
                 )))
             }
             Address::Tcp { host, port } => {
-                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let host = crate::address::bare_host(host);
                 let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, *port))?
                     .next()
                     .ok_or_else(|| QmpError::Protocol(format!("{host} has no address")))?;
