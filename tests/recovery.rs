@@ -172,3 +172,92 @@ fn a_lost_record_is_said_and_the_pair_copied_in_full() {
     );
     d.shutdown();
 }
+
+// A client that attaches to a source volume after its mirror started: its writes are
+// the volume's, and a pair is never in duplex without them (issue 19, first defect).
+
+#[test]
+fn a_writer_attached_after_the_target_failed_is_resynchronised() {
+    let (mut lab, plan, mut d, rx) = mirrored(SYNC);
+    // The target site fails while nothing is written.
+    lab.kill("b");
+    let mut failed = Vec::new();
+    while let Ok((site, notice)) = rx.recv_timeout(Duration::from_millis(500)) {
+        failed.extend(d.interpret(&site, notice));
+    }
+    d.freeze(&plan.pairs(1)).expect("freeze");
+    d.thaw(&plan.pairs(1)).expect("thaw");
+    // The application moves: it opens a new export of the source and rewrites 40
+    // random chunks through it.
+    let export = attach_late(&lab, "a", "src", 1);
+    let chunks = random_chunks(19, 40, 64 * MIB);
+    lab.write_to("a", &export, 0x19, &chunks, K64)
+        .expect("writes through the late export");
+    lab.restart("b").expect("the target site is back");
+    let mut reports = d.resume(&plan.pairs(1), SYNC).expect("resume");
+    if !reports.iter().any(|r| r.event == PairEvent::Duplex) {
+        reports.extend(await_reports(&mut d, &rx, &PairEvent::Duplex, 1));
+    }
+    assert!(
+        same(&lab, ("a", "src"), ("b", "dst")),
+        "duplex, so the target is the source: {reports:?}"
+    );
+    let bytes = d.bytes_resynced(1, 0).expect("resynced");
+    assert!(
+        (40 * K64..=41 * K64).contains(&bytes),
+        "copied {bytes} bytes for 40 chunks: {reports:?}"
+    );
+    // The restarted mirror took the writer over.
+    lab.write_to("a", &export, 0x1a, &random_chunks(20, 10, 64 * MIB), K64)
+        .expect("more writes through the late export");
+    assert!(same(&lab, ("a", "src"), ("b", "dst")), "mirrored");
+    d.shutdown();
+    assert_nothing_left(&lab, &["a", "b"]);
+}
+
+#[test]
+fn a_writer_attached_in_duplex_is_an_error_until_its_mirror_restarts() {
+    let (lab, plan, mut d, rx) = mirrored(SYNC);
+    let export = attach_late(&lab, "a", "src", 2);
+    lab.write_to("a", &export, 0x29, &random_chunks(29, 20, 64 * MIB), 4096)
+        .expect("writes through the late export");
+    // What the executor's audit finds: the pair is no longer in step.
+    let found = d.audit();
+    assert!(
+        matches!(&found[..], [r] if matches!(&r.event, PairEvent::Error(e) if e.contains(&export))),
+        "{found:?}"
+    );
+    assert!(d.audit().is_empty(), "said once");
+    // No record started before the writer: the restart copies in full, and says why.
+    let mut reports = d.resume(&plan.pairs(1), SYNC).expect("resume");
+    reports.extend(await_reports(&mut d, &rx, &PairEvent::Duplex, 1));
+    assert!(
+        notes(&reports)
+            .iter()
+            .any(|n| n.starts_with("full copy: a writer bypassed the mirror of src on a")),
+        "{reports:?}"
+    );
+    assert!(same(&lab, ("a", "src"), ("b", "dst")));
+    // The new mirror took the writer over: its writes are synchronous now.
+    lab.write_to("a", &export, 0x2a, &random_chunks(30, 20, 64 * MIB), 4096)
+        .expect("more writes through the late export");
+    assert!(same(&lab, ("a", "src"), ("b", "dst")), "mirrored");
+    assert!(d.audit().is_empty());
+    d.shutdown();
+    assert_nothing_left(&lab, &["a", "b"]);
+}
+
+#[test]
+fn a_writer_attached_while_split_is_resynchronised() {
+    let (lab, plan, mut d, rx) = mirrored(SYNC);
+    d.suspend(&plan.pairs(1), SYNC).expect("suspend");
+    let export = attach_late(&lab, "a", "src", 3);
+    let chunks = random_chunks(39, 12, 64 * MIB);
+    lab.write_to("a", &export, 0x39, &chunks, K64)
+        .expect("writes through the late export");
+    d.resume(&plan.pairs(1), SYNC).expect("resume");
+    await_reports(&mut d, &rx, &PairEvent::Duplex, 1);
+    assert!(same(&lab, ("a", "src"), ("b", "dst")));
+    assert_eq!(d.bytes_resynced(1, 0), Some(12 * K64), "only what changed");
+    d.shutdown();
+}

@@ -282,3 +282,31 @@ pub fn scrape(addr: &str) -> String {
     s.read_to_string(&mut text).expect("answer");
     text
 }
+
+/// Opens a new writable NBD export `late-VOLUME` of a volume, as a client that attaches
+/// to it at any time (a VM restarted, a backup agent): returns the export's name.
+pub fn attach_late(lab: &Lab, site: &str, volume: &str, n: u32) -> String {
+    let name = format!("late{n}-{volume}");
+    qmp(lab, site)
+        .execute(
+            "block-export-add",
+            json!({ "type": "nbd", "id": name, "node-name": volume, "name": name, "writable": true }),
+        )
+        .expect("block-export-add");
+    name
+}
+
+/// `count` distinct offsets of 64 KiB chunks in a volume of `bytes`, from `seed`.
+pub fn random_chunks(seed: u64, count: usize, bytes: u64) -> Vec<u64> {
+    let chunks = bytes / 65536;
+    let mut x = seed | 1;
+    let mut out = std::collections::BTreeSet::new();
+    while out.len() < count {
+        // xorshift64*: reproducible from the seed, no dependency.
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.insert((x.wrapping_mul(0x2545_f491_4f6c_dd1d) % chunks) * 65536);
+    }
+    out.into_iter().collect()
+}

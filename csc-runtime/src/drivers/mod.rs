@@ -185,6 +185,11 @@ pub trait Driver {
         let _ = copy;
         Err(refuse_direction(pairs, "reverse"))
     }
+    /// Looks, now and then, for what the storage does not notify: in the qemu driver,
+    /// a writer attached below a mirror (an error: the pair is no longer in step).
+    fn audit(&mut self) -> Vec<PairReport> {
+        Vec::new()
+    }
     /// Turns one notice of site `site` into pair reports.
     fn interpret(&mut self, site: &str, notice: Self::Notice) -> Vec<PairReport>;
     fn progress(&mut self) -> Vec<Progress>;

@@ -162,6 +162,17 @@ impl Driver for Storages {
         }
     }
 
+    fn audit(&mut self) -> Vec<PairReport> {
+        let mut out = Vec::new();
+        if let Some(d) = self.qemu.as_mut() {
+            out.extend(d.audit());
+        }
+        if let Some(d) = self.btrfs.as_mut() {
+            out.extend(d.audit());
+        }
+        out
+    }
+
     fn progress(&mut self) -> Vec<Progress> {
         let mut out = Vec::new();
         if let Some(d) = self.qemu.as_mut() {

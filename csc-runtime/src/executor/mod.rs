@@ -214,6 +214,7 @@ pub fn run_with<S: Solution, D: Driver>(
         .progress_every
         .map(|every| Instant::now() + bar_or_line(every));
     let mut next_metrics = Instant::now();
+    let mut next_audit = Instant::now() + AUDIT_EVERY;
     while !stop.load(Ordering::Relaxed) {
         ex.drain_reports();
         // Wake for the next notice, or when the core has something due (a hold ends
@@ -252,6 +253,11 @@ pub fn run_with<S: Solution, D: Driver>(
         for order in ex.core.tick(now, wall()) {
             ex.carry_out(order);
         }
+        if next_audit <= now {
+            let reports = ex.driver.audit();
+            ex.reports.extend(reports);
+            next_audit = now + AUDIT_EVERY;
+        }
         if let Some(page) = options.metrics.as_ref().filter(|_| next_metrics <= now) {
             *page.lock().expect("metrics") = metrics::render(&ex.figures());
             next_metrics = now + Duration::from_secs(1);
@@ -281,6 +287,10 @@ pub fn run_with<S: Solution, D: Driver>(
         Ended::Clean
     })
 }
+
+/// How often the driver looks for what its storage does not notify (a writer attached
+/// below a mirror): the longest a pair can be called Duplex while a writer bypasses it.
+const AUDIT_EVERY: Duration = Duration::from_secs(1);
 
 struct Executor<S: Solution, D: Driver> {
     plan: Plan,

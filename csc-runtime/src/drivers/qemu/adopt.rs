@@ -85,6 +85,7 @@ impl Qemu {
                         frozen,
                         remote_node: node(&remote).map(|_| remote),
                         resync: None,
+                        bypassed: false,
                     },
                 );
                 reports.push(super::report(pair, PairEvent::Started));

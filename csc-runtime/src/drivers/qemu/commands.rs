@@ -275,6 +275,8 @@ pub(super) struct BlockdevMirror<'a> {
     pub on_source_error: &'static str,
     pub copy_mode: CopyMode,
     pub granularity: u64,
+    /// Named, so the block graph tells the mirror's own writer from one below it.
+    pub filter_node_name: &'a str,
 }
 command!("blockdev-mirror" => BlockdevMirror);
 
@@ -402,9 +404,10 @@ mod tests {
                     on_source_error: "stop",
                     copy_mode: CopyMode::WriteBlocking,
                     granularity: 4096,
+                    filter_node_name: "f",
                 }
                 .wire(),
-                json!({ "job-id": "j", "device": "db", "target": "t", "sync": "full",
+                json!({ "job-id": "j", "device": "db", "target": "t", "sync": "full", "filter-node-name": "f",
                         "on-target-error": "stop", "on-source-error": "stop",
                         "copy-mode": "write-blocking", "granularity": 4096 }),
             ),

@@ -58,6 +58,7 @@ impl Qemu {
                     }
                 }
                 let mut reports = Vec::new();
+                let mut failed = Vec::new();
                 let ids: Vec<String> = self.jobs.keys().cloned().collect();
                 for id in ids {
                     let job = self.jobs.get_mut(&id).expect("listed");
@@ -71,8 +72,10 @@ impl Qemu {
                         // The job lives on in the source's daemon, failing: keep it to end it.
                         job.condition = Condition::Failed;
                         reports.push(report(&job.pair, PairEvent::Error(reason.clone())));
+                        failed.push(id);
                     }
                 }
+                reports.extend(self.record_failed(&failed));
                 return reports;
             }
         };
@@ -126,7 +129,9 @@ impl Qemu {
                     data["operation"].as_str().unwrap_or("I/O"),
                     data["action"].as_str().unwrap_or("stop")
                 );
-                vec![report(&job.pair, PairEvent::Error(message))]
+                let mut reports = vec![report(&job.pair, PairEvent::Error(message))];
+                reports.extend(self.record_failed(&[id]));
+                reports
             }
             "BLOCK_JOB_COMPLETED" => {
                 if let (Some(len), Some(job)) = (data["len"].as_u64(), self.jobs.get(&id)) {
@@ -143,6 +148,14 @@ impl Qemu {
     }
 
     /// The end of a job: its report, and its resources released.
+    /// Records, from the failure of their targets, every write to the sources of the
+    /// mirrors `ids`, whoever writes: the mirror's own bitmap misses a writer attached
+    /// below it later (bypass.rs). A writer below it already is reported now.
+    pub(super) fn record_failed(&mut self, ids: &[String]) -> Vec<PairReport> {
+        self.record_changes(ids);
+        self.find_bypasses(Some(ids))
+    }
+
     pub(super) fn finish(&mut self, id: &str, error: Option<String>) -> Option<PairReport> {
         let job = self.jobs.remove(id)?;
         self.release(&job.pair, job.kind == Kind::Mirror, job.remote_node.clone());

@@ -292,10 +292,21 @@ impl Qemu {
         self.held.insert(pairs[0].sequence, Instant::now());
         // While the writers wait: from here on, what changes on the sources is what
         // the targets will lack, and what a resume copies.
-        self.record_changes(&cut);
+        // (A failed pair's record runs since its failure: events.rs.)
+        let unrecorded: Vec<String> = cut
+            .iter()
+            .filter(|id| self.jobs[*id].condition != Condition::Failed)
+            .cloned()
+            .collect();
+        self.record_changes(&unrecorded);
         // Cut: each filter's child becomes its sink while the writers still wait. The
         // reopen drains, so it waits for writes the NBD clients of failed targets hold.
         let stuck = self.reopen_holds(&cut, false);
+        let newly_failed: Vec<String> = stuck
+            .iter()
+            .filter(|id| self.jobs[*id].condition != Condition::Failed)
+            .cloned()
+            .collect();
         for id in &ids {
             let job = self.jobs.get_mut(id).expect("listed");
             job.frozen = cut.contains(id) && !stuck.contains(id);
@@ -307,6 +318,7 @@ impl Qemu {
                 reports.push(report(&job.pair, PairEvent::Suspended));
             }
         }
+        reports.extend(self.record_failed(&newly_failed));
         Ok(reports)
     }
 

@@ -49,8 +49,10 @@ impl Qemu {
                         return Err(e);
                     }
                 };
+                let top = self.names.top(pair);
                 let mirror = BlockdevMirror {
                     job_id: &id,
+                    filter_node_name: &top,
                     device: &pair.source.name,
                     target: &target,
                     // What changed since a split is copied beside it (resync.rs).
@@ -91,6 +93,7 @@ impl Qemu {
                             frozen: false,
                             remote_node,
                             resync: None,
+                            bypassed: false,
                         },
                     );
                     started.push(pair.clone());
@@ -251,6 +254,7 @@ impl Qemu {
                         frozen: false,
                         remote_node: remote.clone(),
                         resync: None,
+                        bypassed: false,
                     },
                 );
                 reports.push(report(pair, PairEvent::Started));

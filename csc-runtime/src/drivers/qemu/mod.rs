@@ -14,6 +14,7 @@
 //! daemon is named `cssc-TAG-…` (names.rs) and removed by `shutdown`.
 
 mod adopt;
+mod bypass;
 pub mod cleanup;
 mod commands;
 mod events;
@@ -78,6 +79,9 @@ struct Job {
     remote_node: Option<String>,
     /// Copying what changed since the pair was split, beside the mirror.
     resync: Option<resync::Resync>,
+    /// A writer attached to its source below it (bypass.rs): never in duplex until
+    /// restarted.
+    bypassed: bool,
 }
 
 pub struct Qemu {
@@ -324,17 +328,34 @@ impl Driver for Qemu {
 
     fn resume(&mut self, pairs: &[Pair], copy: BaseCopy) -> Result<Vec<PairReport>, DriverError> {
         self.reach_again(pairs);
-        let mut reports = Vec::new();
+        // A writer that attached while the pair was away is found now (bypass.rs).
+        let ids: Vec<String> = pairs.iter().map(|p| self.names.job(p)).collect();
+        let mut reports = self.find_bypasses(Some(&ids));
         let mut restart = Vec::new();
         for pair in pairs {
             let id = self.names.job(pair);
             match self.jobs.get(&id) {
+                // A writer below the mirror: a new mirror takes it over. A failed one
+                // first copies what its own bitmap recorded (the write in flight at the
+                // failure is only there).
+                Some(job) if job.bypassed && !job.frozen => {
+                    if job.condition == Condition::Failed {
+                        let kept = self.resume_kept(&id)?;
+                        reports.extend(kept.into_iter().filter(|r| r.event != PairEvent::Duplex));
+                    }
+                    self.end_for_restart(&id);
+                    restart.push(pair.clone());
+                }
                 // Kept stopped by a target failure, or paused: it resumes, copying
-                // what its own bitmap recorded.
+                // what its own bitmap recorded; the record kept since the failure for
+                // a writer below it is not needed.
                 Some(job)
                     if job.condition == Condition::Paused
                         || (job.condition == Condition::Failed && !job.frozen) =>
                 {
+                    if let Some(Ok(record)) = self.records.remove(&key(pair)) {
+                        self.drop_bitmap(&pair.source.storage, &record);
+                    }
                     reports.extend(self.resume_kept(&id)?)
                 }
                 // Frozen: its mirror is ending; the pair restarts.
@@ -426,7 +447,21 @@ impl Driver for Qemu {
     }
 
     fn adopt(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError> {
-        self.adopt_left(pairs)
+        let mut reports = self.adopt_left(pairs)?;
+        // A writer may have attached while no session ran: such a pair is no Duplex.
+        let bypassed = self.find_bypasses(None);
+        reports.retain(|r| {
+            r.event != PairEvent::Duplex
+                || !bypassed
+                    .iter()
+                    .any(|b| (b.sequence, b.copyset) == (r.sequence, r.copyset))
+        });
+        reports.extend(bypassed);
+        Ok(reports)
+    }
+
+    fn audit(&mut self) -> Vec<PairReport> {
+        self.find_bypasses(None)
     }
 
     fn shutdown(&mut self) {

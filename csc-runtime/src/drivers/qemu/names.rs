@@ -45,6 +45,12 @@ impl Names {
         format!("{}-hold-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
     }
 
+    /// The filter a pair's mirror inserts above its source volume: every writer above
+    /// it is mirrored, one below it is not (bypass.rs).
+    pub(crate) fn top(&self, pair: &Pair) -> String {
+        format!("{}-top-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
+    }
+
     /// Where a frozen pair's writes go after the cut: a null node of the source's size.
     pub(crate) fn sink(&self, pair: &Pair) -> String {
         format!("{}-sink-s{}-c{}", self.prefix, pair.sequence, pair.copyset)

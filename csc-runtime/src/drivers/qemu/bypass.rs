@@ -1,0 +1,182 @@
+//! Writers that bypass a mirror (docs/qemu-recipes.md, "Every writer of a volume").
+//!
+//! A mirror inserts its filter above its source volume and takes over the writers the
+//! volume has at that moment. A writer that attaches later (an NBD export opened after a
+//! failure, a backup agent, an application moved) attaches to the volume by name, below
+//! the filter: its writes are neither mirrored nor in the mirror's own record. The
+//! driver reads the block graph for such writers (a block backend with write permission
+//! on a volume whose mirror filter sits above it) when a target fails, on `resume`,
+//! after a take-over and on every audit the executor asks for. A pair with one is an
+//! error, never Duplex; its `resume` restarts the mirror (a new filter takes over every
+//! writer the volume has) and copies what changed since a record that started before
+//! the writer attached, or everything when there is none.
+
+use super::commands::BlockJobCancel;
+use super::{key, report, Condition, Intent, Kind, Qemu};
+use crate::drivers::{PairEvent, PairReport};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Whether `volume` has a writer attached below the filter `top`: the filter is one of
+/// its parents, and so is a block backend (an export's, a job's) with write permission.
+pub(super) fn writer_below(graph: &Value, volume: &str, top: &str) -> bool {
+    let nodes = graph["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let Some(id) = nodes.iter().find(|n| n["name"] == volume).map(|n| &n["id"]) else {
+        return false;
+    };
+    let parents: Vec<(&Value, &Value)> = graph["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["child"] == *id)
+        .filter_map(|e| Some((nodes.iter().find(|n| n["id"] == e["parent"])?, e)))
+        .collect();
+    let filtered = parents.iter().any(|(p, _)| p["name"] == top);
+    filtered
+        && parents.iter().any(|(p, e)| {
+            p["type"] == "block-backend"
+                && e["perm"]
+                    .as_array()
+                    .is_some_and(|perm| perm.iter().any(|x| x == "write"))
+        })
+}
+
+impl Qemu {
+    /// Looks for writers below the mirrors `ids` (every mirror when `None`): one graph
+    /// reading per source daemon. A mirror found with one is flagged, reported as an
+    /// error once, and what its restart copies decided: a record kept since its target
+    /// failed (taken while no writer was below) still holds every write; otherwise no
+    /// record does, and the restart copies in full.
+    pub(super) fn find_bypasses(&mut self, ids: Option<&[String]>) -> Vec<PairReport> {
+        let mut by_site: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (id, job) in &self.jobs {
+            let asked = ids.is_none_or(|ids| ids.contains(id));
+            if asked && job.kind == Kind::Mirror && !job.frozen && !job.bypassed {
+                by_site
+                    .entry(job.pair.source.storage.clone())
+                    .or_default()
+                    .push(id.clone());
+            }
+        }
+        let mut reports = Vec::new();
+        for (site, ids) in by_site {
+            let Some(graph) = self
+                .sites
+                .get(&site)
+                .and_then(|q| q.execute("x-debug-query-block-graph", Value::Null).ok())
+            else {
+                continue;
+            };
+            let exports = self.exports_of(&site);
+            for id in ids {
+                let job = &self.jobs[&id];
+                let pair = job.pair.clone();
+                if !writer_below(&graph, &pair.source.name, &self.names.top(&pair)) {
+                    continue;
+                }
+                let kept = job.condition == Condition::Failed
+                    && matches!(self.records.get(&key(&pair)), Some(Ok(_)));
+                self.jobs.get_mut(&id).expect("listed").bypassed = true;
+                if !kept {
+                    if let Some(Ok(old)) = self.records.remove(&key(&pair)) {
+                        self.drop_bitmap(&site, &old);
+                    }
+                    self.records.insert(
+                        key(&pair),
+                        Err(format!(
+                            "a writer bypassed the mirror of {} before it was seen",
+                            pair.source
+                        )),
+                    );
+                }
+                let names: Vec<&str> = exports
+                    .iter()
+                    .filter(|(_, node)| *node == pair.source.name)
+                    .map(|(export, _)| export.as_str())
+                    .collect();
+                reports.push(report(
+                    &pair,
+                    PairEvent::Error(format!(
+                        "a writer attached to {} after its mirror started (exports of it: {}) bypasses the mirror: its writes are not copied; `resume` restarts the mirror above it",
+                        pair.source,
+                        names.join(", ")
+                    )),
+                ));
+            }
+        }
+        reports
+    }
+
+    /// Ends a mirror so that its pair starts again at once (its new filter takes over
+    /// every writer of the volume): its end says nothing, the restart reports.
+    pub(super) fn end_for_restart(&mut self, id: &str) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        job.intent = Intent::Freeze;
+        // A mirror in step ends gracefully (see cancel_all on forced cancels).
+        let force = job.condition != Condition::Running;
+        if let Some(qmp) = self.sites.get(&job.pair.source.storage) {
+            let _ = qmp.run(&BlockJobCancel { device: id, force });
+        }
+        self.await_end(id);
+    }
+
+    /// The exports of a daemon: (id, node).
+    fn exports_of(&self, site: &str) -> Vec<(String, String)> {
+        let Some(list) = self
+            .sites
+            .get(site)
+            .and_then(|q| q.list("query-block-exports", Value::Null).ok())
+        else {
+            return Vec::new();
+        };
+        list.iter()
+            .filter_map(|e| Some((e["id"].as_str()?.into(), e["node-name"].as_str()?.into())))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_writer_below_the_filter_is_found() {
+        // As qemu-storage-daemon 10.0.2 answers x-debug-query-block-graph with a mirror
+        // of `a` (filter `top`) and an export added to `a` after it started.
+        let graph = |late: bool| {
+            let mut edges = vec![
+                json!({ "parent": 3, "child": 1, "name": "backing", "perm": ["write", "consistent-read"] }),
+                json!({ "parent": 1, "child": 2, "name": "file", "perm": ["write"] }),
+                json!({ "parent": 4, "child": 3, "name": "root", "perm": ["write", "consistent-read"] }),
+            ];
+            if late {
+                edges.push(json!({ "parent": 5, "child": 1, "name": "root", "perm": ["write", "consistent-read"] }));
+            }
+            json!({
+                "nodes": [
+                    { "id": 1, "name": "a", "type": "block-driver" },
+                    { "id": 2, "name": "a-file", "type": "block-driver" },
+                    { "id": 3, "name": "top", "type": "block-driver" },
+                    { "id": 4, "name": "", "type": "block-backend" },
+                    { "id": 5, "name": "", "type": "block-backend" },
+                ],
+                "edges": edges,
+            })
+        };
+        assert!(writer_below(&graph(true), "a", "top"));
+        assert!(
+            !writer_below(&graph(false), "a", "top"),
+            "the first export is above"
+        );
+        assert!(
+            !writer_below(&graph(true), "a", "other"),
+            "not this mirror's volume"
+        );
+    }
+}
