@@ -261,3 +261,82 @@ fn a_writer_attached_while_split_is_resynchronised() {
     assert_eq!(d.bytes_resynced(1, 0), Some(12 * K64), "only what changed");
     d.shutdown();
 }
+
+#[test]
+fn a_target_killed_under_writes_comes_back_in_duplex_and_stays() {
+    // Issue 19, second defect: the application writes random 4 KiB blocks through its
+    // own export, attached before the session started, across the target's outage and
+    // its return.
+    let (mut lab, plan, mut d, rx) = mirrored(SYNC);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = {
+        let (stop, uri) = (stop.clone(), lab.nbd_uri("a", "app-src"));
+        std::thread::spawn(move || {
+            let mut round = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                round += 1;
+                let mut args = vec!["-f".to_string(), "raw".into(), uri.clone()];
+                for off in random_chunks(round, 40, 64 * MIB) {
+                    // 4 KiB inside each chunk, at a place that varies with the round.
+                    let at = off + (round % 16) * 4096;
+                    args.extend(["-c".into(), format!("write -P {} {at} 4096", round % 250)]);
+                }
+                let out = std::process::Command::new("qemu-io").args(&args).output();
+                match out {
+                    Ok(o)
+                        if o.status.success()
+                            && !String::from_utf8_lossy(&o.stdout).contains("error") => {}
+                    other => return Err(format!("round {round}: {other:?}")),
+                }
+            }
+            Ok(round)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    lab.kill("b");
+    // (A failed write-blocking mirror sends an error event per application write:
+    // notices for a while, not until they stop.)
+    let failed = notices_for(&mut d, &rx, Duration::from_millis(1500));
+    assert!(failed
+        .iter()
+        .any(|r| matches!(r.event, PairEvent::Error(_))));
+    d.freeze(&plan.pairs(1)).expect("freeze");
+    d.thaw(&plan.pairs(1)).expect("thaw");
+    std::thread::sleep(Duration::from_millis(500));
+    lab.restart("b").expect("the target site is back");
+    let mut reports = d.resume(&plan.pairs(1), SYNC).expect("resume");
+    if !reports.iter().any(|r| r.event == PairEvent::Duplex) {
+        reports.extend(await_reports(&mut d, &rx, &PairEvent::Duplex, 1));
+    }
+    let mut after = notices_for(&mut d, &rx, Duration::from_millis(1500));
+    after.extend(d.audit());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = app
+        .join()
+        .expect("app")
+        .expect("the application never saw an error");
+    assert!(
+        after.is_empty(),
+        "back in duplex, and stays: {after:?} after {reports:?}"
+    );
+    assert!(same(&lab, ("a", "src"), ("b", "dst")), "{reports:?}");
+    println!("{rounds} rounds of 40 random 4 KiB writes; {reports:?}");
+    d.shutdown();
+    assert_nothing_left(&lab, &["a", "b"]);
+}
+
+/// What the driver makes of the notices of the next `window`.
+fn notices_for(
+    d: &mut Qemu,
+    rx: &std::sync::mpsc::Receiver<(String, csc_runtime::drivers::qemu::qmp::Notice)>,
+    window: Duration,
+) -> Vec<PairReport> {
+    let end = std::time::Instant::now() + window;
+    let mut reports = Vec::new();
+    while let Ok((site, notice)) =
+        rx.recv_timeout(end.saturating_duration_since(std::time::Instant::now()))
+    {
+        reports.extend(d.interpret(&site, notice));
+    }
+    reports
+}

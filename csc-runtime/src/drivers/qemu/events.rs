@@ -119,10 +119,11 @@ impl Qemu {
                 }
             }
             "BLOCK_JOB_ERROR" => {
-                let job = self.jobs.get_mut(&id).expect("checked");
-                if job.condition == Condition::Failed || job.frozen {
+                let job = &self.jobs[&id];
+                if job.condition == Condition::Failed || job.frozen || !self.stopped_on_error(&id) {
                     return Vec::new();
                 }
+                let job = self.jobs.get_mut(&id).expect("checked");
                 job.condition = Condition::Failed;
                 let message = format!(
                     "{} error ({})",
@@ -154,6 +155,24 @@ impl Qemu {
     pub(super) fn record_failed(&mut self, ids: &[String]) -> Vec<PairReport> {
         self.record_changes(ids);
         self.find_bypasses(Some(ids))
+    }
+
+    /// Whether a job is stopped on an error now. A failed write-blocking mirror sends
+    /// an error event per application write while its target is away; those still
+    /// queued when it is resumed are stale, and the job says so (running, I/O ok).
+    fn stopped_on_error(&self, id: &str) -> bool {
+        let Some(job) = self.jobs.get(id) else {
+            return false;
+        };
+        let listed = self
+            .sites
+            .get(&job.pair.source.storage)
+            .and_then(|q| q.list("query-block-jobs", serde_json::Value::Null).ok());
+        match listed.and_then(|jobs| jobs.into_iter().find(|j| j["device"] == id)) {
+            Some(state) => state["paused"] == true || state["io-status"] != "ok",
+            // Gone, or its daemon cannot say: its end event tells the rest.
+            None => true,
+        }
     }
 
     pub(super) fn finish(&mut self, id: &str, error: Option<String>) -> Option<PairReport> {
