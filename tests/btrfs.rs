@@ -655,3 +655,48 @@ fn cleanup_removes_a_killed_run_s_half_received_copy_and_markers_and_keeps_the_c
     assert_eq!(pools.added("pool2"), kept.1);
     assert_eq!(digest(&pools.path("pool2", "share")), digest(&share));
 }
+
+#[test]
+fn a_chain_whose_middle_volume_the_chain_makes_starts_on_fresh_pools() {
+    // Issue 19, third defect: the patent's FIG. 1 shape (a point-in-time copy, then a
+    // copy of that copy) on pools where only the sources exist, as a new
+    // administrator has them.
+    type S = cssc_solutions::btrfs_hourly_weekly::Chain;
+    use csc_runtime::machine::Solution;
+    let pools = Pools::new(&["pool1", "backup", "vault"], 256);
+    for (name, seed) in [("home", 1), ("projects", 2)] {
+        let volume = pools.subvolume("pool1", name);
+        fill(&volume.join("data"), 4, seed);
+    }
+    let mut plan = Plan::from_session(&S::SESSION);
+    for pool in ["pool1", "backup", "vault"] {
+        plan.storages.get_mut(pool).expect("declared").endpoint =
+            csc_runtime::address::Address::Local(pools.mounts[pool].display().to_string());
+    }
+    plan.validate().expect("valid");
+    let (stop, status, handle) = support::spawn::<S>(plan);
+    let sent = |s: &csc_runtime::executor::Status| {
+        s.events
+            .contains(&(2, csc_runtime::vocab::Event::OnComplete))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sent(&status.lock().expect("status")) {
+        if handle.is_finished() {
+            panic!("the session ended: {:?}", handle.join().expect("thread"));
+        }
+        assert!(Instant::now() < deadline, "no copy of the snapshot in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for name in ["home", "projects"] {
+        let source = digest(&pools.path("pool1", name));
+        let snapshot = digest(&pools.path("pool1", &format!("{name}-hourly")));
+        assert_eq!(snapshot, source, "{name}: the snapshot is its source");
+        assert_eq!(
+            digest(&pools.path("backup", name)),
+            source,
+            "{name}: the copy of the snapshot is its source"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.join().expect("thread").expect("session");
+}

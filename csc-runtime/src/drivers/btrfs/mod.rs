@@ -283,9 +283,16 @@ impl Driver for Btrfs {
 
     /// Reads only: `check-config` runs it too.
     fn preflight(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
+        // A source that another hop of the session makes (a snapshot, then a copy of
+        // that snapshot: the patent's FIG. 1) exists once that hop has run; until
+        // then it is not asked for, and its own start says so if it is still missing.
+        let made: std::collections::BTreeSet<&crate::plan::Volume> =
+            pairs.iter().map(|p| &p.target).collect();
         for pair in pairs {
             let job = self.job(pair)?;
-            job.from.show(&pair.source.name)?;
+            if !made.contains(&pair.source) || job.from.exists(&pair.source.name)? {
+                job.from.show(&pair.source.name)?;
+            }
             if job.to.exists(&pair.target.name)? {
                 job.owned_target()?;
             } else if let Some((parent, _)) = pair.target.name.rsplit_once('/') {
