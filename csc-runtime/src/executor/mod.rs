@@ -231,6 +231,8 @@ pub fn run_with<S: Solution, D: Driver>(
             Ok((site, notice)) => {
                 let reports = ex.driver.interpret(&site, notice);
                 ex.reports.extend(reports);
+                // Storages that came back (an operator's resume reaches them again).
+                lost.retain(|s| !ex.driver.reaches(s));
                 if !ex.driver.reaches(&site) && lost.insert(site.clone()) && lost == sites {
                     tracing::error!(
                         kind = "session",
@@ -278,10 +280,13 @@ pub fn run_with<S: Solution, D: Driver>(
         state = "stopping",
         "session stops: ending its copies and removing what it added to the storage"
     );
+    // Lost at the end, not once: storages that came back were copied again.
+    lost.retain(|s| !ex.driver.reaches(s));
+    let all_lost = !sites.is_empty() && lost == sites;
     ex.driver.shutdown();
     ex.journal(Record::Stopped { time: timestamp() });
     tracing::info!(kind = "session", state = "stopped", "session stopped");
-    Ok(if !sites.is_empty() && lost == sites {
+    Ok(if all_lost {
         Ended::StoragesLost
     } else {
         Ended::Clean

@@ -128,6 +128,37 @@ impl Qemu {
                 }
             }
         }
+        // A target whose daemon restarted (or is gone) while no session ran has lost
+        // the export its pair's NBD client reconnects to: the pair has not copied since,
+        // whatever its job says, until `resume` serves the target again.
+        let lost: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                j.kind == Kind::Mirror
+                    && j.remote_node.is_some()
+                    && j.condition != Condition::Failed
+                    && !j.frozen
+                    && !self
+                        .exports
+                        .contains(&(j.pair.target.storage.clone(), j.pair.target.name.clone()))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &lost {
+            let job = self.jobs.get_mut(id).expect("listed");
+            job.condition = Condition::Failed;
+            let key = (job.pair.sequence, job.pair.copyset);
+            reports.retain(|r| (r.sequence, r.copyset) != key || r.event == PairEvent::Started);
+            reports.push(super::report(
+                &job.pair,
+                PairEvent::Error(format!(
+                    "its target {} lost its export while no session watched it (its daemon restarted, or is gone)",
+                    job.pair.target
+                )),
+            ));
+        }
+        reports.extend(self.record_failed(&lost));
         Ok(reports)
     }
 }

@@ -470,8 +470,22 @@ impl Driver for Qemu {
         let _ = self.thaw(&pairs);
         let _ = self.cancel_all(&pairs, Intent::Stop);
         // Mirrors in sync end once they have synchronised a last time: wait a little.
+        // One that cannot (its target's NBD client still reconnecting to a daemon that
+        // restarted) is then ended at once: a clean stop leaves no job behind.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.jobs.is_empty() && Instant::now() < deadline {
+        let mut forced = false;
+        while !self.jobs.is_empty() && Instant::now() < deadline + Duration::from_secs(5) {
+            if !forced && Instant::now() > deadline {
+                forced = true;
+                for (id, job) in &self.jobs {
+                    if let Some(qmp) = self.sites.get(&job.pair.source.storage) {
+                        let _ = qmp.run(&commands::BlockJobCancel {
+                            device: id,
+                            force: true,
+                        });
+                    }
+                }
+            }
             let mut ended = Vec::new();
             for (site, qmp) in &self.sites {
                 let running: BTreeSet<String> = match qmp.execute("query-block-jobs", Value::Null) {

@@ -69,7 +69,9 @@ impl Qemu {
     /// remembered with the reason, which its restart says before it copies in full.
     pub(super) fn record_changes(&mut self, ids: &[String]) {
         let mut by_site: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
-        for id in ids {
+        // A pair a writer bypassed keeps what bypass.rs decided: a record started now
+        // would miss that writer's earlier writes.
+        for id in ids.iter().filter(|id| !self.jobs[*id].bypassed) {
             let pair = self.jobs[id].pair.clone();
             by_site
                 .entry(pair.source.storage.clone())
