@@ -55,7 +55,10 @@ pub enum Shape {
 pub enum Step {
     /// Writes to the sources, through the application's export (attached before the
     /// session started) or, `late`, through one opened now.
-    Write { shape: Shape, late: bool },
+    Write {
+        shape: Shape,
+        late: bool,
+    },
     KillTarget,
     RestartTarget,
     /// SIGSTOP of the target's daemon, and SIGCONT.
@@ -103,10 +106,7 @@ pub fn schedule(seed: u64, steps: usize) -> Vec<Step> {
                 shape,
                 late: rng.below(3) == 0,
             }),
-            Some(Step::Write {
-                shape,
-                late: false,
-            }),
+            Some(Step::Write { shape, late: false }),
             (target == "up").then_some(Step::KillTarget),
             (target == "up").then_some(Step::HangTarget),
             (target == "down").then_some(Step::RestartTarget),
@@ -328,7 +328,14 @@ impl World {
                 .collect(),
             Shape::Random64k(n) => PAIRS
                 .iter()
-                .map(|(v, _)| (*v, random_chunks(seed, n as usize, DEPENDENT_AT), 65536, pattern))
+                .map(|(v, _)| {
+                    (
+                        *v,
+                        random_chunks(seed, n as usize, DEPENDENT_AT),
+                        65536,
+                        pattern,
+                    )
+                })
                 .collect(),
             Shape::Sequential => {
                 let start = (seed % 14) * MIB;
@@ -393,6 +400,23 @@ impl World {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The logs of the session's runs and commands (in the lab's directory).
+    fn print_logs(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.host.lab.dir) else {
+            return;
+        };
+        let mut logs: Vec<_> = dir
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            println!("--- {}\n{text}", log.display());
+        }
     }
 
     /// Everything back, the session running and resumed: it must converge, then stop
@@ -463,21 +487,27 @@ impl Drop for World {
     }
 }
 
-/// Runs a schedule on a new host; the first violation, if any.
+/// Runs a schedule on a new host; the first violation, if any (the session's logs
+/// are printed with it).
 pub fn replay(steps: &[Step]) -> Result<Outcome, Violation> {
     let mut world = World::new();
+    let violated = |world: &World, step: usize, what: String| {
+        world.print_logs();
+        Violation { step, what }
+    };
     for (i, step) in steps.iter().enumerate() {
         println!("  step {i}: {step:?}");
-        world
-            .apply(*step)
-            .map_err(|what| Violation { step: i, what })?;
+        if let Err(what) = world.apply(*step) {
+            return Err(violated(&world, i, what));
+        }
         world.settle();
-        world.check().map_err(|what| Violation { step: i, what })?;
+        if let Err(what) = world.check() {
+            return Err(violated(&world, i, what));
+        }
     }
-    world.heal().map_err(|what| Violation {
-        step: steps.len(),
-        what,
-    })?;
+    if let Err(what) = world.heal() {
+        return Err(violated(&world, steps.len(), what));
+    }
     Ok(Outcome {
         slowest: world.slowest,
         runs: world.runs,
@@ -581,4 +611,18 @@ fn seed_1_the_target_restarted_while_no_session_ran() {
     // The next run took the mirrors over as Duplex although their target had lost
     // its export, and a clean stop left the jobs that could never end.
     replay(&[Step::KillSession, Step::KillTarget]).expect("every invariant holds");
+}
+
+#[test]
+fn seed_2_a_late_writer_while_the_target_hangs_and_no_session_runs() {
+    replay(&[
+        Step::KillSession,
+        Step::HangTarget,
+        Step::Write {
+            shape: Shape::Random64k(29),
+            late: true,
+        },
+        Step::StartSession,
+    ])
+    .expect("every invariant holds");
 }

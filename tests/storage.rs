@@ -1467,3 +1467,72 @@ fn a_run_under_systemd_says_ready_once_its_mirrors_run_and_stopping_when_told_to
     assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
     assert_eq!(exits_within(&mut run, 30, "the run"), 0);
 }
+
+#[test]
+fn verify_finds_a_target_changed_behind_the_session_and_repairs_only_that_extent() {
+    let host = Host::new();
+    let mut run = host.run_in_duplex("state");
+    // The application writes meanwhile (random 4 KiB through its export).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = {
+        let (stop, uri) = (stop.clone(), host.lab.nbd_uri("siteA", "app-db"));
+        std::thread::spawn(move || {
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                let mut args = vec!["-f".to_string(), "raw".into(), uri.clone()];
+                for off in random_chunks(round, 16, 4 * MIB) {
+                    args.extend(["-c".into(), format!("write -P {} {off} 4096", round % 200)]);
+                }
+                let out = std::process::Command::new("qemu-io").args(&args).output();
+                assert!(out.is_ok_and(|o| o.status.success()), "round {round}");
+            }
+            round
+        })
+    };
+    // 100 bytes of db-r changed behind the session's back, at 9 MiB + 1000 (the
+    // application writes below 4 MiB).
+    let target = host.lab.image("siteB", "db-r").to_path_buf();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&target)
+            .expect("target image");
+        f.seek(SeekFrom::Start(9 * MIB + 1000)).expect("seek");
+        f.write_all(&[0xee; 100]).expect("write");
+    }
+    let (code, out, err) = host.operator("verify", 1, "state");
+    assert_eq!(code, Some(4), "differences remain: {out}{err}");
+    assert!(
+        out.contains("sequence 1 copy set db: 16777216 bytes compared, 1 differing extent(s)\n  65536 bytes at offset 9437184"),
+        "{out}"
+    );
+    assert!(
+        out.contains("copy set journal: 16777216 bytes compared, 0 differing extent(s)"),
+        "{out}"
+    );
+    let (code, out, err) = host.operator("verify --repair", 1, "state");
+    assert_eq!(code, Some(0), "repaired: {out}{err}");
+    assert!(out.contains("repaired: 65536 bytes copied"), "{out}");
+    stop.store(true, Ordering::Relaxed);
+    let rounds = app.join().expect("the application never saw an error");
+    let (code, out, _) = host.operator("verify", 1, "state");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("copy set db: 16777216 bytes compared, 0 differing extent(s)"),
+        "{out}"
+    );
+    host.assert_copies_equal();
+    println!("verify under {rounds} rounds of 16 random 4 KiB writes");
+    // A sequence not in duplex is refused.
+    host.operator("suspend", 1, "state");
+    let (code, _, err) = host.operator("verify", 1, "state");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("verify compares the pairs of a sequence in Duplex"),
+        "{err}"
+    );
+    assert_eq!(terminate(&mut run, "run"), 0);
+    assert_nothing_left(&host.lab, &["siteA", "siteB"]);
+}

@@ -87,6 +87,20 @@ enum Cmd {
     /// its sources, copying only what changed on either side since the split. A
     /// reversed sequence switches back with `recover --freeze` and `reverse` again.
     Reverse(OnRun),
+    /// Online verify: compare each pair's target of a continuous sequence in duplex
+    /// with its source while the session runs, read through the storages at a bounded
+    /// rate, and list the extents that differ; --repair copies just those. Returns when
+    /// every pair is compared (exit 0: no difference left; 1: differences, or refused).
+    Verify {
+        #[command(flatten)]
+        on: OnRun,
+        /// Copy the differing extents from source to target.
+        #[arg(long)]
+        repair: bool,
+        /// Read at most this many MiB a second from each side.
+        #[arg(long, default_value_t = 64, value_name = "MIB")]
+        rate: u64,
+    },
     /// Check a run-time file without changing anything: it parses, its copy sets
     /// follow the compiler's rules, every storage answers, every volume exists and
     /// every target can hold its source (like zrepl's configcheck). Run it before
@@ -214,6 +228,9 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
         Cmd::Resume(on) => return operator::<S>(Operation::Resume, on),
         Cmd::Recover { on, freeze } => return operator::<S>(Operation::Recover { freeze }, on),
         Cmd::Reverse(on) => return operator::<S>(Operation::Reverse, on),
+        Cmd::Verify { on, repair, rate } => {
+            return operator::<S>(Operation::Verify { repair, rate }, on)
+        }
         #[cfg(feature = "demo")]
         Cmd::Demo {
             volume_mib,
@@ -411,19 +428,25 @@ fn serve_metrics(addr: &str) -> Result<crate::metrics::Page, ExitCode> {
 /// leads, 1 when it was refused or failed (the reason is printed), 2 when no run of
 /// this state directory answers.
 fn operator<S: Solution>(operation: Operation, on: OnRun) -> ExitCode {
+    use crate::control::Outcome;
     let dir = on.state_dir.unwrap_or_else(default_state_dir::<S>);
     match crate::control::send(&dir, crate::control::Ask::Operate(operation, on.sequence)) {
-        Ok(answer) if answer.ok => {
-            println!("{}", answer.message);
-            ExitCode::SUCCESS
-        }
-        Ok(answer) => {
+        Ok(answer) if answer.outcome == Outcome::Refused => {
             eprintln!(
                 "{}: {operation} refused: {}",
                 S::SESSION.name,
                 answer.message
             );
             ExitCode::from(1)
+        }
+        Ok(answer) => {
+            println!("{}", answer.message);
+            // `verify`: differences remain.
+            ExitCode::from(if answer.outcome == Outcome::Differs {
+                4
+            } else {
+                0
+            })
         }
         Err(e) => {
             eprintln!("{}: {e}", S::SESSION.name);

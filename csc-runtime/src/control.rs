@@ -1,8 +1,9 @@
 //! Operator commands to a running session: `BIN suspend SEQ`, `BIN resume SEQ`,
-//! `BIN recover SEQ [--freeze]`, `BIN reverse SEQ`. The run listens on a unix socket
-//! in its state directory (`control.sock`, mode 0600: its owner only); a command is
-//! one line (`recover 1 freeze`), its answer one JSON line (`{"ok":…,"message":…}`)
-//! once the command has done what it does.
+//! `BIN recover SEQ [--freeze]`, `BIN reverse SEQ`, `BIN verify SEQ [--repair]`. The
+//! run listens on a unix socket in its state directory (`control.sock`, mode 0600: its
+//! owner only); a command is one line (`recover 1 freeze`, `verify 1 64 repair`), its
+//! answer one JSON line (`{"outcome":"done"|"refused"|"differs","message":…}`) once the
+//! command has done what it does.
 //!
 //! A socket rather than the journal: the journal has one writer (the run that holds
 //! its lock), and the operator wants an answer (done, or refused and why) while the
@@ -30,6 +31,9 @@ pub enum Operation {
     /// Failback: mirror from the recovered targets back to the sources, copying what
     /// changed on either side since the split.
     Reverse,
+    /// Compare each pair's target with its source (verify.rs); `repair`: copy the
+    /// differing extents. At most `rate` MiB/s read from each side.
+    Verify { repair: bool, rate: u64 },
 }
 
 /// What a line on the socket asks.
@@ -42,7 +46,7 @@ pub enum Ask {
 }
 
 impl Operation {
-    const WORDS: &'static [&'static str] = &["suspend", "resume", "recover", "reverse"];
+    const WORDS: &'static [&'static str] = &["suspend", "resume", "recover", "reverse", "verify"];
 }
 
 impl fmt::Display for Operation {
@@ -52,6 +56,7 @@ impl fmt::Display for Operation {
             Operation::Resume => "resume",
             Operation::Recover { .. } => "recover",
             Operation::Reverse => "reverse",
+            Operation::Verify { .. } => "verify",
         })
     }
 }
@@ -74,8 +79,40 @@ pub struct Request {
 /// What the session answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
-    pub ok: bool,
+    pub outcome: Outcome,
     pub message: String,
+}
+
+/// How an operator command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Refused, or failed: the message says why.
+    Refused,
+    /// Carried out, and what it checked differs (`verify`: extents remain).
+    Differs,
+}
+
+impl Outcome {
+    const WORDS: [(Outcome, &'static str); 3] = [
+        (Outcome::Done, "done"),
+        (Outcome::Refused, "refused"),
+        (Outcome::Differs, "differs"),
+    ];
+
+    fn word(self) -> &'static str {
+        Outcome::WORDS
+            .iter()
+            .find(|(o, _)| *o == self)
+            .expect("listed")
+            .1
+    }
+
+    fn of_word(word: &str) -> Outcome {
+        (Outcome::WORDS.iter())
+            .find(|(_, w)| *w == word)
+            .map_or(Outcome::Refused, |(o, _)| *o)
+    }
 }
 
 /// Listens on the state directory's socket; requests arrive on the returned channel.
@@ -106,7 +143,10 @@ fn serve(stream: UnixStream, requests: &Sender<Request>) {
     let mut line = String::new();
     let read = BufReader::new(&stream).take(256).read_line(&mut line);
     let answer = match read.map_err(|e| e.to_string()).and_then(|_| parse(&line)) {
-        Err(message) => Answer { ok: false, message },
+        Err(message) => Answer {
+            outcome: Outcome::Refused,
+            message,
+        },
         Ok(ask) => {
             let (answer, answered) = mpsc::channel();
             let sent = requests.send(Request { ask, answer });
@@ -116,13 +156,13 @@ fn serve(stream: UnixStream, requests: &Sender<Request>) {
             {
                 Some(answer) => answer,
                 None => Answer {
-                    ok: false,
+                    outcome: Outcome::Refused,
                     message: "the session did not answer (it is stopping?)".into(),
                 },
             }
         }
     };
-    let body = json!({ "ok": answer.ok, "message": answer.message });
+    let body = json!({ "outcome": answer.outcome.word(), "message": answer.message });
     let _ = writeln!(&stream, "{body}");
 }
 
@@ -142,6 +182,14 @@ fn parse(line: &str) -> Result<Ask, String> {
         ("recover", []) => Operation::Recover { freeze: false },
         ("recover", ["freeze"]) => Operation::Recover { freeze: true },
         ("reverse", []) => Operation::Reverse,
+        ("verify", [rate]) | ("verify", [rate, "repair"]) => Operation::Verify {
+            repair: rest.len() == 2,
+            rate: rate
+                .parse()
+                .ok()
+                .filter(|r| *r > 0)
+                .ok_or_else(|| format!("`{rate}` is not a rate in MiB/s"))?,
+        },
         (known, _) if Operation::WORDS.contains(&known) => return Err(usage()),
         _ => {
             return Err(format!(
@@ -171,6 +219,12 @@ pub(crate) fn send(dir: &Path, ask: Ask) -> Result<Answer, String> {
         Ask::Operate(operation @ Operation::Recover { freeze: true }, sequence) => {
             format!("{operation} {sequence} freeze")
         }
+        Ask::Operate(operation @ Operation::Verify { repair, rate }, sequence) => {
+            format!(
+                "{operation} {sequence} {rate}{}",
+                if repair { " repair" } else { "" }
+            )
+        }
         Ask::Operate(operation, sequence) => format!("{operation} {sequence}"),
     };
     writeln!(stream, "{line}").map_err(|e| e.to_string())?;
@@ -182,7 +236,7 @@ pub(crate) fn send(dir: &Path, ask: Ask) -> Result<Answer, String> {
     let value: serde_json::Value = serde_json::from_str(&line)
         .map_err(|e| format!("the session's answer is not JSON ({e}): {line}"))?;
     Ok(Answer {
-        ok: value["ok"] == true,
+        outcome: Outcome::of_word(value["outcome"].as_str().unwrap_or_default()),
         message: value["message"].as_str().unwrap_or_default().to_string(),
     })
 }
@@ -205,9 +259,31 @@ mod tests {
             op(Operation::Recover { freeze: true }, 2)
         );
         assert_eq!(parse("reverse 3"), op(Operation::Reverse, 3));
+        assert_eq!(
+            parse("verify 1 64 repair"),
+            op(
+                Operation::Verify {
+                    repair: true,
+                    rate: 64
+                },
+                1
+            )
+        );
+        assert_eq!(
+            parse("verify 1 8"),
+            op(
+                Operation::Verify {
+                    repair: false,
+                    rate: 8
+                },
+                1
+            )
+        );
+        assert!(parse("verify 1 0").unwrap_err().contains("not a rate"));
+        assert!(parse("verify 1").unwrap_err().contains("write VERB SEQ"));
         let freeze = parse("freeze 1").unwrap_err();
         assert!(
-            freeze.contains("valid: suspend, resume, recover, reverse"),
+            freeze.contains("valid: suspend, resume, recover, reverse, verify"),
             "{freeze}"
         );
         assert!(parse("resume 1 freeze")
@@ -237,7 +313,7 @@ mod tests {
                 Ask::Operate(Operation::Recover { freeze: true }, 2)
             );
             let _ = request.answer.send(Answer {
-                ok: false,
+                outcome: Outcome::Refused,
                 message: "sequence 2 is Duplex".into(),
             });
         });
@@ -245,7 +321,7 @@ mod tests {
         assert_eq!(
             answer,
             Answer {
-                ok: false,
+                outcome: Outcome::Refused,
                 message: "sequence 2 is Duplex".into()
             }
         );

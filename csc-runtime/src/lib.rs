@@ -31,6 +31,8 @@ pub mod machine;
 mod metrics;
 pub mod model;
 #[cfg(feature = "engine")]
+pub mod nbd;
+#[cfg(feature = "engine")]
 pub mod plan;
 #[cfg(feature = "engine")]
 mod progress;
@@ -39,4 +41,6 @@ pub mod session;
 mod status;
 #[cfg(feature = "engine")]
 mod systemd;
+#[cfg(feature = "engine")]
+pub mod verify;
 pub mod vocab;

@@ -90,6 +90,8 @@ pub(crate) struct SequenceFigures {
     /// Freezes this run (count), and seconds the writers were held: the last freeze,
     /// all of them, and the one holding now.
     pub freezes: Option<FreezeFigures>,
+    /// What `verify` found this run: bytes compared, bytes differing, bytes repaired.
+    pub verified: Option<(u64, u64, u64)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -295,6 +297,30 @@ pub(crate) fn render(f: &Figures) -> String {
             );
         }
     }
+    for (name, help, pick) in [
+        (
+            "cssc_verified_bytes_total",
+            "Bytes of each sequence's sources that verify compared with their targets this run.",
+            (|v: (u64, u64, u64)| v.0) as fn((u64, u64, u64)) -> u64,
+        ),
+        (
+            "cssc_verify_differing_bytes_total",
+            "Bytes verify found differing between a target and its source this run.",
+            |v| v.1,
+        ),
+        (
+            "cssc_verify_repaired_bytes_total",
+            "Bytes verify --repair copied from a source to its target this run.",
+            |v| v.2,
+        ),
+    ] {
+        let mut family = Family::new(&mut out, s, name, "counter", help);
+        for q in &f.sequences {
+            if let Some(v) = q.verified {
+                family.sample(&[("sequence", &q.number.to_string())], pick(v));
+            }
+        }
+    }
     let mut family = Family::new(
         &mut out,
         s,
@@ -399,6 +425,7 @@ mod tests {
                     total: 2.0,
                     current: 0.0,
                 }),
+                verified: Some((1 << 20, 65536, 65536)),
             }],
             storages: vec![StorageFigures {
                 name: "siteA".into(),
@@ -433,6 +460,9 @@ mod tests {
             "cssc_storage_heartbeat_age_seconds{session=\"cppc\",storage=\"siteA\"} 0.200",
             "cssc_copy_bytes{session=\"cppc\",sequence=\"1\",copyset=\"db\",of=\"total\",in_step=\"false\"} 10",
             "cssc_freezes_total{session=\"cppc\",sequence=\"1\"} 1",
+            "cssc_verified_bytes_total{session=\"cppc\",sequence=\"1\"} 1048576",
+            "cssc_verify_differing_bytes_total{session=\"cppc\",sequence=\"1\"} 65536",
+            "cssc_verify_repaired_bytes_total{session=\"cppc\",sequence=\"1\"} 65536",
             "cssc_freeze_held_seconds{session=\"cppc\",sequence=\"1\",of=\"last\"} 2.000",
             "cssc_async_lag{session=\"cppc\",sequence=\"1\",copyset=\"db\",of=\"bytes\"} 4096",
             "# TYPE cssc_pair_state gauge",

@@ -133,7 +133,7 @@ pub(crate) fn print<S: Solution>(dir: &Path, json: bool) -> ExitCode {
     if summary.running {
         summary.live = crate::control::send(dir, crate::control::Ask::Status)
             .ok()
-            .filter(|a| a.ok)
+            .filter(|a| a.outcome == crate::control::Outcome::Done)
             .map(|a| a.message.lines().map(str::to_string).collect());
     }
     if json {

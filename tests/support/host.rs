@@ -25,7 +25,6 @@ pub fn two_site_lab(target_mib: u64) -> (Lab, Plan) {
     (lab, plan)
 }
 
-
 /// Waits up to `secs` for a child to exit; kills it and fails if it does not.
 pub fn exits_within(child: &mut std::process::Child, secs: u64, what: &str) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -208,7 +207,12 @@ impl Host {
 
     /// An operator command (`suspend 1`, `recover 1 --freeze`, …) to the run of
     /// `state`: (exit code, stdout, stderr).
-    pub fn operator(&self, command: &str, sequence: u32, state: &str) -> (Option<i32>, String, String) {
+    pub fn operator(
+        &self,
+        command: &str,
+        sequence: u32,
+        state: &str,
+    ) -> (Option<i32>, String, String) {
         let mut words = command.split_whitespace();
         let verb = words.next().expect("a verb");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
@@ -269,4 +273,3 @@ pub fn terminate(child: &mut std::process::Child, what: &str) -> i32 {
     assert!(sent.success());
     exits_within(child, 30, what)
 }
-

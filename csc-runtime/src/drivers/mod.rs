@@ -190,6 +190,20 @@ pub trait Driver {
     fn audit(&mut self) -> Vec<PairReport> {
         Vec::new()
     }
+    /// Where `verify` reads each pair's two sides (exports added for it); `repair`:
+    /// the target's is writable. A driver that cannot says so.
+    fn verify_sides(
+        &mut self,
+        pairs: &[Pair],
+        repair: bool,
+    ) -> Result<Vec<crate::verify::Job>, DriverError> {
+        let _ = repair;
+        Err(refuse_direction(pairs, "verify"))
+    }
+    /// Removes what `verify_sides` added.
+    fn verify_done(&mut self, pairs: &[Pair]) {
+        let _ = pairs;
+    }
     /// Turns one notice of site `site` into pair reports.
     fn interpret(&mut self, site: &str, notice: Self::Notice) -> Vec<PairReport>;
     fn progress(&mut self) -> Vec<Progress>;

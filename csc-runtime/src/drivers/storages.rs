@@ -162,6 +162,28 @@ impl Driver for Storages {
         }
     }
 
+    fn verify_sides(
+        &mut self,
+        pairs: &[Pair],
+        repair: bool,
+    ) -> Result<Vec<crate::verify::Job>, DriverError> {
+        self.each(
+            pairs,
+            |d, p| d.verify_sides(p, repair),
+            |d, p| d.verify_sides(p, repair),
+        )
+    }
+
+    fn verify_done(&mut self, pairs: &[Pair]) {
+        let (for_qemu, for_btrfs) = self.split(pairs);
+        if let Some(d) = self.qemu.as_mut() {
+            d.verify_done(&for_qemu);
+        }
+        if let Some(d) = self.btrfs.as_mut() {
+            d.verify_done(&for_btrfs);
+        }
+    }
+
     fn audit(&mut self) -> Vec<PairReport> {
         let mut out = Vec::new();
         if let Some(d) = self.qemu.as_mut() {

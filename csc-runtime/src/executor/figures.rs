@@ -59,6 +59,10 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                             .held_since
                             .map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64()),
                     }),
+                    verified: self
+                        .verified
+                        .get(&n)
+                        .map(|v| (v.bytes, v.differing, v.repaired)),
                 }
             })
             .collect();

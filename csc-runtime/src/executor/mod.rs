@@ -8,6 +8,7 @@
 mod figures;
 mod operator;
 mod takeover;
+mod verifying;
 
 use operator::Waiting;
 pub use takeover::directions;
@@ -166,6 +167,8 @@ pub fn run_with<S: Solution, D: Driver>(
         run,
         actions: 0,
         waiting: Vec::new(),
+        verifying: Vec::new(),
+        verified: BTreeMap::new(),
         reversed,
         recovered,
         freezes: BTreeMap::new(),
@@ -251,6 +254,7 @@ pub fn run_with<S: Solution, D: Driver>(
             }
         }
         ex.answer_waiting(None, None);
+        ex.verify_ended();
         let now = Instant::now();
         for order in ex.core.tick(now, wall()) {
             ex.carry_out(order);
@@ -310,6 +314,9 @@ struct Executor<S: Solution, D: Driver> {
     run: usize,
     actions: usize,
     waiting: Vec<Waiting>,
+    /// Verifies under way, and what verify found per sequence this run.
+    verifying: Vec<verifying::Verifying>,
+    verified: BTreeMap<u32, verifying::VerifyTotals>,
     /// Sequences that copy from their targets back to their sources (`reverse`).
     reversed: BTreeSet<u32>,
     /// Sequences whose targets are production now (`recover`), not yet reversed.

@@ -5,7 +5,7 @@
 
 use super::takeover::toggle;
 use super::Executor;
-use crate::control::{self, Answer, Ask, Operation, Request};
+use crate::control::{self, Answer, Ask, Operation, Outcome, Request};
 use crate::drivers::Driver;
 use crate::machine::Solution;
 use crate::vocab::{BaseCopy, Command as Verb};
@@ -32,12 +32,18 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             Ask::Operate(operation, sequence) => (operation, sequence, request.answer),
             Ask::Status => {
                 let message = self.live().join("\n");
-                let _ = request.answer.send(Answer { ok: true, message });
+                let _ = request.answer.send(Answer {
+                    outcome: Outcome::Done,
+                    message,
+                });
                 return;
             }
         };
         let refuse = |message: String| {
-            let _ = answer.send(Answer { ok: false, message });
+            let _ = answer.send(Answer {
+                outcome: Outcome::Refused,
+                message,
+            });
         };
         let Some(copy) = self.plan.sequence(sequence).map(|s| s.copy) else {
             return refuse(format!(
@@ -70,6 +76,9 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             }
             Operation::Recover { .. } if !matches!(state, "Copying" | "Duplex" | "Suspended" | "Failed") => Some(format!(
                 "sequence {sequence} is {state}: there is nothing to recover"
+            )),
+            Operation::Verify { .. } if state != "Duplex" => Some(format!(
+                "sequence {sequence} is {state}: verify compares the pairs of a sequence in Duplex"
             )),
             Operation::Reverse if !recovered => Some(format!(
                 "sequence {sequence} was not recovered: `recover {sequence}` first"
@@ -137,8 +146,20 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                         for line in said {
                             message.push_str(&format!("\n{line}"));
                         }
-                        let _ = answer.send(Answer { ok: true, message });
+                        let _ = answer.send(Answer {
+                            outcome: Outcome::Done,
+                            message,
+                        });
                     }
+                }
+            }
+            Operation::Verify { repair, rate } => {
+                let options = crate::verify::Options {
+                    rate: rate.saturating_mul(1 << 20),
+                    repair,
+                };
+                if let Err(e) = self.start_verify(sequence, options, answer.clone()) {
+                    refuse(format!("verify sequence {sequence} failed: {e}"));
                 }
             }
             Operation::Reverse => {
@@ -219,7 +240,8 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             for note in &w.notes {
                 message.push_str(&format!("\n{note}"));
             }
-            let _ = w.answer.send(Answer { ok, message });
+            let outcome = if ok { Outcome::Done } else { Outcome::Refused };
+            let _ = w.answer.send(Answer { outcome, message });
         }
     }
 }

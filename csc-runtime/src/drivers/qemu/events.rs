@@ -151,10 +151,12 @@ impl Qemu {
     /// The end of a job: its report, and its resources released.
     /// Records, from the failure of their targets, every write to the sources of the
     /// mirrors `ids`, whoever writes: the mirror's own bitmap misses a writer attached
-    /// below it later (bypass.rs). A writer below it already is reported now.
+    /// below it later (bypass.rs). A writer below it already is reported first, and
+    /// its pair gets no record (it may have written before): it is copied in full.
     pub(super) fn record_failed(&mut self, ids: &[String]) -> Vec<PairReport> {
+        let reports = self.find_bypasses(Some(ids));
         self.record_changes(ids);
-        self.find_bypasses(Some(ids))
+        reports
     }
 
     /// Whether a job is stopped on an error now. A failed write-blocking mirror sends

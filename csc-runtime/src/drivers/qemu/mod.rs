@@ -25,6 +25,7 @@ pub(crate) mod names;
 pub mod qmp;
 mod resources;
 mod resync;
+mod verify;
 
 use super::{key, report, Driver, DriverError, PairEvent, PairReport, Progress};
 use crate::address::Address;
@@ -93,6 +94,8 @@ pub struct Qemu {
     jobs: BTreeMap<String, Job>,
     /// Exports this driver added: (site, node).
     exports: BTreeSet<(String, String)>,
+    /// Exports `verify` reads through: (site, export id).
+    verifying: BTreeSet<(String, String)>,
     /// Sites where this driver started the NBD server.
     nbd_servers: BTreeSet<String>,
     /// Incremental bitmaps this driver added: (site, node, name).
@@ -158,6 +161,7 @@ impl Qemu {
             sites,
             jobs: BTreeMap::new(),
             exports: BTreeSet::new(),
+            verifying: BTreeSet::new(),
             nbd_servers: BTreeSet::new(),
             bitmaps: BTreeSet::new(),
             groups: BTreeSet::new(),
@@ -464,6 +468,18 @@ impl Driver for Qemu {
         self.find_bypasses(None)
     }
 
+    fn verify_sides(
+        &mut self,
+        pairs: &[Pair],
+        repair: bool,
+    ) -> Result<Vec<crate::verify::Job>, DriverError> {
+        self.verify_exports(pairs, repair)
+    }
+
+    fn verify_done(&mut self, pairs: &[Pair]) {
+        self.drop_verify_exports(pairs);
+    }
+
     fn shutdown(&mut self) {
         let pairs: Vec<Pair> = self.jobs.values().map(|j| j.pair.clone()).collect();
         // Held writers go on first.
@@ -513,6 +529,14 @@ impl Driver for Qemu {
             }
             if !self.jobs.is_empty() {
                 std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        for (site, export) in std::mem::take(&mut self.verifying) {
+            if let Some(qmp) = self.sites.get(&site) {
+                let _ = qmp.run(&commands::BlockExportDel {
+                    id: &export,
+                    mode: Some("hard"),
+                });
             }
         }
         for (site, node, name) in std::mem::take(&mut self.bitmaps) {

@@ -72,6 +72,12 @@ impl Names {
         format!("{}-{volume}", self.prefix)
     }
 
+    /// The read-only (or, for a repair, writable) export `verify` reads a volume
+    /// through.
+    pub(crate) fn verify_export(&self, volume: &str) -> String {
+        format!("{}-vf-{volume}", self.prefix)
+    }
+
     /// The volume an export of this session's exports.
     pub(crate) fn exported_volume<'a>(&self, export: &'a str) -> Option<&'a str> {
         export.strip_prefix(&self.prefix)?.strip_prefix('-')
