@@ -542,7 +542,9 @@ fn shrink(mut steps: Vec<Step>) -> (Vec<Step>, Violation) {
 }
 
 /// Runs the seeds of `CSSC_EXPLORE` (`FROM..TO`, else `default`), `CSSC_EXPLORE_STEPS`
-/// steps each; panics with the seed and the shrunk schedule of the first violation.
+/// steps each; panics with the seed and the shrunk schedule of the first violation,
+/// or, with `CSSC_EXPLORE_ALL` set (the benchmark), runs every seed and panics at the
+/// end with each violating seed (shrink one with `CSSC_EXPLORE=SEED..SEED+1`).
 fn explore(default: std::ops::Range<u64>, default_steps: usize) {
     let seeds = std::env::var("CSSC_EXPLORE")
         .ok()
@@ -555,15 +557,22 @@ fn explore(default: std::ops::Range<u64>, default_steps: usize) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default_steps);
+    let all = std::env::var_os("CSSC_EXPLORE_ALL").is_some();
     let started = Instant::now();
-    let (mut schedules, mut slowest) = (0, Duration::ZERO);
+    let (mut held, mut slowest, mut runs) = (0, Duration::ZERO, 0);
+    let mut violations = Vec::new();
     for seed in seeds.clone() {
         let schedule = schedule(seed, steps);
         println!("seed {seed}: {schedule:?}");
         match replay(&schedule) {
             Ok(done) => {
-                schedules += 1;
+                held += 1;
                 slowest = slowest.max(done.slowest);
+                runs += done.runs;
+            }
+            Err(v) if all => {
+                println!("seed {seed}: step {}: {}", v.step, v.what);
+                violations.push((seed, v));
             }
             Err(v) => {
                 println!("seed {seed}: step {}: {}", v.step, v.what);
@@ -576,9 +585,12 @@ fn explore(default: std::ops::Range<u64>, default_steps: usize) {
         }
     }
     println!(
-        "explorer: {schedules} schedules of {steps} steps (seeds {seeds:?}), every invariant held; slowest write {slowest:?}; {:?}",
+        "explorer: {} schedules of {steps} steps (seeds {seeds:?}): {held} held every invariant, {} broke one; {runs} session runs; slowest write batch {slowest:?}; {:?}",
+        seeds.end - seeds.start,
+        violations.len(),
         started.elapsed()
     );
+    assert!(violations.is_empty(), "violations: {violations:?}");
 }
 
 #[test]
