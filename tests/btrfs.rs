@@ -464,14 +464,7 @@ fn a_killed_run_s_continuous_btrfs_copy_is_taken_over_and_sends_only_what_change
     let pools = Pools::new(&["files-prod", "files-dr"], 256);
     let share = pools.subvolume("files-prod", "share");
     fill(&share.join("base"), 16, 1);
-    let mut host = String::new();
-    for (site, daemon) in &lab.sites {
-        host.push_str(&format!(
-            "[storage.{site}]\nendpoint = \"unix:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n",
-            daemon.qmp.display(),
-            daemon.nbd_port
-        ));
-    }
+    let mut host = support::host::storages_of(&lab);
     for pool in ["files-prod", "files-dr"] {
         host.push_str(&format!(
             "[storage.{pool}]\nendpoint = \"{}\"\n",

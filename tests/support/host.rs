@@ -112,14 +112,7 @@ impl Host {
     /// Writes the run-time file: every site of the lab, then `more`.
     pub fn on(lab: Lab, more: &str) -> Host {
         let file = lab.dir.join("host.toml");
-        let mut text = String::new();
-        for (site, daemon) in &lab.sites {
-            text.push_str(&format!(
-                "[storage.{site}]\nendpoint = \"unix:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n",
-                daemon.qmp.display(),
-                daemon.nbd_port
-            ));
-        }
+        let mut text = storages_of(&lab);
         text.push_str(more);
         std::fs::write(&file, text).expect("run file");
         Host {
@@ -272,4 +265,17 @@ pub fn terminate(child: &mut std::process::Child, what: &str) -> i32 {
         .expect("kill");
     assert!(sent.success());
     exits_within(child, 30, what)
+}
+
+/// The `[storage.SITE]` tables of a run-time file for every site of a lab.
+pub fn storages_of(lab: &Lab) -> String {
+    let mut text = String::new();
+    for (site, daemon) in &lab.sites {
+        text.push_str(&format!(
+            "[storage.{site}]\nendpoint = \"unix:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n",
+            daemon.qmp.display(),
+            daemon.nbd_port
+        ));
+    }
+    text
 }

@@ -95,6 +95,19 @@ impl Storages {
 }
 
 /// `each` for the calls that return nothing.
+impl Storages {
+    /// What each driver present says, the qemu driver's first.
+    fn gather<T>(
+        &mut self,
+        on_qemu: impl FnOnce(&mut Qemu) -> Vec<T>,
+        on_btrfs: impl FnOnce(&mut Btrfs) -> Vec<T>,
+    ) -> Vec<T> {
+        let mut out = self.qemu.as_mut().map(on_qemu).unwrap_or_default();
+        out.extend(self.btrfs.as_mut().map(on_btrfs).unwrap_or_default());
+        out
+    }
+}
+
 macro_rules! each_done {
     ($self:ident, $pairs:ident, $call:ident) => {
         $self
@@ -185,25 +198,11 @@ impl Driver for Storages {
     }
 
     fn audit(&mut self) -> Vec<PairReport> {
-        let mut out = Vec::new();
-        if let Some(d) = self.qemu.as_mut() {
-            out.extend(d.audit());
-        }
-        if let Some(d) = self.btrfs.as_mut() {
-            out.extend(d.audit());
-        }
-        out
+        self.gather(Qemu::audit, Btrfs::audit)
     }
 
     fn progress(&mut self) -> Vec<Progress> {
-        let mut out = Vec::new();
-        if let Some(d) = self.qemu.as_mut() {
-            out.extend(d.progress());
-        }
-        if let Some(d) = self.btrfs.as_mut() {
-            out.extend(d.progress());
-        }
-        out
+        self.gather(Qemu::progress, Btrfs::progress)
     }
 
     fn heartbeat_ages(&self) -> Vec<(String, Duration)> {
