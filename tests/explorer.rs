@@ -450,7 +450,10 @@ impl World {
                 ));
             }
             if matches!(state.as_deref(), Some("Suspended" | "Failed")) {
-                said.push(self.operator("resume"));
+                let answer = self.operator("resume");
+                if !said.contains(&answer) {
+                    said.push(answer);
+                }
             }
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -635,6 +638,30 @@ fn seed_2_a_late_writer_while_the_target_hangs_and_no_session_runs() {
             late: true,
         },
         Step::StartSession,
+    ])
+    .expect("every invariant holds");
+}
+
+#[test]
+fn seed_7_operator_commands_while_the_target_hangs() {
+    // Broke once, with two explorers running side by side (resume refused for 90 s
+    // after the target continued: "storage siteB: not connected"); not seen again
+    // alone or under CPU load. Kept for the day it does.
+    replay(&[
+        Step::HangTarget,
+        Step::Suspend,
+        Step::Resume,
+        Step::Write {
+            shape: Shape::Random4k(5),
+            late: false,
+        },
+        Step::Suspend,
+        Step::Write {
+            shape: Shape::Sequential,
+            late: false,
+        },
+        Step::Resume,
+        Step::ContinueTarget,
     ])
     .expect("every invariant holds");
 }
