@@ -1492,16 +1492,7 @@ fn verify_finds_a_target_changed_behind_the_session_and_repairs_only_that_extent
     };
     // 100 bytes of db-r changed behind the session's back, at 9 MiB + 1000 (the
     // application writes below 4 MiB).
-    let target = host.lab.image("siteB", "db-r").to_path_buf();
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&target)
-            .expect("target image");
-        f.seek(SeekFrom::Start(9 * MIB + 1000)).expect("seek");
-        f.write_all(&[0xee; 100]).expect("write");
-    }
+    change_behind_the_session(&host.lab, "db-r", 9 * MIB + 1000);
     let (code, out, err) = host.operator("verify", 1, "state");
     assert_eq!(code, Some(4), "differences remain: {out}{err}");
     assert!(
@@ -1533,6 +1524,46 @@ fn verify_finds_a_target_changed_behind_the_session_and_repairs_only_that_extent
         err.contains("verify compares the pairs of a sequence in Duplex"),
         "{err}"
     );
+    assert_eq!(terminate(&mut run, "run"), 0);
+    assert_nothing_left(&host.lab, &["siteA", "siteB"]);
+}
+
+/// Changes 100 bytes of a target image at `offset`, as someone writing to the target
+/// behind the session's back would.
+fn change_behind_the_session(lab: &Lab, target: &str, offset: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(lab.image("siteB", target))
+        .expect("target image");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    f.write_all(&[0xee; 100]).expect("write");
+}
+
+#[test]
+fn verify_every_seconds_finds_a_changed_target_by_itself() {
+    let (lab, _) = two_site_lab(16);
+    let host = Host::on(lab, "[timing]\nverify_every_seconds = 1\n");
+    let mut run = host.run_in_duplex("state");
+    change_behind_the_session(&host.lab, "journal-r", 3 * MIB);
+    let found = "sequence 1 copy set journal: 16777216 bytes compared, 1 differing extent(s)\n  65536 bytes at offset 3145728";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let logs = || -> String {
+        std::fs::read_dir(&host.lab.dir)
+            .expect("lab dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("run-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    };
+    while !logs().contains(found) {
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled verify found it:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(terminate(&mut run, "run"), 0);
     assert_nothing_left(&host.lab, &["siteA", "siteB"]);
 }

@@ -22,6 +22,7 @@
 //! heartbeat_ms = 200                # every storage is asked this often
 //! hung_after_ms = 800               # and is hung when it does not answer within this
 //! replicate_every_ms = 1000         # a btrfs continuous copy sends what changed this often
+//! verify_every_seconds = 86400      # optional: `verify` every continuous sequence in Duplex
 //! ```
 
 use crate::address::Address;
@@ -66,6 +67,9 @@ pub struct Timing {
     pub hung_after: Duration,
     /// How often a continuous copy that is not a mirror sends what changed (btrfs).
     pub replicate_every: Duration,
+    /// How often every continuous sequence in Duplex is verified (none: only when an
+    /// operator asks).
+    pub verify_every: Option<Duration>,
 }
 
 impl Default for Timing {
@@ -76,6 +80,7 @@ impl Default for Timing {
             heartbeat: Duration::from_millis(200),
             hung_after: Duration::from_millis(800),
             replicate_every: Duration::from_secs(1),
+            verify_every: None,
         }
     }
 }
@@ -132,6 +137,7 @@ struct RunTiming {
     heartbeat_ms: Option<u64>,
     hung_after_ms: Option<u64>,
     replicate_every_ms: Option<u64>,
+    verify_every_seconds: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -276,6 +282,12 @@ impl Plan {
             }
             if let Some(ms) = t.replicate_every_ms {
                 timing.replicate_every = Duration::from_millis(ms.max(10));
+            }
+            if let Some(s) = &t.verify_every_seconds {
+                if *s.get_ref() == 0 {
+                    return Err(run.at(s, "timing: verify_every_seconds must be at least 1 (leave it out for no scheduled verify)"));
+                }
+                timing.verify_every = Some(Duration::from_secs(*s.get_ref()));
             }
         }
         for (id, st) in file.storage {
@@ -657,7 +669,7 @@ mod tests {
         assert_eq!(plan.timing, Timing::default());
         plan.apply_run_file(
             "h.toml",
-            "[timing]\nhold_seconds = 30\nfailed_target_hold_seconds = 3\nheartbeat_ms = 50\nhung_after_ms = 400\nreplicate_every_ms = 5000\n",
+            "[timing]\nhold_seconds = 30\nfailed_target_hold_seconds = 3\nheartbeat_ms = 50\nhung_after_ms = 400\nreplicate_every_ms = 5000\nverify_every_seconds = 3600\n",
         )
         .expect("valid timing");
         assert_eq!(
@@ -668,12 +680,20 @@ mod tests {
                 heartbeat: Duration::from_millis(50),
                 hung_after: Duration::from_millis(400),
                 replicate_every: Duration::from_secs(5),
+                verify_every: Some(Duration::from_secs(3600)),
             }
         );
         let err = plan
             .apply_run_file("h.toml", "[timing]\nfailed_target_hold_seconds = 0\n")
             .expect_err("zero");
         assert!(err.contains("at least 1"), "{err}");
+        let err = plan
+            .apply_run_file("h.toml", "[timing]\nverify_every_seconds = 0\n")
+            .expect_err("zero");
+        assert!(
+            err.starts_with("h.toml:2:24: timing: verify_every_seconds must be at least 1"),
+            "{err}"
+        );
         assert!(plan
             .apply_run_file("h.toml", "[timing]\nhold = 3\n")
             .is_err());

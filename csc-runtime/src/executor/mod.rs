@@ -218,6 +218,11 @@ pub fn run_with<S: Solution, D: Driver>(
         .map(|every| Instant::now() + bar_or_line(every));
     let mut next_metrics = Instant::now();
     let mut next_audit = Instant::now() + AUDIT_EVERY;
+    let mut next_verify = ex
+        .plan
+        .timing
+        .verify_every
+        .map(|every| Instant::now() + every);
     while !stop.load(Ordering::Relaxed) {
         ex.drain_reports();
         // Wake for the next notice, or when the core has something due (a hold ends
@@ -258,6 +263,12 @@ pub fn run_with<S: Solution, D: Driver>(
         let now = Instant::now();
         for order in ex.core.tick(now, wall()) {
             ex.carry_out(order);
+        }
+        if let (Some(at), Some(every)) = (next_verify, ex.plan.timing.verify_every) {
+            if at <= now {
+                ex.verify_on_schedule();
+                next_verify = Some(now + every);
+            }
         }
         if next_audit <= now {
             let reports = ex.driver.audit();

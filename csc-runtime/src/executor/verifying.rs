@@ -8,6 +8,7 @@ use crate::drivers::Driver;
 use crate::machine::Solution;
 use crate::plan::Pair;
 use crate::verify::{self, Verified};
+use crate::vocab::BaseCopy;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,9 @@ pub(super) struct VerifyTotals {
     pub(super) differing: u64,
     pub(super) repaired: u64,
 }
+
+/// The rate of a scheduled verify (the operator's default): bytes a second a side.
+const SCHEDULED_RATE: u64 = 64 << 20;
 
 /// How often a long verify says how far it is.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -82,6 +86,29 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             answer,
         });
         Ok(())
+    }
+
+    /// `verify_every_seconds`: every continuous sequence in Duplex not being verified
+    /// now is (at the operator's default rate, no repair); what it finds is logged and
+    /// counted like an operator's verify.
+    pub(super) fn verify_on_schedule(&mut self) {
+        let due: Vec<u32> = (self.plan.sequences.iter())
+            .filter(|s| matches!(s.copy, BaseCopy::Continuous(_)))
+            .map(|s| s.number)
+            .filter(|n| self.core.sequence_state(*n) == "Duplex")
+            .filter(|n| !self.verifying.iter().any(|v| v.sequence == *n))
+            .collect();
+        for sequence in due {
+            // Nobody waits for the answer.
+            let (answer, _) = mpsc::channel();
+            let options = verify::Options {
+                rate: SCHEDULED_RATE,
+                repair: false,
+            };
+            if let Err(e) = self.start_verify(sequence, options, answer) {
+                tracing::warn!(kind = "verify", sequence, "scheduled verify failed: {e}");
+            }
+        }
     }
 
     /// Answers the verifies that are done.
