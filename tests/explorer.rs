@@ -665,3 +665,21 @@ fn seed_7_operator_commands_while_the_target_hangs() {
     ])
     .expect("every invariant holds");
 }
+
+#[test]
+fn seed_10_the_target_restarted_under_writes_while_no_session_ran() {
+    // The next run found the mirrors failed and its freeze cut them although their
+    // filters, over clients that had lost their server, could not be swapped: the
+    // application was held for ever, and resume took minutes and never got back.
+    replay(&[
+        Step::KillSession,
+        Step::KillTarget,
+        Step::Write {
+            shape: Shape::Random64k(25),
+            late: false,
+        },
+        Step::RestartTarget,
+        Step::StartSession,
+    ])
+    .expect("every invariant holds");
+}

@@ -264,9 +264,17 @@ impl Qemu {
         // A pair whose target storage is lost (gone or hung) is held by its NBD client
         // (its writes wait failed_target_hold_secs, unacknowledged, then fail): cut
         // already. Every other pair is held, then cut.
+        // So is a pair whose mirror failed already (found failed by a take-over while
+        // its target's daemon is back): its target lacks writes anyway, and its filter,
+        // over a client that lost its server, cannot be swapped (the cut would leave
+        // its writers held for ever).
         let cut: Vec<String> = ids
             .iter()
-            .filter(|id| self.sites.contains_key(&self.jobs[*id].pair.target.storage))
+            .filter(|id| {
+                let job = &self.jobs[*id];
+                self.sites.contains_key(&job.pair.target.storage)
+                    && job.condition != Condition::Failed
+            })
             .cloned()
             .collect();
         // Hold: the mirror writes of these pairs wait in their filters, unacknowledged.
@@ -293,12 +301,7 @@ impl Qemu {
         // While the writers wait: from here on, what changes on the sources is what
         // the targets will lack, and what a resume copies.
         // (A failed pair's record runs since its failure: events.rs.)
-        let unrecorded: Vec<String> = cut
-            .iter()
-            .filter(|id| self.jobs[*id].condition != Condition::Failed)
-            .cloned()
-            .collect();
-        self.record_changes(&unrecorded);
+        self.record_changes(&cut);
         // Cut: each filter's child becomes its sink while the writers still wait. The
         // reopen drains, so it waits for writes the NBD clients of failed targets hold.
         let stuck = self.reopen_holds(&cut, false);
