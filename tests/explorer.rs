@@ -683,3 +683,26 @@ fn seed_10_the_target_restarted_under_writes_while_no_session_ran() {
     ])
     .expect("every invariant holds");
 }
+
+#[test]
+fn seed_22_a_write_after_the_target_hangs() {
+    // Found by the bench (seed 22): the run's progress line asked the hung daemon for
+    // its jobs, waited 15 s, and asked again at once: a command of ours always waiting
+    // kept the heartbeat from saying the daemon was hung, and the application's write
+    // waited for ever. It needs the progress line to meet the hang, so this replay may
+    // pass without the fix too.
+    replay(&[
+        Step::Suspend,
+        Step::Resume,
+        Step::Write {
+            shape: Shape::Random4k(64),
+            late: false,
+        },
+        Step::HangTarget,
+        Step::Write {
+            shape: Shape::Dependent,
+            late: false,
+        },
+    ])
+    .expect("every invariant holds");
+}

@@ -285,7 +285,8 @@ pub fn run_with<S: Solution, D: Driver>(
                 ex.progress.show(ex.driver.progress(), |c| {
                     plan.copyset_name(c).unwrap_or("?")
                 });
-                next_progress = Some(now + bar_or_line(every));
+                // From when it is done: a slow one must not run back to back.
+                next_progress = Some(Instant::now() + bar_or_line(every));
             }
         }
     }

@@ -403,7 +403,14 @@ impl Driver for Qemu {
     fn progress(&mut self) -> Vec<Progress> {
         let mut out = Vec::new();
         for qmp in self.sites.values() {
-            let Ok(Value::Array(jobs)) = qmp.execute("query-block-jobs", Value::Null) else {
+            // A daemon late with its heartbeat is not asked (a command of ours waiting
+            // on it would keep its heartbeat from saying it is hung), and none is
+            // waited for longer than a heartbeat may be: progress is for show.
+            if qmp.last_heartbeat().elapsed() > self.timing.heartbeat * 2 {
+                continue;
+            }
+            let asked = qmp.execute_within("query-block-jobs", Value::Null, self.timing.hung_after);
+            let Ok(Value::Array(jobs)) = asked else {
                 continue;
             };
             for job in jobs {
