@@ -710,3 +710,18 @@ fn seed_22_a_write_after_the_target_hangs() {
     ])
     .expect("every invariant holds");
 }
+
+#[test]
+fn seed_18_the_source_lost_after_its_target_failed() {
+    // Found by the bench: a mirror failed (its target hung), then its source's daemon
+    // died; its end was reported as a stop, the sequence was Stopped, and `resume`
+    // (for a sequence Suspended or Failed) could never bring it back.
+    replay(&[
+        Step::HangTarget,
+        Step::KillSession,
+        Step::StartSession,
+        Step::ContinueTarget,
+        Step::KillSource,
+    ])
+    .expect("every invariant holds");
+}

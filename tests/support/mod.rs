@@ -139,13 +139,21 @@ pub fn same(lab: &Lab, a: (&str, &str), b: (&str, &str)) -> bool {
 }
 
 pub fn qmp(lab: &Lab, site: &str) -> Qmp {
-    let (tx, _rx) = mpsc::channel::<((), Notice)>();
-    Qmp::connect(
-        &csc_runtime::address::Address::Unix(lab.sites[site].admin.display().to_string()),
-        (),
-        tx,
-    )
-    .expect("qmp")
+    let admin = csc_runtime::address::Address::Unix(lab.sites[site].admin.display().to_string());
+    // The monitor serves one client at a time, and queues one more: a connection made
+    // while the last one's close is still being handled is refused for a moment.
+    let mut tries = 0;
+    loop {
+        let (tx, _rx) = mpsc::channel::<((), Notice)>();
+        match Qmp::connect(&admin, (), tx) {
+            Ok(qmp) => return qmp,
+            Err(_) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("qmp: {e:?}"),
+        }
+    }
 }
 
 /// What cssc may have left in a daemon: its jobs, block nodes and exports.

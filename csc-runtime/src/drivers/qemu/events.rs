@@ -16,6 +16,9 @@ fn end_event(
 ) -> Option<PairEvent> {
     Some(match (error, intent) {
         (_, Intent::Freeze) => return None,
+        // Failed already (its error reported), and now gone with its source's daemon:
+        // still a failure to resume from, not a stop.
+        (Some(_), Intent::Run) if condition == Condition::Failed => return None,
         (Some(e), _) if condition != Condition::Failed => PairEvent::Error(e),
         (None, Intent::Run) if kind == Kind::Backup => PairEvent::Complete,
         _ => PairEvent::Stopped,
@@ -205,8 +208,8 @@ mod tests {
         );
         assert_eq!(
             end_event(err(), Intent::Run, Kind::Mirror, Condition::Failed),
-            Some(PairEvent::Stopped),
-            "an error already reported ends as a stop"
+            None,
+            "a failed copy that ends on an error is still failed (resume restarts it)"
         );
         assert_eq!(
             end_event(None, Intent::Run, Kind::Backup, Condition::Running),
