@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use std::process::Child;
 use std::time::{Duration, Instant};
 use support::host::Host;
-use support::{qmp, random_chunks, same, MIB};
+use support::{random_chunks, same, try_qmp, MIB};
 
 /// The two pairs of mirror-freeze-switch: (source on siteA, target on siteB).
 const PAIRS: [(&str, &str); 2] = [("db", "db-r"), ("journal", "journal-r")];
@@ -302,19 +302,21 @@ impl World {
         }
         self.rounds += 1;
         let pattern = (self.rounds % 200) as u8 + 30;
-        let export = |world: &mut World, volume: &str| -> String {
+        // An administrator who cannot reach the source's monitor for 10 s has a daemon
+        // stuck: that is a finding, not a harness failure.
+        let export = |world: &mut World, volume: &str| -> Result<String, String> {
             if !late {
-                return format!("app-{volume}");
+                return Ok(format!("app-{volume}"));
             }
             let name = format!("late{}-{volume}", world.rounds);
-            qmp(&world.host.lab, "siteA")
+            try_qmp(&world.host.lab, "siteA", Duration::from_secs(10))?
                 .execute(
                     "block-export-add",
                     json!({ "type": "nbd", "id": name, "node-name": volume, "name": name, "writable": true }),
                 )
-                .expect("block-export-add");
+                .map_err(|e| format!("opening an export of {volume} failed: {e}"))?;
             world.late.push((volume.to_string(), name.clone()));
-            name
+            Ok(name)
         };
         let seed = self.rounds;
         let writes: Vec<(&str, Vec<u64>, u64, u8)> = match shape {
@@ -351,7 +353,7 @@ impl World {
             }
         };
         for (volume, offsets, size, pattern) in writes {
-            let name = export(self, volume);
+            let name = export(self, volume)?;
             let started = Instant::now();
             let written = self
                 .host

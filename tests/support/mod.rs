@@ -139,19 +139,25 @@ pub fn same(lab: &Lab, a: (&str, &str), b: (&str, &str)) -> bool {
 }
 
 pub fn qmp(lab: &Lab, site: &str) -> Qmp {
+    try_qmp(lab, site, Duration::from_secs(2)).expect("qmp")
+}
+
+/// The administrator's monitor of a site, or why it did not answer within `within`.
+/// The monitor serves one client at a time, and queues one more: a connection made
+/// while the last one's close is still being handled is refused for a moment.
+pub fn try_qmp(lab: &Lab, site: &str, within: Duration) -> Result<Qmp, String> {
     let admin = csc_runtime::address::Address::Unix(lab.sites[site].admin.display().to_string());
-    // The monitor serves one client at a time, and queues one more: a connection made
-    // while the last one's close is still being handled is refused for a moment.
-    let mut tries = 0;
+    let deadline = Instant::now() + within;
     loop {
         let (tx, _rx) = mpsc::channel::<((), Notice)>();
         match Qmp::connect(&admin, (), tx) {
-            Ok(qmp) => return qmp,
-            Err(_) if tries < 100 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(20));
+            Ok(qmp) => return Ok(qmp),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                return Err(format!(
+                    "the monitor of {site} did not answer in {within:?}: {e}"
+                ))
             }
-            Err(e) => panic!("qmp: {e:?}"),
         }
     }
 }
