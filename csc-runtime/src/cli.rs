@@ -90,7 +90,8 @@ enum Cmd {
     /// Online verify: compare each pair's target of a continuous sequence in duplex
     /// with its source while the session runs, read through the storages at a bounded
     /// rate, and list the extents that differ; --repair copies just those. Returns when
-    /// every pair is compared (exit 0: no difference left; 1: differences, or refused).
+    /// every pair is compared (exit 0: nothing differs, after the repair with --repair; 4:
+    /// differences remain; 1: refused or failed; 2: no run answers).
     Verify {
         #[command(flatten)]
         on: OnRun,
