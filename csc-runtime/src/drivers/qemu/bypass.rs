@@ -17,31 +17,44 @@ use crate::drivers::{PairEvent, PairReport};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Whether `volume` has a writer attached below the filter `top`: the filter is one of
-/// its parents, and so is a block backend (an export's, a job's) with write permission.
-pub(super) fn writer_below(graph: &Value, volume: &str, top: &str) -> bool {
-    let nodes = graph["nodes"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let Some(id) = nodes.iter().find(|n| n["name"] == volume).map(|n| &n["id"]) else {
-        return false;
-    };
-    let parents: Vec<(&Value, &Value)> = graph["edges"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["child"] == *id)
-        .filter_map(|e| Some((nodes.iter().find(|n| n["id"] == e["parent"])?, e)))
-        .collect();
-    let filtered = parents.iter().any(|(p, _)| p["name"] == top);
-    filtered
-        && parents.iter().any(|(p, e)| {
-            p["type"] == "block-backend"
-                && e["perm"]
-                    .as_array()
-                    .is_some_and(|perm| perm.iter().any(|x| x == "write"))
-        })
+/// A daemon's block graph, indexed once per reading: each node's parents as (name,
+/// type, whether it writes). An audit asks it about every mirror of the daemon, so a
+/// question costs the node's parents, not a scan of the whole graph.
+pub(super) struct Parents<'a>(BTreeMap<&'a str, Vec<(&'a str, &'a str, bool)>>);
+
+impl<'a> Parents<'a> {
+    pub(super) fn of(graph: &'a Value) -> Parents<'a> {
+        let nodes: BTreeMap<u64, (&str, &str)> = (graph["nodes"].as_array().into_iter())
+            .flatten()
+            .filter_map(|n| {
+                let kind = n["type"].as_str().unwrap_or_default();
+                Some((n["id"].as_u64()?, (n["name"].as_str()?, kind)))
+            })
+            .collect();
+        let mut parents: BTreeMap<&str, Vec<(&str, &str, bool)>> = BTreeMap::new();
+        for e in graph["edges"].as_array().into_iter().flatten() {
+            let node = |key: &str| e[key].as_u64().and_then(|id| nodes.get(&id));
+            let (Some((child, _)), Some((parent, kind))) = (node("child"), node("parent")) else {
+                continue;
+            };
+            let writes = e["perm"]
+                .as_array()
+                .is_some_and(|perm| perm.iter().any(|x| x == "write"));
+            parents
+                .entry(child)
+                .or_default()
+                .push((parent, kind, writes));
+        }
+        Parents(parents)
+    }
+
+    /// Whether `volume` has a writer attached below the filter `top`: the filter is one
+    /// of its parents, and so is a block backend (an export's, a job's) that writes.
+    pub(super) fn writer_below(&self, volume: &str, top: &str) -> bool {
+        let parents = self.0.get(volume).map(Vec::as_slice).unwrap_or_default();
+        parents.iter().any(|(name, ..)| *name == top)
+            && (parents.iter()).any(|(_, kind, writes)| *kind == "block-backend" && *writes)
+    }
 }
 
 impl Qemu {
@@ -70,11 +83,13 @@ impl Qemu {
             else {
                 continue;
             };
-            let exports = self.exports_of(&site);
+            let parents = Parents::of(&graph);
+            // Asked only once a writer is found: the audit runs every second.
+            let mut exports = None;
             for id in ids {
                 let job = &self.jobs[&id];
                 let pair = job.pair.clone();
-                if !writer_below(&graph, &pair.source.name, &self.names.top(&pair)) {
+                if !parents.writer_below(&pair.source.name, &self.names.top(&pair)) {
                     continue;
                 }
                 let kept = job.condition == Condition::Failed
@@ -92,7 +107,7 @@ impl Qemu {
                         )),
                     );
                 }
-                let names: Vec<&str> = exports
+                let names: Vec<&str> = (exports.get_or_insert_with(|| self.exports_of(&site)))
                     .iter()
                     .filter(|(_, node)| *node == pair.source.name)
                     .map(|(export, _)| export.as_str())
@@ -169,13 +184,14 @@ mod tests {
                 "edges": edges,
             })
         };
-        assert!(writer_below(&graph(true), "a", "top"));
+        let (late, early) = (graph(true), graph(false));
+        assert!(Parents::of(&late).writer_below("a", "top"));
         assert!(
-            !writer_below(&graph(false), "a", "top"),
+            !Parents::of(&early).writer_below("a", "top"),
             "the first export is above"
         );
         assert!(
-            !writer_below(&graph(true), "a", "other"),
+            !Parents::of(&late).writer_below("a", "other"),
             "not this mirror's volume"
         );
     }
