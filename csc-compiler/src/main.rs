@@ -26,11 +26,21 @@ const EXIT_BUILD: u8 = 4;
 #[derive(Parser)]
 #[command(name = "cssc", version, about = "The copy-services solution compiler")]
 struct Cli {
-    /// How diagnostics are printed.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    /// How diagnostics are printed (also accepted after the command, except after
+    /// `graph`, whose own `--format` is the drawing's).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// `--format` after a command that reports diagnostics. Not a clap `global`: `graph`
+/// has a `--format` of its own, and one id for both made clap panic (issue 24).
+#[derive(clap::Args)]
+struct Diagnostics {
+    /// How diagnostics are printed.
+    #[arg(long = "format", value_enum)]
+    format: Option<Format>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -55,6 +65,8 @@ enum Cmd {
         /// The executable to write.
         #[arg(short, long)]
         output: PathBuf,
+        #[command(flatten)]
+        diagnostics: Diagnostics,
     },
     /// Generate the solution's Rust module (the check-in mode of codegen).
     Generate {
@@ -65,6 +77,8 @@ enum Cmd {
         /// Write nothing; exit 3 if OUTPUT is not what FILE generates.
         #[arg(long)]
         check: bool,
+        #[command(flatten)]
+        diagnostics: Diagnostics,
     },
     /// Draw the chain: sequences and what each event does.
     Graph {
@@ -76,6 +90,8 @@ enum Cmd {
     Check {
         #[arg(required = true)]
         files: Vec<String>,
+        #[command(flatten)]
+        diagnostics: Diagnostics,
     },
     /// Print a document in canonical form.
     Fmt {
@@ -86,6 +102,8 @@ enum Cmd {
         /// Exit 3 if the file is not in canonical form; write nothing.
         #[arg(long)]
         check: bool,
+        #[command(flatten)]
+        diagnostics: Diagnostics,
     },
 }
 
@@ -100,17 +118,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<u8, String> {
-    let reporter = Reporter::new(cli.format);
+/// The diagnostics format: the command's own `--format`, else the one before it.
+fn diagnostics_format(cli: &Cli) -> Format {
     match &cli.command {
-        Cmd::Check { files } => {
+        Cmd::Check { diagnostics, .. }
+        | Cmd::Fmt { diagnostics, .. }
+        | Cmd::Compile { diagnostics, .. }
+        | Cmd::Generate { diagnostics, .. } => diagnostics.format.unwrap_or(cli.format),
+        Cmd::Graph { .. } => cli.format,
+    }
+}
+
+fn run(cli: &Cli) -> Result<u8, String> {
+    let format = diagnostics_format(cli);
+    let reporter = Reporter::new(format);
+    match &cli.command {
+        Cmd::Check { files, .. } => {
             let mut all = Vec::new();
             for file in files {
                 all.push(load(file)?);
             }
             reporter.report(&all);
             let invalid = all.iter().filter(|c| c.solution.is_none()).count();
-            if cli.format == Format::Human {
+            if format == Format::Human {
                 for c in all.iter().filter(|c| c.solution.is_some()) {
                     println!("ok: {}", c.source.name);
                 }
@@ -120,7 +150,9 @@ fn run(cli: &Cli) -> Result<u8, String> {
             std::mem::forget(all);
             Ok(if invalid == 0 { 0 } else { EXIT_INVALID })
         }
-        Cmd::Fmt { file, write, check } => {
+        Cmd::Fmt {
+            file, write, check, ..
+        } => {
             let Some((checked, solution)) = load_valid(file, &reporter)? else {
                 return Ok(EXIT_INVALID);
             };
@@ -136,7 +168,7 @@ fn run(cli: &Cli) -> Result<u8, String> {
             }
             print_stdout(&canonical)
         }
-        Cmd::Compile { file, output } => {
+        Cmd::Compile { file, output, .. } => {
             let Some((_, solution)) = load_valid(file, &reporter)? else {
                 return Ok(EXIT_INVALID);
             };
@@ -164,6 +196,7 @@ fn run(cli: &Cli) -> Result<u8, String> {
             file,
             output,
             check,
+            ..
         } => {
             let Some((_, solution)) = load_valid(file, &reporter)? else {
                 return Ok(EXIT_INVALID);
@@ -290,5 +323,38 @@ impl Reporter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks over every command (a global `--format` shared
+    /// with `graph`'s once panicked at `cssc graph FILE --format dot`).
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// debug_assert does not see that clash; parsing the line does.
+    #[test]
+    fn both_formats_parse_around_graph() {
+        let cli = Cli::try_parse_from([
+            "cssc", "--format", "json", "graph", "f.xml", "--format", "mermaid",
+        ])
+        .expect("parses");
+        assert!(cli.format == Format::Json);
+        assert!(matches!(
+            cli.command,
+            Cmd::Graph {
+                format: GraphFormat::Mermaid,
+                ..
+            }
+        ));
+        let cli =
+            Cli::try_parse_from(["cssc", "check", "--format", "json", "f.xml"]).expect("parses");
+        assert!(diagnostics_format(&cli) == Format::Json);
     }
 }

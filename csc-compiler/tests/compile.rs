@@ -159,3 +159,195 @@ fn generate_writes_only_on_change_and_check_detects_staleness() {
         "--check writes nothing"
     );
 }
+
+/// The command forms of README's two tables ("Using cssc" and a compiled solution's
+/// own command line): every backticked form in a row's first cell.
+fn readme_command_forms() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo("README.md")).expect("README.md");
+    let mut forms = Vec::new();
+    for line in readme.lines().filter(|l| l.starts_with("| `")) {
+        let cell = line.split(" | ").next().unwrap_or_default();
+        for (i, span) in cell.split('`').enumerate() {
+            if i % 2 == 1 {
+                forms.push(span.replace("\\|", "|"));
+            }
+        }
+    }
+    forms
+}
+
+/// Each form README documents, run on the CPPC document (and on its compiled
+/// executable) with the exit code the docs give for that case. A form this test does
+/// not know fails it: a command added to README is a command added here.
+#[test]
+fn every_command_in_the_readme_runs_with_its_documented_exit_code() {
+    let doc = repo("solutions/cppc.xml");
+    let bin = compile(&doc, "cppc-readme");
+    let bin = bin.to_str().expect("utf-8 path");
+    let dir = scratch().join("readme-commands");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let state = dir.join("state");
+    let state = state.to_str().expect("utf-8 path");
+    let empty = dir.join("empty");
+    let empty = empty.to_str().expect("utf-8 path");
+    let generated = dir.join("cppc.rs");
+    let generated = generated.to_str().expect("utf-8 path");
+    // A run-time file whose storages do not answer (nothing listens at these sockets),
+    // and one that does not parse.
+    let unreachable = dir.join("unreachable.toml");
+    std::fs::write(
+        &unreachable,
+        "[storage.site1]\nendpoint = \"unix:/nonexistent/site1.qmp\"\n\
+         [storage.site2]\nendpoint = \"unix:/nonexistent/site2.qmp\"\n\
+         [storage.site3]\nendpoint = \"unix:/nonexistent/site3.qmp\"\n",
+    )
+    .expect("write run-time file");
+    let unreachable = unreachable.to_str().expect("utf-8 path");
+    let unparsable = dir.join("unparsable.toml");
+    std::fs::write(&unparsable, "[storage.site1\n").expect("write run-time file");
+    let unparsable = unparsable.to_str().expect("utf-8 path");
+
+    let canonical = dir.join("canonical.xml");
+    std::fs::write(&canonical, cssc(&["fmt", &doc]).stdout).expect("write canonical form");
+    let canonical = canonical.to_str().expect("utf-8 path");
+    let cssc_at = |args: &[&str]| cssc(args);
+    let bin_at = |args: &[&str]| run(Path::new(bin), args);
+    type Case<'a> = (Vec<&'a str>, i32);
+    let forms = readme_command_forms();
+    assert!(forms.len() >= 15, "README tables not found: {forms:?}");
+    for form in &forms {
+        let (program, cases): (&str, Vec<Case>) = match form.as_str() {
+            "cssc check FILE..." => ("cssc", vec![(vec!["check", &doc, &doc], 0)]),
+            "cssc fmt FILE" => (
+                "cssc",
+                // The checked-in document keeps its comments, which the canonical
+                // form drops: not canonical (3); its canonical form is (0).
+                vec![
+                    (vec!["fmt", &doc], 0),
+                    (vec!["fmt", "--check", &doc], 3),
+                    (vec!["fmt", "--check", canonical], 0),
+                ],
+            ),
+            "cssc compile FILE -o BIN" => (
+                "cssc",
+                vec![(vec!["compile", &doc, "-o", "cppc-readme"], 0)],
+            ),
+            "cssc generate FILE -o OUT.rs" => (
+                "cssc",
+                vec![
+                    (vec!["generate", &doc, "-o", generated], 0),
+                    (vec!["generate", &doc, "-o", generated, "--check"], 0),
+                ],
+            ),
+            "cssc graph FILE --format dot|mermaid" => (
+                "cssc",
+                vec![
+                    (vec!["graph", &doc, "--format", "dot"], 0),
+                    (vec!["graph", &doc, "--format", "mermaid"], 0),
+                    (vec!["graph", &doc], 0),
+                ],
+            ),
+            "--format json" => (
+                "cssc",
+                vec![
+                    (vec!["--format", "json", "check", &doc], 0),
+                    (vec!["check", "--format", "json", &doc], 0),
+                    (
+                        vec!["--format", "json", "graph", &doc, "--format", "mermaid"],
+                        0,
+                    ),
+                ],
+            ),
+            "BIN solution" => ("BIN", vec![(vec!["solution"], 0)]),
+            "BIN graph --format dot|mermaid" => (
+                "BIN",
+                vec![
+                    (vec!["graph", "--format", "dot"], 0),
+                    (vec!["graph", "--format", "mermaid"], 0),
+                ],
+            ),
+            "BIN simulate --event SEQ:EVENT ..." => (
+                "BIN",
+                vec![(
+                    vec![
+                        "simulate",
+                        "--event",
+                        "1:onError",
+                        "--event",
+                        "2:onComplete",
+                    ],
+                    0,
+                )],
+            ),
+            "BIN --version" => ("BIN", vec![(vec!["--version"], 0)]),
+            "BIN run [--config FILE] [--state-dir DIR] [--metrics ADDR]" => (
+                "BIN",
+                vec![
+                    // docs/runtime.md: 2 a run-time file error; 3 a storage not as needed.
+                    (vec!["run", "--config", unparsable, "--state-dir", state], 2),
+                    (
+                        vec![
+                            "run",
+                            "--config",
+                            unreachable,
+                            "--state-dir",
+                            state,
+                            "--metrics",
+                            "127.0.0.1:0",
+                        ],
+                        3,
+                    ),
+                ],
+            ),
+            // No run has kept a journal in `empty`: exit 2 (docs/runtime.md).
+            "BIN status [--json]" => (
+                "BIN",
+                vec![
+                    (vec!["status", "--state-dir", empty], 2),
+                    (vec!["status", "--json", "--state-dir", empty], 2),
+                ],
+            ),
+            // Operator commands with no run answering: exit 2.
+            "BIN suspend SEQ" | "BIN resume SEQ" | "BIN reverse SEQ" => {
+                let command = form.split(' ').nth(1).expect("command");
+                ("BIN", vec![(vec![command, "1", "--state-dir", state], 2)])
+            }
+            "BIN recover SEQ [--freeze]" => (
+                "BIN",
+                vec![(vec!["recover", "1", "--freeze", "--state-dir", state], 2)],
+            ),
+            "BIN verify SEQ [--repair]" => (
+                "BIN",
+                vec![(vec!["verify", "1", "--repair", "--state-dir", state], 2)],
+            ),
+            "BIN check-config --config FILE" => (
+                "BIN",
+                vec![
+                    (vec!["check-config", "--config", unparsable], 2),
+                    (vec!["check-config", "--config", unreachable], 3),
+                ],
+            ),
+            "BIN cleanup [--config FILE]" => {
+                ("BIN", vec![(vec!["cleanup", "--config", unreachable], 3)])
+            }
+            // Only the solution library's binary carries `demo`; a compiled one says it
+            // has no such command (a usage error).
+            "BIN demo" => ("BIN", vec![(vec!["demo"], 2)]),
+            other => panic!("README documents `{other}`, which this test does not run: add it"),
+        };
+        for (args, expected) in cases {
+            let out = if program == "cssc" {
+                cssc_at(&args)
+            } else {
+                bin_at(&args)
+            };
+            assert_eq!(
+                out.status.code(),
+                Some(expected),
+                "`{program} {}` (README: `{form}`): {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

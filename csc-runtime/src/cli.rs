@@ -607,3 +607,15 @@ fn write_commands<S: Solution>(out: &mut String, commands: Vec<S::Command>) {
         let _ = writeln!(out, "  command: {command}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks (argument ids, conflicts, defaults) over every
+    /// command: a definition clash panics here, not in an administrator's hands.
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
