@@ -470,7 +470,7 @@ fn a_long_copy_gets_a_progress_bar_on_a_terminal_and_the_log_is_written_through_
     let stop = Arc::new(AtomicBool::new(false));
     let (s, status) = (Arc::clone(&stop), Arc::new(Mutex::new(Status::default())));
     // The log of the executor's thread goes through the bars, as `run` sets it.
-    let log = csc_runtime::log::subscriber(LogFormat::Human, Some(bars));
+    let log = csc_runtime::log::subscriber(LogFormat::Human, tracing::Level::INFO, Some(bars));
     let run = std::thread::spawn(move || {
         tracing::subscriber::with_default(log, || {
             executor::run_with::<Switch, Fake>(

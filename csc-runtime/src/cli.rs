@@ -39,8 +39,8 @@ enum Cmd {
         /// A run-time file (TOML) that supplies or overrides STORAGE and COPYSET.
         #[arg(long, value_name = "FILE")]
         config: Option<std::path::PathBuf>,
-        #[arg(long, value_enum, default_value_t = LogFormatArg::Human)]
-        log_format: LogFormatArg,
+        #[command(flatten)]
+        logging: Logging,
         /// Log the progress of long copies every SECONDS (0: never); on a terminal,
         /// progress bars instead, moving every second.
         #[arg(long, default_value_t = 5, value_name = "SECONDS")]
@@ -129,8 +129,8 @@ enum Cmd {
         /// Keep the scratch directory (images, sockets) afterwards.
         #[arg(long)]
         keep: bool,
-        #[arg(long, value_enum, default_value_t = LogFormatArg::Human)]
-        log_format: LogFormatArg,
+        #[command(flatten)]
+        logging: Logging,
     },
     /// Dry run: feed events to the state machine and print each transition and the
     /// commands it would issue. Touches no storage.
@@ -151,10 +151,30 @@ struct OnRun {
     state_dir: Option<std::path::PathBuf>,
 }
 
+/// How a long-running command logs.
+#[derive(Args)]
+struct Logging {
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Human)]
+    log_format: LogFormatArg,
+    /// The least severe records written: debug adds each command sent to a storage's
+    /// monitor and how long its reply took.
+    #[arg(long, value_enum, env = "CSSC_LOG", default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormatArg {
     Human,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -210,13 +230,13 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
         ),
         Cmd::Run {
             config,
-            log_format,
+            logging,
             progress_every,
             state_dir,
             metrics,
         } => {
             let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
-            let bars = log(log_format);
+            let bars = log(&logging);
             return run::<S>(config, bars, progress_every, &dir, metrics.as_deref());
         }
         Cmd::Status { state_dir, json } => {
@@ -236,12 +256,12 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
         Cmd::Demo {
             volume_mib,
             keep,
-            log_format,
+            logging,
         } => {
             let options = crate::demo::DemoOptions {
                 volume_mib,
                 keep,
-                bars: log(log_format),
+                bars: log(&logging),
             };
             return match crate::demo::run::<S>(options) {
                 Ok(_) => ExitCode::SUCCESS,
@@ -264,15 +284,22 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
 
 /// Installs the log; returns progress bars when it is for people and stderr is a
 /// terminal.
-fn log(format: LogFormatArg) -> Option<indicatif::MultiProgress> {
+fn log(logging: &Logging) -> Option<indicatif::MultiProgress> {
     use std::io::IsTerminal;
-    let format = match format {
+    let format = match logging.log_format {
         LogFormatArg::Human => LogFormat::Human,
         LogFormatArg::Json => LogFormat::Json,
     };
+    let level = match logging.log_level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Trace => tracing::Level::TRACE,
+    };
     let bars = (format == LogFormat::Human && std::io::stderr().is_terminal())
         .then(indicatif::MultiProgress::new);
-    crate::log::init(format, bars.clone());
+    crate::log::init(format, level, bars.clone());
     bars
 }
 
@@ -296,7 +323,12 @@ fn run<S: Solution>(
 ) -> ExitCode {
     let name = S::SESSION.name;
     let _session = crate::log::session_span(name).entered();
-    let metrics = match metrics.map(serve_metrics).transpose() {
+    let build = crate::metrics::Build {
+        session: name.to_string(),
+        hash: S::HASH.to_string(),
+        cssc_version: S::CSSC_VERSION.to_string(),
+    };
+    let metrics = match metrics.map(|addr| serve_metrics(addr, &build)).transpose() {
         Ok(page) => page,
         Err(code) => return code,
     };
@@ -410,9 +442,21 @@ fn run<S: Solution>(
     }
 }
 
-/// Serves the metrics page at `addr`; exit 2 when the address cannot be bound.
-fn serve_metrics(addr: &str) -> Result<crate::metrics::Page, ExitCode> {
-    let page = crate::metrics::Page::default();
+/// Serves the metrics page at `addr`; exit 2 when it is not an address, 3 when it
+/// cannot be bound now (in use, not yet configured: a restart may find it free).
+fn serve_metrics(
+    addr: &str,
+    build: &crate::metrics::Build,
+) -> Result<crate::metrics::Page, ExitCode> {
+    if std::net::ToSocketAddrs::to_socket_addrs(addr).is_err() {
+        tracing::error!(
+            kind = "metrics",
+            "--metrics {addr}: not an address (HOST:PORT)"
+        );
+        return Err(ExitCode::from(2));
+    }
+    let page: crate::metrics::Page =
+        std::sync::Arc::new(std::sync::Mutex::new(crate::metrics::starting(build)));
     match crate::metrics::serve(addr, std::sync::Arc::clone(&page)) {
         Ok(bound) => {
             tracing::info!(kind = "metrics", address = %bound, "metrics at http://{bound}/metrics");
@@ -420,7 +464,7 @@ fn serve_metrics(addr: &str) -> Result<crate::metrics::Page, ExitCode> {
         }
         Err(e) => {
             tracing::error!(kind = "metrics", "cannot serve metrics at {addr}: {e}");
-            Err(ExitCode::from(2))
+            Err(ExitCode::from(3))
         }
     }
 }

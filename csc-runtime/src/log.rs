@@ -26,19 +26,20 @@ pub fn session_span(session: &str) -> tracing::Span {
 }
 
 /// Installs the process's subscriber (once; later calls change nothing).
-pub fn init(format: LogFormat, bars: Option<indicatif::MultiProgress>) {
-    let _ = tracing::subscriber::set_global_default(subscriber(format, bars));
+pub fn init(format: LogFormat, level: tracing::Level, bars: Option<indicatif::MultiProgress>) {
+    let _ = tracing::subscriber::set_global_default(subscriber(format, level, bars));
 }
 
-/// Records at INFO and above, on stderr; through `bars`' terminal when there are bars.
+/// Records at `level` and above, on stderr; through `bars`' terminal when there are bars.
 pub fn subscriber(
     format: LogFormat,
+    level: tracing::Level,
     bars: Option<indicatif::MultiProgress>,
 ) -> Box<dyn tracing::Subscriber + Send + Sync> {
     let builder = tracing_subscriber::fmt()
         .with_writer(Stderr { bars })
         .with_ansi(false)
-        .with_max_level(tracing::Level::INFO);
+        .with_max_level(level);
     match format {
         LogFormat::Human => Box::new(builder.with_target(false).finish()),
         LogFormat::Json => Box::new(

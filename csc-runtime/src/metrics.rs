@@ -8,24 +8,80 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The last rendering, shared between the executor and the server.
 pub(crate) type Page = Arc<Mutex<String>>;
 
-/// Serves `page` on `addr` from a thread of its own; returns the bound address.
+/// Clients answered at once; more are closed at once (a scraper retries).
+const CLIENTS_AT_ONCE: usize = 16;
+
+/// Serves `page` on `addr` from a thread of its own, each client from a thread of its
+/// own (a slow client waits alone); returns the bound address.
 pub(crate) fn serve(addr: &str, page: Page) -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &page);
+                if active.fetch_add(1, Ordering::SeqCst) >= CLIENTS_AT_ONCE {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                let (page, done) = (Arc::clone(&page), Arc::clone(&active));
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-client".into())
+                    .spawn(move || {
+                        let _ = answer(stream, &page);
+                        done.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         })?;
     Ok(bound)
+}
+
+/// What identifies the running program on the page, from its first rendering on.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Build {
+    pub session: String,
+    /// The FNV-1a hash of the solution document.
+    pub hash: String,
+    pub cssc_version: String,
+}
+
+/// The page before the executor's first rendering: the program is up, nothing else
+/// is known yet (a scrape in the first second is never empty).
+pub(crate) fn starting(build: &Build) -> String {
+    let mut out = String::new();
+    build_families(&mut out, build);
+    out
+}
+
+fn build_families(out: &mut String, b: &Build) {
+    let s = b.session.as_str();
+    Family::new(
+        out,
+        s,
+        "cssc_up",
+        "gauge",
+        "1 while the session's program runs.",
+    )
+    .sample(&[], 1);
+    Family::new(
+        out,
+        s,
+        "cssc_build_info",
+        "gauge",
+        "1, labelled with the solution document's hash and the cssc version that compiled it.",
+    )
+    .sample(&[("hash", &b.hash), ("cssc_version", &b.cssc_version)], 1);
 }
 
 /// Reads the request head (bounded) and answers it: the page for `GET /metrics`, 404
@@ -66,7 +122,7 @@ fn label(value: &str) -> String {
 /// What the page shows, as the executor saw it at one instant.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Figures {
-    pub session: String,
+    pub build: Build,
     pub sequences: Vec<SequenceFigures>,
     pub storages: Vec<StorageFigures>,
     pub copies: Vec<CopyFigures>,
@@ -151,7 +207,8 @@ impl<'a> Family<'a> {
 /// The figures in Prometheus' text format (0.0.4).
 pub(crate) fn render(f: &Figures) -> String {
     let mut out = String::new();
-    let s = f.session.as_str();
+    build_families(&mut out, &f.build);
+    let s = f.build.session.as_str();
     let mut family = Family::new(
         &mut out,
         s,
@@ -408,10 +465,48 @@ mod tests {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
+    /// A client that connects and sends nothing (it would hold the server for its 5 s
+    /// read timeout) does not delay another's scrape.
+    #[test]
+    fn a_slow_client_does_not_stall_the_others() {
+        let page: Page = Arc::new(Mutex::new("cssc_up 1\n".into()));
+        let addr = serve("127.0.0.1:0", Arc::clone(&page)).expect("bind");
+        let _slow = TcpStream::connect(addr).expect("connect");
+        std::thread::sleep(Duration::from_millis(50));
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        write!(s, "GET /metrics HTTP/1.1\r\n\r\n").expect("request");
+        let mut text = String::new();
+        s.read_to_string(&mut text)
+            .expect("answered while the slow client waits");
+        assert!(text.ends_with("cssc_up 1\n"), "{text}");
+    }
+
+    #[test]
+    fn the_first_page_says_up_and_what_runs() {
+        let page = starting(&Build {
+            session: "cppc".into(),
+            hash: "00ff".into(),
+            cssc_version: "0.1.0".into(),
+        });
+        assert!(page.contains("\ncssc_up{session=\"cppc\"} 1\n"), "{page}");
+        assert!(
+            page.contains(
+                "cssc_build_info{session=\"cppc\",hash=\"00ff\",cssc_version=\"0.1.0\"} 1"
+            ),
+            "{page}"
+        );
+    }
+
     #[test]
     fn every_family_renders_its_samples_with_escaped_labels() {
         let figures = Figures {
-            session: "cppc".into(),
+            build: Build {
+                session: "cppc".into(),
+                hash: "00ff".into(),
+                cssc_version: "0.1.0".into(),
+            },
             sequences: vec![SequenceFigures {
                 number: 1,
                 state: "Duplex",
@@ -448,6 +543,8 @@ mod tests {
         };
         let page = render(&figures);
         for line in [
+            "cssc_up{session=\"cppc\"} 1",
+            "cssc_build_info{session=\"cppc\",hash=\"00ff\",cssc_version=\"0.1.0\"} 1",
             "cssc_sequence_state{session=\"cppc\",sequence=\"1\",state=\"Duplex\",reversed=\"false\"} 1",
             "cssc_pair_state{session=\"cppc\",sequence=\"1\",copyset=\"db\",state=\"Duplex\"} 1",
             "cssc_pair_state{session=\"cppc\",sequence=\"1\",copyset=\"lo\\\"g\",state=\"Pending\"} 1",

@@ -89,7 +89,11 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             })
             .collect();
         metrics::Figures {
-            session: self.plan.name.clone(),
+            build: metrics::Build {
+                session: self.plan.name.clone(),
+                hash: S::HASH.to_string(),
+                cssc_version: S::CSSC_VERSION.to_string(),
+            },
             sequences,
             storages,
             copies,

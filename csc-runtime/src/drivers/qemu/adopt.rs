@@ -9,6 +9,7 @@ use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::{BaseCopy, ContinuousMode};
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 /// The driver of a filter node's child, from the node's `file`, which qemu reports as
 /// `json:{…, "file": {"driver": …}}` for a filter over an unnamed description.
@@ -43,16 +44,16 @@ impl Qemu {
                 let Some(job) = jobs.iter().find(|j| j["device"] == id.as_str()) else {
                     // A start killed half way left nodes without a job: roll them back,
                     // so that starting the pair again does not find its names taken.
-                    for leftover in [
-                        self.names.hold(pair),
-                        self.names.sink(pair),
-                        self.names.nbd(pair),
-                    ] {
+                    for leftover in [self.names.hold(pair), self.names.sink(pair)] {
                         if node(&leftover).is_some() {
                             let _ = self.sites[&site].run(&BlockdevDel {
                                 node_name: &leftover,
                             });
                         }
+                    }
+                    let client = self.names.nbd(pair);
+                    if node(&client).is_some() {
+                        self.delete_client(pair, &client);
                     }
                     continue;
                 };
@@ -157,6 +158,19 @@ impl Qemu {
                     job.pair.target
                 )),
             ));
+        }
+        // A target that does not answer now may hang rather than be gone: a write in
+        // flight to it waits until its connection ends, and nothing else ends it (no
+        // heartbeat watches a daemon never reached).
+        let unreached: BTreeSet<String> = lost
+            .iter()
+            .map(|id| self.jobs[id].pair.target.storage.clone())
+            .filter(|site| !self.sites.contains_key(site))
+            .collect();
+        for site in unreached {
+            if let Err(e) = self.destroy_connections(&site) {
+                tracing::warn!(kind = "storage", storage = %site, "writes to {site}, which does not answer, may stay held: {e}");
+            }
         }
         reports.extend(self.record_failed(&lost));
         Ok(reports)

@@ -28,6 +28,16 @@ impl super::qmp::Qmp {
         self.execute(name, arguments)
     }
 
+    /// Runs a typed command, waiting at most `timeout` for its reply.
+    pub(super) fn run_within<C: Command>(
+        &self,
+        command: &C,
+        timeout: std::time::Duration,
+    ) -> Result<Value, super::qmp::QmpError> {
+        let (name, arguments) = command.wire();
+        self.execute_within(name, arguments, timeout)
+    }
+
     /// Runs a typed query whose reply is a list (an empty one if it is not).
     pub(super) fn run_list<C: Command>(
         &self,

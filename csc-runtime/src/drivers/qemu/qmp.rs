@@ -67,6 +67,8 @@ struct Inner {
     busy: AtomicUsize,
     /// When the daemon last answered a heartbeat (or the connection was made).
     heartbeat: Mutex<Instant>,
+    /// The monitor's address, for debug records.
+    monitor: String,
 }
 
 trait Stream: std::io::Read + Write + Send {
@@ -162,6 +164,7 @@ impl Qmp {
                 next_id: AtomicU64::new(1),
                 busy: AtomicUsize::new(0),
                 heartbeat: Mutex::new(Instant::now()),
+                monitor: endpoint.to_string(),
             }),
         })
     }
@@ -193,8 +196,36 @@ impl Qmp {
         timeout: Duration,
     ) -> Result<Value, QmpError> {
         self.inner.busy.fetch_add(1, Ordering::SeqCst);
+        let sent = Instant::now();
         let reply = wait(self.inner.send(command, arguments), timeout);
         self.inner.busy.fetch_sub(1, Ordering::SeqCst);
+        self.inner.replied(command, sent, &reply);
+        reply
+    }
+
+    /// Runs one command; when no reply has come within `patience`, calls `unblock`
+    /// once (which should free what the daemon waits for) and waits the rest of the
+    /// usual timeout.
+    pub fn execute_unblocking(
+        &self,
+        command: &str,
+        arguments: Value,
+        patience: Duration,
+        unblock: impl FnOnce(),
+    ) -> Result<Value, QmpError> {
+        self.inner.busy.fetch_add(1, Ordering::SeqCst);
+        let sent = Instant::now();
+        let rx = self.inner.send(command, arguments);
+        let reply = match rx.recv_timeout(patience) {
+            Ok(reply) => reply,
+            Err(RecvTimeoutError::Disconnected) => Err(QmpError::Timeout),
+            Err(RecvTimeoutError::Timeout) => {
+                unblock();
+                wait(rx, COMMAND_TIMEOUT.saturating_sub(patience))
+            }
+        };
+        self.inner.busy.fetch_sub(1, Ordering::SeqCst);
+        self.inner.replied(command, sent, &reply);
         reply
     }
 
@@ -211,13 +242,18 @@ impl Qmp {
     /// replies in order.
     pub fn execute_all(&self, commands: Vec<(&str, Value)>) -> Vec<Result<Value, QmpError>> {
         self.inner.busy.fetch_add(1, Ordering::SeqCst);
+        let sent = Instant::now();
         let receivers: Vec<_> = commands
             .into_iter()
-            .map(|(c, a)| self.inner.send(c, a))
+            .map(|(c, a)| (c, self.inner.send(c, a)))
             .collect();
         let replies = receivers
             .into_iter()
-            .map(|rx| wait(rx, COMMAND_TIMEOUT))
+            .map(|(command, rx)| {
+                let reply = wait(rx, COMMAND_TIMEOUT);
+                self.inner.replied(command, sent, &reply);
+                reply
+            })
             .collect();
         self.inner.busy.fetch_sub(1, Ordering::SeqCst);
         replies
@@ -257,6 +293,20 @@ fn heartbeat<T>(inner: Weak<Inner>, watch: Watch, tag: T, notices: Sender<(T, No
 }
 
 impl Inner {
+    /// A debug record of a command of ours and its reply (a storage that answers
+    /// slowly, or not, is diagnosed from these).
+    fn replied(&self, command: &str, sent: Instant, reply: &Result<Value, QmpError>) {
+        let ms = sent.elapsed().as_millis() as u64;
+        match reply {
+            Ok(_) => {
+                tracing::debug!(kind = "qmp", monitor = %self.monitor, command, ms, "{command}: replied in {ms} ms")
+            }
+            Err(e) => {
+                tracing::debug!(kind = "qmp", monitor = %self.monitor, command, ms, "{command}: {e} after {ms} ms")
+            }
+        }
+    }
+
     /// Sends a command and returns a receiver for its reply.
     fn send(&self, command: &str, arguments: Value) -> Receiver<Result<Value, QmpError>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

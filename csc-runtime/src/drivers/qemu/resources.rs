@@ -3,7 +3,8 @@
 //! bitmaps; added once, recorded in the driver's registries, released with the pair.
 
 use super::commands::{
-    BlockExportAdd, BlockExportDel, BlockdevAdd, BlockdevDel, NbdServerStart, SocketAddress,
+    BlockExportAdd, BlockExportDel, BlockdevAdd, BlockdevDel, Command, NbdServerStart,
+    SocketAddress,
 };
 use super::qmp::QmpError;
 use super::{refused, Qemu};
@@ -119,19 +120,44 @@ impl Qemu {
             }
         }
         let Some(node) = remote_node else { return };
-        if let Some(qmp) = self.sites.get(&pair.source.storage) {
-            let _ = qmp.run(&BlockdevDel { node_name: &node });
-        }
+        self.delete_client(pair, &node);
         let in_use = self.jobs.values().any(|j| j.pair.target == pair.target);
         let key = (pair.target.storage.clone(), pair.target.name.clone());
         if !in_use && self.exports.remove(&key) {
             if let Some(qmp) = self.sites.get(&pair.target.storage) {
-                let _ = qmp.run(&BlockExportDel {
-                    id: &self.names.export(&pair.target.name),
-                    mode: None,
-                });
+                // A target that hangs keeps its export (a later start takes it as
+                // ours, `cleanup` removes it): the session does not wait on it.
+                let _ = qmp.run_within(
+                    &BlockExportDel {
+                        id: &self.names.export(&pair.target.name),
+                        mode: None,
+                    },
+                    self.timing.hung_after,
+                );
             }
         }
+    }
+
+    /// Deletes a pair's NBD client node (in its source's daemon). Deleting a client
+    /// whose server hangs waits for that server and holds the source's whole monitor
+    /// meanwhile (every client's commands, qemu-storage-daemon 10.0.2; measured, see
+    /// docs/qemu-recipes.md): a delete that takes longer than a hang gets its target's
+    /// connections destroyed, which lets it finish at once.
+    pub(super) fn delete_client(&self, pair: &Pair, node: &str) {
+        let Some(qmp) = self.sites.get(&pair.source.storage) else {
+            return;
+        };
+        let (name, arguments) = BlockdevDel { node_name: node }.wire();
+        let _ = qmp.execute_unblocking(name, arguments, self.timing.hung_after, || {
+            if let Err(e) = self.destroy_connections(&pair.target.storage) {
+                tracing::warn!(
+                    kind = "storage",
+                    storage = %pair.source.storage,
+                    "deleting {node} waits for {}, which does not answer: {e}",
+                    pair.target.storage
+                );
+            }
+        });
     }
 
     pub(super) fn has_bitmap(&self, site: &str, node: &str, name: &str) -> bool {

@@ -15,8 +15,8 @@
 //!   in memory) is said, and the pair is copied in full: never a silent partial copy.
 
 use super::commands::{
-    Bitmap, BlockDirtyBitmapAdd, BlockDirtyBitmapRemove, BlockJobResume, BlockdevBackup,
-    BlockdevDel, Sync, ALL_NODES,
+    Bitmap, BlockDirtyBitmapAdd, BlockDirtyBitmapRemove, BlockJobResume, BlockdevBackup, Sync,
+    ALL_NODES,
 };
 use super::{key, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
@@ -225,7 +225,9 @@ impl Qemu {
             x_perf: None,
         };
         if let Err(e) = self.qmp(&site)?.run(&backup) {
-            self.delete_node(&site, remote_node.as_deref());
+            if let Some(node) = &remote_node {
+                self.delete_client(pair, node);
+            }
             return Err(DriverError::on(&site, &pair.source.name, e));
         }
         self.pending_records.insert(key(pair), record.clone());
@@ -233,12 +235,6 @@ impl Qemu {
             mirror_ready: false,
             remote_node,
         })
-    }
-
-    pub(super) fn delete_node(&self, site: &str, node: Option<&str>) {
-        if let (Some(node), Some(qmp)) = (node, self.sites.get(site)) {
-            let _ = qmp.run(&BlockdevDel { node_name: node });
-        }
     }
 
     /// The end of a resync job (`len`: bytes it copied): the pair is in duplex if its
@@ -263,8 +259,8 @@ impl Qemu {
         let pair = job.pair.clone();
         let resync = job.resync.take();
         let record = self.pending_records.remove(&(sequence, copyset));
-        if let Some(resync) = &resync {
-            self.delete_node(&pair.source.storage, resync.remote_node.as_deref());
+        if let Some(node) = resync.as_ref().and_then(|r| r.remote_node.as_deref()) {
+            self.delete_client(&pair, node);
         }
         if let Some(e) = error {
             if let Some(record) = record {
