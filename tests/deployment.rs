@@ -67,3 +67,59 @@ fn the_documented_systemd_unit_verifies_without_warnings() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Under systemd, stderr is the journal's stream (`JOURNAL_STREAM` names it): every
+/// line starts with its syslog priority, so `journalctl -p warning` shows the errors
+/// and warnings. Redirected elsewhere, the lines are as they are on a terminal.
+#[test]
+fn under_the_journal_each_line_carries_its_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir().join(format!("cssc-journal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("unreachable.toml");
+    std::fs::write(
+        &config,
+        "[storage.siteA]\nendpoint = \"unix:/nonexistent/siteA.qmp\"\n\
+         [storage.siteB]\nendpoint = \"unix:/nonexistent/siteB.qmp\"\n",
+    )
+    .unwrap();
+    let run = |journal: bool| {
+        let path = dir.join(format!("stderr-{journal}"));
+        let stderr = std::fs::File::create(&path).unwrap();
+        let meta = stderr.metadata().unwrap();
+        let stream = if journal {
+            format!("{}:{}", meta.dev(), meta.ino())
+        } else {
+            format!("{}:{}", meta.dev(), meta.ino() + 1)
+        };
+        let status = Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+            .args(["mirror-freeze-switch", "run", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.join(format!("state-{journal}")))
+            .env("JOURNAL_STREAM", stream)
+            .stderr(stderr)
+            .status()
+            .expect("run");
+        assert_eq!(status.code(), Some(3), "cannot start: exit 3");
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let said = run(true);
+    assert!(!said.is_empty());
+    for line in said.lines() {
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "a line without its priority: {line}"
+        );
+    }
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("<3>") && l.contains("ERROR")),
+        "{said}"
+    );
+    let said = run(false);
+    assert!(said.lines().all(|l| !l.starts_with('<')), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1468,6 +1468,72 @@ fn a_run_under_systemd_says_ready_once_its_mirrors_run_and_stopping_when_told_to
     assert_eq!(exits_within(&mut run, 30, "the run"), 0);
 }
 
+/// systemd's watchdog (`WatchdogSec=2` gives WATCHDOG_USEC=2000000): the executor's
+/// loop says WATCHDOG=1 every second while it goes round, and nothing once the run is
+/// stuck (SIGSTOP here), which is when systemd would kill and restart it.
+#[test]
+fn a_run_under_a_watchdog_pings_while_its_loop_goes_round_and_not_when_stuck() {
+    let host = Host::new();
+    let socket = host.lab.dir.join("watchdog.sock");
+    let manager = std::os::unix::net::UnixDatagram::bind(&socket).expect("notify socket");
+    manager
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut command = host.command("run", "state");
+    command.command.env("NOTIFY_SOCKET", &socket);
+    command.command.env("WATCHDOG_USEC", "2000000");
+    let mut run = command.spawn().expect("run");
+    let pings_within = |window: Duration| {
+        let until = Instant::now() + window;
+        let mut pings = Vec::new();
+        while Instant::now() < until {
+            let mut buf = [0u8; 512];
+            if let Ok(n) = manager.recv(&mut buf) {
+                if &buf[..n] == b"WATCHDOG=1" {
+                    pings.push(Instant::now());
+                }
+            }
+        }
+        pings
+    };
+    mirrors_ready(&host.lab, 2);
+    let pings = pings_within(Duration::from_secs(5));
+    assert!(
+        (4..=6).contains(&pings.len()),
+        "{} pings in 5 s",
+        pings.len()
+    );
+    let gaps = pings.windows(2).map(|w| w[1] - w[0]);
+    assert!(
+        gaps.clone().all(|g| g < Duration::from_millis(1300)),
+        "{:?}",
+        gaps.collect::<Vec<_>>()
+    );
+    let pid = run.id().to_string();
+    let signal = |s: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([s, &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    };
+    signal("-STOP");
+    // Drain what was in flight, then silence.
+    let _ = pings_within(Duration::from_millis(300));
+    assert_eq!(
+        pings_within(Duration::from_secs(3)).len(),
+        0,
+        "pings from a stopped run"
+    );
+    signal("-CONT");
+    assert!(
+        !pings_within(Duration::from_secs(2)).is_empty(),
+        "pings again once it runs"
+    );
+    signal("-TERM");
+    assert_eq!(exits_within(&mut run, 30, "the run"), 0);
+}
+
 #[test]
 fn verify_finds_a_target_changed_behind_the_session_and_repairs_only_that_extent() {
     let host = Host::new();

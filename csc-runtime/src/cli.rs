@@ -323,6 +323,7 @@ fn run<S: Solution>(
 ) -> ExitCode {
     let name = S::SESSION.name;
     let _session = crate::log::session_span(name).entered();
+    abort_on_panic();
     let build = crate::metrics::Build {
         session: name.to_string(),
         hash: S::HASH.to_string(),
@@ -440,6 +441,21 @@ fn run<S: Solution>(
             ExitCode::from(3)
         }
     }
+}
+
+/// A panic in any thread of a run ends the process (SIGABRT, after the panic's message
+/// and an error record): systemd restarts it and the next run takes over from the
+/// journal, rather than a session going on without the thread that died.
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(
+            kind = "session",
+            "{info}: ending the run (the next run takes over)"
+        );
+        std::process::abort();
+    }));
 }
 
 /// Serves the metrics page at `addr`; exit 2 when it is not an address, 3 when it
@@ -661,5 +677,29 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Run in a child process of this test binary (`CSSC_PANIC_CHILD`): a worker
+    /// thread panics after `abort_on_panic`; the whole process must end by SIGABRT.
+    #[test]
+    fn a_panic_in_a_worker_thread_ends_the_process() {
+        use std::os::unix::process::ExitStatusExt;
+        if std::env::var_os("CSSC_PANIC_CHILD").is_some() {
+            abort_on_panic();
+            let _ = std::thread::spawn(|| panic!("a worker fails")).join();
+            std::thread::sleep(Duration::from_secs(5));
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "cli::tests::a_panic_in_a_worker_thread_ends_the_process",
+                "--nocapture",
+            ])
+            .env("CSSC_PANIC_CHILD", "1")
+            .output()
+            .expect("child");
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("a worker fails"));
     }
 }

@@ -36,8 +36,9 @@ pub fn subscriber(
     level: tracing::Level,
     bars: Option<indicatif::MultiProgress>,
 ) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    let journal = stderr_is_journal(std::env::var("JOURNAL_STREAM").ok().as_deref());
     let builder = tracing_subscriber::fmt()
-        .with_writer(Stderr { bars })
+        .with_writer(Stderr { bars, journal })
         .with_ansi(false)
         .with_max_level(level);
     match format {
@@ -56,6 +57,10 @@ pub fn subscriber(
 /// Where the records go: stderr, or above the progress bars.
 struct Stderr {
     bars: Option<indicatif::MultiProgress>,
+    /// stderr is the systemd journal's stream: each line starts with its syslog
+    /// priority (`<4>`), which journald keeps as the record's priority and strips, so
+    /// `journalctl -p warning` shows the warnings.
+    journal: bool,
 }
 
 impl<'a> MakeWriter<'a> for Stderr {
@@ -66,6 +71,38 @@ impl<'a> MakeWriter<'a> for Stderr {
             text: Vec::new(),
         }
     }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Line {
+        let mut line = self.make_writer();
+        if self.journal {
+            line.text
+                .extend_from_slice(priority(*meta.level()).as_bytes());
+        }
+        line
+    }
+}
+
+/// The syslog priority prefix of a record at `level` (sd-daemon(3)).
+fn priority(level: tracing::Level) -> &'static str {
+    match level {
+        tracing::Level::ERROR => "<3>",
+        tracing::Level::WARN => "<4>",
+        tracing::Level::INFO => "<6>",
+        _ => "<7>",
+    }
+}
+
+/// Whether stderr is the stream systemd named in `JOURNAL_STREAM` (`DEVICE:INODE`): a
+/// child's stderr redirected elsewhere keeps the variable but not the stream.
+fn stderr_is_journal(journal_stream: Option<&str>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some((dev, ino)) = journal_stream.and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let Ok(stderr) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(stderr.dev()) && ino.parse() == Ok(stderr.ino())
 }
 
 /// One record, written out whole when the formatter is done with it (so lines from
@@ -100,6 +137,23 @@ impl Drop for Line {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn journal_stream_is_recognised_by_stderr_s_identity_only() {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::fs::metadata("/proc/self/fd/2").expect("stderr");
+        let ours = format!("{}:{}", me.dev(), me.ino());
+        assert!(super::stderr_is_journal(Some(&ours)));
+        assert!(!super::stderr_is_journal(Some(&format!(
+            "{}:{}",
+            me.dev(),
+            me.ino() + 1
+        ))));
+        assert!(!super::stderr_is_journal(Some("garbage")));
+        assert!(!super::stderr_is_journal(None));
+        assert_eq!(super::priority(tracing::Level::WARN), "<4>");
+        assert_eq!(super::priority(tracing::Level::ERROR), "<3>");
+    }
+
     #[test]
     fn timestamps_are_rfc3339_utc() {
         let t = super::timestamp();

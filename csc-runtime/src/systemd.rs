@@ -16,6 +16,26 @@ pub(crate) fn notify(state: &str) {
     }
 }
 
+/// How often the executor's loop says WATCHDOG=1: half of `WATCHDOG_USEC`, when the
+/// manager set a watchdog for this process (`WatchdogSec=`; `WATCHDOG_PID`, if set,
+/// is ours). A loop that stops going round stops saying it, and systemd restarts the
+/// run, which takes over.
+pub(crate) fn watchdog_every() -> Option<std::time::Duration> {
+    watchdog_from(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    )
+}
+
+fn watchdog_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<std::time::Duration> {
+    let usec: u64 = usec?.parse().ok().filter(|u| *u > 0)?;
+    if pid.is_some_and(|p| p.parse() != Ok(me)) {
+        return None;
+    }
+    Some(std::time::Duration::from_micros(usec / 2))
+}
+
 fn send(socket: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let datagram = UnixDatagram::unbound()?;
@@ -35,6 +55,23 @@ fn send(socket: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watchdog_is_ours_only_when_the_manager_says_so() {
+        use std::time::Duration;
+        assert_eq!(
+            watchdog_from(Some("4000000"), None, 7),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            watchdog_from(Some("4000000"), Some("7"), 7),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(watchdog_from(Some("4000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_from(Some("0"), None, 7), None);
+        assert_eq!(watchdog_from(Some("soon"), None, 7), None);
+        assert_eq!(watchdog_from(None, None, 7), None);
+    }
 
     #[test]
     fn states_reach_a_path_socket_and_an_abstract_one() {

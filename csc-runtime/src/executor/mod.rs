@@ -218,6 +218,8 @@ pub fn run_with<S: Solution, D: Driver>(
         .map(|every| Instant::now() + bar_or_line(every));
     let mut next_metrics = Instant::now();
     let mut next_audit = Instant::now() + AUDIT_EVERY;
+    let watchdog = crate::systemd::watchdog_every();
+    let mut next_ping = Instant::now();
     let mut next_verify = ex
         .plan
         .timing
@@ -269,6 +271,10 @@ pub fn run_with<S: Solution, D: Driver>(
                 ex.verify_on_schedule();
                 next_verify = Some(now + every);
             }
+        }
+        if let Some(every) = watchdog.filter(|_| next_ping <= now) {
+            crate::systemd::notify("WATCHDOG=1");
+            next_ping = now + every;
         }
         if next_audit <= now {
             let reports = ex.driver.audit();
