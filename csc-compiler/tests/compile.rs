@@ -351,3 +351,41 @@ fn every_command_in_the_readme_runs_with_its_documented_exit_code() {
         }
     }
 }
+
+/// README's layout names every source file of both crates' top level and of the
+/// drivers (by file name; a directory by `name/`), so a new module is a new line there.
+#[test]
+fn the_readme_layout_names_every_module() {
+    let readme = std::fs::read_to_string(repo("README.md")).expect("README.md");
+    let start = readme.find("## Layout").expect("a Layout section");
+    let layout = &readme[start..];
+    let mut missing = Vec::new();
+    for dir in [
+        "csc-runtime/src",
+        "csc-compiler/src",
+        "csc-runtime/src/drivers/qemu",
+        "csc-runtime/src/drivers/btrfs",
+        "csc-runtime/src/executor",
+    ] {
+        for entry in std::fs::read_dir(repo(dir)).expect("source dir") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            let named = if path.is_dir() {
+                format!("{name}/")
+            } else {
+                name.clone()
+            };
+            if !layout.contains(&named) && !(dir.ends_with("executor") && name == "mod.rs") {
+                missing.push(format!("{dir}/{named}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README's layout does not name {missing:?}"
+    );
+}

@@ -441,6 +441,7 @@ pub(crate) fn render(f: &Figures) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use std::io::Read;
 
     #[test]
@@ -499,9 +500,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_family_renders_its_samples_with_escaped_labels() {
-        let figures = Figures {
+    /// Figures with something in every family.
+    fn full_figures() -> Figures {
+        Figures {
             build: Build {
                 session: "cppc".into(),
                 hash: "00ff".into(),
@@ -540,8 +541,114 @@ mod tests {
                 (("notify", true), (2, 0.25)),
                 (("run", false), (1, 1.0)),
             ]),
+        }
+    }
+
+    /// The `cssc_…` words of `text`.
+    fn metric_words(text: &str) -> BTreeSet<String> {
+        text.match_indices("cssc_")
+            .filter(|(at, _)| {
+                !text[..*at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+            .map(|(at, _)| {
+                text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// What docs and the Grafana dashboard (contrib/grafana-dashboard.json) name is
+    /// what the page has: each `cssc_…` word a family (or the label `cssc_version`),
+    /// every family documented in docs/runtime.md, and every label a dashboard
+    /// expression matches or groups by one the page has.
+    #[test]
+    fn docs_and_the_dashboard_name_only_metrics_the_page_has() {
+        let page = render(&full_figures());
+        let families: BTreeSet<String> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect();
+        let labels: BTreeSet<String> = page
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('{').and_then(|(_, r)| r.split_once('}')))
+            .flat_map(|(inner, _)| {
+                inner
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         };
-        let page = render(&figures);
+        let mut files = vec![
+            root.join("README.md"),
+            root.join("contrib/grafana-dashboard.json"),
+        ];
+        for entry in std::fs::read_dir(root.join("docs")).expect("docs") {
+            files.push(entry.expect("entry").path());
+        }
+        for file in &files {
+            for word in metric_words(&read(file)) {
+                assert!(
+                    families.contains(&word) || labels.contains(&word),
+                    "{} names {word}, which the metrics page does not have",
+                    file.display()
+                );
+            }
+        }
+        let documented = metric_words(&read(&root.join("docs/runtime.md")));
+        for family in &families {
+            assert!(
+                documented.contains(family),
+                "{family} is not in docs/runtime.md"
+            );
+        }
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&read(&root.join("contrib/grafana-dashboard.json")))
+                .expect("JSON");
+        let exprs: Vec<String> = dashboard["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+            .map(|t| t["expr"].as_str().expect("expr").to_string())
+            .collect();
+        assert!(exprs.len() >= 15, "{exprs:?}");
+        for expr in &exprs {
+            assert!(!metric_words(expr).is_empty(), "{expr} names no metric");
+            // Labels in matchers `{a="…", b=~"…"}` and in `by (a, b)`.
+            let mut used = Vec::new();
+            for (_, rest) in expr.match_indices('{').map(|(i, _)| ((), &expr[i + 1..])) {
+                let inner = rest.split('}').next().unwrap_or_default();
+                used.extend(
+                    inner
+                        .split(',')
+                        .filter_map(|m| m.split(['=', '!']).next())
+                        .map(str::trim),
+                );
+            }
+            for (i, _) in expr.match_indices("by (") {
+                let inner = expr[i + 4..].split(')').next().unwrap_or_default();
+                used.extend(inner.split(',').map(str::trim));
+            }
+            for label in used.into_iter().filter(|l| !l.is_empty()) {
+                assert!(
+                    labels.contains(label),
+                    "{expr}: label {label} is on no metric"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_family_renders_its_samples_with_escaped_labels() {
+        let page = render(&full_figures());
         for line in [
             "cssc_up{session=\"cppc\"} 1",
             "cssc_build_info{session=\"cppc\",hash=\"00ff\",cssc_version=\"0.1.0\"} 1",
