@@ -18,21 +18,52 @@ pub(crate) struct Summary {
     pub running: bool,
     pub runs: usize,
     /// The last run's process and start.
-    pub last_run: Option<(u32, String)>,
+    pub last_run: Option<LastRun>,
     /// The last run ended without stopping (killed, crashed, host down).
     pub ended_without_stopping: bool,
     /// Each sequence's state in the last run (and the killed runs it took over from).
     pub states: BTreeMap<u32, String>,
-    /// The last group events: (time, sequence, event, from, to).
-    pub events: Vec<(String, u32, String, String, String)>,
-    /// Commands the last run issued that did not return: (sequence, command).
-    pub unfinished_commands: Vec<(u32, String)>,
-    /// Actions the last run started that did not end: (id, action).
-    pub unfinished_actions: Vec<(String, String)>,
+    /// The last group events, oldest first.
+    pub events: Vec<Transition>,
+    /// Commands the last run issued that did not return.
+    pub unfinished_commands: Vec<Unfinished>,
+    /// Actions the last run started that did not end.
+    pub unfinished_actions: Vec<UnfinishedAction>,
     /// Bytes of a torn record at the journal's end.
     pub torn_bytes: u64,
     /// What the running session says of its storage now (`None`: no run answered).
     pub live: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct LastRun {
+    pub pid: u32,
+    /// When it started (RFC 3339).
+    pub started: String,
+}
+
+/// A group event and the transition it caused.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct Transition {
+    pub time: String,
+    pub sequence: u32,
+    pub event: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// A command issued to a sequence's storage that did not return.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct Unfinished {
+    pub sequence: u32,
+    pub command: String,
+}
+
+/// An action (notify, run) started and not seen to end, under its journal id.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct UnfinishedAction {
+    pub id: String,
+    pub action: String,
 }
 
 /// What the records of a journal say (`sequences`: the document's, all idle at first).
@@ -44,8 +75,8 @@ pub(crate) fn summarize(
 ) -> Summary {
     let this_run = journal::going_on(records);
     let mut states: BTreeMap<u32, String> = sequences.iter().map(|s| (*s, "Idle".into())).collect();
-    let mut commands: Vec<(u32, String)> = Vec::new();
-    let mut actions: Vec<(String, String)> = Vec::new();
+    let mut commands: Vec<Unfinished> = Vec::new();
+    let mut actions: Vec<UnfinishedAction> = Vec::new();
     for record in this_run {
         match record {
             Record::Transition { sequence, to, .. } => {
@@ -54,7 +85,10 @@ pub(crate) fn summarize(
             // A run taking over issues again what a killed run left unfinished: one
             // command, finished by the one `Done` (as the core restores it).
             Record::Issue { sequence, command } => {
-                let issued = (*sequence, command.clone());
+                let issued = Unfinished {
+                    sequence: *sequence,
+                    command: command.clone(),
+                };
                 if !commands.contains(&issued) {
                     commands.push(issued);
                 }
@@ -64,17 +98,20 @@ pub(crate) fn summarize(
             } => {
                 if let Some(i) = commands
                     .iter()
-                    .position(|c| c.0 == *sequence && c.1 == *command)
+                    .position(|c| c.sequence == *sequence && c.command == *command)
                 {
                     commands.remove(i);
                 }
             }
-            Record::ActionStart { id, action, .. } => actions.push((id.clone(), action.clone())),
-            Record::ActionEnd { id, .. } => actions.retain(|a| a.0 != *id),
+            Record::ActionStart { id, action, .. } => actions.push(UnfinishedAction {
+                id: id.clone(),
+                action: action.clone(),
+            }),
+            Record::ActionEnd { id, .. } => actions.retain(|a| a.id != *id),
             Record::Run { .. } | Record::Stopped { .. } => {}
         }
     }
-    let mut events: Vec<(String, u32, String, String, String)> = records
+    let mut events: Vec<Transition> = records
         .iter()
         .filter_map(|r| match r {
             Record::Transition {
@@ -83,13 +120,13 @@ pub(crate) fn summarize(
                 from,
                 to,
                 time,
-            } => Some((
-                time.clone(),
-                *sequence,
-                event.clone(),
-                from.clone(),
-                to.clone(),
-            )),
+            } => Some(Transition {
+                time: time.clone(),
+                sequence: *sequence,
+                event: event.clone(),
+                from: from.clone(),
+                to: to.clone(),
+            }),
             _ => None,
         })
         .collect();
@@ -101,7 +138,10 @@ pub(crate) fn summarize(
             .filter(|r| matches!(r, Record::Run { .. }))
             .count(),
         last_run: records.iter().rev().find_map(|r| match r {
-            Record::Run { pid, time, .. } => Some((*pid, time.clone())),
+            Record::Run { pid, time, .. } => Some(LastRun {
+                pid: *pid,
+                started: time.clone(),
+            }),
             _ => None,
         }),
         ended_without_stopping: !running && killed(records),
@@ -152,11 +192,15 @@ fn table(name: &str, s: &Summary) -> String {
     let mut out = String::new();
     let run = match (&s.last_run, s.running, s.ended_without_stopping) {
         (None, _, _) => "never ran".to_string(),
-        (Some((pid, time)), true, _) => format!("running (pid {pid}, since {time})"),
-        (Some((pid, time)), false, true) => {
-            format!("not running: the run of pid {pid} (started {time}) ended without stopping (killed?)")
+        (Some(LastRun { pid, started }), true, _) => {
+            format!("running (pid {pid}, since {started})")
         }
-        (Some((pid, _)), false, false) => format!("not running: the run of pid {pid} stopped"),
+        (Some(LastRun { pid, started }), false, true) => {
+            format!("not running: the run of pid {pid} (started {started}) ended without stopping (killed?)")
+        }
+        (Some(LastRun { pid, .. }), false, false) => {
+            format!("not running: the run of pid {pid} stopped")
+        }
     };
     let _ = writeln!(
         out,
@@ -169,20 +213,26 @@ fn table(name: &str, s: &Summary) -> String {
     }
     if !s.events.is_empty() {
         let _ = writeln!(out, "\nLAST EVENTS");
-        for (time, sequence, event, from, to) in &s.events {
-            let _ = writeln!(out, "{time}  sequence {sequence} {event}: {from} -> {to}");
+        for e in &s.events {
+            let _ = writeln!(
+                out,
+                "{}  sequence {} {}: {} -> {}",
+                e.time, e.sequence, e.event, e.from, e.to
+            );
         }
     }
-    for (sequence, command) in &s.unfinished_commands {
+    for c in &s.unfinished_commands {
         let _ = writeln!(
             out,
-            "unfinished: {command} sequence {sequence} (issued, never returned)"
+            "unfinished: {} sequence {} (issued, never returned)",
+            c.command, c.sequence
         );
     }
-    for (id, action) in &s.unfinished_actions {
+    for a in &s.unfinished_actions {
         let _ = writeln!(
             out,
-            "unfinished: action {id} ({action}) started, not seen to end"
+            "unfinished: action {} ({}) started, not seen to end",
+            a.id, a.action
         );
     }
     if s.torn_bytes > 0 {
@@ -273,15 +323,36 @@ mod tests {
         let s = summarize(&records, None, false, &[1, 2]);
         assert!(s.ended_without_stopping && killed(&records));
         assert_eq!(s.runs, 2);
-        assert_eq!(s.last_run, Some((2, "t2".into())));
+        assert_eq!(
+            s.last_run,
+            Some(LastRun {
+                pid: 2,
+                started: "t2".into()
+            })
+        );
         assert_eq!(s.states[&1], "Failed");
         assert_eq!(s.states[&2], "Idle");
-        assert_eq!(s.unfinished_commands, [(2, "start".to_string())]);
+        assert_eq!(
+            s.unfinished_commands,
+            [Unfinished {
+                sequence: 2,
+                command: "start".into()
+            }]
+        );
         assert_eq!(
             s.unfinished_actions,
-            [("2.2".to_string(), "run /x".to_string())]
+            [UnfinishedAction {
+                id: "2.2".into(),
+                action: "run /x".into()
+            }]
         );
         assert_eq!(s.events.len(), 2);
+        // JSON names its fields (no positional arrays).
+        let json = serde_json::to_value(&s).expect("JSON");
+        assert_eq!(json["last_run"]["pid"], 2);
+        assert_eq!(json["events"][1]["to"], "Failed");
+        assert_eq!(json["unfinished_commands"][0]["command"], "start");
+        assert_eq!(json["unfinished_actions"][0]["id"], "2.2");
         let stopped = &records[..3];
         assert!(!killed(stopped));
         assert!(!summarize(stopped, None, false, &[1]).ended_without_stopping);
