@@ -348,6 +348,30 @@ fn every_command_in_the_readme_runs_with_its_documented_exit_code() {
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr)
             );
+            // The commands with `--json` say the same as one JSON object on stdout.
+            let json_too = [
+                "suspend",
+                "resume",
+                "recover",
+                "reverse",
+                "verify",
+                "check-config",
+                "cleanup",
+            ];
+            if program == "BIN" && json_too.contains(&args[0]) {
+                let mut with_json = args.clone();
+                with_json.push("--json");
+                let out = bin_at(&with_json);
+                assert_eq!(out.status.code(), Some(expected), "{with_json:?}");
+                let object: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                        panic!(
+                            "{with_json:?}: not JSON ({e}): {}",
+                            String::from_utf8_lossy(&out.stdout)
+                        )
+                    });
+                assert_eq!(object["exit"], expected, "{with_json:?}: {object}");
+            }
         }
     }
 }

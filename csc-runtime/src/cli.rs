@@ -110,6 +110,9 @@ enum Cmd {
         /// The run-time file.
         #[arg(long, value_name = "FILE")]
         config: std::path::PathBuf,
+        /// One JSON object on stdout: config, ok, storages reached, pairs, error, exit.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove what a killed run of this session left in its storages (jobs, NBD
     /// nodes, holds, exports, bitmaps, throttle groups named for this session). The
@@ -118,6 +121,10 @@ enum Cmd {
         /// The run-time file the killed run used.
         #[arg(long, value_name = "FILE")]
         config: Option<std::path::PathBuf>,
+        /// One JSON object on stdout: each storage with what was removed or its
+        /// error, and the exit code.
+        #[arg(long)]
+        json: bool,
     },
     /// The solution end to end on storage made for the occasion: one
     /// qemu-storage-daemon per site, data, writes, a site failure, every copy verified.
@@ -149,6 +156,10 @@ struct OnRun {
     /// The state directory of `run` (same default).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<std::path::PathBuf>,
+    /// One JSON object on stdout: command, sequence, outcome (done, refused,
+    /// differs, unanswered), message, exit.
+    #[arg(long)]
+    json: bool,
 }
 
 /// How a long-running command logs.
@@ -243,8 +254,8 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
             let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
             return crate::status::print::<S>(&dir, json);
         }
-        Cmd::Cleanup { config } => return cleanup::<S>(config),
-        Cmd::CheckConfig { config } => return check_config::<S>(config),
+        Cmd::Cleanup { config, json } => return cleanup::<S>(config, json),
+        Cmd::CheckConfig { config, json } => return check_config::<S>(config, json),
         Cmd::Suspend(on) => return operator::<S>(Operation::Suspend, on),
         Cmd::Resume(on) => return operator::<S>(Operation::Resume, on),
         Cmd::Recover { on, freeze } => return operator::<S>(Operation::Recover { freeze }, on),
@@ -491,29 +502,33 @@ fn serve_metrics(
 fn operator<S: Solution>(operation: Operation, on: OnRun) -> ExitCode {
     use crate::control::Outcome;
     let dir = on.state_dir.unwrap_or_else(default_state_dir::<S>);
-    match crate::control::send(&dir, crate::control::Ask::Operate(operation, on.sequence)) {
-        Ok(answer) if answer.outcome == Outcome::Refused => {
-            eprintln!(
-                "{}: {operation} refused: {}",
-                S::SESSION.name,
-                answer.message
-            );
-            ExitCode::from(1)
-        }
-        Ok(answer) => {
-            println!("{}", answer.message);
-            // `verify`: differences remain.
-            ExitCode::from(if answer.outcome == Outcome::Differs {
-                4
-            } else {
-                0
-            })
-        }
-        Err(e) => {
-            eprintln!("{}: {e}", S::SESSION.name);
-            ExitCode::from(2)
-        }
+    let (outcome, message, code) =
+        match crate::control::send(&dir, crate::control::Ask::Operate(operation, on.sequence)) {
+            Ok(answer) => match answer.outcome {
+                Outcome::Refused => ("refused", answer.message, 1),
+                // `verify`: differences remain.
+                Outcome::Differs => ("differs", answer.message, 4),
+                Outcome::Done => ("done", answer.message, 0),
+            },
+            Err(e) => ("unanswered", e.to_string(), 2),
+        };
+    if on.json {
+        let object = serde_json::json!({
+            "command": operation.to_string(),
+            "sequence": on.sequence,
+            "outcome": outcome,
+            "message": message,
+            "exit": code,
+        });
+        println!("{object}");
+    } else if code == 0 || code == 4 {
+        println!("{message}");
+    } else if code == 1 {
+        eprintln!("{}: {operation} refused: {message}", S::SESSION.name);
+    } else {
+        eprintln!("{}: {message}", S::SESSION.name);
     }
+    ExitCode::from(code)
 }
 
 /// The document's plan with the run-time file applied; exit 2 when the file is bad.
@@ -533,21 +548,36 @@ fn plan<S: Solution>(config: Option<std::path::PathBuf>) -> Result<Plan, ExitCod
 
 /// `check-config`: exit 0 when the file is good and every storage and volume is as
 /// `run` needs, 2 for a bad run-time file, 3 when a storage or volume is not.
-fn check_config<S: Solution>(config: std::path::PathBuf) -> ExitCode {
+fn check_config<S: Solution>(config: std::path::PathBuf, json: bool) -> ExitCode {
     use crate::drivers::Driver;
     let name = S::SESSION.name;
     let shown = config.display().to_string();
+    let report =
+        |ok: bool, storages: Vec<String>, pairs: usize, error: Option<String>, code: u8| {
+            let object = serde_json::json!({
+                "config": shown, "ok": ok, "storages_reached": storages,
+                "pairs": pairs, "error": error, "exit": code,
+            });
+            println!("{object}");
+            ExitCode::from(code)
+        };
     let plan = match plan::<S>(Some(config)) {
         Ok(plan) => plan,
+        Err(_) if json => {
+            let error = "the run-time file does not load (the diagnostic is on stderr)";
+            return report(false, Vec::new(), 0, Some(error.into()), 2);
+        }
         Err(code) => return code,
     };
-    println!(
-        "{shown}: {} storage(s), {} copy set(s), {} contact(s); daily schedules in {}",
-        plan.storages.len(),
-        plan.copysets.len(),
-        plan.contacts.len(),
-        plan.time_zone.iana_name().unwrap_or("the host's zone")
-    );
+    if !json {
+        println!(
+            "{shown}: {} storage(s), {} copy set(s), {} contact(s); daily schedules in {}",
+            plan.storages.len(),
+            plan.copysets.len(),
+            plan.contacts.len(),
+            plan.time_zone.iana_name().unwrap_or("the host's zone")
+        );
+    }
     let pairs: Vec<_> = plan
         .sequences
         .iter()
@@ -557,6 +587,14 @@ fn check_config<S: Solution>(config: std::path::PathBuf) -> ExitCode {
     let checked = crate::drivers::Storages::connect(&plan, tx, false)
         .and_then(|mut driver| driver.preflight(&pairs));
     match checked {
+        Ok(()) if json => {
+            let reached = plan
+                .storages_used()
+                .into_iter()
+                .map(|id| id.to_string())
+                .collect();
+            report(true, reached, pairs.len(), None, 0)
+        }
         Ok(()) => {
             for id in plan.storages_used() {
                 println!("storage {id}: reached");
@@ -564,6 +602,13 @@ fn check_config<S: Solution>(config: std::path::PathBuf) -> ExitCode {
             println!("{} pair(s): every volume exists and every target can hold its source; nothing was changed", pairs.len());
             ExitCode::SUCCESS
         }
+        Err(e) if json => report(
+            false,
+            Vec::new(),
+            pairs.len(),
+            Some(format!("{e}; nothing was changed")),
+            3,
+        ),
         Err(e) => {
             eprintln!("{name}: {shown}: {e}; nothing was changed");
             ExitCode::from(3)
@@ -573,7 +618,7 @@ fn check_config<S: Solution>(config: std::path::PathBuf) -> ExitCode {
 
 /// `cleanup`: exit 0 when every storage was reached and cleaned, 3 when one could not
 /// be (the others are cleaned), 2 for a bad run-time file.
-fn cleanup<S: Solution>(config: Option<std::path::PathBuf>) -> ExitCode {
+fn cleanup<S: Solution>(config: Option<std::path::PathBuf>, json: bool) -> ExitCode {
     let name = S::SESSION.name;
     let plan = match plan::<S>(config) {
         Ok(plan) => plan,
@@ -582,6 +627,26 @@ fn cleanup<S: Solution>(config: Option<std::path::PathBuf>) -> ExitCode {
     let mut ok = true;
     let mut cleaned = crate::drivers::qemu::cleanup::cleanup(&plan);
     cleaned.extend(crate::drivers::btrfs::cleanup::cleanup(&plan));
+    if json {
+        let storages: Vec<serde_json::Value> = cleaned
+            .iter()
+            .map(|(storage, result)| match result {
+                Ok(removed) => {
+                    serde_json::json!({"storage": storage, "removed": removed, "error": null})
+                }
+                Err(e) => {
+                    ok = false;
+                    serde_json::json!({"storage": storage, "removed": [], "error": e.to_string()})
+                }
+            })
+            .collect();
+        let code = if ok { 0 } else { 3 };
+        println!(
+            "{}",
+            serde_json::json!({"storages": storages, "exit": code})
+        );
+        return ExitCode::from(code);
+    }
     for (storage, result) in cleaned {
         match result {
             Ok(removed) if removed.is_empty() => println!("storage {storage}: nothing to remove"),
