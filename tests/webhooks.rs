@@ -1,7 +1,8 @@
 //! Webhooks against a real HTTPS receiver (Python's http.server behind TLS, with
 //! certificates this test makes with openssl): verified against the CA given as the
 //! system's bundle (SSL_CERT_FILE), signed (HMAC-SHA256 checked by the receiver),
-//! retried on 5xx, not on 4xx, refused for a certificate that does not verify.
+//! retried on 5xx, not on 4xx, refused for a certificate that does not verify, and
+//! carried through the proxy `https_proxy` names.
 //! One test in its own binary: the CA bundle is read once per process.
 
 use csc_runtime::actions::{post, Occurrence};
@@ -246,5 +247,72 @@ fn https_webhooks_are_verified_signed_and_retried_on_5xx_only() {
         "{:?}",
         failures.lock().unwrap()
     );
+
+    // Through the proxy `https_proxy` names: a CONNECT tunnel to the receiver, TLS to
+    // the receiver inside it (the proxy sees only the target).
+    let (proxy, tunnels) = connect_proxy();
+    std::env::set_var("https_proxy", format!("http://{proxy}"));
+    let proxied = Receiver::start(&dir, "trusted", "", "proxied");
+    let ok = post(&proxied.url, Some("s3cret"), &what, &quick, failed).expect("delivered");
+    assert!(ok.ends_with(": 200"), "{ok}");
+    assert_eq!(proxied.received().len(), 1);
+    let target = proxied
+        .url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    assert_eq!(*tunnels.lock().unwrap(), vec![target.to_string()]);
+    std::env::remove_var("https_proxy");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An HTTP CONNECT proxy on a loopback port: each tunnel's target is recorded, then
+/// bytes are carried both ways.
+fn connect_proxy() -> (std::net::SocketAddr, std::sync::Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
+    let addr = listener.local_addr().expect("address");
+    let tunnels = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&tunnels);
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let mut reader = BufReader::new(client.try_clone().expect("clone"));
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let target = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).map_or(true, |n| n == 0)
+                    || header.trim().is_empty()
+                {
+                    break;
+                }
+            }
+            seen.lock().unwrap().push(target.clone());
+            let Ok(upstream) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let mut answer = client.try_clone().expect("clone");
+            let _ = answer.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+            let (mut up_read, mut up_write) = (upstream.try_clone().expect("clone"), upstream);
+            let mut down_write = client;
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut reader, &mut up_write);
+                let _ = up_write.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut up_read, &mut down_write);
+                let _ = down_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, tunnels)
 }

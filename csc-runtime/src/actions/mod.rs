@@ -161,29 +161,44 @@ enum Attempt {
 }
 
 fn attempt(url: &str, body: &str, signed: Option<&str>) -> Attempt {
-    let mut request = minreq::post(url)
-        .with_header("Content-Type", "application/json")
-        .with_body(body)
-        .with_timeout(NOTIFY_TIMEOUT.as_secs());
+    use ureq::tls::{RootCerts, TlsConfig};
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(NOTIFY_TIMEOUT))
+        .http_status_as_error(false)
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::PlatformVerifier)
+                .build(),
+        )
+        .build()
+        .into();
+    let mut request = agent.post(url).header("Content-Type", "application/json");
     if let Some(signature) = signed {
-        request = request.with_header("X-Cssc-Signature-256", signature);
+        request = request.header("X-Cssc-Signature-256", signature);
     }
-    match request.send() {
-        // A certificate that does not verify is not going to verify on a retry.
-        Err(e @ minreq::Error::RustlsCreateConnection(_)) => {
-            Attempt::Refused(format!("POST {url}: {e}"))
+    match request.send(body) {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            if (200..300).contains(&status) {
+                Attempt::Delivered(format!("POST {url}: {status}"))
+            } else if status >= 500 {
+                Attempt::Retry(format!("POST {url}: HTTP {status}"))
+            } else {
+                Attempt::Refused(format!("POST {url}: HTTP {status}"))
+            }
         }
-        Err(e) if e.to_string().contains("certificate") => {
+        // What a retry cannot change: a certificate that does not verify (rustls
+        // reports it as invalid data on the connection), a bad URL, TLS set-up.
+        Err(
+            e @ (ureq::Error::Tls(_)
+            | ureq::Error::Rustls(_)
+            | ureq::Error::BadUri(_)
+            | ureq::Error::RequireHttpsOnly(_)),
+        ) => Attempt::Refused(format!("POST {url}: {e}")),
+        Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
             Attempt::Refused(format!("POST {url}: {e}"))
         }
         Err(e) => Attempt::Retry(format!("POST {url}: {e}")),
-        Ok(r) if (200..300).contains(&r.status_code) => {
-            Attempt::Delivered(format!("POST {url}: {}", r.status_code))
-        }
-        Ok(r) if r.status_code >= 500 => {
-            Attempt::Retry(format!("POST {url}: HTTP {}", r.status_code))
-        }
-        Ok(r) => Attempt::Refused(format!("POST {url}: HTTP {}", r.status_code)),
     }
 }
 
