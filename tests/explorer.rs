@@ -833,3 +833,19 @@ fn seed_29_a_write_while_the_target_hangs_and_no_session_runs_is_freed_by_the_ne
     ])
     .expect("every invariant holds");
 }
+
+#[test]
+fn seed_43_runs_started_while_the_target_hangs() {
+    // Found by the bench: a run killed while the target hung left its connection in
+    // the stopped daemon's monitor queue; the next run's connect(2) to that full queue
+    // blocked for ever, so it never started (and `status` waited on it for minutes).
+    replay(&[
+        Step::Suspend,
+        Step::KillSession,
+        Step::HangTarget,
+        Step::StartSession,
+        Step::KillSession,
+        Step::StartSession,
+    ])
+    .expect("every invariant holds");
+}

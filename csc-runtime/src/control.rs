@@ -61,6 +61,9 @@ impl fmt::Display for Operation {
     }
 }
 
+/// How long `status` waits for the running session's view of its storage.
+pub(crate) const STATUS_WITHIN: Duration = Duration::from_secs(5);
+
 /// How long an operator command may wait for its answer (a resume waits for the
 /// pairs to be in duplex again, copy time included).
 pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(600);
@@ -228,7 +231,13 @@ pub(crate) fn send(dir: &Path, ask: Ask) -> Result<Answer, String> {
         Ask::Operate(operation, sequence) => format!("{operation} {sequence}"),
     };
     writeln!(stream, "{line}").map_err(|e| e.to_string())?;
-    let _ = stream.set_read_timeout(Some(ANSWER_WITHIN + Duration::from_secs(5)));
+    // `status` answers from the run's memory: a run whose loop does not answer in
+    // seconds (stuck on a storage) is said to be so, not waited for.
+    let within = match ask {
+        Ask::Status => STATUS_WITHIN,
+        Ask::Operate(..) => ANSWER_WITHIN + Duration::from_secs(5),
+    };
+    let _ = stream.set_read_timeout(Some(within));
     let mut line = String::new();
     BufReader::new(&stream)
         .read_line(&mut line)

@@ -114,7 +114,7 @@ impl Qmp {
         notices: Sender<(T, Notice)>,
     ) -> Result<Qmp, QmpError> {
         let stream: Box<dyn Stream> = match endpoint {
-            Address::Unix(path) => Box::new(UnixStream::connect(path)?),
+            Address::Unix(path) => Box::new(connect_unix(path, CONNECT_TIMEOUT)?),
             Address::Local(_) | Address::Ssh { .. } => {
                 return Err(QmpError::Protocol(format!(
                     "{endpoint} is a pool, not a QMP monitor"
@@ -331,6 +331,68 @@ impl Inner {
     }
 }
 
+/// Connects to a unix socket, giving up after `within`. connect(2) to a listener whose
+/// queue is full blocks for ever, and a stopped daemon's monitor queue fills with one
+/// client (a killed run's, never accepted): a run started then would never start. So
+/// the socket connects non-blocking, and EAGAIN (queue full) is tried again until the
+/// deadline.
+fn connect_unix(path: &str, within: Duration) -> std::io::Result<UnixStream> {
+    use std::os::fd::FromRawFd;
+    let bytes = path.as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid empty address.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{path}: not a socket path (too long, or a NUL byte)"),
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (to, from) in addr.sun_path.iter_mut().zip(bytes) {
+        *to = *from as libc::c_char;
+    }
+    let length = (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    let deadline = Instant::now() + within;
+    loop {
+        // SAFETY: a new socket; its descriptor is owned by the stream at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a socket this function just opened and nothing else owns.
+        let stream = unsafe { UnixStream::from_raw_fd(fd) };
+        // SAFETY: `addr` is a valid sockaddr_un of `length` bytes.
+        let connected = unsafe {
+            libc::connect(
+                fd,
+                std::ptr::addr_of!(addr).cast::<libc::sockaddr>(),
+                length,
+            )
+        };
+        if connected == 0 {
+            stream.set_nonblocking(false)?;
+            return Ok(stream);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EAGAIN) {
+            return Err(error);
+        }
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{path} accepts no connection (its queue is full: the daemon is stopped or stuck)"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Reads the next line that is not an event into `line`: a monitor whose previous
 /// client just left may first flush events meant for that client, before its greeting
 /// or a reply to the new one.
@@ -408,4 +470,44 @@ fn read_loop<T: Clone>(
         let _ = waiting.send(Err(QmpError::Protocol("connection closed".into())));
     }
     let _ = notices.send((tag, Notice::Disconnected));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener that accepts nobody (a stopped daemon): once its queue is full, a
+    /// connection gives up at its deadline instead of blocking for ever.
+    #[test]
+    fn a_unix_connect_to_a_full_queue_gives_up_in_time() {
+        let dir = std::env::temp_dir().join(format!("cssc-connect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("stopped.sock");
+        let _ = std::fs::remove_file(&path);
+        let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let path = path.to_str().expect("utf-8").to_string();
+        let mut queued = Vec::new();
+        let refused = loop {
+            let started = Instant::now();
+            match connect_unix(&path, Duration::from_millis(100)) {
+                Ok(stream) => queued.push(stream),
+                Err(e) => break (e, started.elapsed()),
+            }
+            assert!(queued.len() < 10_000, "the queue never filled");
+        };
+        assert_eq!(
+            refused.0.kind(),
+            std::io::ErrorKind::TimedOut,
+            "{}",
+            refused.0
+        );
+        assert!(refused.1 < Duration::from_secs(2), "{:?}", refused.1);
+        assert!(!queued.is_empty());
+        assert!(connect_unix(
+            dir.join("none.sock").to_str().unwrap(),
+            Duration::from_millis(100)
+        )
+        .is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
