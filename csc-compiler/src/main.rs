@@ -180,7 +180,8 @@ fn run(cli: &Cli) -> Result<u8, String> {
                 file,
                 "cssc compile DOC -o BIN (a copy in cssc's cache)",
             );
-            match build::compile(&session_name, &code, output) {
+            let progress = std::io::stderr().is_terminal();
+            match build::compile(&session_name, &code, output, progress) {
                 Ok(()) => Ok(0),
                 Err(e @ BuildError::Io { .. }) => Err(e.to_string()),
                 Err(BuildError::Cargo { summary, log }) => {

@@ -413,3 +413,36 @@ fn the_readme_layout_names_every_module() {
         "README's layout does not name {missing:?}"
     );
 }
+
+/// On a terminal (`script` from util-linux gives cssc one), `compile` shows cargo's
+/// status and progress as it builds; piped, it stays quiet.
+#[test]
+fn compile_shows_cargo_progress_on_a_terminal_only() {
+    let doc = repo("solutions/mirror-freeze-switch.xml");
+    let cssc_path = scratch().join("cssc");
+    let line = format!(
+        "{} compile {doc} -o switch-on-a-terminal",
+        cssc_path.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(scratch())
+        .env(
+            "CSSC_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cssc-cache"),
+        )
+        .output()
+        .expect("script (Debian: bsdutils)");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("Finished"),
+        "cargo's status on the terminal: {shown}"
+    );
+    let piped = cssc(&["compile", &doc, "-o", "switch-piped"]);
+    assert_eq!(piped.status.code(), Some(0));
+    assert!(
+        !String::from_utf8_lossy(&piped.stderr).contains("Finished"),
+        "quiet when piped"
+    );
+}

@@ -10,8 +10,9 @@
 //! target/                 cargo's target directory, shared
 //! ```
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/runtime_source.rs"));
@@ -31,6 +32,24 @@ pub enum BuildError {
     /// cargo ran and failed (exit 4): the summary and where the full log is.
     #[error("the generated crate did not build:\n{summary}\nfull log: {}", log.display())]
     Cargo { summary: String, log: PathBuf },
+}
+
+/// Reads cargo's stderr to its end into `kept`, and shows it as it comes when `shown`.
+fn relay(stderr: &mut impl Read, kept: &mut Vec<u8>, shown: bool) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stderr.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                kept.extend_from_slice(&chunk[..n]);
+                if shown {
+                    let mut out = std::io::stderr().lock();
+                    let _ = out.write_all(&chunk[..n]);
+                    let _ = out.flush();
+                }
+            }
+        }
+    }
 }
 
 /// Where compiles cache the runtime, generated crates and cargo's target directory.
@@ -107,8 +126,16 @@ fn runtime_dir(cache: &Path) -> Result<PathBuf, BuildError> {
     Ok(dir)
 }
 
-/// Builds the executable of a generated module and copies it to `output`.
-pub fn compile(session_name: &str, module: &str, output: &Path) -> Result<(), BuildError> {
+/// Builds the executable of a generated module and copies it to `output`. With
+/// `progress` (cssc's stderr is a terminal), cargo's status lines and progress bar are
+/// shown as it builds (a cold build takes a minute); either way its messages are kept
+/// for the log of a failed build.
+pub fn compile(
+    session_name: &str,
+    module: &str,
+    output: &Path,
+    progress: bool,
+) -> Result<(), BuildError> {
     let cache = cache_dir();
     let runtime = runtime_dir(&cache)?;
     let name = crate_name(session_name);
@@ -154,22 +181,36 @@ opt-level = 0
 
     let target = cache.join("target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let result = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--message-format=short",
-            "--manifest-path",
-        ])
+    let mut command = Command::new(&cargo);
+    command
+        .args(["build", "--release", "--message-format=short"])
+        .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if progress {
+        // cargo draws its bar only on a terminal; its stderr is a pipe here, relayed.
+        command
+            .env("CARGO_TERM_PROGRESS_WHEN", "always")
+            .env("CARGO_TERM_PROGRESS_WIDTH", "80");
+    } else {
+        command.arg("--quiet");
+    }
+    let mut child = command
+        .spawn()
         .map_err(|e| io("run cargo", Path::new(&cargo), e))?;
-    if !result.status.success() {
+    let mut said = Vec::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        relay(&mut stderr, &mut said, progress);
+    }
+    let status = child
+        .wait()
+        .map_err(|e| io("wait for cargo", Path::new(&cargo), e))?;
+    if !status.success() {
         let log = dir.join("build.log");
-        let stderr = String::from_utf8_lossy(&result.stderr);
+        let stderr = String::from_utf8_lossy(&said);
         std::fs::write(&log, stderr.as_bytes()).map_err(|e| io("write", &log, e))?;
         let summary = stderr
             .lines()
