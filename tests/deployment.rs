@@ -1,7 +1,8 @@
-//! The systemd unit of docs/deployment.md, as written there: `systemd-analyze verify`
-//! accepts it without a warning (no PID-1 systemd is needed for that), with a solution
-//! binary in place of /usr/local/bin/db-dr, and that binary takes the unit's
-//! command lines. Running it under systemd is not tested here.
+//! The systemd template unit of docs/deployment.md, as written there and in
+//! contrib/cssc@.service: `systemd-analyze verify` accepts its instance `cssc@db-dr`
+//! without a warning (no PID-1 systemd is needed for that), with a solution binary in
+//! place of /usr/lib/cssc/db-dr, and that binary takes the unit's command lines.
+//! Running it under systemd is not tested here.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,7 +18,7 @@ fn documented_unit() -> String {
 
 /// `systemd-analyze verify` of `unit`: (success, what it said).
 fn verify(dir: &Path, unit: &str) -> (bool, String) {
-    let path = dir.join("cssc-db-dr.service");
+    let path = dir.join("cssc@db-dr.service");
     std::fs::write(&path, unit).expect("write unit");
     let out = Command::new("systemd-analyze")
         .arg("verify")
@@ -36,7 +37,14 @@ fn the_documented_systemd_unit_verifies_without_warnings() {
         "{} mirror-freeze-switch",
         env!("CARGO_BIN_EXE_cssc-solutions")
     );
-    let unit = documented_unit().replace("/usr/local/bin/db-dr", &binary);
+    let template = documented_unit();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/cssc@.service"
+    ))
+    .expect("contrib/cssc@.service");
+    assert_eq!(template, shipped, "the documented unit is the shipped one");
+    let unit = template.replace("/usr/lib/cssc/%i", &binary);
     assert!(unit.contains(&binary), "the unit runs the solution binary");
     let dir = std::env::temp_dir().join(format!("cssc-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -54,7 +62,7 @@ fn the_documented_systemd_unit_verifies_without_warnings() {
     }) {
         let words: Vec<String> = line
             .split_whitespace()
-            .map(|w| w.replace("/etc/cssc/db-dr.toml", "/nonexistent/db-dr.toml"))
+            .map(|w| w.replace("/etc/cssc/%i.toml", "/nonexistent/db-dr.toml"))
             .collect();
         let out = Command::new(&words[0])
             .args(&words[1..])
@@ -121,5 +129,38 @@ fn under_the_journal_each_line_carries_its_priority() {
     );
     let said = run(false);
     assert!(said.lines().all(|l| !l.starts_with('<')), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without `--config`, `run` and `cleanup` read /etc/cssc/SESSION.toml when it exists
+/// (`CSSC_CONFIG_DIR` stands in for /etc/cssc here), as the template unit expects.
+#[test]
+fn the_run_time_file_defaults_to_the_session_s_file_in_etc_cssc() {
+    let dir = std::env::temp_dir().join(format!("cssc-etc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("mirror-freeze-switch.toml"),
+        "[storage.siteA]\nendpoint = \"unix:/nonexistent/from-etc-siteA.qmp\"\n\
+         [storage.siteB]\nendpoint = \"unix:/nonexistent/from-etc-siteB.qmp\"\n",
+    )
+    .unwrap();
+    let run = |config_dir: &Path, command: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cssc-solutions"));
+        c.args(["mirror-freeze-switch", command]);
+        if command == "run" {
+            c.arg("--state-dir").arg(dir.join("state"));
+        }
+        c.env("CSSC_CONFIG_DIR", config_dir).output().expect("run")
+    };
+    for command in ["run", "cleanup"] {
+        let out = run(&dir, command);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{command}: {said}");
+        assert!(said.contains("from-etc-siteA.qmp"), "{command}: {said}");
+        // No file there: the document's own storages.
+        let out = run(&dir.join("empty"), command);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!said.contains("from-etc-"), "{command}: {said}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

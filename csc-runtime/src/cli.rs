@@ -36,7 +36,8 @@ enum Cmd {
     /// Run the session against the storage the document (or --config) names, until
     /// SIGINT or SIGTERM; then end its copies and remove what it added.
     Run {
-        /// A run-time file (TOML) that supplies or overrides STORAGE and COPYSET.
+        /// A run-time file (TOML) that supplies or overrides STORAGE and COPYSET
+        /// (default: /etc/cssc/SESSION.toml when it exists).
         #[arg(long, value_name = "FILE")]
         config: Option<std::path::PathBuf>,
         #[command(flatten)]
@@ -118,7 +119,8 @@ enum Cmd {
     /// nodes, holds, exports, bitmaps, throttle groups named for this session). The
     /// volumes are never touched, nor what another session added.
     Cleanup {
-        /// The run-time file the killed run used.
+        /// The run-time file the killed run used (default: /etc/cssc/SESSION.toml
+        /// when it exists).
         #[arg(long, value_name = "FILE")]
         config: Option<std::path::PathBuf>,
         /// One JSON object on stdout: each storage with what was removed or its
@@ -534,7 +536,7 @@ fn operator<S: Solution>(operation: Operation, on: OnRun) -> ExitCode {
 /// The document's plan with the run-time file applied; exit 2 when the file is bad.
 fn plan<S: Solution>(config: Option<std::path::PathBuf>) -> Result<Plan, ExitCode> {
     let mut plan = Plan::from_session(&S::SESSION);
-    if let Some(path) = config {
+    if let Some(path) = config.or_else(default_config::<S>) {
         let applied = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))
             .and_then(|text| plan.apply_run_file(&path.display().to_string(), &text));
@@ -544,6 +546,14 @@ fn plan<S: Solution>(config: Option<std::path::PathBuf>) -> Result<Plan, ExitCod
         }
     }
     Ok(plan)
+}
+
+/// The run-time file by default: `/etc/cssc/SESSION.toml` when it exists (the
+/// directory is `$CSSC_CONFIG_DIR` if set), as the template unit names it.
+fn default_config<S: Solution>() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("CSSC_CONFIG_DIR").unwrap_or_else(|| "/etc/cssc".into());
+    let path = std::path::Path::new(&dir).join(format!("{}.toml", S::SESSION.name));
+    path.exists().then_some(path)
 }
 
 /// `check-config`: exit 0 when the file is good and every storage and volume is as
