@@ -93,6 +93,10 @@ enum Cmd {
         #[command(flatten)]
         diagnostics: Diagnostics,
     },
+    /// Print the shell completion script of cssc (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print cssc's man page (roff) on stdout.
+    Man,
     /// Print a document in canonical form.
     Fmt {
         file: String,
@@ -125,7 +129,7 @@ fn diagnostics_format(cli: &Cli) -> Format {
         | Cmd::Fmt { diagnostics, .. }
         | Cmd::Compile { diagnostics, .. }
         | Cmd::Generate { diagnostics, .. } => diagnostics.format.unwrap_or(cli.format),
-        Cmd::Graph { .. } => cli.format,
+        Cmd::Graph { .. } | Cmd::Completions { .. } | Cmd::Man => cli.format,
     }
 }
 
@@ -217,6 +221,20 @@ fn run(cli: &Cli) -> Result<u8, String> {
             }
             write_if_changed(output, &code)?;
             Ok(0)
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "cssc", &mut out);
+            print_stdout(&String::from_utf8_lossy(&out))
+        }
+        Cmd::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(|e| format!("cannot render the man page: {e}"))?;
+            print_stdout(&String::from_utf8_lossy(&out))
         }
         Cmd::Graph { file, format } => {
             let Some((_, solution)) = load_valid(file, &reporter)? else {

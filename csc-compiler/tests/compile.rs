@@ -258,6 +258,22 @@ fn every_command_in_the_readme_runs_with_its_documented_exit_code() {
                     ),
                 ],
             ),
+            "cssc completions SHELL" => (
+                "cssc",
+                vec![
+                    (vec!["completions", "bash"], 0),
+                    (vec!["completions", "zsh"], 0),
+                ],
+            ),
+            "cssc man" => ("cssc", vec![(vec!["man"], 0)]),
+            "BIN completions SHELL" => (
+                "BIN",
+                vec![
+                    (vec!["completions", "bash"], 0),
+                    (vec!["completions", "fish"], 0),
+                ],
+            ),
+            "BIN man" => ("BIN", vec![(vec!["man"], 0)]),
             "BIN solution" => ("BIN", vec![(vec!["solution"], 0)]),
             "BIN graph --format dot|mermaid" => (
                 "BIN",
@@ -348,6 +364,20 @@ fn every_command_in_the_readme_runs_with_its_documented_exit_code() {
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr)
             );
+            // What completions and man print is for a shell and for man(1).
+            if args[0] == "man" {
+                assert!(
+                    String::from_utf8_lossy(&out.stdout).contains(".TH "),
+                    "{args:?}"
+                );
+            }
+            if args[0] == "completions" {
+                assert!(
+                    out.stdout.len() > 1000,
+                    "{args:?}: {} bytes",
+                    out.stdout.len()
+                );
+            }
             // The commands with `--json` say the same as one JSON object on stdout.
             let json_too = [
                 "suspend",

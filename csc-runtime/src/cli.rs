@@ -141,6 +141,11 @@ enum Cmd {
         #[command(flatten)]
         logging: Logging,
     },
+    /// Print this program's shell completion script (bash, zsh, fish, elvish,
+    /// powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print this program's man page (roff) on stdout.
+    Man,
     /// Dry run: feed events to the state machine and print each transition and the
     /// commands it would issue. Touches no storage.
     Simulate {
@@ -210,16 +215,20 @@ pub fn main<S: Solution>() -> ExitCode {
     main_from::<S>(std::env::args_os())
 }
 
-pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let command = Cli::command()
+/// The program's command line, named after its session.
+fn command<S: Solution>() -> clap::Command {
+    Cli::command()
         .name(S::SESSION.name)
         .version(version::<S>())
         .about(
             S::SESSION
                 .description
                 .unwrap_or("A compiled copy-services solution"),
-        );
-    let cli = match command
+        )
+}
+
+pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match command::<S>()
         .try_get_matches_from(args)
         .and_then(|m| Cli::from_arg_matches(&m))
     {
@@ -283,6 +292,20 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
                     ExitCode::FAILURE
                 }
             };
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut command::<S>(),
+                S::SESSION.name,
+                &mut std::io::stdout(),
+            );
+        }
+        Cmd::Man => {
+            if let Err(e) = clap_mangen::Man::new(command::<S>()).render(&mut std::io::stdout()) {
+                eprintln!("{}: cannot write the man page: {e}", S::SESSION.name);
+                return ExitCode::from(2);
+            }
         }
         Cmd::Simulate { events } => match simulate::<S>(&events) {
             Ok(text) => print!("{text}"),
