@@ -65,9 +65,16 @@ enum Cmd {
         /// The executable to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Build offline from DIR, the crates `cssc vendor DIR` copied (a build host
+        /// without network).
+        #[arg(long, value_name = "DIR")]
+        vendored: Option<PathBuf>,
         #[command(flatten)]
         diagnostics: Diagnostics,
     },
+    /// Copy every crate a compiled solution needs into DIR (`cargo vendor`), for
+    /// `compile --vendored DIR` on a host without network.
+    Vendor { dir: PathBuf },
     /// Generate the solution's Rust module (the check-in mode of codegen).
     Generate {
         file: String,
@@ -129,7 +136,7 @@ fn diagnostics_format(cli: &Cli) -> Format {
         | Cmd::Fmt { diagnostics, .. }
         | Cmd::Compile { diagnostics, .. }
         | Cmd::Generate { diagnostics, .. } => diagnostics.format.unwrap_or(cli.format),
-        Cmd::Graph { .. } | Cmd::Completions { .. } | Cmd::Man => cli.format,
+        Cmd::Graph { .. } | Cmd::Completions { .. } | Cmd::Man | Cmd::Vendor { .. } => cli.format,
     }
 }
 
@@ -172,7 +179,30 @@ fn run(cli: &Cli) -> Result<u8, String> {
             }
             print_stdout(&canonical)
         }
-        Cmd::Compile { file, output, .. } => {
+        Cmd::Vendor { dir } => match build::vendor(dir) {
+            Ok(()) => {
+                println!(
+                    "{}: the crates of every compiled solution; compile with --vendored {}",
+                    dir.display(),
+                    dir.display()
+                );
+                Ok(0)
+            }
+            Err(e @ BuildError::Io { .. }) => Err(e.to_string()),
+            Err(BuildError::Cargo { summary, log }) => {
+                eprintln!(
+                    "cssc: cargo vendor failed:\n{summary}\nfull log: {}",
+                    log.display()
+                );
+                Ok(EXIT_BUILD)
+            }
+        },
+        Cmd::Compile {
+            file,
+            output,
+            vendored,
+            ..
+        } => {
             let Some((_, solution)) = load_valid(file, &reporter)? else {
                 return Ok(EXIT_INVALID);
             };
@@ -184,8 +214,11 @@ fn run(cli: &Cli) -> Result<u8, String> {
                 file,
                 "cssc compile DOC -o BIN (a copy in cssc's cache)",
             );
-            let progress = std::io::stderr().is_terminal();
-            match build::compile(&session_name, &code, output, progress) {
+            let options = build::Options {
+                progress: std::io::stderr().is_terminal(),
+                vendored: vendored.clone(),
+            };
+            match build::compile(&session_name, &code, output, &options) {
                 Ok(()) => Ok(0),
                 Err(e @ BuildError::Io { .. }) => Err(e.to_string()),
                 Err(BuildError::Cargo { summary, log }) => {

@@ -188,6 +188,8 @@ fn every_command_in_the_readme_runs_with_its_documented_exit_code() {
     std::fs::create_dir_all(&dir).expect("dir");
     let state = dir.join("state");
     let state = state.to_str().expect("utf-8 path");
+    let vendor_dir = dir.join("vendor");
+    let vendor_dir = vendor_dir.to_str().expect("utf-8 path");
     let empty = dir.join("empty");
     let empty = empty.to_str().expect("utf-8 path");
     let generated = dir.join("cppc.rs");
@@ -266,6 +268,7 @@ fn every_command_in_the_readme_runs_with_its_documented_exit_code() {
                 ],
             ),
             "cssc man" => ("cssc", vec![(vec!["man"], 0)]),
+            "cssc vendor DIR" => ("cssc", vec![(vec!["vendor", vendor_dir], 0)]),
             "BIN completions SHELL" => (
                 "BIN",
                 vec![
@@ -474,5 +477,67 @@ fn compile_shows_cargo_progress_on_a_terminal_only() {
     assert!(
         !String::from_utf8_lossy(&piped.stderr).contains("Finished"),
         "quiet when piped"
+    );
+}
+
+/// A build host without network: `cssc vendor DIR` copies the crates once (with
+/// network), then `compile --vendored DIR` builds with crates.io unreachable (an empty
+/// cargo home, every proxy pointing nowhere). Without the directory the same compile
+/// fails (exit 4), so the test shows that nothing came from the network.
+#[test]
+fn compile_offline_from_vendored_crates() {
+    let vendored = scratch().join("vendored");
+    let out = cssc(&["vendor", vendored.to_str().expect("utf-8")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(vendored.join("serde").exists() || std::fs::read_dir(&vendored).unwrap().count() > 50);
+    let home = scratch().join("empty-cargo-home");
+    std::fs::create_dir_all(&home).expect("cargo home");
+    let offline = |extra: &[&str], output: &str| {
+        let doc = repo("solutions/mirror-freeze-switch.xml");
+        let mut args = vec!["compile", doc.as_str(), "-o", output];
+        args.extend_from_slice(extra);
+        Command::new(scratch().join("cssc"))
+            .args(&args)
+            .current_dir(scratch())
+            // A cache of its own: crates built from vendored sources are other
+            // artifacts than crates.io's, and would rebuild the other tests' runtime.
+            .env(
+                "CSSC_CACHE_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("cssc-cache-offline"),
+            )
+            .env("CARGO_HOME", &home)
+            .env("CARGO_NET_OFFLINE", "true")
+            .env("https_proxy", "http://127.0.0.1:9")
+            .env("http_proxy", "http://127.0.0.1:9")
+            .output()
+            .expect("cssc")
+    };
+    let without = offline(&[], "switch-without-crates");
+    assert_eq!(
+        without.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+    let with = offline(
+        &["--vendored", vendored.to_str().expect("utf-8")],
+        "switch-offline",
+    );
+    assert_eq!(
+        with.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    let version = run(&scratch().join("switch-offline"), &["--version"]);
+    assert!(
+        stdout(&version).starts_with("mirror-freeze-switch"),
+        "{}",
+        stdout(&version)
     );
 }
