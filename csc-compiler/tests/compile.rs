@@ -541,3 +541,72 @@ fn compile_offline_from_vendored_crates() {
         stdout(&version)
     );
 }
+
+/// Every command line the docs show in backticks (`cssc …`, `BIN …`, `db-dr …`) parses
+/// with the program's own clap definition: its fullest form (optional parts in,
+/// first alternatives, placeholders filled) followed by `--help` exits 0, which
+/// clap allows only when every argument before it is valid.
+#[test]
+fn every_command_line_the_docs_show_parses() {
+    let bin = compile(&repo("solutions/cppc.xml"), "cppc-docs");
+    let mut files = vec![repo("README.md")];
+    for entry in std::fs::read_dir(repo("docs")).expect("docs") {
+        files.push(entry.expect("entry").path().display().to_string());
+    }
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("doc");
+        for (i, span) in text.split('`').enumerate() {
+            let Some((program, rest)) = span.split_once(' ') else {
+                continue;
+            };
+            if i % 2 == 0 || !["cssc", "BIN", "db-dr"].contains(&program) {
+                continue;
+            }
+            // `demo` is the solution library's only (README says so).
+            if rest.starts_with("demo") {
+                continue;
+            }
+            let mut args: Vec<String> = Vec::new();
+            let mut previous = String::new();
+            for word in rest
+                .replace(['[', ']'], " ")
+                .replace("\\|", "|")
+                .split_whitespace()
+            {
+                let word = word.split('|').next().unwrap_or_default();
+                let filled = match word {
+                    "..." | "" => continue,
+                    "SEQ" | "N" | "MIB" | "SECS" => "1",
+                    "SEQ:EVENT" => "1:onError",
+                    "FILE" | "FILE..." => "f.xml",
+                    "DIR" => "/tmp/d",
+                    "ADDR" => "127.0.0.1:9",
+                    "SHELL" => "bash",
+                    "OUT.rs" => "o.rs",
+                    "BIN" if previous == "-o" => "out",
+                    other => other,
+                };
+                previous = word.to_string();
+                args.push(filled.to_string());
+            }
+            args.push("--help".into());
+            let out = if program == "cssc" {
+                cssc(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            } else {
+                run(&bin, &args.iter().map(String::as_str).collect::<Vec<_>>())
+            };
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{file}: `{span}` does not parse ({args:?}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 40,
+        "only {checked} command lines found in the docs"
+    );
+}
