@@ -849,3 +849,24 @@ fn seed_43_runs_started_while_the_target_hangs() {
     ])
     .expect("every invariant holds");
 }
+
+#[test]
+fn seed_56_a_take_over_after_a_resume_that_failed() {
+    // Found by the bench: the take-over reported its adopted (failed) mirrors as
+    // Started, which completed an onStart the group's run after the failed `resume`
+    // never had: Suspended -> Copying, and the errors that followed were that run's
+    // onError already, so it stayed Copying for ever.
+    replay(&[
+        Step::KillTarget,
+        Step::Resume,
+        Step::Write {
+            shape: Shape::Sequential,
+            late: true,
+        },
+        Step::KillSession,
+        Step::RestartTarget,
+        Step::KillTarget,
+        Step::StartSession,
+    ])
+    .expect("every invariant holds");
+}

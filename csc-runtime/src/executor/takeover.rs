@@ -60,10 +60,12 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     ) -> Result<Unfinished, SetupError> {
         let mut unfinished = self.core.restore(previous, Instant::now());
         let adopted = self.driver.adopt(pairs).map_err(SetupError::Storage)?;
+        // Every adopted copy is reported (Started if it runs, else how it stands).
         let copies = adopted
             .iter()
-            .filter(|r| r.event == PairEvent::Started)
-            .count();
+            .map(|r| (r.sequence, r.copyset))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         tracing::info!(
             kind = "session",
             state = "taking-over",

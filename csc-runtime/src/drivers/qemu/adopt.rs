@@ -89,7 +89,14 @@ impl Qemu {
                         bypassed: false,
                     },
                 );
-                reports.push(super::report(pair, PairEvent::Started));
+                // Started only for a copy that runs: a failed, frozen or paused one is
+                // not copying, and a Started would complete an onStart its group never
+                // had (a take-over after a failed `resume` went Suspended -> Copying
+                // and stayed there: explorer seed 56).
+                let running = condition == Condition::Running && !frozen;
+                if running {
+                    reports.push(super::report(pair, PairEvent::Started));
+                }
                 let now = if condition == Condition::Failed {
                     Some(PairEvent::Error(
                         "it had failed while no session watched it".into(),
@@ -150,7 +157,7 @@ impl Qemu {
             let job = self.jobs.get_mut(id).expect("listed");
             job.condition = Condition::Failed;
             let key = (job.pair.sequence, job.pair.copyset);
-            reports.retain(|r| (r.sequence, r.copyset) != key || r.event == PairEvent::Started);
+            reports.retain(|r| (r.sequence, r.copyset) != key);
             reports.push(super::report(
                 &job.pair,
                 PairEvent::Error(format!(
