@@ -464,14 +464,18 @@ fn run<S: Solution>(
             ExitCode::from(4)
         }
         Err(e) => {
-            let changed = e.to_string().contains("partly written");
+            let refusal = match &e {
+                executor::SetupError::Storage(refusal) => Some(refusal),
+                executor::SetupError::Plan(_) => None,
+            };
+            let changed = refusal.is_some_and(|r| !r.partly_written.is_empty());
             let unchanged = if changed { "" } else { "; nothing was changed" };
             tracing::error!(
                 kind = "session",
                 state = "not-started",
                 "cannot start: {e}{unchanged}"
             );
-            if e.to_string().contains("in use") || e.to_string().contains("uplicate") {
+            if refusal.is_some_and(|r| r.kind == crate::drivers::RefusalKind::InUse) {
                 tracing::info!(kind = "session", "if a run of this session was killed without its journal (another --state-dir), `{name} cleanup` removes what it left");
             }
             ExitCode::from(3)

@@ -79,33 +79,13 @@ pub struct Torn {
     pub dropped: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    Io(PathBuf, std::io::Error),
+    #[error("journal {path}: {source}", path = .0.display(), source = .1)]
+    Io(PathBuf, #[source] std::io::Error),
     /// Another run holds the state directory.
+    #[error("another run of this session holds {} (one run per state directory)", .0.display())]
     Busy(PathBuf),
-}
-
-impl std::fmt::Display for JournalError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            JournalError::Io(path, e) => write!(f, "journal {}: {e}", path.display()),
-            JournalError::Busy(path) => write!(
-                f,
-                "another run of this session holds {} (one run per state directory)",
-                path.display()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for JournalError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            JournalError::Io(_, e) => Some(e),
-            JournalError::Busy(_) => None,
-        }
-    }
 }
 
 /// The journal of a run: appended to, never rewritten.

@@ -84,24 +84,46 @@ pub(crate) fn report(pair: &Pair, event: PairEvent) -> PairReport {
     }
 }
 
-/// A refusal, naming the site and, where there is one, the volume.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A refusal, naming the site and, where there is one, the volume; its kind and
+/// what it left partly written are fields a caller matches, never text it searches.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("storage {site}{on}: {message}{partly}", on = on_volume(.volume), partly = partly(.partly_written))]
 pub struct DriverError {
     pub site: String,
     pub volume: Option<String>,
     pub message: String,
+    pub kind: RefusalKind,
+    /// Targets a start that failed half way had begun to write (their copies ended).
+    pub partly_written: Vec<String>,
 }
 
-impl fmt::Display for DriverError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.volume {
-            Some(v) => write!(f, "storage {}, volume {v}: {}", self.site, self.message),
-            None => write!(f, "storage {}: {}", self.site, self.message),
-        }
+/// What kind of refusal a storage made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// Refused or failed for its own reason (the message says it).
+    #[default]
+    Refused,
+    /// A name or a volume the session needs is taken in the storage: what a killed run
+    /// left (`cleanup` removes it) or another job on the volume.
+    InUse,
+}
+
+fn on_volume(volume: &Option<String>) -> String {
+    volume
+        .as_ref()
+        .map_or(String::new(), |v| format!(", volume {v}"))
+}
+
+fn partly(targets: &[String]) -> String {
+    if targets.is_empty() {
+        return String::new();
     }
+    format!(
+        "; {} pair(s) of this sequence had started and were ended: their targets are partly written ({})",
+        targets.len(),
+        targets.join(", ")
+    )
 }
-
-impl std::error::Error for DriverError {}
 
 impl DriverError {
     /// A refusal about a whole storage.
@@ -110,16 +132,22 @@ impl DriverError {
             site: site.to_string(),
             volume: None,
             message: message.to_string(),
+            kind: RefusalKind::Refused,
+            partly_written: Vec::new(),
         }
     }
 
     /// A refusal about one volume, as seen from storage `site`.
     pub fn on(site: &str, volume: &str, message: impl fmt::Display) -> DriverError {
         DriverError {
-            site: site.to_string(),
             volume: Some(volume.to_string()),
-            message: message.to_string(),
+            ..DriverError::at(site, message)
         }
+    }
+
+    /// The same refusal, of `kind`.
+    pub fn of_kind(self, kind: RefusalKind) -> DriverError {
+        DriverError { kind, ..self }
     }
 }
 
@@ -218,4 +246,26 @@ pub trait Driver {
     fn adopt(&mut self, pairs: &[Pair]) -> Result<Vec<PairReport>, DriverError>;
     /// Ends every copy this driver started and removes everything it added.
     fn shutdown(&mut self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_where_and_carries_what_a_caller_matches() {
+        let plain = DriverError::on("siteA", "db", "no block node has this name");
+        assert_eq!(
+            plain.to_string(),
+            "storage siteA, volume db: no block node has this name"
+        );
+        assert_eq!(plain.kind, RefusalKind::Refused);
+        let mut taken = DriverError::at("siteB", "Duplicate job ID").of_kind(RefusalKind::InUse);
+        taken.partly_written = vec!["siteB/db-r".into()];
+        assert_eq!(taken.kind, RefusalKind::InUse);
+        assert_eq!(
+            taken.to_string(),
+            "storage siteB: Duplicate job ID; 1 pair(s) of this sequence had started and were ended: their targets are partly written (siteB/db-r)"
+        );
+    }
 }

@@ -127,15 +127,7 @@ impl Qemu {
                     for pair in &started {
                         self.cancel(pair, false);
                     }
-                    if !started.is_empty() {
-                        let targets: Vec<String> =
-                            started.iter().map(|p| p.target.to_string()).collect();
-                        e.message.push_str(&format!(
-                            "; {} pair(s) of this sequence had started and were ended: their targets are partly written ({})",
-                            started.len(),
-                            targets.join(", ")
-                        ));
-                    }
+                    e.partly_written = started.iter().map(|p| p.target.to_string()).collect();
                     return Err(e);
                 }
             }

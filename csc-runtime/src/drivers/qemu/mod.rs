@@ -27,7 +27,7 @@ mod resources;
 mod resync;
 mod verify;
 
-use super::{key, report, Driver, DriverError, PairEvent, PairReport, Progress};
+use super::{key, report, Driver, DriverError, PairEvent, PairReport, Progress, RefusalKind};
 use crate::address::Address;
 use crate::plan::{Pair, Plan, Timing, Volume};
 use crate::vocab::{BaseCopy, ContinuousMode};
@@ -123,7 +123,16 @@ pub struct Qemu {
 }
 
 fn refused(site: &str, volume: &Volume, e: QmpError) -> DriverError {
-    DriverError::on(site, &volume.name, e)
+    // QEMU says a taken name or volume only in words (its class is GenericError):
+    // read here, at the edge, once, into a kind.
+    let taken = matches!(&e, QmpError::Refused { desc, .. }
+        if desc.contains("Duplicate") || desc.contains("duplicate") || desc.contains("in use"));
+    let kind = if taken {
+        RefusalKind::InUse
+    } else {
+        RefusalKind::Refused
+    };
+    DriverError::on(site, &volume.name, e).of_kind(kind)
 }
 
 impl Qemu {
