@@ -52,13 +52,16 @@ fn group_events_drive_the_machine_and_its_actions_in_document_order() {
         started[..],
         [Order::Transition {
             event: Event::OnStart,
-            to: "Copying",
+            to: csc_runtime::machine::SequenceState::Copying,
             ..
         }]
     ));
     assert!(core.report(pair(1, 0, PairEvent::Duplex)).is_empty());
     core.report(pair(1, 1, PairEvent::Duplex));
-    assert_eq!(core.sequence_state(1), "Duplex");
+    assert_eq!(
+        core.sequence_state(1),
+        csc_runtime::machine::SequenceState::Duplex
+    );
     // The first failing pair is the group's error: freeze, notify, run, in order.
     let error = core.report(pair(1, 1, PairEvent::Error("EIO".into())));
     let Order::Run { cause, .. } = &error[1] else {
@@ -363,7 +366,10 @@ fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_jour
     ];
     let mut core = Core::<Switch>::new(&plan, t0, 0);
     let unfinished = core.restore(&records, t0);
-    assert_eq!(core.sequence_state(1), "Failed");
+    assert_eq!(
+        core.sequence_state(1),
+        csc_runtime::machine::SequenceState::Failed
+    );
     assert_eq!(unfinished.commands, [(1, Verb::Freeze)]);
     assert_eq!(unfinished.actions, records[7..]);
     // onError also runs the site-switch program, which the killed run never started.

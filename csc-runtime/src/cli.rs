@@ -751,8 +751,8 @@ pub fn simulate<S: Solution>(events: &[String]) -> Result<String, String> {
         let _ = writeln!(
             out,
             "event {sequence}:{general}\n  sequence {sequence}: {} -> {}",
-            S::sequence_state(&state, sequence),
-            S::sequence_state(&next, sequence)
+            S::sequence_state(&state, sequence).unwrap_or_default(),
+            S::sequence_state(&next, sequence).unwrap_or_default()
         );
         write_commands::<S>(&mut out, commands);
         state = next;

@@ -7,7 +7,7 @@
 
 use crate::drivers::{PairEvent, PairReport};
 use crate::journal::Record;
-use crate::machine::{Command, Solution};
+use crate::machine::{Command, SequenceState, Solution};
 use crate::plan::Plan;
 use crate::session::Schedule;
 use crate::vocab::{Command as Verb, Event, Keyword};
@@ -34,8 +34,8 @@ pub enum Order {
     Transition {
         sequence: u32,
         event: Event,
-        from: &'static str,
-        to: &'static str,
+        from: SequenceState,
+        to: SequenceState,
     },
     /// Run a command: the answer to `cause`, or (none) a start or a schedule.
     Run {
@@ -280,9 +280,9 @@ impl<S: Solution> Core<S> {
             .collect()
     }
 
-    /// The state of one sequence, by name.
-    pub fn sequence_state(&self, sequence: u32) -> &'static str {
-        S::sequence_state(&self.state, sequence)
+    /// The state of one sequence (Idle for a number the session does not have).
+    pub fn sequence_state(&self, sequence: u32) -> SequenceState {
+        S::sequence_state(&self.state, sequence).unwrap_or_default()
     }
 
     /// What each pair of `sequence` last reported in its group's current run, by

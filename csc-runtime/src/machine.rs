@@ -123,19 +123,89 @@ impl PointInTimeState {
     }
 }
 
-macro_rules! state_names {
-    ($($name:ident { $($variant:ident),+ })+) => {$(
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => stringify!($variant),)+ }
-            }
-        }
-    )+};
+/// Where any sequence's group stands, whatever its copy type: what the executor
+/// decides on (a variant, never a name) and what logs, the journal and `status` show
+/// (`as_str`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SequenceState {
+    #[default]
+    Idle,
+    Copying,
+    Duplex,
+    Complete,
+    Suspended,
+    Failed,
+    Stopped,
 }
 
-state_names! {
-    ContinuousState { Idle, Copying, Duplex, Suspended, Failed, Stopped }
-    PointInTimeState { Idle, Copying, Complete, Failed, Stopped }
+impl SequenceState {
+    pub const ALL: [SequenceState; 7] = [
+        SequenceState::Idle,
+        SequenceState::Copying,
+        SequenceState::Duplex,
+        SequenceState::Complete,
+        SequenceState::Suspended,
+        SequenceState::Failed,
+        SequenceState::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SequenceState::Idle => "Idle",
+            SequenceState::Copying => "Copying",
+            SequenceState::Duplex => "Duplex",
+            SequenceState::Complete => "Complete",
+            SequenceState::Suspended => "Suspended",
+            SequenceState::Failed => "Failed",
+            SequenceState::Stopped => "Stopped",
+        }
+    }
+
+    /// The state a journal names (`None`: a name no state has).
+    pub fn from_name(name: &str) -> Option<SequenceState> {
+        SequenceState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Its pairs copy: started, or in step.
+    pub fn is_running(self) -> bool {
+        matches!(self, SequenceState::Copying | SequenceState::Duplex)
+    }
+
+    /// Split by a freeze, a suspend or a failure: what `resume` brings back.
+    pub fn is_split(self) -> bool {
+        matches!(self, SequenceState::Suspended | SequenceState::Failed)
+    }
+}
+
+impl fmt::Display for SequenceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ContinuousState> for SequenceState {
+    fn from(state: ContinuousState) -> SequenceState {
+        match state {
+            ContinuousState::Idle => SequenceState::Idle,
+            ContinuousState::Copying => SequenceState::Copying,
+            ContinuousState::Duplex => SequenceState::Duplex,
+            ContinuousState::Suspended => SequenceState::Suspended,
+            ContinuousState::Failed => SequenceState::Failed,
+            ContinuousState::Stopped => SequenceState::Stopped,
+        }
+    }
+}
+
+impl From<PointInTimeState> for SequenceState {
+    fn from(state: PointInTimeState) -> SequenceState {
+        match state {
+            PointInTimeState::Idle => SequenceState::Idle,
+            PointInTimeState::Copying => SequenceState::Copying,
+            PointInTimeState::Complete => SequenceState::Complete,
+            PointInTimeState::Failed => SequenceState::Failed,
+            PointInTimeState::Stopped => SequenceState::Stopped,
+        }
+    }
 }
 
 /// A command of any generated machine, as the executor runs it.
@@ -221,8 +291,8 @@ pub trait Solution {
 
     /// The typed event for `event` of sequence `sequence`, if that sequence has it.
     fn event(sequence: u32, event: Event) -> Option<Self::Event>;
-    /// The state of one sequence, by name, for people.
-    fn sequence_state(state: &Self::State, sequence: u32) -> &'static str;
+    /// The state of one sequence (`None`: the session has no such sequence).
+    fn sequence_state(state: &Self::State, sequence: u32) -> Option<SequenceState>;
     /// The transition function: pure, exhaustive, generated.
     fn step(state: Self::State, event: Self::Event) -> (Self::State, Vec<Self::Command>);
     /// The commands a new session begins with: start sequence 1 (its other starts

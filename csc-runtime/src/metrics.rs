@@ -550,6 +550,8 @@ mod tests {
             .filter(|(at, _)| {
                 !text[..*at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
             })
+            // A metric's name goes on with a letter (`cssc_*.deb` is a package's).
+            .filter(|(at, _)| text[at + 5..].starts_with(|c: char| c.is_ascii_lowercase()))
             .map(|(at, _)| {
                 text[at..]
                     .chars()

@@ -291,10 +291,10 @@ fn module(s: &Solution, session_name: &str) -> TokenStream {
                 }
             }
 
-            fn sequence_state(state: &State, sequence: u32) -> &'static str {
+            fn sequence_state(state: &State, sequence: u32) -> Option<machine::SequenceState> {
                 match sequence {
-                    #(#numbers => state.#fields.as_str(),)*
-                    _ => "no such sequence",
+                    #(#numbers => Some(state.#fields.into()),)*
+                    _ => None,
                 }
             }
 

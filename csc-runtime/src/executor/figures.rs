@@ -44,7 +44,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 let reported = self.core.pair_states(n);
                 metrics::SequenceFigures {
                     number: n,
-                    state: self.core.sequence_state(n),
+                    state: self.core.sequence_state(n).as_str(),
                     reversed: self.reversed.contains(&n),
                     pairs: (self.plan.copysets.iter().enumerate())
                         .map(|(i, c)| (c.name.clone(), reported.get(&i).copied()))

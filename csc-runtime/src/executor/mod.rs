@@ -522,7 +522,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         for seq in &self.plan.sequences {
             status
                 .states
-                .insert(seq.number, self.core.sequence_state(seq.number));
+                .insert(seq.number, self.core.sequence_state(seq.number).as_str());
         }
     }
 
@@ -590,8 +590,8 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     kind = "event",
                     sequence,
                     event = event.as_str(),
-                    from,
-                    to,
+                    from = from.as_str(),
+                    to = to.as_str(),
                     "sequence {sequence} {event}: {from} -> {to}"
                 );
                 crate::systemd::notify(&format!("STATUS=sequence {sequence} {to} (after {event})"));

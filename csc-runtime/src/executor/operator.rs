@@ -7,7 +7,7 @@ use super::takeover::toggle;
 use super::Executor;
 use crate::control::{self, Answer, Ask, Operation, Outcome, Request};
 use crate::drivers::Driver;
-use crate::machine::Solution;
+use crate::machine::{SequenceState, Solution};
 use crate::vocab::{BaseCopy, Command as Verb};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 pub(super) struct Waiting {
     pub(super) sequence: u32,
     /// The state the command leads to.
-    until: &'static str,
+    until: SequenceState,
     answer: Sender<Answer>,
     /// What the sequence's pairs said meanwhile.
     pub(super) notes: Vec<String>,
@@ -63,21 +63,21 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             _ if recovered && operation != Operation::Reverse => Some(format!(
                 "sequence {sequence} is recovered: production runs on its targets; `reverse {sequence}` mirrors them back"
             )),
-            Operation::Suspend if !matches!(state, "Copying" | "Duplex") => Some(format!(
+            Operation::Suspend if !state.is_running() => Some(format!(
                 "sequence {sequence} is {state}: suspend is for a sequence that is Copying or Duplex"
             )),
-            Operation::Resume if !matches!(state, "Suspended" | "Failed") => Some(format!(
+            Operation::Resume if !state.is_split() => Some(format!(
                 "sequence {sequence} is {state}: resume is for a sequence that is Suspended or Failed"
             )),
-            Operation::Recover { freeze: false } if matches!(state, "Copying" | "Duplex") => {
+            Operation::Recover { freeze: false } if state.is_running() => {
                 Some(format!(
                     "sequence {sequence} is {state}: its pairs still mirror, so the application may still write to its sources; `recover {sequence} --freeze` splits them at one consistent instant first"
                 ))
             }
-            Operation::Recover { .. } if !matches!(state, "Copying" | "Duplex" | "Suspended" | "Failed") => Some(format!(
+            Operation::Recover { .. } if !state.is_running() && !state.is_split() => Some(format!(
                 "sequence {sequence} is {state}: there is nothing to recover"
             )),
-            Operation::Verify { .. } if state != "Duplex" => Some(format!(
+            Operation::Verify { .. } if state != SequenceState::Duplex => Some(format!(
                 "sequence {sequence} is {state}: verify compares the pairs of a sequence in Duplex"
             )),
             Operation::Reverse if !recovered => Some(format!(
@@ -94,7 +94,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             command = %operation,
             "operator: {operation} sequence {sequence}"
         );
-        let wait = |ex: &mut Self, until: &'static str, answer: Sender<Answer>| {
+        let wait = |ex: &mut Self, until: SequenceState, answer: Sender<Answer>| {
             ex.waiting.push(Waiting {
                 sequence,
                 until,
@@ -106,8 +106,8 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         match operation {
             Operation::Suspend | Operation::Resume => {
                 let (verb, until) = match operation {
-                    Operation::Suspend => (Verb::Suspend, "Suspended"),
-                    _ => (Verb::Resume, "Duplex"),
+                    Operation::Suspend => (Verb::Suspend, SequenceState::Suspended),
+                    _ => (Verb::Resume, SequenceState::Duplex),
                 };
                 match self.copy(sequence, verb) {
                     Err(e) => refuse(format!("{verb} sequence {sequence} failed: {e}")),
@@ -115,7 +115,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 }
             }
             Operation::Recover { .. } => {
-                if matches!(state, "Copying" | "Duplex") {
+                if state.is_running() {
                     // Split at one consistent instant, the writers released at once.
                     let split = self
                         .copy(sequence, Verb::Freeze)
@@ -178,7 +178,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     }
                     Ok(()) => {
                         self.recovered.remove(&sequence);
-                        wait(self, "Duplex", answer)
+                        wait(self, SequenceState::Duplex, answer)
                     }
                 }
             }
@@ -222,20 +222,20 @@ impl<S: Solution, D: Driver> Executor<S, D> {
 
     /// Answers the operators waiting on `sequence`, now `state` (or all whose wait is
     /// over, with `state` None).
-    pub(super) fn answer_waiting(&mut self, sequence: Option<u32>, state: Option<&str>) {
+    pub(super) fn answer_waiting(&mut self, sequence: Option<u32>, state: Option<SequenceState>) {
         let now = Instant::now();
         let (done, waiting): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
             .into_iter()
             .partition(|w| match (sequence, state) {
                 (Some(seq), Some(state)) => {
-                    w.sequence == seq && (state == w.until || state == "Failed")
+                    w.sequence == seq && (state == w.until || state == SequenceState::Failed)
                 }
                 _ => w.deadline <= now,
             });
         self.waiting = waiting;
         for w in done {
-            let state = state.unwrap_or("not there yet");
-            let ok = state == w.until;
+            let ok = state == Some(w.until);
+            let state = state.map_or("not there yet", SequenceState::as_str);
             let mut message = format!("sequence {}: {state}", w.sequence);
             for note in &w.notes {
                 message.push_str(&format!("\n{note}"));

@@ -75,10 +75,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             unfinished.actions.len()
         );
         for sequence in &self.plan.sequences {
-            let running = matches!(
-                self.core.sequence_state(sequence.number),
-                "Copying" | "Duplex"
-            );
+            let running = self.core.sequence_state(sequence.number).is_running();
             if !running {
                 continue;
             }

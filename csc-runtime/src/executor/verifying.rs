@@ -95,7 +95,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         let due: Vec<u32> = (self.plan.sequences.iter())
             .filter(|s| matches!(s.copy, BaseCopy::Continuous(_)))
             .map(|s| s.number)
-            .filter(|n| self.core.sequence_state(*n) == "Duplex")
+            .filter(|n| self.core.sequence_state(*n) == crate::machine::SequenceState::Duplex)
             .filter(|n| !self.verifying.iter().any(|v| v.sequence == *n))
             .collect();
         for sequence in due {

@@ -256,12 +256,12 @@ impl machine::Solution for Chain {
             _ => None,
         }
     }
-    fn sequence_state(state: &State, sequence: u32) -> &'static str {
+    fn sequence_state(state: &State, sequence: u32) -> Option<machine::SequenceState> {
         match sequence {
-            1u32 => state.s1.as_str(),
-            2u32 => state.s2.as_str(),
-            3u32 => state.s3.as_str(),
-            _ => "no such sequence",
+            1u32 => Some(state.s1.into()),
+            2u32 => Some(state.s2.into()),
+            3u32 => Some(state.s3.into()),
+            _ => None,
         }
     }
     /// The transition function: the next state and the commands to run, in order.
