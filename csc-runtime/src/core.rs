@@ -5,7 +5,6 @@
 //! and reads no clock: the executor passes `now` (monotonic, for deadlines) and `wall`
 //! (seconds since the Unix epoch, for `daily` schedules, which are UTC).
 
-use crate::drivers::{PairEvent, PairReport};
 use crate::journal::Record;
 use crate::machine::{Command, SequenceState, Solution};
 use crate::plan::Plan;
@@ -15,6 +14,53 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+
+/// What happened to one pair (one copy set's hop of one sequence).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PairEvent {
+    Started,
+    /// A continuous pair is in full duplex.
+    Duplex,
+    /// A point-in-time copy is complete (for NoCopy: the instant copy exists).
+    Complete,
+    Suspended,
+    Stopped,
+    Error(String),
+    /// Something to say about the pair that changes no state: how a restart copies
+    /// (only what changed, or in full and why), what a resync copied.
+    Note(String),
+}
+
+impl PairEvent {
+    /// Its name, without the message an error or a note carries.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PairEvent::Started => "Started",
+            PairEvent::Duplex => "Duplex",
+            PairEvent::Complete => "Complete",
+            PairEvent::Suspended => "Suspended",
+            PairEvent::Stopped => "Stopped",
+            PairEvent::Error(_) => "Error",
+            PairEvent::Note(_) => "Note",
+        }
+    }
+
+    /// What to say of it: an error's message, else its name.
+    pub fn detail(&self) -> String {
+        match self {
+            PairEvent::Error(e) | PairEvent::Note(e) => e.clone(),
+            other => other.name().to_string(),
+        }
+    }
+}
+
+/// A pair report: which pair (sequence, copy set index) and what happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairReport {
+    pub sequence: u32,
+    pub copyset: usize,
+    pub event: PairEvent,
+}
 
 /// The group event a command answers.
 #[derive(Clone, Debug, PartialEq, Eq)]

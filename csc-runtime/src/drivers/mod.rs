@@ -7,6 +7,8 @@ pub mod qemu;
 mod storages;
 
 pub use storages::{Notice, Storages};
+// The pure core owns the events it consumes; drivers produce them.
+pub use crate::core::{PairEvent, PairReport};
 
 use crate::plan::Pair;
 use crate::vocab::BaseCopy;
@@ -21,53 +23,6 @@ pub type Cleaned = std::collections::BTreeMap<String, Result<Vec<String>, String
 pub(crate) fn session_prefix(session: &str) -> String {
     let tag = crate::machine::fnv1a64(session.as_bytes()) >> 40;
     format!("cssc-{tag:06x}")
-}
-
-/// What happened to one pair (one copy set's hop of one sequence).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PairEvent {
-    Started,
-    /// A continuous pair is in full duplex.
-    Duplex,
-    /// A point-in-time copy is complete (for NoCopy: the instant copy exists).
-    Complete,
-    Suspended,
-    Stopped,
-    Error(String),
-    /// Something to say about the pair that changes no state: how a restart copies
-    /// (only what changed, or in full and why), what a resync copied.
-    Note(String),
-}
-
-impl PairEvent {
-    /// Its name, without the message an error or a note carries.
-    pub fn name(&self) -> &'static str {
-        match self {
-            PairEvent::Started => "Started",
-            PairEvent::Duplex => "Duplex",
-            PairEvent::Complete => "Complete",
-            PairEvent::Suspended => "Suspended",
-            PairEvent::Stopped => "Stopped",
-            PairEvent::Error(_) => "Error",
-            PairEvent::Note(_) => "Note",
-        }
-    }
-
-    /// What to say of it: an error's message, else its name.
-    pub fn detail(&self) -> String {
-        match self {
-            PairEvent::Error(e) | PairEvent::Note(e) => e.clone(),
-            other => other.name().to_string(),
-        }
-    }
-}
-
-/// A pair report: which pair (sequence, copy set index) and what happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PairReport {
-    pub sequence: u32,
-    pub copyset: usize,
-    pub event: PairEvent,
 }
 
 /// A pair's key in a driver's per-pair maps: (sequence, copy set).
