@@ -1530,6 +1530,35 @@ fn a_run_under_a_watchdog_pings_while_its_loop_goes_round_and_not_when_stuck() {
         !pings_within(Duration::from_secs(2)).is_empty(),
         "pings again once it runs"
     );
+    // A loop stuck inside a live process: the source's daemon stops, and an operator's
+    // suspend at once has the loop wait on that daemon's monitor (a command of ours
+    // keeps the heartbeat from judging it, up to the 15 s command timeout). systemd,
+    // with WatchdogSec=2, would kill and restart it: no ping comes for seconds.
+    host.lab.signal("siteA", "STOP").expect("SIGSTOP siteA");
+    let suspend = {
+        let (bin, dir) = (
+            env!("CARGO_BIN_EXE_cssc-solutions"),
+            host.lab.dir.join("state"),
+        );
+        std::thread::spawn(move || {
+            std::process::Command::new(bin)
+                .args(["mirror-freeze-switch", "suspend", "1", "--state-dir"])
+                .arg(dir)
+                .output()
+        })
+    };
+    let stuck = pings_within(Duration::from_secs(6));
+    host.lab.signal("siteA", "CONT").expect("SIGCONT siteA");
+    let _ = suspend.join();
+    assert!(
+        stuck.len() <= 1,
+        "{} pings while the loop waited on a stopped daemon",
+        stuck.len()
+    );
+    assert!(
+        !pings_within(Duration::from_secs(20)).is_empty(),
+        "pings again once the loop goes round"
+    );
     signal("-TERM");
     assert_eq!(exits_within(&mut run, 30, "the run"), 0);
 }
