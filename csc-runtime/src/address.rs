@@ -140,30 +140,6 @@ impl fmt::Display for Address {
     }
 }
 
-impl From<crate::session::Endpoint> for Address {
-    fn from(e: crate::session::Endpoint) -> Address {
-        match e {
-            crate::session::Endpoint::Unix(path) => Address::Unix(path.to_string()),
-            crate::session::Endpoint::Tcp { host, port } => Address::Tcp {
-                host: host.to_string(),
-                port,
-            },
-            crate::session::Endpoint::Local(path) => Address::Local(path.to_string()),
-            crate::session::Endpoint::Ssh {
-                user,
-                host,
-                port,
-                path,
-            } => Address::Ssh {
-                user: user.map(str::to_string),
-                host: host.to_string(),
-                port,
-                path: path.to_string(),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! The session as a document describes it, as static data in generated code.
 
+use crate::address::Address;
 use crate::vocab::{BaseCopy, Command, DriverKind, Event};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,4 +113,30 @@ pub enum Schedule {
     Every { seconds: u64 },
     /// `daily 06:00`: hour and minute, in the session's time zone (`Plan::time_zone`).
     Daily { hour: u8, minute: u8 },
+}
+
+/// The address an endpoint of the static session names (the session depends on
+/// the address parser, never the reverse).
+impl From<Endpoint> for Address {
+    fn from(e: Endpoint) -> Address {
+        match e {
+            Endpoint::Unix(path) => Address::Unix(path.to_string()),
+            Endpoint::Tcp { host, port } => Address::Tcp {
+                host: host.to_string(),
+                port,
+            },
+            Endpoint::Local(path) => Address::Local(path.to_string()),
+            Endpoint::Ssh {
+                user,
+                host,
+                port,
+                path,
+            } => Address::Ssh {
+                user: user.map(str::to_string),
+                host: host.to_string(),
+                port,
+                path: path.to_string(),
+            },
+        }
+    }
 }
