@@ -420,6 +420,27 @@ fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_jour
     // A run killed before it issued the session's start owes it.
     let mut core = Core::<Switch>::new(&plan, t0, 0);
     assert_eq!(core.restore(&[], t0).commands, [(1, Verb::Start)]);
+    // A journal naming what this runtime does not know says so; nothing is skipped
+    // in silence.
+    let mut core = Core::<Switch>::new(&plan, t0, 0);
+    let odd = [
+        issue("teleport"),
+        Record::Transition {
+            sequence: 1,
+            event: "onWhatever".into(),
+            from: "Idle".into(),
+            to: "Copying".into(),
+            time: String::new(),
+        },
+    ];
+    let unfinished = core.restore(&odd, t0);
+    assert_eq!(
+        unfinished.unreadable,
+        [
+            "sequence 1: command \"teleport\"".to_string(),
+            "sequence 1: event \"onWhatever\"".to_string()
+        ]
+    );
 }
 
 /// A terminal that keeps what is drawn on it.

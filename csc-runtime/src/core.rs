@@ -176,6 +176,9 @@ pub struct Unfinished {
     pub commands: Vec<(u32, Verb)>,
     pub actions: Vec<Record>,
     pub owed_actions: Vec<Command>,
+    /// Records naming a command or an event this runtime does not know (a journal of
+    /// another version): not replayed, and said, never skipped in silence.
+    pub unreadable: Vec<String>,
 }
 
 pub struct Core<S: Solution> {
@@ -228,6 +231,11 @@ impl<S: Solution> Core<S> {
         for record in records {
             match record {
                 Record::Issue { sequence, command } => {
+                    if Verb::parse(command).is_none() {
+                        unfinished
+                            .unreadable
+                            .push(format!("sequence {sequence}: command {command:?}"));
+                    }
                     if let Some(verb) = Verb::parse(command) {
                         cross_off(&mut owed, |c| {
                             *c == Command::Copy {
@@ -258,6 +266,9 @@ impl<S: Solution> Core<S> {
                     sequence, event, ..
                 } => {
                     let Some(event) = Event::parse(event) else {
+                        unfinished
+                            .unreadable
+                            .push(format!("sequence {sequence}: event {event:?}"));
                         continue;
                     };
                     self.groups

@@ -59,6 +59,13 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         pairs: &[Pair],
     ) -> Result<Unfinished, SetupError> {
         let mut unfinished = self.core.restore(previous, Instant::now());
+        if !unfinished.unreadable.is_empty() {
+            tracing::warn!(
+                kind = "journal",
+                "the journal names what this runtime does not know, not replayed: {}",
+                unfinished.unreadable.join("; ")
+            );
+        }
         let adopted = self.driver.adopt(pairs).map_err(SetupError::Storage)?;
         // Every adopted copy is reported (Started if it runs, else how it stands).
         let copies = adopted
