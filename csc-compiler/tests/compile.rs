@@ -436,7 +436,8 @@ fn the_readme_layout_names_every_module() {
             } else {
                 name.clone()
             };
-            if !layout.contains(&named) && !(dir.ends_with("executor") && name == "mod.rs") {
+            let the_directory_s_own = dir.ends_with("executor") && name == "mod.rs";
+            if !layout.contains(&named) && !the_directory_s_own {
                 missing.push(format!("{dir}/{named}"));
             }
         }

@@ -38,6 +38,8 @@ pub mod plan;
 mod progress;
 pub mod session;
 #[cfg(feature = "engine")]
+pub mod simulate;
+#[cfg(feature = "engine")]
 mod status;
 #[cfg(feature = "engine")]
 mod systemd;
