@@ -1,0 +1,109 @@
+//! What makes a plan one a session can run: the compiler's rules for copy sets and
+//! the storages' capabilities, checked again after a run-time file changed them.
+
+use super::*;
+
+/// A fault of a plan, and the copy set (index) it is about, if one.
+pub(super) struct Fault {
+    pub(super) copyset: Option<usize>,
+    pub(super) message: String,
+}
+
+impl Plan {
+    /// What a run-time file could break: chain lengths, storage references, and the
+    /// compiler's rule that a volume is in one place of one copy set only (a source
+    /// is never its own target; no volume is written by two pairs).
+    pub fn validate(&self) -> Result<(), String> {
+        self.fault().map_err(|f| f.message)
+    }
+
+    /// [`Plan::validate`]'s first fault, with the copy set it is about.
+    pub(super) fn fault(&self) -> Result<(), Fault> {
+        let of_set = |i: usize, message: String| Fault {
+            copyset: Some(i),
+            message,
+        };
+        let mut seen: BTreeMap<&Volume, &str> = BTreeMap::new();
+        for (i, set) in self.copysets.iter().enumerate() {
+            for volume in &set.volumes {
+                if let Some(first) = seen.insert(volume, &set.name) {
+                    return Err(of_set(i, format!(
+                        "copy set {}: volume {volume} is already in copy set {first}: a volume is in one place of one copy set only",
+                        set.name
+                    )));
+                }
+            }
+        }
+        for id in self.storages_used() {
+            let Some(storage) = self.storages.get(id) else {
+                continue;
+            };
+            let driver = storage.driver;
+            if !storage.endpoint.suits(driver) {
+                return Err(Fault {
+                    copyset: None,
+                    message: format!(
+                        "storage {id}: a {driver} storage is not reached at {}: write {}",
+                        storage.endpoint,
+                        driver.capabilities().endpoints
+                    ),
+                });
+            }
+        }
+        let needed = self.sequences.len() + 1;
+        for (i, set) in self.copysets.iter().enumerate() {
+            if set.volumes.len() != needed {
+                return Err(of_set(
+                    i,
+                    format!(
+                        "copy set {} has {} volumes; the chain of {} sequences needs {needed}",
+                        set.name,
+                        set.volumes.len(),
+                        self.sequences.len()
+                    ),
+                ));
+            }
+            for v in &set.volumes {
+                let Some(storage) = self.storages.get(&v.storage) else {
+                    return Err(of_set(
+                        i,
+                        format!(
+                            "copy set {}: volume {v}: no storage `{}` (storages: {})",
+                            set.name,
+                            v.storage,
+                            self.storages.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                };
+                if let Some(fault) = volume_fault(storage.driver, &v.name) {
+                    return Err(of_set(
+                        i,
+                        format!("copy set {}: volume {v}: {fault}", set.name),
+                    ));
+                }
+            }
+        }
+        let needs: Vec<Needs> = self
+            .sequences
+            .iter()
+            .map(|s| Needs {
+                sequence: s.number,
+                copy: s.copy,
+                commands: &s.commands,
+                keep: s.keep,
+            })
+            .collect();
+        let driver_of = |id: &str| self.storages.get(id).map(|s| s.driver);
+        if let Some(refusal) = refusals(driver_of, &self.copysets, &needs).first() {
+            return Err(of_set(
+                refusal.copyset,
+                format!(
+                    "copy set {}: {refusal}; {}",
+                    self.copysets[refusal.copyset].name,
+                    refusal.help()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
