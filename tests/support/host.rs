@@ -206,15 +206,39 @@ impl Host {
         sequence: u32,
         state: &str,
     ) -> (Option<i32>, String, String) {
+        self.operator_within(command, sequence, state, Duration::from_secs(660))
+    }
+
+    /// An operator command, given up (killed, code `None`) after `within`: a run that
+    /// never answers is a finding, not a test that hangs for ten minutes.
+    pub fn operator_within(
+        &self,
+        command: &str,
+        sequence: u32,
+        state: &str,
+        within: Duration,
+    ) -> (Option<i32>, String, String) {
         let mut words = command.split_whitespace();
         let verb = words.next().expect("a verb");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
             .args([self.solution, verb, &sequence.to_string()])
             .args(words)
             .arg("--state-dir")
             .arg(self.lab.dir.join(state))
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("operator command");
+        let deadline = std::time::Instant::now() + within;
+        while child.try_wait().expect("wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return (None, String::new(), format!("no answer within {within:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("operator command");
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -344,7 +344,7 @@ impl Driver for Qemu {
         // A writer that attached while the pair was away is found now (bypass.rs).
         let ids: Vec<String> = pairs.iter().map(|p| self.names.job(p)).collect();
         let mut reports = self.find_bypasses(Some(&ids));
-        let mut restart = Vec::new();
+        let (mut restart, mut running) = (Vec::new(), Vec::new());
         for pair in pairs {
             let id = self.names.job(pair);
             match self.jobs.get(&id) {
@@ -373,10 +373,14 @@ impl Driver for Qemu {
                 }
                 // Frozen: its mirror is ending; the pair restarts.
                 Some(job) if job.frozen => restart.push(pair.clone()),
-                Some(_) => {}
+                // Running (a take-over found it copying while the others had failed):
+                // the resumed group's run hears of it again, or it never completes
+                // (explorer bench seed 128: a resume that waited for ever).
+                Some(_) => running.push(id),
                 None => restart.push(pair.clone()),
             }
         }
+        reports.extend(self.still_running(&running));
         reports.extend(self.start(&restart, copy)?);
         Ok(reports)
     }

@@ -22,7 +22,7 @@ use super::{key, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// Granularity of the records: 64 KiB, the cluster qemu's backup job copies whatever
@@ -284,6 +284,37 @@ impl Qemu {
         )];
         if resync.is_some_and(|r| r.mirror_ready) {
             reports.push(report(&pair, PairEvent::Duplex));
+        }
+        reports
+    }
+
+    /// Reports copies that run on through a resume: Started, and Duplex for those in
+    /// step (one `query-block-jobs` per source daemon; one not yet in step says so by
+    /// its BLOCK_JOB_READY later).
+    pub(super) fn still_running(&self, ids: &[String]) -> Vec<PairReport> {
+        let mut reports = Vec::new();
+        let sites: BTreeSet<&str> = ids
+            .iter()
+            .map(|id| self.jobs[id].pair.source.storage.as_str())
+            .collect();
+        let mut ready: BTreeSet<String> = BTreeSet::new();
+        for site in sites {
+            let listed = self.qmp(site).and_then(|q| {
+                q.list("query-block-jobs", Value::Null)
+                    .map_err(|e| DriverError::at(site, e))
+            });
+            for job in listed.unwrap_or_default() {
+                if job["ready"] == true {
+                    ready.extend(job["device"].as_str().map(str::to_string));
+                }
+            }
+        }
+        for id in ids {
+            let pair = &self.jobs[id].pair;
+            reports.push(report(pair, PairEvent::Started));
+            if ready.contains(id) {
+                reports.push(report(pair, PairEvent::Duplex));
+            }
         }
         reports
     }
