@@ -83,17 +83,15 @@ fn variant(value: impl std::fmt::Debug) -> Ident {
     format_ident!("{}", format!("{value:?}"))
 }
 
-/// The typed event variant of `event` for a sequence of `copy_type`.
-fn typed_event(copy_type: CopyType, event: Event) -> &'static str {
-    match (copy_type, event) {
-        (_, Event::OnStart) => "Start",
-        (CopyType::Continuous, Event::OnDuplex) => "Duplex",
-        (CopyType::Continuous, Event::OnSuspend) => "Suspend",
-        (CopyType::PointInTime, Event::OnComplete) => "Complete",
-        (_, Event::OnError) => "Error",
-        (_, Event::OnStop) => "Stop",
-        (t, e) => unreachable!("the checker admits no {e} on a {t} sequence"),
-    }
+/// The variant of the runtime's typed event that `event` is for a sequence of
+/// `copy_type`: machine.rs's own table (`TryFrom`), named as it is declared.
+fn typed_event(copy_type: CopyType, event: Event) -> String {
+    use csc_runtime::machine::{ContinuousEvent, PointInTimeEvent};
+    let named = match copy_type {
+        CopyType::Continuous => ContinuousEvent::try_from(event).map(|e| format!("{e:?}")),
+        CopyType::PointInTime => PointInTimeEvent::try_from(event).map(|e| format!("{e:?}")),
+    };
+    named.unwrap_or_else(|e| unreachable!("the checker admits no {e} on a {copy_type} sequence"))
 }
 
 /// The events a sequence of `copy_type` can report, in canonical order.
