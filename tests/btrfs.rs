@@ -608,7 +608,7 @@ fn cleanup_removes_a_killed_run_s_half_received_copy_and_markers_and_keeps_the_c
     // session's marker, which is not this session's to remove.
     let tag = format!(
         "cssc-{:06x}",
-        csc_runtime::machine::fnv1a64(b"btrfs-test") >> 40
+        csc_runtime::fingerprint::fnv1a64(b"btrfs-test") >> 40
     );
     let half = format!("{tag}-s1-c0-99");
     let run = |script: &str| {

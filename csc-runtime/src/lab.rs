@@ -141,7 +141,7 @@ impl Lab {
         self.create(site, volumes)?;
         for (name, bytes) in volumes.iter().filter(|(v, _)| sources.contains(v)) {
             // Distinct data per volume, so a copy landing on the wrong target shows.
-            let seed = crate::machine::fnv1a64(format!("{site}/{name}").as_bytes());
+            let seed = crate::fingerprint::fnv1a64(format!("{site}/{name}").as_bytes());
             fill_random(self.image(site, name), *bytes, seed)
                 .map_err(|e| format!("cannot fill {name}: {e}"))?;
         }

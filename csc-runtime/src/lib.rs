@@ -20,6 +20,7 @@ pub mod demo;
 pub mod drivers;
 #[cfg(feature = "engine")]
 pub mod executor;
+pub mod fingerprint;
 #[cfg(feature = "engine")]
 pub mod journal;
 #[cfg(feature = "demo")]

@@ -254,14 +254,6 @@ impl fmt::Display for Command {
     }
 }
 
-/// FNV-1a, 64 bits: a quick, stable fingerprint (not a security hash).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// What cssc generates for one solution: its description and its pure machine.
 /// A generated event: the sequence it is about, and its general form.
 pub trait SequenceEvent: Copy {
     fn sequence(self) -> u32;

@@ -138,7 +138,7 @@ pub fn digest(root: &Path) -> BTreeMap<String, u64> {
             } else {
                 let bytes = std::fs::read(&path).expect("read file");
                 let name = path.strip_prefix(root).unwrap().display().to_string();
-                out.insert(name, csc_runtime::machine::fnv1a64(&bytes));
+                out.insert(name, csc_runtime::fingerprint::fnv1a64(&bytes));
             }
         }
     }

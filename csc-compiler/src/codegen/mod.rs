@@ -25,7 +25,7 @@ pub fn session_name(solution: &Solution, path: &str) -> String {
 pub fn solution_hash(canonical_xml: &str) -> String {
     format!(
         "{:016x}",
-        csc_runtime::machine::fnv1a64(canonical_xml.as_bytes())
+        csc_runtime::fingerprint::fnv1a64(canonical_xml.as_bytes())
     )
 }
 

@@ -21,7 +21,7 @@ pub type Cleaned = std::collections::BTreeMap<String, Result<Vec<String>, String
 /// of the FNV-1a hash of the session's name, so two sessions on one storage, and the
 /// administrator's own names, are told apart.
 pub(crate) fn session_prefix(session: &str) -> String {
-    let tag = crate::machine::fnv1a64(session.as_bytes()) >> 40;
+    let tag = crate::fingerprint::fnv1a64(session.as_bytes()) >> 40;
     format!("cssc-{tag:06x}")
 }
 
