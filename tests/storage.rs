@@ -1432,14 +1432,7 @@ fn a_running_session_serves_its_state_as_prometheus_metrics_and_logs_json_lines(
 #[test]
 fn a_run_under_systemd_says_ready_once_its_mirrors_run_and_stopping_when_told_to_stop() {
     let host = Host::new();
-    let socket = host.lab.dir.join("notify.sock");
-    let manager = std::os::unix::net::UnixDatagram::bind(&socket).expect("notify socket");
-    manager
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut command = host.command("run", "state");
-    command.command.env("NOTIFY_SOCKET", &socket);
-    let mut run = command.spawn().expect("run");
+    let (manager, mut run) = run_under_a_manager(&host, &[], Duration::from_secs(30));
     let next = || {
         let mut buf = [0u8; 512];
         let n = manager.recv(&mut buf).expect("a datagram from the run");
@@ -1458,14 +1451,30 @@ fn a_run_under_systemd_says_ready_once_its_mirrors_run_and_stopping_when_told_to
         statuses.iter().all(|s| s.starts_with("STATUS=sequence 1 ")),
         "{statuses:?}"
     );
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
+    support::host::signal(&run, "-TERM");
     let stopping = next();
     assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
     assert_eq!(exits_within(&mut run, 30, "the run"), 0);
+}
+
+/// A run whose service manager is a socket of the test (`NOTIFY_SOCKET`, and `env`
+/// such as `WATCHDOG_USEC`), read with `read_timeout`.
+fn run_under_a_manager(
+    host: &Host,
+    env: &[(&str, &str)],
+    read_timeout: Duration,
+) -> (std::os::unix::net::UnixDatagram, std::process::Child) {
+    let socket = host.lab.dir.join("notify.sock");
+    let manager = std::os::unix::net::UnixDatagram::bind(&socket).expect("notify socket");
+    manager
+        .set_read_timeout(Some(read_timeout))
+        .expect("timeout");
+    let mut command = host.command("run", "state");
+    command
+        .command
+        .env("NOTIFY_SOCKET", &socket)
+        .envs(env.iter().copied());
+    (manager, command.spawn().expect("run"))
 }
 
 /// systemd's watchdog (`WatchdogSec=2` gives WATCHDOG_USEC=2000000): the executor's
@@ -1474,15 +1483,11 @@ fn a_run_under_systemd_says_ready_once_its_mirrors_run_and_stopping_when_told_to
 #[test]
 fn a_run_under_a_watchdog_pings_while_its_loop_goes_round_and_not_when_stuck() {
     let host = Host::new();
-    let socket = host.lab.dir.join("watchdog.sock");
-    let manager = std::os::unix::net::UnixDatagram::bind(&socket).expect("notify socket");
-    manager
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let mut command = host.command("run", "state");
-    command.command.env("NOTIFY_SOCKET", &socket);
-    command.command.env("WATCHDOG_USEC", "2000000");
-    let mut run = command.spawn().expect("run");
+    let (manager, mut run) = run_under_a_manager(
+        &host,
+        &[("WATCHDOG_USEC", "2000000")],
+        Duration::from_millis(200),
+    );
     let pings_within = |window: Duration| {
         let until = Instant::now() + window;
         let mut pings = Vec::new();
@@ -1509,14 +1514,7 @@ fn a_run_under_a_watchdog_pings_while_its_loop_goes_round_and_not_when_stuck() {
         "{:?}",
         gaps.collect::<Vec<_>>()
     );
-    let pid = run.id().to_string();
-    let signal = |s: &str| {
-        let sent = std::process::Command::new("kill")
-            .args([s, &pid])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-    };
+    let signal = |s: &str| support::host::signal(&run, s);
     signal("-STOP");
     // Drain what was in flight, then silence.
     let _ = pings_within(Duration::from_millis(300));
@@ -1559,8 +1557,7 @@ fn a_run_under_a_watchdog_pings_while_its_loop_goes_round_and_not_when_stuck() {
         !pings_within(Duration::from_secs(20)).is_empty(),
         "pings again once the loop goes round"
     );
-    signal("-TERM");
-    assert_eq!(exits_within(&mut run, 30, "the run"), 0);
+    assert_eq!(support::host::terminate(&mut run, "the run"), 0);
 }
 
 #[test]

@@ -179,24 +179,17 @@ fn run(cli: &Cli) -> Result<u8, String> {
             }
             print_stdout(&canonical)
         }
-        Cmd::Vendor { dir } => match build::vendor(dir) {
-            Ok(()) => {
+        Cmd::Vendor { dir } => {
+            let code = cargo_ran(build::vendor(dir), "cargo vendor failed")?;
+            if code == 0 {
                 println!(
                     "{}: the crates of every compiled solution; compile with --vendored {}",
                     dir.display(),
                     dir.display()
                 );
-                Ok(0)
             }
-            Err(e @ BuildError::Io { .. }) => Err(e.to_string()),
-            Err(BuildError::Cargo { summary, log }) => {
-                eprintln!(
-                    "cssc: cargo vendor failed:\n{summary}\nfull log: {}",
-                    log.display()
-                );
-                Ok(EXIT_BUILD)
-            }
-        },
+            Ok(code)
+        }
         Cmd::Compile {
             file,
             output,
@@ -218,17 +211,10 @@ fn run(cli: &Cli) -> Result<u8, String> {
                 progress: std::io::stderr().is_terminal(),
                 vendored: vendored.clone(),
             };
-            match build::compile(&session_name, &code, output, &options) {
-                Ok(()) => Ok(0),
-                Err(e @ BuildError::Io { .. }) => Err(e.to_string()),
-                Err(BuildError::Cargo { summary, log }) => {
-                    eprintln!(
-                        "cssc: the generated crate of {file} did not build (a cssc or toolchain fault, not the document's):\n{summary}\nfull log: {}",
-                        log.display()
-                    );
-                    Ok(EXIT_BUILD)
-                }
-            }
+            cargo_ran(
+                build::compile(&session_name, &code, output, &options),
+                &format!("the generated crate of {file} did not build (a cssc or toolchain fault, not the document's)"),
+            )
         }
         Cmd::Generate {
             file,
@@ -277,6 +263,19 @@ fn run(cli: &Cli) -> Result<u8, String> {
                 GraphFormat::Dot => emit::graph::dot(&solution),
                 GraphFormat::Mermaid => emit::graph::mermaid(&solution),
             })
+        }
+    }
+}
+
+/// The exit code of a cargo run: 0, a usage/I-O error, or cargo's failure said with
+/// its summary and log (exit 4).
+fn cargo_ran(result: Result<(), BuildError>, failed: &str) -> Result<u8, String> {
+    match result {
+        Ok(()) => Ok(0),
+        Err(e @ BuildError::Io { .. }) => Err(e.to_string()),
+        Err(BuildError::Cargo { summary, log }) => {
+            eprintln!("cssc: {failed}:\n{summary}\nfull log: {}", log.display());
+            Ok(EXIT_BUILD)
         }
     }
 }

@@ -139,16 +139,6 @@ pub enum SequenceState {
 }
 
 impl SequenceState {
-    pub const ALL: [SequenceState; 7] = [
-        SequenceState::Idle,
-        SequenceState::Copying,
-        SequenceState::Duplex,
-        SequenceState::Complete,
-        SequenceState::Suspended,
-        SequenceState::Failed,
-        SequenceState::Stopped,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             SequenceState::Idle => "Idle",
@@ -159,11 +149,6 @@ impl SequenceState {
             SequenceState::Failed => "Failed",
             SequenceState::Stopped => "Stopped",
         }
-    }
-
-    /// The state a journal names (`None`: a name no state has).
-    pub fn from_name(name: &str) -> Option<SequenceState> {
-        SequenceState::ALL.into_iter().find(|s| s.as_str() == name)
     }
 
     /// Its pairs copy: started, or in step.

@@ -283,12 +283,17 @@ impl Host {
 }
 
 pub fn terminate(child: &mut std::process::Child, what: &str) -> i32 {
+    signal(child, "-TERM");
+    exits_within(child, 30, what)
+}
+
+/// Sends `signal` (`-TERM`, `-STOP`, ...) to a child process.
+pub fn signal(child: &std::process::Child, signal: &str) {
     let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(sent.success());
-    exits_within(child, 30, what)
 }
 
 /// The `[storage.SITE]` tables of a run-time file for every site of a lab.

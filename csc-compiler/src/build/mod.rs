@@ -214,17 +214,23 @@ pub fn vendor(into: &Path) -> Result<(), BuildError> {
         .output()
         .map_err(|e| io("run cargo", Path::new(&cargo), e))?;
     if !out.status.success() {
-        let log = dir.join("vendor.log");
-        std::fs::write(&log, &out.stderr).map_err(|e| io("write", &log, e))?;
-        let summary = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| l.starts_with("error"))
-            .take(5)
-            .collect::<Vec<_>>()
-            .join("\n");
-        return Err(BuildError::Cargo { summary, log });
+        return Err(cargo_failed(dir.join("vendor.log"), &out.stderr));
     }
     Ok(())
+}
+
+/// cargo failed: its messages kept in `log`, its first errors as the summary.
+fn cargo_failed(log: PathBuf, said: &[u8]) -> BuildError {
+    if let Err(e) = std::fs::write(&log, said) {
+        return io("write", &log, e);
+    }
+    let summary = String::from_utf8_lossy(said)
+        .lines()
+        .filter(|l| l.starts_with("error"))
+        .take(5)
+        .collect::<Vec<_>>()
+        .join("\n");
+    BuildError::Cargo { summary, log }
 }
 
 /// Builds the executable of a generated module and copies it to `output`. With
@@ -285,16 +291,7 @@ pub fn compile(
         .wait()
         .map_err(|e| io("wait for cargo", Path::new(&cargo), e))?;
     if !status.success() {
-        let log = dir.join("build.log");
-        let stderr = String::from_utf8_lossy(&said);
-        std::fs::write(&log, stderr.as_bytes()).map_err(|e| io("write", &log, e))?;
-        let summary = stderr
-            .lines()
-            .filter(|l| l.starts_with("error"))
-            .take(5)
-            .collect::<Vec<_>>()
-            .join("\n");
-        return Err(BuildError::Cargo { summary, log });
+        return Err(cargo_failed(dir.join("build.log"), &said));
     }
     let built = target.join("release").join(&name);
     // Copy beside the destination, then rename: a reader never sees half a binary.

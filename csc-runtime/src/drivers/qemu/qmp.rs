@@ -195,12 +195,7 @@ impl Qmp {
         arguments: Value,
         timeout: Duration,
     ) -> Result<Value, QmpError> {
-        self.inner.busy.fetch_add(1, Ordering::SeqCst);
-        let sent = Instant::now();
-        let reply = wait(self.inner.send(command, arguments), timeout);
-        self.inner.busy.fetch_sub(1, Ordering::SeqCst);
-        self.inner.replied(command, sent, &reply);
-        reply
+        self.call(command, arguments, timeout, None::<fn()>)
     }
 
     /// Runs one command; when no reply has come within `patience`, calls `unblock`
@@ -213,16 +208,28 @@ impl Qmp {
         patience: Duration,
         unblock: impl FnOnce(),
     ) -> Result<Value, QmpError> {
+        self.call(command, arguments, patience, Some(unblock))
+    }
+
+    /// One command of ours, counted as busy while it waits: its reply within
+    /// `patience`, else (with `unblock`) that called and the rest of the usual timeout.
+    fn call(
+        &self,
+        command: &str,
+        arguments: Value,
+        patience: Duration,
+        unblock: Option<impl FnOnce()>,
+    ) -> Result<Value, QmpError> {
         self.inner.busy.fetch_add(1, Ordering::SeqCst);
         let sent = Instant::now();
         let rx = self.inner.send(command, arguments);
-        let reply = match rx.recv_timeout(patience) {
-            Ok(reply) => reply,
-            Err(RecvTimeoutError::Disconnected) => Err(QmpError::Timeout),
-            Err(RecvTimeoutError::Timeout) => {
+        let reply = match (rx.recv_timeout(patience), unblock) {
+            (Ok(reply), _) => reply,
+            (Err(RecvTimeoutError::Timeout), Some(unblock)) => {
                 unblock();
                 wait(rx, COMMAND_TIMEOUT.saturating_sub(patience))
             }
+            (Err(_), _) => Err(QmpError::Timeout),
         };
         self.inner.busy.fetch_sub(1, Ordering::SeqCst);
         self.inner.replied(command, sent, &reply);
