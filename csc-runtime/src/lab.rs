@@ -136,7 +136,8 @@ impl Lab {
             "--monitor".into(),
             "chardev=qmptcp,mode=control".into(),
             "--nbd-server".into(),
-            format!("addr.type=inet,addr.host=127.0.0.1,addr.port={nbd_port}"),
+            // As many clients as a scale test's pairs (QEMU's default is 100).
+            format!("addr.type=inet,addr.host=127.0.0.1,addr.port={nbd_port},max-connections=0"),
         ];
         self.create(site, volumes)?;
         for (name, bytes) in volumes.iter().filter(|(v, _)| sources.contains(v)) {

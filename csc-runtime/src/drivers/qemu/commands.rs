@@ -343,8 +343,13 @@ pub(super) struct BlockDirtyBitmapMerge<'a> {
 command!("block-dirty-bitmap-merge" => BlockDirtyBitmapMerge);
 
 #[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct NbdServerStart<'a> {
     pub addr: SocketAddressLegacy<'a>,
+    /// QEMU's default is 100 (since 9.1): one client per pair, so a session of more
+    /// pairs to one site asks for what it needs. Its 101st client would otherwise
+    /// hang in connect, and the monitor of its source with it.
+    pub max_connections: u32,
 }
 command!("nbd-server-start" => NbdServerStart);
 
@@ -519,9 +524,10 @@ mod tests {
             (
                 NbdServerStart {
                     addr: SocketAddress::of(&Address::Unix("/run/x.sock".into())).into(),
+                    max_connections: 100,
                 }
                 .wire(),
-                json!({ "addr": { "type": "unix", "data": { "path": "/run/x.sock" } } }),
+                json!({ "addr": { "type": "unix", "data": { "path": "/run/x.sock" } }, "max-connections": 100 }),
             ),
             (
                 BlockExportAdd {

@@ -25,6 +25,14 @@ fn end_event(
     })
 }
 
+/// The events `on_notice` acts on; the QMP reader drops every other one unparsed.
+pub(super) const HANDLED: [&str; 4] = [
+    "BLOCK_JOB_READY",
+    "BLOCK_JOB_ERROR",
+    "BLOCK_JOB_COMPLETED",
+    "BLOCK_JOB_CANCELLED",
+];
+
 impl Qemu {
     /// What a daemon's notice means for the pairs: a job event, or its site lost.
     pub(super) fn on_notice(&mut self, site: &str, notice: Notice) -> Vec<PairReport> {

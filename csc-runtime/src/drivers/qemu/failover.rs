@@ -109,6 +109,7 @@ impl Qemu {
     ) -> Result<Vec<PairReport>, DriverError> {
         let mut reports = Vec::new();
         self.reach_again(pairs);
+        self.forget_listings();
         for pair in pairs {
             let theirs = self.records.remove(&key(pair));
             let ours = self.production.remove(&key(pair));

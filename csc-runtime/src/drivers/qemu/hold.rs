@@ -7,10 +7,10 @@
 
 use super::commands::{
     BlockJobChange, BlockdevAdd, BlockdevReopen, CopyMode, Limits, ObjectAdd, ObjectDel, QomSet,
-    Throttle, ALL_NODES,
+    Throttle,
 };
 use super::qmp::QmpError;
-use super::{refused, report, size_of, Condition, Intent, Kind, Qemu};
+use super::{refused, report, Condition, Intent, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
 use serde_json::Value;
@@ -72,15 +72,15 @@ impl Qemu {
         Ok(())
     }
 
-    /// The virtual size of a volume, as its daemon reports it.
-    fn size(&self, volume: &Volume) -> Result<u64, DriverError> {
-        let nodes = self
-            .qmp(&volume.storage)?
-            .run(&ALL_NODES)
-            .map_err(|e| refused(&volume.storage, volume, e))?;
-        size_of(&nodes, &volume.name).ok_or_else(|| {
-            DriverError::on(&volume.storage, &volume.name, "no block node has this name")
-        })
+    /// The virtual size of a volume, as its daemon listed it for this group.
+    fn size(&mut self, volume: &Volume) -> Result<u64, DriverError> {
+        self.listing(&volume.storage)?
+            .sizes
+            .get(&volume.name)
+            .copied()
+            .ok_or_else(|| {
+                DriverError::on(&volume.storage, &volume.name, "no block node has this name")
+            })
     }
 
     /// A mirror's target: a hold filter (in the sequence's throttle group) over

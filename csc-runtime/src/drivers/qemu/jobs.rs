@@ -6,6 +6,7 @@ use super::commands::{
     Action, BlockDirtyBitmapAdd, BlockJobCancel, BlockdevBackup, BlockdevMirror, CopyMode, Perf,
     Sync, Transaction, TransactionProperties,
 };
+use super::resync::Record;
 use super::{key, refused, report, Condition, Intent, Job, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
@@ -14,14 +15,30 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// A mirror whose nodes are in place, not started yet.
+struct Prepared {
+    pair: Pair,
+    record: Option<Record>,
+    /// The node the mirror writes to (its hold filter).
+    target: String,
+    /// Its NBD client node, when the target is on another site.
+    remote: Option<String>,
+}
+
 impl Qemu {
+    /// Starts a group of mirrors in two phases: first every node they need (exports,
+    /// NBD clients, hold filters), then the mirrors. Every graph change in QEMU drains
+    /// the I/O of every running job (its graph lock), so nodes added while earlier
+    /// mirrors copy wait for them: one pair after the other, a start of N pairs took
+    /// O(N²) (BENCHMARKS.md).
     pub(super) fn start_mirrors(
         &mut self,
         pairs: &[Pair],
         mode: ContinuousMode,
     ) -> Result<Vec<PairReport>, DriverError> {
-        let mut started = Vec::new();
+        self.forget_listings();
         let mut reports = Vec::new();
+        let mut prepared: Vec<Prepared> = Vec::new();
         for pair in pairs {
             let id = self.names.job(pair);
             if self.jobs.get(&id).is_some_and(|j| j.frozen) {
@@ -41,94 +58,113 @@ impl Qemu {
                 None => None,
             };
             self.forget_records_of_target(pair);
-            let result = self.target_node(pair).and_then(|(target, remote)| {
-                let target = match self.hold_filter(pair, &target) {
-                    Ok(node) => node,
+            let nodes = self.target_node(pair).and_then(|(target, remote)| {
+                match self.hold_filter(pair, &target) {
+                    Ok(node) => Ok((node, remote)),
                     Err(e) => {
                         self.release(pair, true, remote);
-                        return Err(e);
-                    }
-                };
-                let top = self.names.top(pair);
-                let mirror = BlockdevMirror {
-                    job_id: &id,
-                    filter_node_name: &top,
-                    device: &pair.source.name,
-                    target: &target,
-                    // What changed since a split is copied beside it (resync.rs).
-                    sync: if record.is_some() {
-                        Sync::None
-                    } else {
-                        Sync::Full
-                    },
-                    on_target_error: "stop",
-                    on_source_error: "stop",
-                    copy_mode: match mode {
-                        ContinuousMode::Synchronous => CopyMode::WriteBlocking,
-                        ContinuousMode::Asynchronous => CopyMode::Background,
-                    },
-                    // 4 KiB granularity: a 4 KiB write copies 4 KiB, not 64, and a
-                    // failed target's resync copies 4 KiB per write it missed
-                    // (docs/qemu-recipes.md).
-                    granularity: 4096,
-                };
-                match self.qmp(&pair.source.storage)?.run(&mirror) {
-                    Ok(_) => Ok(remote),
-                    Err(e) => {
-                        self.release(pair, true, remote);
-                        Err(refused(&pair.source.storage, &pair.source, e))
+                        Err(e)
                     }
                 }
             });
-            match result {
-                Ok(remote_node) => {
-                    self.jobs.insert(
-                        id.clone(),
-                        Job {
-                            pair: pair.clone(),
-                            kind: Kind::Mirror,
-                            synchronous: mode == ContinuousMode::Synchronous,
-                            intent: Intent::Run,
-                            condition: Condition::Running,
-                            frozen: false,
-                            remote_node,
-                            resync: None,
-                            bypassed: false,
-                        },
-                    );
-                    started.push(pair.clone());
-                    if let Some(record) = record {
-                        match self.start_resync(pair, &record) {
-                            Ok(resync) => {
-                                self.jobs.get_mut(&id).expect("inserted").resync = Some(resync)
-                            }
-                            Err(e) => {
-                                // The mirror runs, but its target lacks what changed:
-                                // an error, and the record kept for the next restart.
-                                self.records.insert(key(pair), Ok(record));
-                                self.jobs.get_mut(&id).expect("inserted").condition =
-                                    Condition::Failed;
-                                reports.push(report(
-                                    pair,
-                                    PairEvent::Error(format!(
-                                        "cannot copy what changed since the split: {e}"
-                                    )),
-                                ));
-                            }
-                        }
-                    }
-                }
-                Err(mut e) => {
+            match nodes {
+                Ok((target, remote)) => prepared.push(Prepared {
+                    pair: pair.clone(),
+                    record,
+                    target,
+                    remote,
+                }),
+                Err(e) => {
+                    // Nothing of this group has started: what was added goes.
                     if let Some(record) = record {
                         self.records.insert(key(pair), Ok(record));
                     }
-                    // Nothing of this group stays started; what had started has written
-                    // part of its target, and the refusal says so.
-                    for pair in &started {
-                        self.cancel(pair, false);
-                    }
-                    e.partly_written = started.iter().map(|p| p.target.to_string()).collect();
+                    self.unprepare(prepared);
                     return Err(e);
+                }
+            }
+        }
+        let mut started: Vec<Pair> = Vec::new();
+        let mut prepared = prepared.into_iter();
+        while let Some(Prepared {
+            pair,
+            record,
+            target,
+            remote,
+        }) = prepared.next()
+        {
+            let id = self.names.job(&pair);
+            let top = self.names.top(&pair);
+            let mirror = BlockdevMirror {
+                job_id: &id,
+                filter_node_name: &top,
+                device: &pair.source.name,
+                target: &target,
+                // What changed since a split is copied beside it (resync.rs).
+                sync: if record.is_some() {
+                    Sync::None
+                } else {
+                    Sync::Full
+                },
+                on_target_error: "stop",
+                on_source_error: "stop",
+                copy_mode: match mode {
+                    ContinuousMode::Synchronous => CopyMode::WriteBlocking,
+                    ContinuousMode::Asynchronous => CopyMode::Background,
+                },
+                // 4 KiB granularity: a 4 KiB write copies 4 KiB, not 64, and a
+                // failed target's resync copies 4 KiB per write it missed
+                // (docs/qemu-recipes.md).
+                granularity: 4096,
+            };
+            let ran = self.qmp(&pair.source.storage).and_then(|q| {
+                q.run(&mirror)
+                    .map_err(|e| refused(&pair.source.storage, &pair.source, e))
+            });
+            if let Err(mut e) = ran {
+                self.release(&pair, true, remote);
+                if let Some(record) = record {
+                    self.records.insert(key(&pair), Ok(record));
+                }
+                self.unprepare(prepared.collect());
+                // Nothing of this group stays started; what had started has written
+                // part of its target, and the refusal says so.
+                for pair in &started {
+                    self.cancel(pair, false);
+                }
+                e.partly_written = started.iter().map(|p| p.target.to_string()).collect();
+                return Err(e);
+            }
+            self.jobs.insert(
+                id.clone(),
+                Job {
+                    pair: pair.clone(),
+                    kind: Kind::Mirror,
+                    synchronous: mode == ContinuousMode::Synchronous,
+                    intent: Intent::Run,
+                    condition: Condition::Running,
+                    frozen: false,
+                    remote_node: remote,
+                    resync: None,
+                    bypassed: false,
+                },
+            );
+            started.push(pair.clone());
+            if let Some(record) = record {
+                match self.start_resync(&pair, &record) {
+                    Ok(resync) => self.jobs.get_mut(&id).expect("inserted").resync = Some(resync),
+                    Err(e) => {
+                        // The mirror runs, but its target lacks what changed: an
+                        // error, and the record kept for the next restart.
+                        self.records.insert(key(&pair), Ok(record));
+                        self.jobs.get_mut(&id).expect("inserted").condition = Condition::Failed;
+                        reports.push(report(
+                            &pair,
+                            PairEvent::Error(format!(
+                                "cannot copy what changed since the split: {e}"
+                            )),
+                        ));
+                    }
                 }
             }
         }
@@ -138,6 +174,16 @@ impl Qemu {
             .collect();
         out.extend(reports);
         Ok(out)
+    }
+
+    /// Removes the nodes added for mirrors that did not start, and keeps their records.
+    fn unprepare(&mut self, prepared: Vec<Prepared>) {
+        for p in prepared {
+            self.release(&p.pair, true, p.remote);
+            if let Some(record) = p.record {
+                self.records.insert(key(&p.pair), Ok(record));
+            }
+        }
     }
 
     pub(super) fn start_backups(

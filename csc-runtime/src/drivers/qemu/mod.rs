@@ -21,6 +21,7 @@ mod events;
 mod failover;
 mod hold;
 mod jobs;
+mod listing;
 pub(crate) mod names;
 pub mod qmp;
 mod resources;
@@ -98,6 +99,12 @@ pub struct Qemu {
     verifying: BTreeSet<(String, String)>,
     /// Sites where this driver started the NBD server.
     nbd_servers: BTreeSet<String>,
+    /// Sites whose NBD server someone else started (the administrator's).
+    served: BTreeSet<String>,
+    /// Set by `shutdown`: pairs to a storage that does not answer keep their nodes.
+    stopping: bool,
+    /// Pairs whose nodes a stop left, by (source storage, target storage).
+    left_behind: BTreeMap<(String, String), usize>,
     /// Incremental bitmaps this driver added: (site, node, name).
     bitmaps: BTreeSet<(String, String, String)>,
     /// Throttle groups this driver added: (site, id).
@@ -119,6 +126,8 @@ pub struct Qemu {
     /// Jobs finished before their end event arrived (`await_end`): that event is not
     /// the end of the pair's next job.
     ended: BTreeSet<String>,
+    /// Each site's block nodes as listed once for the group being started.
+    listed: BTreeMap<String, listing::Listing>,
     timing: Timing,
 }
 
@@ -182,6 +191,10 @@ impl Qemu {
             production: BTreeMap::new(),
             resynced: BTreeMap::new(),
             ended: BTreeSet::new(),
+            listed: BTreeMap::new(),
+            served: BTreeSet::new(),
+            stopping: false,
+            left_behind: BTreeMap::new(),
             timing: plan.timing,
         })
     }
@@ -228,6 +241,7 @@ impl Qemu {
             // throttle groups (one that hung and came back has them: adding them again
             // is harmless).
             self.nbd_servers.remove(&site);
+            self.served.remove(&site);
             self.exports.retain(|(s, _)| *s != site);
             self.groups.retain(|(s, _)| *s != site);
         }
@@ -250,31 +264,23 @@ fn watched(
     Ok(qmp)
 }
 
-fn size_of(nodes: &Value, name: &str) -> Option<u64> {
-    nodes.as_array()?.iter().find(|n| n["node-name"] == name)?["image"]["virtual-size"].as_u64()
-}
-
 impl Driver for Qemu {
     type Notice = Notice;
 
     fn preflight(&mut self, pairs: &[Pair]) -> Result<(), DriverError> {
-        let mut nodes: BTreeMap<String, Value> = BTreeMap::new();
-        for site in self.sites.keys() {
-            let list = self.sites[site]
-                .run(&commands::ALL_NODES)
-                .map_err(|e| DriverError::at(site, format!("cannot list its block nodes: {e}")))?;
-            nodes.insert(site.clone(), list);
+        self.forget_listings();
+        let sites: Vec<String> = self.sites.keys().cloned().collect();
+        for site in &sites {
+            self.listing(site)?;
         }
         for pair in pairs {
             let mut sizes = Vec::new();
             for volume in [&pair.source, &pair.target] {
-                let list = &nodes[&volume.storage];
-                let size = size_of(list, &volume.name).ok_or_else(|| {
-                    let known: Vec<&str> = list
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|n| n["node-name"].as_str())
+                let known = &self.listed[&volume.storage].sizes;
+                let size = *known.get(&volume.name).ok_or_else(|| {
+                    let names: Vec<&str> = known
+                        .keys()
+                        .map(String::as_str)
                         .filter(|n| !n.starts_with('#'))
                         .collect();
                     DriverError::on(
@@ -282,7 +288,7 @@ impl Driver for Qemu {
                         &volume.name,
                         format!(
                             "no block node has this name; its nodes: {}",
-                            known.join(", ")
+                            names.join(", ")
                         ),
                     )
                 })?;
@@ -501,6 +507,7 @@ impl Driver for Qemu {
     }
 
     fn shutdown(&mut self) {
+        self.stopping = true;
         let pairs: Vec<Pair> = self.jobs.values().map(|j| j.pair.clone()).collect();
         // Held writers go on first.
         let _ = self.thaw(&pairs);
@@ -596,6 +603,13 @@ impl Driver for Qemu {
                     let _ = qmp.execute("nbd-server-stop", Value::Null);
                 }
             }
+        }
+        for ((source, target), pairs) in std::mem::take(&mut self.left_behind) {
+            tracing::warn!(
+                kind = "storage",
+                storage = %source,
+                "{pairs} pairs to {target}, which does not answer, keep their nodes in {source}'s daemon: run `cleanup` once {target} answers"
+            );
         }
     }
 }

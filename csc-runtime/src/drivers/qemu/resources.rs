@@ -60,19 +60,34 @@ impl Qemu {
                 "has no DATA address: other sites cannot reach its volumes",
             )
         })?;
-        if !self.nbd_servers.contains(site) {
+        if !self.nbd_servers.contains(site) && !self.served.contains(site) {
             match self.qmp(site)?.run(&NbdServerStart {
                 addr: SocketAddress::of(&data).into(),
+                max_connections: self.connections_to(site),
             }) {
                 Ok(_) => {
                     self.nbd_servers.insert(site.to_string());
                 }
-                // The administrator's own server (--nbd-server) serves as well.
-                Err(QmpError::Refused { desc, .. }) if desc.contains("already running") => {}
+                // The administrator's own server (--nbd-server) serves as well: not
+                // ours to stop, and not asked for again for every pair.
+                Err(QmpError::Refused { desc, .. }) if desc.contains("already running") => {
+                    self.served.insert(site.to_string());
+                }
                 Err(e) => return Err(refused(site, volume, e)),
             }
         }
         Ok(data)
+    }
+
+    /// The NBD connections a site's server may have to serve for this session: a
+    /// client per pair whose target it holds, as many again for a resync or verify
+    /// beside each, and QEMU's default of 100 at least.
+    fn connections_to(&self, site: &str) -> u32 {
+        let targets = (1..=self.plan.sequences.len() as u32)
+            .flat_map(|n| self.plan.pairs(n))
+            .filter(|p| p.target.storage == site)
+            .count();
+        u32::try_from(2 * targets).unwrap_or(u32::MAX).max(100)
     }
 
     /// Exports a pair's target in its daemon (starting the NBD server there if it has
@@ -112,6 +127,18 @@ impl Qemu {
     /// Removes a pair's hold filter and sink (`continuous`), its NBD client node, and
     /// the export when no job uses it any more.
     pub(super) fn release(&mut self, pair: &Pair, continuous: bool, remote_node: Option<String>) {
+        if self.stopping && remote_node.is_some() && !self.sites.contains_key(&pair.target.storage)
+        {
+            // Removing a node that writes to a storage gone or hung waits for it: qemu's
+            // reconnect delay, or the hang, per node, with the source's monitor held
+            // (docs/qemu-recipes.md). A stop does not wait for each: they stay, and
+            // `cleanup` removes them.
+            *self
+                .left_behind
+                .entry((pair.source.storage.clone(), pair.target.storage.clone()))
+                .or_default() += 1;
+            return;
+        }
         if let Some(qmp) = self.sites.get(&pair.source.storage) {
             if continuous {
                 for node in [self.names.hold(pair), self.names.sink(pair)] {

@@ -16,7 +16,6 @@
 
 use super::commands::{
     Bitmap, BlockDirtyBitmapAdd, BlockDirtyBitmapRemove, BlockJobResume, BlockdevBackup, Sync,
-    ALL_NODES,
 };
 use super::{key, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
@@ -157,33 +156,33 @@ impl Qemu {
     }
 
     /// Whether a record's bitmap is still in its daemon (`Err`: it cannot be asked).
-    pub(super) fn record_present(&self, site: &str, record: &Record) -> Result<bool, String> {
-        let nodes = self
-            .qmp(site)
-            .map_err(|e| format!("the record of what changed is lost: {e}"))?
-            .run_list(&ALL_NODES)
+    pub(super) fn record_present(&mut self, site: &str, record: &Record) -> Result<bool, String> {
+        let listing = self
+            .listing(site)
             .map_err(|e| format!("the record of what changed cannot be read: {e}"))?;
-        Ok(nodes.iter().any(|n| {
-            n["node-name"] == record.node.as_str()
-                && n["dirty-bitmaps"]
-                    .as_array()
-                    .is_some_and(|b| b.iter().any(|b| b["name"] == record.bitmap.as_str()))
-        }))
+        Ok(listing
+            .bitmaps
+            .contains(&(record.node.clone(), record.bitmap.clone())))
     }
 
     /// Drops the records of pairs whose target `pair` is about to write: they would
     /// no longer say what the target lacks.
     pub(super) fn forget_records_of_target(&mut self, pair: &Pair) {
-        let stale: Vec<Pair> = self
-            .plan
-            .sequences
-            .iter()
-            .flat_map(|s| self.plan.pairs(s.number))
-            .filter(|p| p.target == pair.target && key(p) != key(pair))
+        // The records are few (split pairs); the plan's pairs are many.
+        let stale: Vec<(u32, usize)> = self
+            .records
+            .keys()
+            .filter(|&&(sequence, copyset)| {
+                (sequence, copyset) != key(pair)
+                    && self.plan.copysets[copyset].volumes.get(sequence as usize)
+                        == Some(&pair.target)
+            })
+            .copied()
             .collect();
-        for p in stale {
-            if let Some(Ok(record)) = self.records.remove(&key(&p)) {
-                self.drop_bitmap(&p.source.storage, &record);
+        for k in stale {
+            if let Some(Ok(record)) = self.records.remove(&k) {
+                let source = &self.plan.copysets[k.1].volumes[k.0 as usize - 1].storage;
+                self.drop_bitmap(&source.clone(), &record);
             }
         }
     }
