@@ -204,6 +204,12 @@ impl<'a> Family<'a> {
     }
 }
 
+/// The most copy sets whose pairs get series of their own (state, bytes, lag). A page
+/// of 20,000 copy sets over 8 sequences would carry 160,000 pair-state series, read
+/// and stored at every scrape: above this, `cssc_pairs` counts the pairs in each
+/// state (series bounded by sequences × states), and one pair is found with `status`.
+pub(crate) const PER_PAIR_SERIES_UP_TO: usize = 1000;
+
 /// The figures in Prometheus' text format (0.0.4).
 pub(crate) fn render(f: &Figures) -> String {
     let mut out = String::new();
@@ -229,11 +235,32 @@ pub(crate) fn render(f: &Figures) -> String {
     let mut family = Family::new(
         &mut out,
         s,
-        "cssc_pair_state",
+        "cssc_pairs",
         "gauge",
-        "1 for what each copy set's pair last reported this run (Pending: nothing yet).",
+        "Pairs of each sequence by what they last reported this run (Pending: nothing yet).",
     );
     for q in &f.sequences {
+        let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, state) in &q.pairs {
+            *by_state.entry(state.unwrap_or("Pending")).or_default() += 1;
+        }
+        for (state, count) in by_state {
+            family.sample(
+                &[("sequence", &q.number.to_string()), ("state", state)],
+                count,
+            );
+        }
+    }
+    let per_pair =
+        f.sequences.iter().map(|q| q.pairs.len()).max().unwrap_or(0) <= PER_PAIR_SERIES_UP_TO;
+    let mut family = Family::new(
+        &mut out,
+        s,
+        "cssc_pair_state",
+        "gauge",
+        "1 for what each copy set's pair last reported this run (Pending: nothing yet); only in sessions of at most 1000 copy sets.",
+    );
+    for q in f.sequences.iter().filter(|_| per_pair) {
         for (copyset, state) in &q.pairs {
             let state = state.unwrap_or("Pending");
             family.sample(
@@ -338,9 +365,9 @@ pub(crate) fn render(f: &Figures) -> String {
         s,
         "cssc_copy_bytes",
         "gauge",
-        "Each running copy: bytes done and to do; in_step once a mirror is in step.",
+        "Each running copy: bytes done and to do; in_step once a mirror is in step; only in sessions of at most 1000 copy sets.",
     );
-    for c in &f.copies {
+    for c in f.copies.iter().filter(|_| per_pair) {
         let (sequence, in_step) = (c.sequence.to_string(), c.in_step.to_string());
         for (of, bytes) in [("done", c.done), ("total", c.total)] {
             family.sample(
@@ -412,9 +439,9 @@ pub(crate) fn render(f: &Figures) -> String {
         s,
         "cssc_async_lag",
         "gauge",
-        "Each asynchronous copy that measures it: seconds since the instant its target holds, and bytes behind (yet to copy where the driver knows it, else its last change sent).",
+        "Each asynchronous copy that measures it: seconds since the instant its target holds, and bytes behind (yet to copy where the driver knows it, else its last change sent); only in sessions of at most 1000 copy sets.",
     );
-    for c in &f.copies {
+    for c in f.copies.iter().filter(|_| per_pair) {
         if let Some((seconds, bytes)) = c.lag {
             let sequence = c.sequence.to_string();
             family.sample(
@@ -542,6 +569,27 @@ mod tests {
                 (("run", false), (1, 1.0)),
             ]),
         }
+    }
+
+    #[test]
+    fn above_a_thousand_copy_sets_pairs_are_counted_not_listed() {
+        let mut f = full_figures();
+        let states = [Some("Duplex"), Some("Error"), None];
+        f.sequences[0].pairs = (0..1001)
+            .map(|i| (format!("cs{i}"), states[i % 3]))
+            .collect();
+        let page = render(&f);
+        assert!(!page.contains("cssc_pair_state{"), "{page}");
+        assert!(!page.contains("cssc_copy_bytes{"), "{page}");
+        for line in [
+            "cssc_pairs{session=\"cppc\",sequence=\"1\",state=\"Duplex\"} 334",
+            "cssc_pairs{session=\"cppc\",sequence=\"1\",state=\"Error\"} 334",
+            "cssc_pairs{session=\"cppc\",sequence=\"1\",state=\"Pending\"} 333",
+        ] {
+            assert!(page.lines().any(|l| l == line), "{line} in {page}");
+        }
+        f.sequences[0].pairs.truncate(1000);
+        assert!(render(&f).contains("cssc_pair_state{"));
     }
 
     /// The `cssc_…` words of `text`.

@@ -4,6 +4,7 @@
 
 pub mod host;
 pub mod pools;
+pub mod scale;
 pub mod writer;
 
 use csc_runtime::drivers::qemu::qmp::{Notice, Qmp};

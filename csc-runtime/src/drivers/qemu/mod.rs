@@ -101,8 +101,10 @@ pub struct Qemu {
     nbd_servers: BTreeSet<String>,
     /// Sites whose NBD server someone else started (the administrator's).
     served: BTreeSet<String>,
-    /// Set by `shutdown`: pairs to a storage that does not answer keep their nodes.
+    /// Set by `shutdown`: pairs to a storage that does not answer keep their nodes
+    /// once `waited_for_absent` is spent.
     stopping: bool,
+    waited_for_absent: Duration,
     /// Pairs whose nodes a stop left, by (source storage, target storage).
     left_behind: BTreeMap<(String, String), usize>,
     /// Incremental bitmaps this driver added: (site, node, name).
@@ -194,6 +196,7 @@ impl Qemu {
             listed: BTreeMap::new(),
             served: BTreeSet::new(),
             stopping: false,
+            waited_for_absent: Duration::ZERO,
             left_behind: BTreeMap::new(),
             timing: plan.timing,
         })

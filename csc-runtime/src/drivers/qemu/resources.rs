@@ -11,6 +11,10 @@ use super::{refused, Qemu};
 use crate::address::Address;
 use crate::drivers::DriverError;
 use crate::plan::{Pair, Volume};
+use std::time::{Duration, Instant};
+
+/// The most a stop spends removing nodes that write to storages that do not answer.
+const ABSENT_PATIENCE: Duration = Duration::from_secs(5);
 
 impl Qemu {
     /// The node a job in the source's daemon writes to: the target itself on the same
@@ -127,18 +131,28 @@ impl Qemu {
     /// Removes a pair's hold filter and sink (`continuous`), its NBD client node, and
     /// the export when no job uses it any more.
     pub(super) fn release(&mut self, pair: &Pair, continuous: bool, remote_node: Option<String>) {
-        if self.stopping && remote_node.is_some() && !self.sites.contains_key(&pair.target.storage)
-        {
-            // Removing a node that writes to a storage gone or hung waits for it: qemu's
-            // reconnect delay, or the hang, per node, with the source's monitor held
-            // (docs/qemu-recipes.md). A stop does not wait for each: they stay, and
-            // `cleanup` removes them.
+        // Removing a node that writes to a storage gone or hung waits for it: QEMU's
+        // reconnect delay, or the hang, per node, with the source's monitor held
+        // (docs/qemu-recipes.md). A stop spends at most ABSENT_PATIENCE on them; the
+        // rest stay, and `cleanup` removes them.
+        let absent = self.stopping
+            && remote_node.is_some()
+            && !self.sites.contains_key(&pair.target.storage);
+        if absent && self.waited_for_absent >= ABSENT_PATIENCE {
             *self
                 .left_behind
                 .entry((pair.source.storage.clone(), pair.target.storage.clone()))
                 .or_default() += 1;
             return;
         }
+        let began = Instant::now();
+        self.remove_nodes(pair, continuous, remote_node);
+        if absent {
+            self.waited_for_absent += began.elapsed();
+        }
+    }
+
+    fn remove_nodes(&mut self, pair: &Pair, continuous: bool, remote_node: Option<String>) {
         if let Some(qmp) = self.sites.get(&pair.source.storage) {
             if continuous {
                 for node in [self.names.hold(pair), self.names.sink(pair)] {
