@@ -626,6 +626,40 @@ fn a_run_killed_while_its_freeze_holds_writers_is_taken_over_and_they_are_releas
     }
 }
 
+/// A run SIGKILLed in duplex, then its target site lost and restarted (its exports
+/// gone): `cleanup` serves the targets again so that the source's NBD clients reconnect
+/// and go at once (deleting one whose export is gone waits its reconnect delay, per
+/// node: 1,000 pairs took 1,000 s), then removes those exports too, and leaves nothing.
+#[test]
+fn cleanup_after_the_target_site_restarted_serves_its_targets_again_and_leaves_nothing() {
+    let mut host = Host::new();
+    let mut first = host.run_in_duplex("first");
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    host.lab.kill("siteB");
+    host.lab.restart("siteB").expect("site B again");
+    assert!(
+        leftovers(&host.lab, "siteB").is_empty(),
+        "a restarted daemon has none"
+    );
+    let out = host.command("cleanup", "").output().expect("cleanup");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("storage siteA: removed job") && report.contains("node cssc-"),
+        "{report}"
+    );
+    assert!(
+        report.contains("storage siteB: removed export"),
+        "the targets were served again: {report}"
+    );
+    assert!(leftovers(&host.lab, "siteA").is_empty());
+    assert!(leftovers(&host.lab, "siteB").is_empty());
+    let mut again = host.run_in_duplex("again");
+    host.assert_copies_equal();
+    assert_eq!(terminate(&mut again, "the next run"), 0);
+}
+
 #[test]
 fn a_run_killed_without_its_journal_is_cleaned_up_without_touching_others() {
     let host = Host::new();

@@ -3,11 +3,13 @@
 //! the session's name tag (names.rs). Never a volume, never another session's names.
 
 use super::commands::{
-    Bitmap, BlockDirtyBitmapRemove, BlockExportDel, BlockJobCancel, BlockdevAdd, BlockdevDel,
-    BlockdevReopen, ObjectAdd, ObjectDel, QomList, Throttle, ALL_NODES,
+    Bitmap, BlockDirtyBitmapRemove, BlockExportAdd, BlockExportDel, BlockJobCancel, BlockdevAdd,
+    BlockdevDel, BlockdevReopen, NbdServerStart, ObjectAdd, ObjectDel, QomList, SocketAddress,
+    Throttle, ALL_NODES,
 };
 use super::names::Names;
 use super::qmp::{Notice, Qmp, QmpError};
+use super::resources::connections_to;
 use crate::plan::Plan;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -36,8 +38,10 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
             }
         }
     }
-    // Jobs first everywhere (their nodes and the exports they write to are busy until
-    // they end), then nodes, exports, bitmaps and groups.
+    // The targets first (a job ending, or a node going, flushes its target), then
+    // jobs everywhere (their nodes and the exports they write to are busy until they
+    // end), then nodes, exports, bitmaps and groups.
+    let served = serve_targets_again(plan, &names, &sites);
     let steps: [Step; 5] = [
         end_jobs,
         delete_nodes,
@@ -46,19 +50,89 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
         delete_groups,
     ];
     for step in steps {
-        for (site, qmp) in &sites {
-            let Some(Ok(removed)) = cleaned.get_mut(site) else {
-                continue;
-            };
-            match step(qmp, &names) {
-                Ok(more) => removed.extend(more),
-                Err(e) => {
-                    cleaned.insert(site.clone(), Err(e.to_string()));
-                }
-            }
+        run_step(step, &sites, &names, &mut cleaned);
+    }
+    // A server started only so that clients could go is stopped once it serves
+    // nothing (another session may export through it meanwhile).
+    for site in served {
+        let qmp = &sites[&site];
+        if qmp
+            .list("query-block-exports", Value::Null)
+            .is_ok_and(|e| e.is_empty())
+        {
+            let _ = qmp.execute("nbd-server-stop", Value::Null);
         }
     }
     cleaned
+}
+
+/// Runs one step on every site that has answered every step so far.
+fn run_step(step: Step, sites: &BTreeMap<String, Qmp>, names: &Names, cleaned: &mut Cleaned) {
+    for (site, qmp) in sites {
+        let Some(Ok(removed)) = cleaned.get_mut(site) else {
+            continue;
+        };
+        match step(qmp, names) {
+            Ok(more) => removed.extend(more),
+            Err(e) => {
+                cleaned.insert(site.clone(), Err(e.to_string()));
+            }
+        }
+    }
+}
+
+/// Deleting an NBD client node whose target's export is gone (its daemon restarted)
+/// waits the node's reconnect delay, one node after the other (docs/qemu-recipes.md):
+/// 1,000 of them took 1,000 s. So every target this session's clients reach is
+/// exported again first (its daemon's NBD server started if it has none), the clients
+/// reconnect and go at once, and those exports go with the others. Returns the sites
+/// whose NBD server was started here.
+fn serve_targets_again(plan: &Plan, names: &Names, sites: &BTreeMap<String, Qmp>) -> Vec<String> {
+    let mut started = Vec::new();
+    for qmp in sites.values() {
+        let Ok(nodes) = qmp.run_list(&ALL_NODES) else {
+            continue;
+        };
+        for node in named(&nodes, "node-name", names) {
+            let Some((sequence, copyset)) = names.pair_of_client(node) else {
+                continue;
+            };
+            let Some(target) = plan
+                .copysets
+                .get(copyset)
+                .and_then(|c| c.volumes.get(sequence as usize))
+            else {
+                continue;
+            };
+            let (Some(there), Some(data)) = (
+                sites.get(&target.storage),
+                plan.storages
+                    .get(&target.storage)
+                    .and_then(|s| s.data.as_ref()),
+            ) else {
+                continue;
+            };
+            if !started.contains(&target.storage) {
+                let start = NbdServerStart {
+                    addr: SocketAddress::of(data).into(),
+                    max_connections: connections_to(plan, &target.storage),
+                };
+                if there.run(&start).is_ok() {
+                    started.push(target.storage.clone());
+                }
+            }
+            let export = names.export(&target.name);
+            // Refused when it is there already: then the client reaches it as it is.
+            let _ = there.run(&BlockExportAdd {
+                kind: "nbd",
+                id: &export,
+                node_name: &target.name,
+                name: &export,
+                writable: true,
+            });
+        }
+    }
+    started
 }
 
 fn named<'a>(items: &'a [Value], key: &str, names: &Names) -> Vec<&'a str> {

@@ -116,6 +116,16 @@ impl Names {
         format!("{}-rsn-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
     }
 
+    /// Which pair an NBD client node of this session (the mirror's or the resync's)
+    /// reaches the target of.
+    pub(crate) fn pair_of_client(&self, node: &str) -> Option<(u32, usize)> {
+        let rest = node.strip_prefix(&self.prefix)?;
+        self.pair_of(
+            rest.strip_prefix("-nbd")
+                .or_else(|| rest.strip_prefix("-rsn"))?,
+        )
+    }
+
     /// The bitmap that records what production writes on a recovered target (failover).
     pub(crate) fn failover_bitmap(&self, pair: &Pair) -> String {
         format!("{}-fo-s{}-c{}", self.prefix, pair.sequence, pair.copyset)
@@ -199,6 +209,10 @@ mod tests {
             Some((3, 12))
         );
         assert_eq!(ours.pair_of_resync_job(&job), None);
+        assert_eq!(ours.pair_of_client(&ours.nbd(&pair)), Some((3, 12)));
+        assert_eq!(ours.pair_of_client(&ours.resync_nbd(&pair)), Some((3, 12)));
+        assert_eq!(ours.pair_of_client(&ours.hold(&pair)), None);
+        assert_eq!(theirs.pair_of_client(&ours.nbd(&pair)), None);
         assert_eq!(
             ours.pair_of_resync_bitmap(&ours.resync_bitmap(&pair)),
             Some((3, 12))

@@ -10,11 +10,22 @@ use super::qmp::QmpError;
 use super::{refused, Qemu};
 use crate::address::Address;
 use crate::drivers::DriverError;
-use crate::plan::{Pair, Volume};
+use crate::plan::{Pair, Plan, Volume};
 use std::time::{Duration, Instant};
 
 /// The most a stop spends removing nodes that write to storages that do not answer.
 const ABSENT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The NBD connections a site's server may have to serve for a session: a client per
+/// pair whose target it holds, as many again for a resync or verify beside each, and
+/// QEMU's default of 100 at least.
+pub(super) fn connections_to(plan: &Plan, site: &str) -> u32 {
+    let targets = (1..=plan.sequences.len() as u32)
+        .flat_map(|n| plan.pairs(n))
+        .filter(|p| p.target.storage == site)
+        .count();
+    u32::try_from(2 * targets).unwrap_or(u32::MAX).max(100)
+}
 
 impl Qemu {
     /// The node a job in the source's daemon writes to: the target itself on the same
@@ -67,7 +78,7 @@ impl Qemu {
         if !self.nbd_servers.contains(site) && !self.served.contains(site) {
             match self.qmp(site)?.run(&NbdServerStart {
                 addr: SocketAddress::of(&data).into(),
-                max_connections: self.connections_to(site),
+                max_connections: connections_to(&self.plan, site),
             }) {
                 Ok(_) => {
                     self.nbd_servers.insert(site.to_string());
@@ -81,17 +92,6 @@ impl Qemu {
             }
         }
         Ok(data)
-    }
-
-    /// The NBD connections a site's server may have to serve for this session: a
-    /// client per pair whose target it holds, as many again for a resync or verify
-    /// beside each, and QEMU's default of 100 at least.
-    fn connections_to(&self, site: &str) -> u32 {
-        let targets = (1..=self.plan.sequences.len() as u32)
-            .flat_map(|n| self.plan.pairs(n))
-            .filter(|p| p.target.storage == site)
-            .count();
-        u32::try_from(2 * targets).unwrap_or(u32::MAX).max(100)
     }
 
     /// Exports a pair's target in its daemon (starting the NBD server there if it has
