@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-target/debian}"
 cargo build -q --release --locked -p csc-compiler --bin cssc
-release=target/release
+# Where cargo builds (CARGO_TARGET_DIR when set): cargo-deb reads the assets there.
+release="${CARGO_TARGET_DIR:-target}/release"
 "$release/cssc" completions bash > "$release/cssc.bash"
 "$release/cssc" completions zsh > "$release/_cssc"
 "$release/cssc" completions fish > "$release/cssc.fish"
