@@ -102,6 +102,14 @@ fn scrape(address: &str) -> (Duration, usize) {
     (t.elapsed(), page.len())
 }
 
+/// SIGTERM to a run: its exit code and the seconds it took to exit.
+fn terminate(child: &mut Child) -> (i32, f64) {
+    let t = Instant::now();
+    signal(child, "-TERM");
+    let code = exits_within(child, 1200, "run");
+    (code, t.elapsed().as_secs_f64())
+}
+
 fn session(n: usize) {
     let mut host = scale_host(n, keep());
     let metrics = {
@@ -124,8 +132,7 @@ fn session(n: usize) {
         total as f64 / n as f64,
     );
     if std::env::var_os("SCALE_START_ONLY").is_some() {
-        signal(&child, "-TERM");
-        exits_within(&mut child, 1200, "run");
+        terminate(&mut child);
         return;
     }
     // A SIGKILLed run, taken over.
@@ -151,12 +158,9 @@ fn session(n: usize) {
     let t = Instant::now();
     host.lab.kill("siteB");
     let frozen = until(&host, "Suspended", t);
-    let t = Instant::now();
-    signal(&child, "-TERM");
-    let code = exits_within(&mut child, 1200, "run");
+    let (code, took) = terminate(&mut child);
     println!(
-        "N={n} site B killed -> Suspended {frozen:.2} s; SIGTERM with B dead -> exit {code} in {:.2} s",
-        t.elapsed().as_secs_f64()
+        "N={n} site B killed -> Suspended {frozen:.2} s; SIGTERM with B dead -> exit {code} in {took:.2} s"
     );
     // B back: cleanup, then a run from scratch stopped in duplex.
     host.lab.restart("siteB").expect("restart B");
@@ -171,13 +175,8 @@ fn session(n: usize) {
     let t = Instant::now();
     let (mut child, _) = run(&host, &metrics);
     until(&host, "Duplex", t);
-    let t = Instant::now();
-    signal(&child, "-TERM");
-    let code = exits_within(&mut child, 1200, "run");
-    println!(
-        "N={n} SIGTERM in duplex, every storage up -> exit {code} in {:.2} s",
-        t.elapsed().as_secs_f64()
-    );
+    let (code, took) = terminate(&mut child);
+    println!("N={n} SIGTERM in duplex, every storage up -> exit {code} in {took:.2} s");
 }
 
 fn main() {

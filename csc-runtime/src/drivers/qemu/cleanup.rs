@@ -4,15 +4,14 @@
 
 use super::commands::{
     Bitmap, BlockDirtyBitmapRemove, BlockExportAdd, BlockExportDel, BlockJobCancel, BlockdevAdd,
-    BlockdevDel, BlockdevReopen, NbdServerStart, ObjectAdd, ObjectDel, QomList, SocketAddress,
-    Throttle, ALL_NODES,
+    BlockdevDel, BlockdevReopen, NbdServerStart, ObjectAdd, ObjectDel, QomList, Throttle,
+    ALL_NODES,
 };
 use super::names::Names;
 use super::qmp::{Notice, Qmp, QmpError};
-use super::resources::connections_to;
 use crate::plan::Plan;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// One step of the cleanup on one daemon: what it removed.
@@ -88,7 +87,7 @@ fn run_step(step: Step, sites: &BTreeMap<String, Qmp>, names: &Names, cleaned: &
 /// reconnect and go at once, and those exports go with the others. Returns the sites
 /// whose NBD server was started here.
 fn serve_targets_again(plan: &Plan, names: &Names, sites: &BTreeMap<String, Qmp>) -> Vec<String> {
-    let mut started = Vec::new();
+    let (mut asked, mut started) = (BTreeSet::new(), Vec::new());
     for qmp in sites.values() {
         let Ok(nodes) = qmp.run_list(&ALL_NODES) else {
             continue;
@@ -112,24 +111,17 @@ fn serve_targets_again(plan: &Plan, names: &Names, sites: &BTreeMap<String, Qmp>
             ) else {
                 continue;
             };
-            if !started.contains(&target.storage) {
-                let start = NbdServerStart {
-                    addr: SocketAddress::of(data).into(),
-                    max_connections: connections_to(plan, &target.storage),
-                };
-                if there.run(&start).is_ok() {
-                    started.push(target.storage.clone());
-                }
+            // Asked once per site: the server's size counts the plan's pairs.
+            if asked.insert(target.storage.clone())
+                && there
+                    .run(&NbdServerStart::of_session(plan, &target.storage, data))
+                    .is_ok()
+            {
+                started.push(target.storage.clone());
             }
             let export = names.export(&target.name);
             // Refused when it is there already: then the client reaches it as it is.
-            let _ = there.run(&BlockExportAdd {
-                kind: "nbd",
-                id: &export,
-                node_name: &target.name,
-                name: &export,
-                writable: true,
-            });
+            let _ = there.run(&BlockExportAdd::nbd(&export, &target.name, true));
         }
     }
     started

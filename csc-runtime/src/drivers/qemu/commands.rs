@@ -365,6 +365,19 @@ pub(super) struct BlockExportAdd<'a> {
 }
 command!("block-export-add" => BlockExportAdd);
 
+impl<'a> BlockExportAdd<'a> {
+    /// An NBD export of `node` whose id and name are both `export`.
+    pub(super) fn nbd(export: &'a str, node: &'a str, writable: bool) -> Self {
+        BlockExportAdd {
+            kind: "nbd",
+            id: export,
+            node_name: node,
+            name: export,
+            writable,
+        }
+    }
+}
+
 #[derive(Serialize)]
 pub(super) struct BlockExportDel<'a> {
     pub id: &'a str,

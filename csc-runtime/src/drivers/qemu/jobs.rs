@@ -86,22 +86,17 @@ impl Qemu {
         }
         let mut started: Vec<Pair> = Vec::new();
         let mut prepared = prepared.into_iter();
-        while let Some(Prepared {
-            pair,
-            record,
-            target,
-            remote,
-        }) = prepared.next()
-        {
+        while let Some(next) = prepared.next() {
+            let pair = next.pair.clone();
             let id = self.names.job(&pair);
             let top = self.names.top(&pair);
             let mirror = BlockdevMirror {
                 job_id: &id,
                 filter_node_name: &top,
                 device: &pair.source.name,
-                target: &target,
+                target: &next.target,
                 // What changed since a split is copied beside it (resync.rs).
-                sync: if record.is_some() {
+                sync: if next.record.is_some() {
                     Sync::None
                 } else {
                     Sync::Full
@@ -122,11 +117,7 @@ impl Qemu {
                     .map_err(|e| refused(&pair.source.storage, &pair.source, e))
             });
             if let Err(mut e) = ran {
-                self.release(&pair, true, remote);
-                if let Some(record) = record {
-                    self.records.insert(key(&pair), Ok(record));
-                }
-                self.unprepare(prepared.collect());
+                self.unprepare(std::iter::once(next).chain(prepared).collect());
                 // Nothing of this group stays started; what had started has written
                 // part of its target, and the refusal says so.
                 for pair in &started {
@@ -144,13 +135,13 @@ impl Qemu {
                     intent: Intent::Run,
                     condition: Condition::Running,
                     frozen: false,
-                    remote_node: remote,
+                    remote_node: next.remote,
                     resync: None,
                     bypassed: false,
                 },
             );
             started.push(pair.clone());
-            if let Some(record) = record {
+            if let Some(record) = next.record {
                 match self.start_resync(&pair, &record) {
                     Ok(resync) => self.jobs.get_mut(&id).expect("inserted").resync = Some(resync),
                     Err(e) => {

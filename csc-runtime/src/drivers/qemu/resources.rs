@@ -16,15 +16,20 @@ use std::time::{Duration, Instant};
 /// The most a stop spends removing nodes that write to storages that do not answer.
 const ABSENT_PATIENCE: Duration = Duration::from_secs(5);
 
-/// The NBD connections a site's server may have to serve for a session: a client per
-/// pair whose target it holds, as many again for a resync or verify beside each, and
-/// QEMU's default of 100 at least.
-pub(super) fn connections_to(plan: &Plan, site: &str) -> u32 {
-    let targets = (1..=plan.sequences.len() as u32)
-        .flat_map(|n| plan.pairs(n))
-        .filter(|p| p.target.storage == site)
-        .count();
-    u32::try_from(2 * targets).unwrap_or(u32::MAX).max(100)
+impl<'a> NbdServerStart<'a> {
+    /// A session's NBD server of `site` at `data`, allowing the connections it may
+    /// have to serve: a client per pair whose target it holds, as many again for a
+    /// resync or verify beside each, and QEMU's default of 100 at least.
+    pub(super) fn of_session(plan: &Plan, site: &str, data: &'a Address) -> Self {
+        let targets = (1..=plan.sequences.len() as u32)
+            .flat_map(|n| plan.pairs(n))
+            .filter(|p| p.target.storage == site)
+            .count();
+        NbdServerStart {
+            addr: SocketAddress::of(data).into(),
+            max_connections: u32::try_from(2 * targets).unwrap_or(u32::MAX).max(100),
+        }
+    }
 }
 
 impl Qemu {
@@ -76,10 +81,10 @@ impl Qemu {
             )
         })?;
         if !self.nbd_servers.contains(site) && !self.served.contains(site) {
-            match self.qmp(site)?.run(&NbdServerStart {
-                addr: SocketAddress::of(&data).into(),
-                max_connections: connections_to(&self.plan, site),
-            }) {
+            match self
+                .qmp(site)?
+                .run(&NbdServerStart::of_session(&self.plan, site, &data))
+            {
                 Ok(_) => {
                     self.nbd_servers.insert(site.to_string());
                 }
@@ -112,13 +117,10 @@ impl Qemu {
         let export = self.names.export(as_name);
         let key = (site.clone(), as_name.to_string());
         if !self.exports.contains(&key) {
-            match self.qmp(site)?.run(&BlockExportAdd {
-                kind: "nbd",
-                id: &export,
-                node_name: &volume.name,
-                name: &export,
-                writable: true,
-            }) {
+            match self
+                .qmp(site)?
+                .run(&BlockExportAdd::nbd(&export, &volume.name, true))
+            {
                 Ok(_) => {}
                 Err(QmpError::Refused { desc, .. }) if desc.contains("already in use") => {}
                 Err(e) => return Err(refused(site, volume, e)),

@@ -39,13 +39,7 @@ impl Qemu {
         let address = self.ensure_nbd_server(&volume.storage, volume)?;
         let export = self.names.verify_export(&volume.name);
         self.qmp(&volume.storage)?
-            .run(&BlockExportAdd {
-                kind: "nbd",
-                id: &export,
-                node_name: &volume.name,
-                name: &export,
-                writable,
-            })
+            .run(&BlockExportAdd::nbd(&export, &volume.name, writable))
             .map_err(|e| refused(&volume.storage, volume, e))?;
         self.verifying
             .insert((volume.storage.clone(), export.clone()));
