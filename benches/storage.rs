@@ -14,6 +14,7 @@ mod support;
 
 use csc_runtime::drivers::{Driver, PairEvent};
 use csc_runtime::lab::Lab;
+use csc_runtime::machine::SequenceState;
 use csc_runtime::machine::Solution;
 use csc_runtime::plan::Plan;
 use csc_runtime::vocab::{BaseCopy, Command as Verb, ContinuousMode, PointInTimeMode};
@@ -351,7 +352,9 @@ fn event_to_action() {
         let (port, hooks) = webhook();
         plan.contacts[0].webhook = Some(format!("http://127.0.0.1:{port}/oncall"));
         let (stop, status, handle) = spawn::<S>(plan);
-        wait_until(&status, "duplex", |s| s.states.get(&1) == Some(&"Duplex"));
+        wait_until(&status, "duplex", |s| {
+            s.states.get(&1) == Some(&SequenceState::Duplex)
+        });
         let killed = Instant::now();
         lab.kill("siteB");
         wait_until(&status, "freeze", |s| {

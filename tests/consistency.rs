@@ -10,6 +10,7 @@ mod support;
 use csc_runtime::drivers::qemu::Qemu;
 use csc_runtime::drivers::{Driver, PairEvent};
 use csc_runtime::lab::Lab;
+use csc_runtime::machine::SequenceState;
 use csc_runtime::machine::Solution;
 use csc_runtime::plan::{CopySet, Plan, Storage};
 use csc_runtime::vocab::{BaseCopy, Command as Verb, ContinuousMode};
@@ -191,7 +192,7 @@ fn session(lab: &Lab, plan: &Plan) -> Session {
     let plan = under::<S>(lab, plan);
     let session = spawn::<S>(plan);
     wait_until(&session.1, "duplex", |s| {
-        s.states.get(&1) == Some(&"Duplex")
+        s.states.get(&1) == Some(&SequenceState::Duplex)
     });
     session
 }

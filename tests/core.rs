@@ -173,9 +173,12 @@ fn schedules_fire_every_period_and_daily_at_their_time_in_the_session_zone_acros
         .apply_run_file("h.toml", "[timing]\ntime_zone = \"Europe/Pariss\"\n")
         .unwrap_err();
     assert!(
-        unknown.contains("is not a zone of the system's time zone database"),
+        unknown
+            .message
+            .contains("is not a zone of the system's time zone database"),
         "{unknown}"
     );
+    assert_eq!(unknown.at.map(|at| (at.line, at.column)), Some((2, 13)));
 }
 
 #[test]
@@ -322,23 +325,25 @@ fn a_session_whose_first_start_fails_half_way_does_not_run_and_says_which_volume
 
 #[test]
 fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_journal() {
-    use csc_runtime::journal::Record;
+    use csc_runtime::core::record::{Record, StorageCommand};
+    use csc_runtime::machine::SequenceState;
+    use csc_runtime::vocab::Event;
     let plan = Plan::from_session(&Switch::SESSION);
     let t0 = Instant::now();
-    let transition = |event: &str, to: &str| Record::Transition {
+    let transition = |event: Event, to: SequenceState| Record::Transition {
         sequence: 1,
-        event: event.into(),
-        from: String::new(),
-        to: to.into(),
+        event,
+        from: SequenceState::Idle,
+        to,
         time: String::new(),
     };
-    let issue = |command: &str| Record::Issue {
+    let issue = |command: Verb| Record::Issue {
         sequence: 1,
-        command: command.into(),
+        command: StorageCommand::Copy(command),
     };
-    let done = |command: &str| Record::Done {
+    let done = |command: Verb| Record::Done {
         sequence: 1,
-        command: command.into(),
+        command: StorageCommand::Copy(command),
         ok: true,
         detail: String::new(),
     };
@@ -348,17 +353,17 @@ fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_jour
             time: String::new(),
             solution: String::new(),
         },
-        issue("start"),
-        done("start"),
-        transition("onStart", "Copying"),
-        transition("onDuplex", "Duplex"),
-        transition("onError", "Failed"),
-        issue("freeze"),
+        issue(Verb::Start),
+        done(Verb::Start),
+        transition(Event::OnStart, SequenceState::Copying),
+        transition(Event::OnDuplex, SequenceState::Duplex),
+        transition(Event::OnError, SequenceState::Failed),
+        issue(Verb::Freeze),
         Record::ActionStart {
             id: "1.1".into(),
             action: "notify oncall".into(),
             sequence: 1,
-            event: "onError".into(),
+            event: Event::OnError,
             contact: Some("oncall".into()),
             program: None,
             timeout_secs: 0,
@@ -392,11 +397,11 @@ fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_jour
     // A freeze that returned and a thaw: nothing to finish, nothing held.
     let mut core = Core::<Switch>::new(&plan, t0, 0);
     let records = [
-        issue("start"),
-        done("start"),
-        issue("freeze"),
-        done("freeze"),
-        issue("thaw"),
+        issue(Verb::Start),
+        done(Verb::Start),
+        issue(Verb::Freeze),
+        done(Verb::Freeze),
+        issue(Verb::Thaw),
     ];
     let unfinished = core.restore(&records, t0);
     assert_eq!(unfinished.commands, [(1, Verb::Thaw)]);
@@ -410,37 +415,25 @@ fn a_run_taking_over_restores_the_machine_the_events_and_the_holds_from_the_jour
         solution: String::new(),
     };
     let records = [
-        issue("start"),
-        issue("freeze"),
+        issue(Verb::Start),
+        issue(Verb::Freeze),
         run,
-        issue("freeze"),
-        done("freeze"),
+        issue(Verb::Freeze),
+        done(Verb::Freeze),
     ];
     assert_eq!(core.restore(&records, t0).commands, [(1, Verb::Start)]);
     // A run killed before it issued the session's start owes it.
     let mut core = Core::<Switch>::new(&plan, t0, 0);
     assert_eq!(core.restore(&[], t0).commands, [(1, Verb::Start)]);
-    // A journal naming what this runtime does not know says so; nothing is skipped
-    // in silence.
+    // An operator's recover left unfinished is not issued again by a take-over (the
+    // operator asks again); its direction is read from its `Done` alone.
     let mut core = Core::<Switch>::new(&plan, t0, 0);
-    let odd = [
-        issue("teleport"),
-        Record::Transition {
-            sequence: 1,
-            event: "onWhatever".into(),
-            from: "Idle".into(),
-            to: "Copying".into(),
-            time: String::new(),
-        },
-    ];
-    let unfinished = core.restore(&odd, t0);
-    assert_eq!(
-        unfinished.unreadable,
-        [
-            "sequence 1: command \"teleport\"".to_string(),
-            "sequence 1: event \"onWhatever\"".to_string()
-        ]
-    );
+    let recover = Record::Issue {
+        sequence: 1,
+        command: StorageCommand::Recover,
+    };
+    let records = [issue(Verb::Start), done(Verb::Start), recover];
+    assert!(core.restore(&records, t0).commands.is_empty());
 }
 
 /// A terminal that keeps what is drawn on it.

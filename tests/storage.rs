@@ -12,6 +12,7 @@ mod support;
 
 use csc_runtime::drivers::{Driver, PairEvent};
 use csc_runtime::lab::Lab;
+use csc_runtime::machine::SequenceState;
 use csc_runtime::machine::Solution;
 use csc_runtime::plan::Plan;
 use csc_runtime::vocab::{BaseCopy, Command as Verb, ContinuousMode, Event, PointInTimeMode};
@@ -188,7 +189,9 @@ fn target_site_failure_freezes_and_notifies_within_two_seconds() {
     let (port, hooks) = webhook();
     plan.contacts[0].webhook = Some(format!("http://127.0.0.1:{port}/oncall"));
     let (stop, status, handle) = spawn::<S>(plan);
-    wait_until(&status, "duplex", |s| s.states.get(&1) == Some(&"Duplex"));
+    wait_until(&status, "duplex", |s| {
+        s.states.get(&1) == Some(&SequenceState::Duplex)
+    });
     let offsets: Vec<u64> = (0..16).map(|k| k * 512 * 1024).collect();
     lab.write("siteA", "db", 0x61, &offsets)
         .expect("writes acknowledged before the failure");
@@ -302,7 +305,7 @@ fn every_action_type_runs_on_its_event() {
     plan.contacts[0].webhook = Some(format!("http://127.0.0.1:{port}/hook"));
     let (stop, status, handle) = spawn::<S>(plan);
     wait_until(&status, "the copy", |s| {
-        s.states.get(&1) == Some(&"Complete")
+        s.states.get(&1) == Some(&SequenceState::Complete)
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     while !(dir.join("notify.env").exists()
@@ -520,7 +523,9 @@ fn no_copy_is_an_instant_point_in_time_read_through_a_fleecing_target() {
 fn a_session_that_loses_every_storage_waits_and_says_so() {
     let (lab, plan) = two_site_lab(16);
     let (stop, status, handle) = spawn::<cssc_solutions::mirror_freeze_switch::Chain>(plan);
-    wait_until(&status, "duplex", |s| s.states.get(&1) == Some(&"Duplex"));
+    wait_until(&status, "duplex", |s| {
+        s.states.get(&1) == Some(&SequenceState::Duplex)
+    });
     let mut lab = lab;
     lab.kill("siteA");
     lab.kill("siteB");
@@ -708,7 +713,9 @@ fn a_dropped_monitor_connection_is_picked_up_again_not_taken_for_a_failure() {
         port,
     };
     let (stop, status, handle) = spawn::<cssc_solutions::mirror_freeze_switch::Chain>(plan);
-    wait_until(&status, "duplex", |s| s.states.get(&1) == Some(&"Duplex"));
+    wait_until(&status, "duplex", |s| {
+        s.states.get(&1) == Some(&SequenceState::Duplex)
+    });
     // Destroy the session's connection to site A's monitor; the daemon lives on.
     let destroyed = std::process::Command::new("ss")
         .args(["-K", "dst", "127.0.0.1", "dport", "=", &format!(":{port}")])
@@ -727,7 +734,7 @@ fn a_dropped_monitor_connection_is_picked_up_again_not_taken_for_a_failure() {
             !s.events.contains(&(1, Event::OnError)),
             "taken for a failure: {s:?}"
         );
-        assert_eq!(s.states.get(&1), Some(&"Duplex"));
+        assert_eq!(s.states.get(&1), Some(&SequenceState::Duplex));
     }
     // The new connection works: a real failure is still noticed and frozen through it.
     let mut lab = lab;
@@ -1144,7 +1151,7 @@ fn a_run_killed_within_1_5_s_of_a_target_failure_is_taken_over_and_every_notific
     let started: std::collections::BTreeSet<String> = records
         .iter()
         .filter_map(|r| match r {
-            csc_runtime::journal::Record::ActionStart {
+            csc_runtime::core::record::Record::ActionStart {
                 id,
                 contact: Some(_),
                 ..
@@ -1200,25 +1207,28 @@ fn a_chain_killed_at_each_copy_s_issue_start_and_end_is_taken_over_and_completes
         "[[copyset]]\nname = \"x\"\nvolumes = [\"a:A\", \"a:B\", \"b:C\", \"b:D\"]\n",
     );
     host.solution = "pit-continuous-pit";
-    use csc_runtime::journal::{self, Record};
+    use csc_runtime::core::record::{Record, StorageCommand};
+    use csc_runtime::journal;
+    use csc_runtime::vocab::{Command as Verb, Event};
     let path = journal::path_in(&host.lab.dir.join("state"));
     // The moments, by what the journal says: a copy command issued, each copy
     // started (its start returned; a fast copy may be complete by the kill), the
     // mirror in duplex, the last copy complete.
-    let issued = |seq: u32| move |r: &Record| matches!(r, Record::Issue { sequence, command } if *sequence == seq && command == "start");
-    let started = |seq: u32| move |r: &Record| matches!(r, Record::Done { sequence, command, .. } if *sequence == seq && command == "start");
-    let reached = |seq: u32, what: &'static str| move |r: &Record| matches!(r, Record::Transition { sequence, event, .. } if *sequence == seq && event == what);
+    let start = StorageCommand::Copy(Verb::Start);
+    let issued = |seq: u32| move |r: &Record| matches!(r, Record::Issue { sequence, command } if *sequence == seq && *command == start);
+    let started = |seq: u32| move |r: &Record| matches!(r, Record::Done { sequence, command, .. } if *sequence == seq && *command == start);
+    let reached = |seq: u32, what: Event| move |r: &Record| matches!(r, Record::Transition { sequence, event, .. } if *sequence == seq && *event == what);
     type Moment = (&'static str, Box<dyn Fn(&Record) -> bool>);
     let moments: Vec<Moment> = vec![
         ("point-in-time copy 1 issued", Box::new(issued(1))),
         ("point-in-time copy 1 started", Box::new(started(1))),
         ("mirror issued", Box::new(issued(2))),
         ("mirror started", Box::new(started(2))),
-        ("mirror in duplex", Box::new(reached(2, "onDuplex"))),
+        ("mirror in duplex", Box::new(reached(2, Event::OnDuplex))),
         ("point-in-time copy 3 started", Box::new(started(3))),
         (
             "point-in-time copy 3 complete",
-            Box::new(reached(3, "onComplete")),
+            Box::new(reached(3, Event::OnComplete)),
         ),
     ];
     let mut run = host.command("run", "state").spawn().expect("run");

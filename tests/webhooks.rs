@@ -5,7 +5,7 @@
 //! carried through the proxy `https_proxy` names.
 //! One test in its own binary: the CA bundle is read once per process.
 
-use csc_runtime::actions::{post, Occurrence};
+use csc_runtime::actions::{post, ActionError, Occurrence};
 use csc_runtime::vocab::Event;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -225,14 +225,24 @@ fn https_webhooks_are_verified_signed_and_retried_on_5xx_only() {
     failures.lock().unwrap().clear();
     let gone = Receiver::start(&dir, "trusted", "404", "gone");
     let err = post(&gone.url, Some("s3cret"), &what, &quick, failed).expect_err("refused");
-    assert!(err.ends_with("HTTP 404"), "{err}");
+    assert!(
+        matches!(&err, ActionError::Refused { reason, .. } if reason == "HTTP 404"),
+        "{err}"
+    );
     assert_eq!(gone.received().len(), 1);
     assert!(failures.lock().unwrap().is_empty());
 
     // Always 500: four attempts, then it gives up and says so.
     let down = Receiver::start(&dir, "trusted", "500,500,500,500,500", "down");
     let err = post(&down.url, Some("s3cret"), &what, &quick, failed).expect_err("gave up");
-    assert!(err.contains("gave up after 4 attempts"), "{err}");
+    assert!(
+        matches!(err, ActionError::GaveUp { attempts: 4, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("gave up after 4 attempts"),
+        "{err}"
+    );
     assert_eq!(down.received().len(), 4);
 
     // A certificate from a CA the bundle does not hold: refused before any request,
@@ -240,7 +250,10 @@ fn https_webhooks_are_verified_signed_and_retried_on_5xx_only() {
     failures.lock().unwrap().clear();
     let stranger = Receiver::start(&dir, "stranger", "", "stranger");
     let err = post(&stranger.url, Some("s3cret"), &what, &quick, failed).expect_err("unverified");
-    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(
+        matches!(&err, ActionError::Refused { reason, .. } if reason.to_lowercase().contains("certificate")),
+        "{err}"
+    );
     assert!(stranger.received().is_empty());
     assert!(
         failures.lock().unwrap().is_empty(),

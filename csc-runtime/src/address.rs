@@ -4,6 +4,43 @@
 
 use std::fmt;
 
+/// How a socket address is written (qemu's monitor and data).
+const SOCKET: &str = "write unix:/path/to/socket or tcp:HOST:PORT (e.g. tcp:127.0.0.1:4444)";
+/// How a pool is written (btrfs).
+const POOL: &str =
+    "write local:/PATH or ssh:[USER@]HOST[:PORT]:/PATH (e.g. ssh:backup@dr.example:/srv/pool2)";
+
+/// Why a text is not an address; each says what is valid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddressError {
+    #[error("`{0}` has no unix:, tcp:, local: or ssh: prefix; {SOCKET} for qemu, or local:/PATH or ssh:[USER@]HOST[:PORT]:/PATH for btrfs")]
+    NoPrefix(String),
+    #[error("the socket path is empty; {SOCKET}")]
+    EmptySocketPath,
+    #[error("`{0}` has no port; {SOCKET}")]
+    NoPort(String),
+    #[error("`{0}` is not a port from 1 to 65535; {SOCKET}")]
+    BadPort(String),
+    #[error("`{0}` is not a host name; {SOCKET}")]
+    BadHost(String),
+    #[error("`{0}` is not an absolute path; {POOL}")]
+    NotAbsolute(String),
+    #[error("{0}; {POOL}")]
+    Ssh(SshFault),
+}
+
+/// What is wrong with an `ssh:` pool address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SshFault {
+    #[error("`ssh:{0}` has no :/PATH after the host")]
+    NoPath(String),
+    #[error("`{0}` is not a port from 1 to 65535")]
+    BadPort(String),
+    #[error("`{0}` is not [USER@]HOST[:PORT]")]
+    BadLogin(String),
+}
+
 /// A host as sockets, `ss` and ssh take it: without the brackets an IPv6 literal is
 /// written with in an address (`tcp:[::1]:4444`).
 pub fn bare_host(host: &str) -> &str {
@@ -30,40 +67,36 @@ pub enum Address {
 
 impl Address {
     /// Parses an address; the error says what is valid.
-    pub fn parse(text: &str) -> Result<Address, String> {
-        let valid = "write unix:/path/to/socket or tcp:HOST:PORT (e.g. tcp:127.0.0.1:4444)";
-        let pool = "write local:/PATH or ssh:[USER@]HOST[:PORT]:/PATH (e.g. ssh:backup@dr.example:/srv/pool2)";
+    pub fn parse(text: &str) -> Result<Address, AddressError> {
         if let Some(path) = text.strip_prefix("local:") {
             return if path.starts_with('/') {
                 Ok(Address::Local(path.to_string()))
             } else {
-                Err(format!("`{path}` is not an absolute path; {pool}"))
+                Err(AddressError::NotAbsolute(path.to_string()))
             };
         }
         if let Some(rest) = text.strip_prefix("ssh:") {
-            return Address::parse_ssh(rest).map_err(|e| format!("{e}; {pool}"));
+            return Address::parse_ssh(rest).map_err(AddressError::Ssh);
         }
         if let Some(path) = text.strip_prefix("unix:") {
             return if path.is_empty() {
-                Err(format!("the socket path is empty; {valid}"))
+                Err(AddressError::EmptySocketPath)
             } else {
                 Ok(Address::Unix(path.to_string()))
             };
         }
         let Some(rest) = text.strip_prefix("tcp:") else {
-            return Err(format!(
-                "`{text}` has no unix:, tcp:, local: or ssh: prefix; {valid} for qemu, or local:/PATH or ssh:[USER@]HOST[:PORT]:/PATH for btrfs"
-            ));
+            return Err(AddressError::NoPrefix(text.to_string()));
         };
         let (host, port) = rest
             .rsplit_once(':')
-            .ok_or_else(|| format!("`{text}` has no port; {valid}"))?;
+            .ok_or_else(|| AddressError::NoPort(text.to_string()))?;
         let port: u16 = match port.parse() {
             Ok(p) if p > 0 => p,
-            _ => return Err(format!("`{port}` is not a port from 1 to 65535; {valid}")),
+            _ => return Err(AddressError::BadPort(port.to_string())),
         };
         if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(format!("`{host}` is not a host name; {valid}"));
+            return Err(AddressError::BadHost(host.to_string()));
         }
         Ok(Address::Tcp {
             host: host.to_string(),
@@ -72,11 +105,11 @@ impl Address {
     }
 
     /// `[USER@]HOST[:PORT]:/PATH` (after `ssh:`).
-    fn parse_ssh(rest: &str) -> Result<Address, String> {
+    fn parse_ssh(rest: &str) -> Result<Address, SshFault> {
         let (login, path) = rest
             .split_once(":/")
             .map(|(l, p)| (l, format!("/{p}")))
-            .ok_or_else(|| format!("`ssh:{rest}` has no :/PATH after the host"))?;
+            .ok_or_else(|| SshFault::NoPath(rest.to_string()))?;
         let (user, host_port) = match login.rsplit_once('@') {
             Some((user, hp)) => (Some(user.to_string()), hp),
             None => (None, login),
@@ -85,7 +118,7 @@ impl Address {
             Some((h, p)) if !h.ends_with(':') && (!h.starts_with('[') || h.ends_with(']')) => {
                 match p.parse::<u16>() {
                     Ok(port) if port > 0 => (h, Some(port)),
-                    _ => return Err(format!("`{p}` is not a port from 1 to 65535")),
+                    _ => return Err(SshFault::BadPort(p.to_string())),
                 }
             }
             _ => (host_port, None),
@@ -94,7 +127,7 @@ impl Address {
             s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '@' || c == '/')
         };
         if bad(host) || user.as_deref().is_some_and(bad) || host.starts_with('-') {
-            return Err(format!("`{login}` is not [USER@]HOST[:PORT]"));
+            return Err(SshFault::BadLogin(login.to_string()));
         }
         Ok(Address::Ssh {
             user,

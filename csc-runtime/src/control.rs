@@ -145,10 +145,13 @@ fn serve(stream: UnixStream, requests: &Sender<Request>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut line = String::new();
     let read = BufReader::new(&stream).take(256).read_line(&mut line);
-    let answer = match read.map_err(|e| e.to_string()).and_then(|_| parse(&line)) {
-        Err(message) => Answer {
+    let asked = read
+        .map_err(|e| AskError::Read(e.to_string()))
+        .and_then(|_| parse(&line));
+    let answer = match asked {
+        Err(refusal) => Answer {
             outcome: Outcome::Refused,
-            message,
+            message: refusal.to_string(),
         },
         Ok(ask) => {
             let (answer, answered) = mpsc::channel();
@@ -169,11 +172,47 @@ fn serve(stream: UnixStream, requests: &Sender<Request>) {
     let _ = writeln!(&stream, "{body}");
 }
 
+/// Why a command line is not one the session takes.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AskError {
+    #[error("`{0}`: write VERB SEQ, e.g. resume 1")]
+    Usage(String),
+    #[error("`{0}` is not an operator command; valid: {valid}, status", valid = Operation::WORDS.join(", "))]
+    Verb(String),
+    #[error("`{0}` is not a rate in MiB/s")]
+    Rate(String),
+    #[error("`{0}` is not a sequence number")]
+    Sequence(String),
+    #[error("the command line could not be read: {0}")]
+    Read(String),
+}
+
+/// Why the operator's side got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    #[error("no running session answers at {} ({source}): is `run` running with this state directory?", path.display())]
+    NoRun {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the command could not be sent: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("the session's answer did not come: {0}")]
+    NoAnswer(#[source] std::io::Error),
+    #[error("the session's answer is not JSON ({source}): {line}")]
+    NotJson {
+        line: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// `VERB SEQ`, e.g. `resume 1`; `recover SEQ freeze` asks for the freeze first;
 /// `status` alone asks what the storage says now.
-fn parse(line: &str) -> Result<Ask, String> {
+fn parse(line: &str) -> Result<Ask, AskError> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let usage = || format!("`{}`: write VERB SEQ, e.g. resume 1", line.trim());
+    let usage = || AskError::Usage(line.trim().to_string());
     let (verb, sequence, rest) = match words.as_slice() {
         [status] if status.eq_ignore_ascii_case("status") => return Ok(Ask::Status),
         [verb, sequence, rest @ ..] => (*verb, *sequence, rest),
@@ -191,32 +230,23 @@ fn parse(line: &str) -> Result<Ask, String> {
                 .parse()
                 .ok()
                 .filter(|r| *r > 0)
-                .ok_or_else(|| format!("`{rate}` is not a rate in MiB/s"))?,
+                .ok_or_else(|| AskError::Rate(rate.to_string()))?,
         },
         (known, _) if Operation::WORDS.contains(&known) => return Err(usage()),
-        _ => {
-            return Err(format!(
-                "`{verb}` is not an operator command; valid: {}, status",
-                Operation::WORDS.join(", ")
-            ))
-        }
+        _ => return Err(AskError::Verb(verb.to_string())),
     };
     let sequence = sequence
         .parse()
-        .map_err(|_| format!("`{sequence}` is not a sequence number"))?;
+        .map_err(|_| AskError::Sequence(sequence.to_string()))?;
     Ok(Ask::Operate(operation, sequence))
 }
 
 /// The operator's side: sends `ask` to the run of `dir` and waits for its answer.
 /// `Err` when no run listens there.
-pub(crate) fn send(dir: &Path, ask: Ask) -> Result<Answer, String> {
+pub(crate) fn send(dir: &Path, ask: Ask) -> Result<Answer, SendError> {
     let path = socket_in(dir);
-    let mut stream = UnixStream::connect(&path).map_err(|e| {
-        format!(
-            "no running session answers at {} ({e}): is `run` running with this state directory?",
-            path.display()
-        )
-    })?;
+    let mut stream =
+        UnixStream::connect(&path).map_err(|source| SendError::NoRun { path, source })?;
     let line = match ask {
         Ask::Status => "status".to_string(),
         Ask::Operate(operation @ Operation::Recover { freeze: true }, sequence) => {
@@ -230,7 +260,7 @@ pub(crate) fn send(dir: &Path, ask: Ask) -> Result<Answer, String> {
         }
         Ask::Operate(operation, sequence) => format!("{operation} {sequence}"),
     };
-    writeln!(stream, "{line}").map_err(|e| e.to_string())?;
+    writeln!(stream, "{line}").map_err(SendError::Write)?;
     // `status` answers from the run's memory: a run whose loop does not answer in
     // seconds (stuck on a storage) is said to be so, not waited for.
     let within = match ask {
@@ -241,9 +271,12 @@ pub(crate) fn send(dir: &Path, ask: Ask) -> Result<Answer, String> {
     let mut line = String::new();
     BufReader::new(&stream)
         .read_line(&mut line)
-        .map_err(|e| format!("the session's answer did not come: {e}"))?;
-    let value: serde_json::Value = serde_json::from_str(&line)
-        .map_err(|e| format!("the session's answer is not JSON ({e}): {line}"))?;
+        .map_err(SendError::NoAnswer)?;
+    let value: serde_json::Value =
+        serde_json::from_str(&line).map_err(|source| SendError::NotJson {
+            line: line.clone(),
+            source,
+        })?;
     Ok(Answer {
         outcome: Outcome::of_word(value["outcome"].as_str().unwrap_or_default()),
         message: value["message"].as_str().unwrap_or_default().to_string(),
@@ -288,21 +321,20 @@ mod tests {
                 1
             )
         );
-        assert!(parse("verify 1 0").unwrap_err().contains("not a rate"));
-        assert!(parse("verify 1").unwrap_err().contains("write VERB SEQ"));
+        assert_eq!(parse("verify 1 0"), Err(AskError::Rate("0".into())));
+        assert_eq!(parse("verify 1"), Err(AskError::Usage("verify 1".into())));
         let freeze = parse("freeze 1").unwrap_err();
+        assert_eq!(freeze, AskError::Verb("freeze".into()));
         assert!(
-            freeze.contains("valid: suspend, resume, recover, reverse, verify"),
+            freeze
+                .to_string()
+                .contains("valid: suspend, resume, recover, reverse, verify, status"),
             "{freeze}"
         );
-        assert!(parse("resume 1 freeze")
-            .unwrap_err()
-            .contains("write VERB SEQ"));
-        assert!(parse("resume one")
-            .unwrap_err()
-            .contains("not a sequence number"));
-        assert!(parse("resume").unwrap_err().contains("write VERB SEQ"));
-        assert!(parse("resume 1 2").unwrap_err().contains("write VERB SEQ"));
+        for usage in ["resume 1 freeze", "resume", "resume 1 2"] {
+            assert_eq!(parse(usage), Err(AskError::Usage(usage.into())));
+        }
+        assert_eq!(parse("resume one"), Err(AskError::Sequence("one".into())));
     }
 
     #[test]
@@ -337,6 +369,6 @@ mod tests {
         session.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let gone = send(&dir, Ask::Status).unwrap_err();
-        assert!(gone.contains("no running session"), "{gone}");
+        assert!(matches!(gone, SendError::NoRun { .. }), "{gone}");
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::executor::{self, Options, Status};
 use crate::lab::Lab;
-use crate::machine::Solution;
+use crate::machine::{SequenceState, Solution};
 use crate::plan::Plan;
 use crate::vocab::{BaseCopy, ContinuousMode};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,7 +108,12 @@ fn drive(
     executor: &std::thread::JoinHandle<Result<executor::Ended, executor::SetupError>>,
 ) -> Result<Vec<String>, String> {
     let first = &plan.sequences[0];
-    let settled = |s: &Status| matches!(s.states.get(&1), Some(&"Duplex") | Some(&"Complete"));
+    let settled = |s: &Status| {
+        matches!(
+            s.states.get(&1),
+            Some(SequenceState::Duplex | SequenceState::Complete)
+        )
+    };
     if !wait_for(status, Duration::from_secs(120), |s| {
         settled(s) || executor.is_finished()
     }) || executor.is_finished()
@@ -176,9 +181,13 @@ fn drive(
     let mut verdicts = Vec::new();
     let mut mismatches = Vec::new();
     for seq in &plan.sequences {
-        let state = snapshot.states.get(&seq.number).copied().unwrap_or("Idle");
-        let complete = matches!(state, "Duplex" | "Complete");
-        let frozen_mirror = state == "Failed"
+        let state = snapshot
+            .states
+            .get(&seq.number)
+            .copied()
+            .unwrap_or_default();
+        let complete = matches!(state, SequenceState::Duplex | SequenceState::Complete);
+        let frozen_mirror = state == SequenceState::Failed
             && seq.copy == BaseCopy::Continuous(ContinuousMode::Synchronous)
             && plan
                 .pairs(seq.number)
@@ -195,7 +204,7 @@ fn drive(
             let why = if frozen_mirror {
                 "every acknowledged write reached the target"
             } else {
-                state
+                state.as_str()
             };
             let line = format!(
                 "sequence {} {}: {} {} {} ({why})",

@@ -10,7 +10,7 @@
 //! the first record that does not check and reports the bytes it dropped; opening for
 //! a run cuts them off.
 
-use serde::{Deserialize, Serialize};
+use crate::core::record::Record;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
@@ -18,57 +18,6 @@ use std::path::{Path, PathBuf};
 
 /// The most a record may hold: more is taken for garbage, not read.
 const MAX_RECORD: u32 = 1 << 20;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "record", rename_all = "snake_case")]
-pub enum Record {
-    /// A run began (its process, the solution's hash).
-    Run {
-        pid: u32,
-        time: String,
-        solution: String,
-    },
-    /// A command is about to be issued to the storage.
-    Issue {
-        sequence: u32,
-        command: String,
-    },
-    /// The command returned.
-    Done {
-        sequence: u32,
-        command: String,
-        ok: bool,
-        detail: String,
-    },
-    /// A group event went through the machine.
-    Transition {
-        sequence: u32,
-        event: String,
-        from: String,
-        to: String,
-        time: String,
-    },
-    /// An action started; `id` names it to its receiver. What it is (a contact to
-    /// notify, or a program with its timeout) and what it is about, so that a run
-    /// taking over can run it again under the same id.
-    ActionStart {
-        id: String,
-        action: String,
-        sequence: u32,
-        event: String,
-        contact: Option<String>,
-        program: Option<String>,
-        timeout_secs: u64,
-    },
-    ActionEnd {
-        id: String,
-        ok: bool,
-    },
-    /// The run ended on request, its copies ended and its additions removed.
-    Stopped {
-        time: String,
-    },
-}
 
 /// What reading a journal found past its last good record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +35,15 @@ pub enum JournalError {
     /// Another run holds the state directory.
     #[error("another run of this session holds {} (one run per state directory)", .0.display())]
     Busy(PathBuf),
+    /// A record checks but does not read: written by another version of cssc. The
+    /// journal is left as it is.
+    #[error("journal {path}: the record at byte {at} is intact but this runtime cannot read it ({source}); was it written by another version of cssc? The journal was left as it is", path = path.display())]
+    Unreadable {
+        path: PathBuf,
+        at: u64,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// The journal of a run: appended to, never rewritten.
@@ -106,38 +64,58 @@ pub fn read(path: &Path) -> Result<(Vec<Record>, Option<Torn>), JournalError> {
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io)?;
-    Ok(decode(&bytes))
+    decode(&bytes).map_err(|e| e.at(path))
 }
 
-fn decode(bytes: &[u8]) -> (Vec<Record>, Option<Torn>) {
+/// A record whose checksum holds and whose payload this runtime cannot read (another
+/// version wrote it): an error where it starts, never a torn tail to cut off.
+#[derive(Debug)]
+struct Unreadable {
+    at: u64,
+    source: serde_json::Error,
+}
+
+impl Unreadable {
+    fn at(self, path: &Path) -> JournalError {
+        JournalError::Unreadable {
+            path: path.to_path_buf(),
+            at: self.at,
+            source: self.source,
+        }
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<(Vec<Record>, Option<Torn>), Unreadable> {
     let mut records = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
-        let Some(record) = decode_one(&bytes[at..]) else {
+        let Some((payload, len)) = frame(&bytes[at..]) else {
             let torn = Torn {
                 at: at as u64,
                 dropped: (bytes.len() - at) as u64,
             };
-            return (records, Some(torn));
+            return Ok((records, Some(torn)));
         };
-        records.push(record.0);
-        at += record.1;
+        let record = serde_json::from_slice(payload).map_err(|source| Unreadable {
+            at: at as u64,
+            source,
+        })?;
+        records.push(record);
+        at += len;
     }
-    (records, None)
+    Ok((records, None))
 }
 
-/// One record at the start of `bytes`, and its length with the header.
-fn decode_one(bytes: &[u8]) -> Option<(Record, usize)> {
+/// The checked payload of the record at the start of `bytes`, and the record's length
+/// with its header; `None` for a torn or corrupt record.
+fn frame(bytes: &[u8]) -> Option<(&[u8], usize)> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
     let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
     if len > MAX_RECORD {
         return None;
     }
     let payload = bytes.get(8..8 + len as usize)?;
-    if crc32fast::hash(payload) != crc {
-        return None;
-    }
-    Some((serde_json::from_slice(payload).ok()?, 8 + len as usize))
+    (crc32fast::hash(payload) == crc).then_some((payload, 8 + len as usize))
 }
 
 fn encode(record: &Record) -> Vec<u8> {
@@ -147,38 +125,6 @@ fn encode(record: &Record) -> Vec<u8> {
     bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
     bytes
-}
-
-/// Whether the last run in a journal ended without its `Stopped` record.
-pub fn killed(records: &[Record]) -> bool {
-    records
-        .iter()
-        .rev()
-        .find(|r| matches!(r, Record::Run { .. } | Record::Stopped { .. }))
-        .is_some_and(|r| matches!(r, Record::Run { .. }))
-}
-
-/// The records of the session going on: the last run and the killed runs before it,
-/// each of which the next took over (everything after the last clean stop that
-/// precedes the last run).
-pub fn going_on(records: &[Record]) -> &[Record] {
-    let last_run = records
-        .iter()
-        .rposition(|r| matches!(r, Record::Run { .. }))
-        .unwrap_or(0);
-    let since = records[..last_run]
-        .iter()
-        .rposition(|r| matches!(r, Record::Stopped { .. }))
-        .map_or(0, |i| i + 1);
-    &records[since..]
-}
-
-/// The hash of the solution the last run was compiled from (`Record::Run`).
-pub fn last_solution(records: &[Record]) -> Option<&str> {
-    records.iter().rev().find_map(|r| match r {
-        Record::Run { solution, .. } => Some(solution.as_str()),
-        _ => None,
-    })
 }
 
 /// Whether a run holds the state directory's journal now.
@@ -217,7 +163,7 @@ impl Journal {
         let mut bytes = Vec::new();
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.read_to_end(&mut bytes).map_err(io)?;
-        let (records, torn) = decode(&bytes);
+        let (records, torn) = decode(&bytes).map_err(|e| e.at(&path))?;
         if let Some(t) = torn {
             file.set_len(t.at).map_err(io)?;
             file.sync_all().map_err(io)?;
@@ -236,6 +182,9 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::record::StorageCommand;
+    use crate::machine::SequenceState;
+    use crate::vocab::{Command as Verb, Event};
 
     fn records() -> Vec<Record> {
         vec![
@@ -246,19 +195,19 @@ mod tests {
             },
             Record::Issue {
                 sequence: 1,
-                command: "start".into(),
+                command: StorageCommand::Copy(Verb::Start),
             },
             Record::Done {
                 sequence: 1,
-                command: "start".into(),
+                command: StorageCommand::Copy(Verb::Start),
                 ok: true,
                 detail: String::new(),
             },
             Record::Transition {
                 sequence: 1,
-                event: "onDuplex".into(),
-                from: "Copying".into(),
-                to: "Duplex".into(),
+                event: Event::OnDuplex,
+                from: SequenceState::Copying,
+                to: SequenceState::Duplex,
                 time: "t1".into(),
             },
         ]
@@ -294,7 +243,7 @@ mod tests {
         let last = encode(records().last().expect("a record"));
         let good = all.len() - last.len();
         for cut in good..all.len() {
-            let (read, torn) = decode(&all[..cut]);
+            let (read, torn) = decode(&all[..cut]).expect("intact records read");
             assert_eq!(read, records()[..3], "cut at {cut}");
             assert_eq!(
                 torn,
@@ -308,7 +257,7 @@ mod tests {
         for i in good..all.len() {
             let mut bad = all.clone();
             bad[i] ^= 0x40;
-            let (read, torn) = decode(&bad);
+            let (read, torn) = decode(&bad).expect("intact records read");
             assert_eq!(read, records()[..3], "byte {i}");
             assert!(torn.is_some());
         }
@@ -342,20 +291,35 @@ mod tests {
     }
 
     #[test]
-    fn the_last_run_says_which_solution_it_was() {
-        let run = |solution: &str| Record::Run {
-            pid: 1,
-            time: String::new(),
-            solution: solution.into(),
-        };
-        assert_eq!(last_solution(&[]), None);
-        let records = [
-            run("a"),
-            Record::Stopped {
-                time: String::new(),
-            },
-            run("b"),
-        ];
-        assert_eq!(last_solution(&records), Some("b"));
+    fn an_intact_record_this_runtime_cannot_read_is_an_error_and_the_journal_stays() {
+        let dir = scratch("unreadable");
+        let (mut j, _, _) = Journal::open(&dir).expect("open");
+        j.append(&records()[0]).expect("append");
+        drop(j);
+        // What another version could write: checksummed, of a kind this one lacks.
+        let payload = br#"{"record":"issue","sequence":1,"command":"teleport"}"#;
+        let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        frame.extend_from_slice(payload);
+        let path = path_in(&dir);
+        let good = std::fs::metadata(&path).expect("journal").len();
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&frame))
+            .expect("append another version's record");
+        let before = std::fs::read(&path).expect("bytes");
+        for result in [read(&path).map(|_| ()), Journal::open(&dir).map(|_| ())] {
+            match result {
+                Err(JournalError::Unreadable { at, .. }) => assert_eq!(at, good),
+                other => panic!("expected Unreadable at byte {good}, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            std::fs::read(&path).expect("bytes"),
+            before,
+            "nothing was cut"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

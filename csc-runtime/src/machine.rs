@@ -127,6 +127,7 @@ impl PointInTimeState {
 /// decides on (a variant, never a name) and what logs, the journal and `status` show
 /// (`as_str`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "engine", derive(serde::Serialize, serde::Deserialize))]
 pub enum SequenceState {
     #[default]
     Idle,

@@ -5,21 +5,40 @@ use crate::machine::{Command, SequenceEvent, Solution};
 use crate::vocab::{Event, Keyword};
 use std::fmt::Write;
 
+/// Why an event given to the dry run is not one of the solution's.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    #[error("`{0}`: write SEQ:EVENT, e.g. 1:onError")]
+    Form(String),
+    #[error("`{0}` is not a sequence number")]
+    Sequence(String),
+    #[error("there is no sequence {number}; this solution has 1..{sequences}")]
+    NoSuchSequence { number: u32, sequences: usize },
+    #[error("sequence {number} is {copy_type}; `{name}` is not one of its events: {valid}")]
+    NotItsEvent {
+        number: u32,
+        copy_type: crate::vocab::CopyType,
+        name: String,
+        valid: String,
+    },
+}
+
 /// Parses `SEQ:EVENT` into the solution's typed event, explaining what is valid.
-pub fn parse_event<S: Solution>(text: &str) -> Result<S::Event, String> {
+pub fn parse_event<S: Solution>(text: &str) -> Result<S::Event, EventError> {
     let (seq, name) = text
         .split_once(':')
-        .ok_or_else(|| format!("`{text}`: write SEQ:EVENT, e.g. 1:onError"))?;
+        .ok_or_else(|| EventError::Form(text.to_string()))?;
     let sequences = S::SESSION.sequences;
     let number: u32 = seq
         .trim()
         .parse()
-        .map_err(|_| format!("`{seq}` is not a sequence number"))?;
+        .map_err(|_| EventError::Sequence(seq.to_string()))?;
     let Some(sequence) = sequences.iter().find(|s| s.number == number) else {
-        return Err(format!(
-            "there is no sequence {number}; this solution has 1..{}",
-            sequences.len()
-        ));
+        return Err(EventError::NoSuchSequence {
+            number,
+            sequences: sequences.len(),
+        });
     };
     let copy_type = sequence.copy.copy_type();
     let valid = copy_type
@@ -30,13 +49,16 @@ pub fn parse_event<S: Solution>(text: &str) -> Result<S::Event, String> {
         .join(", ");
     Event::parse(name.trim())
         .and_then(|event| S::event(number, event))
-        .ok_or_else(|| {
-            format!("sequence {number} is {copy_type}; `{name}` is not one of its events: {valid}")
+        .ok_or_else(|| EventError::NotItsEvent {
+            number,
+            copy_type,
+            name: name.to_string(),
+            valid,
         })
 }
 
 /// The dry run: the session start, then each event's transition and commands.
-pub fn simulate<S: Solution>(events: &[String]) -> Result<String, String> {
+pub fn simulate<S: Solution>(events: &[String]) -> Result<String, EventError> {
     let typed = events
         .iter()
         .map(|e| parse_event::<S>(e))

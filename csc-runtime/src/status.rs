@@ -5,8 +5,10 @@
 //! run (its control socket) what its storage says now: the run owns the storages'
 //! monitors, which serve one client at a time.
 
-use crate::journal::{self, killed, Record, Torn};
-use crate::machine::Solution;
+use crate::core::record::{going_on, killed, Record, StorageCommand};
+use crate::journal::{self, JournalError, Torn};
+use crate::machine::{SequenceState, Solution};
+use crate::vocab::Event;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,7 +24,7 @@ pub(crate) struct Summary {
     /// The last run ended without stopping (killed, crashed, host down).
     pub ended_without_stopping: bool,
     /// Each sequence's state in the last run (and the killed runs it took over from).
-    pub states: BTreeMap<u32, String>,
+    pub states: BTreeMap<u32, SequenceState>,
     /// The last group events, oldest first.
     pub events: Vec<Transition>,
     /// Commands the last run issued that did not return.
@@ -47,16 +49,16 @@ pub(crate) struct LastRun {
 pub(crate) struct Transition {
     pub time: String,
     pub sequence: u32,
-    pub event: String,
-    pub from: String,
-    pub to: String,
+    pub event: Event,
+    pub from: SequenceState,
+    pub to: SequenceState,
 }
 
 /// A command issued to a sequence's storage that did not return.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub(crate) struct Unfinished {
     pub sequence: u32,
-    pub command: String,
+    pub command: StorageCommand,
 }
 
 /// An action (notify, run) started and not seen to end, under its journal id.
@@ -73,21 +75,24 @@ pub(crate) fn summarize(
     running: bool,
     sequences: &[u32],
 ) -> Summary {
-    let this_run = journal::going_on(records);
-    let mut states: BTreeMap<u32, String> = sequences.iter().map(|s| (*s, "Idle".into())).collect();
+    let this_run = going_on(records);
+    let mut states: BTreeMap<u32, SequenceState> = sequences
+        .iter()
+        .map(|s| (*s, SequenceState::Idle))
+        .collect();
     let mut commands: Vec<Unfinished> = Vec::new();
     let mut actions: Vec<UnfinishedAction> = Vec::new();
     for record in this_run {
         match record {
             Record::Transition { sequence, to, .. } => {
-                states.insert(*sequence, to.clone());
+                states.insert(*sequence, *to);
             }
             // A run taking over issues again what a killed run left unfinished: one
             // command, finished by the one `Done` (as the core restores it).
             Record::Issue { sequence, command } => {
                 let issued = Unfinished {
                     sequence: *sequence,
-                    command: command.clone(),
+                    command: *command,
                 };
                 if !commands.contains(&issued) {
                     commands.push(issued);
@@ -123,9 +128,9 @@ pub(crate) fn summarize(
             } => Some(Transition {
                 time: time.clone(),
                 sequence: *sequence,
-                event: event.clone(),
-                from: from.clone(),
-                to: to.clone(),
+                event: *event,
+                from: *from,
+                to: *to,
             }),
             _ => None,
         })
@@ -154,12 +159,17 @@ pub(crate) fn summarize(
     }
 }
 
-/// `status`: exit 0, or 2 when the state directory has no journal.
+/// `status`: exit 0, 2 when the state directory has no journal, 3 when it holds a
+/// record this runtime cannot read.
 pub(crate) fn print<S: Solution>(dir: &Path, json: bool) -> ExitCode {
     let name = S::SESSION.name;
     let path = journal::path_in(dir);
     let (records, torn) = match journal::read(&path) {
         Ok(read) => read,
+        Err(e @ JournalError::Unreadable { .. }) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(3);
+        }
         Err(e) => {
             eprintln!(
                 "{name}: no journal to read ({e}): has the session run with --state-dir {}?",
@@ -260,6 +270,7 @@ fn table(name: &str, s: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::Command as Verb;
 
     fn run(pid: u32) -> Record {
         Record::Run {
@@ -274,19 +285,19 @@ mod tests {
             id: id.into(),
             action: what.into(),
             sequence: 1,
-            event: "onError".into(),
+            event: Event::OnError,
             contact: None,
             program: Some("/x".into()),
             timeout_secs: 5,
         }
     }
 
-    fn transition(sequence: u32, to: &str) -> Record {
+    fn transition(sequence: u32, to: SequenceState) -> Record {
         Record::Transition {
             sequence,
-            event: "onDuplex".into(),
-            from: "Copying".into(),
-            to: to.into(),
+            event: Event::OnDuplex,
+            from: SequenceState::Copying,
+            to,
             time: "t".into(),
         }
     }
@@ -295,23 +306,23 @@ mod tests {
     fn the_last_run_says_the_states_and_what_did_not_finish() {
         let records = vec![
             run(1),
-            transition(1, "Duplex"),
+            transition(1, SequenceState::Duplex),
             Record::Stopped { time: "t".into() },
             run(2),
-            transition(1, "Failed"),
+            transition(1, SequenceState::Failed),
             Record::Issue {
                 sequence: 1,
-                command: "freeze".into(),
+                command: StorageCommand::Copy(Verb::Freeze),
             },
             Record::Done {
                 sequence: 1,
-                command: "freeze".into(),
+                command: StorageCommand::Copy(Verb::Freeze),
                 ok: true,
                 detail: String::new(),
             },
             Record::Issue {
                 sequence: 2,
-                command: "start".into(),
+                command: StorageCommand::Copy(Verb::Start),
             },
             action("2.1", "notify oncall"),
             action("2.2", "run /x"),
@@ -330,13 +341,13 @@ mod tests {
                 started: "t2".into()
             })
         );
-        assert_eq!(s.states[&1], "Failed");
-        assert_eq!(s.states[&2], "Idle");
+        assert_eq!(s.states[&1], SequenceState::Failed);
+        assert_eq!(s.states[&2], SequenceState::Idle);
         assert_eq!(
             s.unfinished_commands,
             [Unfinished {
                 sequence: 2,
-                command: "start".into()
+                command: StorageCommand::Copy(Verb::Start)
             }]
         );
         assert_eq!(

@@ -66,24 +66,45 @@ pub struct Options {
     pub repair: bool,
 }
 
+/// Why a pair could not be verified.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error("cannot read the {side} {export} at {address}: {source}")]
+    Connect {
+        side: &'static str,
+        export: String,
+        address: Box<Address>,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the target holds {target} bytes, less than its source ({source_size})")]
+    TargetSmaller { target: u64, source_size: u64 },
+    #[error("reading failed: {0}")]
+    Read(#[source] std::io::Error),
+    /// The thread that read ended without an answer (it panicked).
+    #[error("the verify thread died")]
+    Died,
+}
+
 /// Verifies `job`; `progress` is told the bytes compared so far.
-pub fn run(job: &Job, options: Options, progress: &dyn Fn(u64)) -> Result<Verified, String> {
-    let connect = |side: &Side, what: &str| {
-        Nbd::connect(&side.address, &side.export).map_err(|e| {
-            format!(
-                "cannot read the {what} {} at {}: {e}",
-                side.export, side.address
-            )
+pub fn run(job: &Job, options: Options, progress: &dyn Fn(u64)) -> Result<Verified, VerifyError> {
+    let connect = |side: &Side, what: &'static str| {
+        Nbd::connect(&side.address, &side.export).map_err(|source| VerifyError::Connect {
+            side: what,
+            export: side.export.clone(),
+            address: Box::new(side.address.clone()),
+            source,
         })
     };
     let mut source = connect(&job.source, "source")?;
     let mut target = connect(&job.target, "target")?;
     let size = source.size;
     if target.size < size {
-        return Err(format!(
-            "the target holds {} bytes, less than its source ({size})",
-            target.size
-        ));
+        return Err(VerifyError::TargetSmaller {
+            target: target.size,
+            source_size: size,
+        });
     }
     let mut found = Verified {
         sequence: job.sequence,
@@ -92,7 +113,7 @@ pub fn run(job: &Job, options: Options, progress: &dyn Fn(u64)) -> Result<Verifi
     };
     let started = Instant::now();
     let (mut a, mut b) = (vec![0u8; CHUNK as usize], vec![0u8; CHUNK as usize]);
-    let io = |e: std::io::Error| format!("reading failed: {e}");
+    let io = VerifyError::Read;
     let mut offset = 0;
     while offset < size {
         let len = CHUNK.min(size - offset) as usize;

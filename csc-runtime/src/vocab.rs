@@ -22,7 +22,11 @@ macro_rules! keywords {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name { $($(#[$vmeta])* $variant,)+ }
+        // The journal stores words in their canonical spelling, exactly.
+        #[cfg_attr(feature = "engine", derive(serde::Serialize, serde::Deserialize))]
+        pub enum $name {
+            $($(#[$vmeta])* #[cfg_attr(feature = "engine", serde(rename = $text))] $variant,)+
+        }
 
         impl Keyword for $name {
             const ALL: &'static [Self] = &[$(Self::$variant,)+];

@@ -27,7 +27,7 @@ impl Checker<'_> {
                             format!("unknown driver `{}`", d.value),
                         )
                         .label("unknown driver")
-                        .help(help),
+                        .help(help.to_string()),
                     );
                     None
                 }),
@@ -78,7 +78,7 @@ impl Checker<'_> {
                         format!("`{}` is not an address", text.value),
                     )
                     .label("bad address")
-                    .help(help),
+                    .help(help.to_string()),
                 );
             })
             .ok()?;
@@ -111,7 +111,7 @@ impl Checker<'_> {
                 self.diags.push(
                     Diagnostic::error(Code::BadContact, name.span.clone(), message)
                         .label("no WEBHOOK or COMMAND")
-                        .help(help),
+                        .help(help.to_string()),
                 );
                 continue;
             }

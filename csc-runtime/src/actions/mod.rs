@@ -81,12 +81,50 @@ impl Occurrence {
     }
 }
 
+/// Why an action did not do what it was for.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActionError {
+    #[error("cannot start {program}: {source}")]
+    Start {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("waiting for {program}: {source}")]
+    Wait {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed: {status}")]
+    Failed {
+        program: String,
+        status: std::process::ExitStatus,
+    },
+    /// It ran past its timeout and was killed with everything it started.
+    #[error("{program} killed after its timeout of {}s", timeout.as_secs())]
+    TimedOut { program: String, timeout: Duration },
+    /// The webhook said no for good: a 4xx, a certificate that does not verify, a bad
+    /// URL.
+    #[error("POST {url}: {reason}")]
+    Refused { url: String, reason: String },
+    /// Every attempt failed in a way a retry could change (a 5xx, a timeout, no
+    /// connection).
+    #[error("POST {url}: {reason}; gave up after {attempts} attempts")]
+    GaveUp {
+        url: String,
+        reason: String,
+        attempts: usize,
+    },
+}
+
 /// Linux's ETXTBSY: the program file is open for writing somewhere (being replaced,
 /// or inherited by a child forked at that moment); it passes within milliseconds.
 const TEXT_FILE_BUSY: i32 = 26;
 
 /// Starts `program`, retrying briefly while its file is busy.
-fn spawn(program: &str, what: &Occurrence) -> Result<std::process::Child, String> {
+fn spawn(program: &str, what: &Occurrence) -> Result<std::process::Child, ActionError> {
     let mut attempts = 0;
     loop {
         let started = Command::new(program)
@@ -102,21 +140,36 @@ fn spawn(program: &str, what: &Occurrence) -> Result<std::process::Child, String
                 attempts += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
-            other => return other.map_err(|e| format!("cannot start {program}: {e}")),
+            other => {
+                return other.map_err(|source| ActionError::Start {
+                    program: program.to_string(),
+                    source,
+                })
+            }
         }
     }
 }
 
 /// Runs `program` (no shell, no PATH search) with the occurrence in its environment;
 /// kills it and every process it started at `timeout`. Returns how it ended, for the log.
-pub fn run_program(program: &str, timeout: Duration, what: &Occurrence) -> Result<String, String> {
+pub fn run_program(
+    program: &str,
+    timeout: Duration,
+    what: &Occurrence,
+) -> Result<String, ActionError> {
     let mut child = spawn(program, what)?;
-    match child
+    let waited = child
         .wait_timeout(timeout)
-        .map_err(|e| format!("waiting for {program}: {e}"))?
-    {
+        .map_err(|source| ActionError::Wait {
+            program: program.to_string(),
+            source,
+        })?;
+    match waited {
         Some(status) if status.success() => Ok(format!("{program} exited 0")),
-        Some(status) => Err(format!("{program} failed: {status}")),
+        Some(status) => Err(ActionError::Failed {
+            program: program.to_string(),
+            status,
+        }),
         None => {
             // The program and whatever it started (a script's children): its group.
             if let Ok(group) = i32::try_from(child.id()) {
@@ -125,10 +178,10 @@ pub fn run_program(program: &str, timeout: Duration, what: &Occurrence) -> Resul
             }
             let _ = child.kill();
             let _ = child.wait();
-            Err(format!(
-                "{program} killed after its timeout of {}s",
-                timeout.as_secs()
-            ))
+            Err(ActionError::TimedOut {
+                program: program.to_string(),
+                timeout,
+            })
         }
     }
 }
@@ -153,9 +206,10 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// How one POST ended: delivered, refused for good, or worth another try.
+/// How one POST ended: delivered (the status), refused for good, or worth another
+/// try (why).
 enum Attempt {
-    Delivered(String),
+    Delivered(u16),
     Refused(String),
     Retry(String),
 }
@@ -180,11 +234,11 @@ fn attempt(url: &str, body: &str, signed: Option<&str>) -> Attempt {
         Ok(r) => {
             let status = r.status().as_u16();
             if (200..300).contains(&status) {
-                Attempt::Delivered(format!("POST {url}: {status}"))
+                Attempt::Delivered(status)
             } else if status >= 500 {
-                Attempt::Retry(format!("POST {url}: HTTP {status}"))
+                Attempt::Retry(format!("HTTP {status}"))
             } else {
-                Attempt::Refused(format!("POST {url}: HTTP {status}"))
+                Attempt::Refused(format!("HTTP {status}"))
             }
         }
         // What a retry cannot change: a certificate that does not verify (rustls
@@ -194,11 +248,11 @@ fn attempt(url: &str, body: &str, signed: Option<&str>) -> Attempt {
             | ureq::Error::Rustls(_)
             | ureq::Error::BadUri(_)
             | ureq::Error::RequireHttpsOnly(_)),
-        ) => Attempt::Refused(format!("POST {url}: {e}")),
+        ) => Attempt::Refused(e.to_string()),
         Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-            Attempt::Refused(format!("POST {url}: {e}"))
+            Attempt::Refused(e.to_string())
         }
-        Err(e) => Attempt::Retry(format!("POST {url}: {e}")),
+        Err(e) => Attempt::Retry(e.to_string()),
     }
 }
 
@@ -211,24 +265,33 @@ pub fn post(
     what: &Occurrence,
     retry_after: &[Duration],
     failed: impl Fn(&str),
-) -> Result<String, String> {
+) -> Result<String, ActionError> {
     let body = what.json().to_string();
     let signed = secret.map(|s| signature(s, body.as_bytes()));
     let mut waits = retry_after.iter();
     loop {
         match attempt(url, &body, signed.as_deref()) {
-            Attempt::Delivered(text) => return Ok(text),
-            Attempt::Refused(text) => return Err(text),
-            Attempt::Retry(text) => match waits.next() {
+            Attempt::Delivered(status) => return Ok(format!("POST {url}: {status}")),
+            Attempt::Refused(reason) => {
+                return Err(ActionError::Refused {
+                    url: url.to_string(),
+                    reason,
+                })
+            }
+            Attempt::Retry(reason) => match waits.next() {
                 Some(wait) => {
-                    failed(&format!("{text}; trying again in {}s", wait.as_secs()));
+                    failed(&format!(
+                        "POST {url}: {reason}; trying again in {}s",
+                        wait.as_secs()
+                    ));
                     std::thread::sleep(*wait);
                 }
                 None => {
-                    return Err(format!(
-                        "{text}; gave up after {} attempts",
-                        retry_after.len() + 1
-                    ))
+                    return Err(ActionError::GaveUp {
+                        url: url.to_string(),
+                        reason,
+                        attempts: retry_after.len() + 1,
+                    })
                 }
             },
         }
@@ -273,7 +336,7 @@ pub fn notify(contact: &Contact, what: &Occurrence) -> bool {
                 ok = true,
                 "notify {name}: {text}"
             ),
-            Err(text) => {
+            Err(error) => {
                 all = false;
                 tracing::warn!(
                     kind = "notify",
@@ -281,7 +344,7 @@ pub fn notify(contact: &Contact, what: &Occurrence) -> bool {
                     sequence,
                     event,
                     ok = false,
-                    "notify {name}: {text}"
+                    "notify {name}: {error}"
                 );
             }
         }
@@ -304,14 +367,14 @@ pub fn run(program: &str, timeout: Duration, what: &Occurrence) -> bool {
             );
             true
         }
-        Err(text) => {
+        Err(error) => {
             tracing::warn!(
                 kind = "run",
                 program,
                 sequence,
                 event,
                 ok = false,
-                "run: {text}"
+                "run: {error}"
             );
             false
         }
@@ -384,9 +447,9 @@ mod tests {
             Duration::from_millis(300),
             &occurrence(),
         );
-        assert!(result
-            .expect_err("timed out")
-            .contains("killed after its timeout"));
+        let error = result.expect_err("timed out");
+        assert!(matches!(error, ActionError::TimedOut { .. }), "{error}");
+        assert!(error.to_string().contains("killed after its timeout"));
         assert!(started.elapsed() < Duration::from_secs(5));
         let pid = std::fs::read_to_string(&child_pid).expect("the script started a child");
         let proc = std::path::Path::new("/proc").join(pid.trim());

@@ -46,10 +46,11 @@ pub(super) fn operator<S: Solution>(operation: Operation, on: OnRun) -> ExitCode
 pub(super) fn plan<S: Solution>(config: Option<std::path::PathBuf>) -> Result<Plan, ExitCode> {
     let mut plan = Plan::from_session(&S::SESSION);
     if let Some(path) = config.or_else(default_config::<S>) {
-        let applied = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            .and_then(|text| plan.apply_run_file(&path.display().to_string(), &text));
-        if let Err(e) = applied {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            eprintln!("{}: cannot read {}: {e}", S::SESSION.name, path.display());
+            ExitCode::from(2)
+        })?;
+        if let Err(e) = plan.apply_run_file(&path.display().to_string(), &text) {
             eprintln!("{}: {e}", S::SESSION.name);
             return Err(ExitCode::from(2));
         }

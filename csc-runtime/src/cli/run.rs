@@ -82,10 +82,10 @@ fn open_journal<S: Solution>(state_dir: &Path) -> Result<executor::Journaled, Ex
     }
     let runs = earlier
         .iter()
-        .filter(|r| matches!(r, crate::journal::Record::Run { .. }))
+        .filter(|r| matches!(r, crate::core::record::Record::Run { .. }))
         .count();
-    let killed = crate::journal::killed(&earlier);
-    let killed_by = crate::journal::last_solution(&earlier).filter(|_| killed);
+    let killed = crate::core::record::killed(&earlier);
+    let killed_by = crate::core::record::last_solution(&earlier).filter(|_| killed);
     if let Some(other) = killed_by.filter(|h| *h != S::HASH) {
         return Err(not_started(format!(
             "the killed run in {} was compiled from another document (solution {other}; this is {}): run that binary again to take over, or `{} cleanup` and start afresh",
@@ -100,7 +100,7 @@ fn open_journal<S: Solution>(state_dir: &Path) -> Result<executor::Journaled, Ex
             state = "taking-over",
             "the last run ended without stopping (killed?): this run takes over its copies"
         );
-        crate::journal::going_on(&earlier).to_vec()
+        crate::core::record::going_on(&earlier).to_vec()
     });
     Ok(executor::Journaled {
         journal,

@@ -15,13 +15,14 @@ pub use takeover::directions;
 
 use crate::actions::{self, Occurrence};
 use crate::control::Request;
+use crate::core::record::{Record, StorageCommand};
 use crate::core::{Cause, Core, Order};
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport, Storages};
-use crate::journal::{Journal, Record};
+use crate::journal::Journal;
 use crate::log::timestamp;
-use crate::machine::{Command, Solution};
+use crate::machine::{Command, SequenceState, Solution};
 use crate::metrics;
-use crate::plan::{Pair, Plan};
+use crate::plan::{Pair, Plan, PlanFault};
 use crate::progress::ProgressView;
 use crate::vocab::{Command as Verb, Event, Keyword};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -33,8 +34,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// What the session looks like now, shared with whoever watches it (status, demo).
 #[derive(Clone, Debug, Default)]
 pub struct Status {
-    /// Each sequence's state, by name.
-    pub states: BTreeMap<u32, &'static str>,
+    /// Each sequence's state.
+    pub states: BTreeMap<u32, SequenceState>,
     /// Every group event so far, in order: (sequence, event).
     pub events: Vec<(u32, Event)>,
     /// Every copy command run so far: (sequence, command, ok).
@@ -47,8 +48,8 @@ pub struct Status {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The plan is not one a session can run (a run-time file's fault, with where).
-    #[error("{0}")]
-    Plan(String),
+    #[error(transparent)]
+    Plan(#[from] PlanFault),
     /// A storage refused (the driver's refusal is the source).
     #[error(transparent)]
     Storage(#[from] DriverError),
@@ -116,11 +117,12 @@ pub fn run<S: Solution>(
 
 /// What a plan must have before any storage is touched.
 fn check(plan: &Plan) -> Result<(), SetupError> {
-    plan.validate().map_err(SetupError::Plan)?;
+    plan.validate()?;
     if plan.copysets.is_empty() {
-        return Err(SetupError::Plan(
-            "the session has no copy sets: give COPYSET elements in the document or [[copyset]] in a run-time file".into(),
-        ));
+        return Err(SetupError::Plan(PlanFault {
+            copyset: None,
+            message: "the session has no copy sets: give COPYSET elements in the document or [[copyset]] in a run-time file".into(),
+        }));
     }
     Ok(())
 }
@@ -440,7 +442,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 id: id.clone(),
                 action: action.to_string(),
                 sequence: what.sequence,
-                event: what.event.as_str().to_string(),
+                event: what.event,
                 contact: contact.as_ref().map(|c| c.name.clone()),
                 program,
                 timeout_secs,
@@ -474,14 +476,10 @@ impl<S: Solution, D: Driver> Executor<S, D> {
     fn journaled(
         &mut self,
         sequence: u32,
-        command: &str,
+        command: StorageCommand,
         run: impl FnOnce(&mut Self) -> Result<(), DriverError>,
     ) -> Result<(), DriverError> {
-        let command = command.to_string();
-        self.journal(Record::Issue {
-            sequence,
-            command: command.clone(),
-        });
+        self.journal(Record::Issue { sequence, command });
         let result = run(self);
         self.journal(Record::Done {
             sequence,
@@ -522,7 +520,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         for seq in &self.plan.sequences {
             status
                 .states
-                .insert(seq.number, self.core.sequence_state(seq.number).as_str());
+                .insert(seq.number, self.core.sequence_state(seq.number));
         }
     }
 
@@ -597,9 +595,9 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 crate::systemd::notify(&format!("STATUS=sequence {sequence} {to} (after {event})"));
                 self.journal(Record::Transition {
                     sequence,
-                    event: event.as_str().to_string(),
-                    from: from.to_string(),
-                    to: to.to_string(),
+                    event,
+                    from,
+                    to,
                     time: timestamp(),
                 });
                 self.publish();
@@ -695,7 +693,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         let pairs = self.pairs(sequence);
         let copy = self.plan.sequence(sequence).expect("a sequence").copy;
         let issued = Instant::now();
-        let result = self.journaled(sequence, verb.as_str(), |ex| match verb {
+        let result = self.journaled(sequence, StorageCommand::Copy(verb), |ex| match verb {
             Verb::Start => ex.start(sequence),
             Verb::Stop => ex.driver.stop(&pairs),
             Verb::Freeze => ex.driver.freeze(&pairs).map(|r| ex.reports.extend(r)),

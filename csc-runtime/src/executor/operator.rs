@@ -6,6 +6,7 @@
 use super::takeover::toggle;
 use super::Executor;
 use crate::control::{self, Answer, Ask, Operation, Outcome, Request};
+use crate::core::record::StorageCommand;
 use crate::drivers::Driver;
 use crate::machine::{SequenceState, Solution};
 use crate::vocab::{BaseCopy, Command as Verb};
@@ -126,7 +127,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 }
                 let pairs = self.pairs(sequence);
                 let mut said = Vec::new();
-                let result = self.journaled(sequence, "recover", |ex| {
+                let result = self.journaled(sequence, StorageCommand::Recover, |ex| {
                     said = ex.driver.recover(&pairs)?;
                     Ok(())
                 });
@@ -166,7 +167,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 self.core.issue(sequence, Verb::Resume, Instant::now());
                 toggle(&mut self.reversed, sequence);
                 let pairs = self.pairs(sequence);
-                let result = self.journaled(sequence, "reverse", |ex| {
+                let result = self.journaled(sequence, StorageCommand::Reverse, |ex| {
                     ex.driver
                         .reverse(&pairs, copy)
                         .map(|r| ex.reports.extend(r))

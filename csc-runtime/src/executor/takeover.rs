@@ -4,12 +4,12 @@
 
 use super::Executor;
 use super::{Action, SetupError};
+use crate::core::record::{Record, StorageCommand};
 use crate::core::Unfinished;
 use crate::drivers::{Driver, PairEvent, PairReport};
-use crate::journal::Record;
 use crate::machine::{Command, Solution};
 use crate::plan::Pair;
-use crate::vocab::{BaseCopy, Command as Verb, Event, Keyword};
+use crate::vocab::{BaseCopy, Command as Verb, Keyword};
 use std::collections::BTreeSet;
 use std::time::Instant;
 
@@ -33,15 +33,15 @@ pub fn directions(records: &[Record]) -> (BTreeSet<u32>, BTreeSet<u32>) {
             ..
         } = record
         {
-            match command.as_str() {
-                "recover" => {
+            match command {
+                StorageCommand::Recover => {
                     recovered.insert(*sequence);
                 }
-                "reverse" => {
+                StorageCommand::Reverse => {
                     recovered.remove(sequence);
                     toggle(&mut reversed, *sequence);
                 }
-                _ => {}
+                StorageCommand::Copy(_) => {}
             }
         }
     }
@@ -59,13 +59,6 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         pairs: &[Pair],
     ) -> Result<Unfinished, SetupError> {
         let mut unfinished = self.core.restore(previous, Instant::now());
-        if !unfinished.unreadable.is_empty() {
-            tracing::warn!(
-                kind = "journal",
-                "the journal names what this runtime does not know, not replayed: {}",
-                unfinished.unreadable.join("; ")
-            );
-        }
         let adopted = self.driver.adopt(pairs).map_err(SetupError::Storage)?;
         // Every adopted copy is reported (Started if it runs, else how it stands).
         let copies = adopted
@@ -162,7 +155,6 @@ impl<S: Solution, D: Driver> Executor<S, D> {
             else {
                 continue;
             };
-            let event = Event::parse(&event).unwrap_or(Event::OnError);
             let what = self.occurrence(None, sequence, event);
             let action = match (contact, program) {
                 (Some(contact), _) => Action::Notify(contact),

@@ -4,10 +4,10 @@
 
 use super::Executor;
 use crate::control::{Answer, Outcome};
-use crate::drivers::Driver;
+use crate::drivers::{Driver, DriverError};
 use crate::machine::Solution;
 use crate::plan::Pair;
-use crate::verify::{self, Verified};
+use crate::verify::{self, Verified, VerifyError};
 use crate::vocab::BaseCopy;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 pub(super) struct Verifying {
     sequence: u32,
     pairs: Vec<Pair>,
-    results: Receiver<Vec<Result<Verified, String>>>,
+    results: Receiver<Vec<Result<Verified, VerifyError>>>,
     answer: Sender<Answer>,
 }
 
@@ -26,6 +26,16 @@ pub(super) struct VerifyTotals {
     pub(super) bytes: u64,
     pub(super) differing: u64,
     pub(super) repaired: u64,
+}
+
+/// Why a verify did not start.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StartError {
+    /// The driver could not give both sides of a pair to read.
+    #[error(transparent)]
+    Storage(#[from] DriverError),
+    #[error("cannot start verifying: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// The rate of a scheduled verify (the operator's default): bytes a second a side.
@@ -41,12 +51,9 @@ impl<S: Solution, D: Driver> Executor<S, D> {
         sequence: u32,
         options: verify::Options,
         answer: Sender<Answer>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StartError> {
         let pairs = self.pairs(sequence);
-        let jobs = self
-            .driver
-            .verify_sides(&pairs, options.repair)
-            .map_err(|e| e.to_string())?;
+        let jobs = self.driver.verify_sides(&pairs, options.repair)?;
         let names: Vec<String> = jobs
             .iter()
             .map(|j| self.plan.copyset_name(j.copyset).unwrap_or("?").to_string())
@@ -78,7 +85,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     .collect();
                 let _ = tx.send(found);
             })
-            .map_err(|e| format!("cannot start verifying: {e}"))?;
+            .map_err(StartError::Thread)?;
         self.verifying.push(Verifying {
             sequence,
             pairs,
@@ -121,7 +128,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                     continue;
                 }
                 Ok(found) => found,
-                Err(TryRecvError::Disconnected) => vec![Err("the verify thread died".into())],
+                Err(TryRecvError::Disconnected) => vec![Err(VerifyError::Died)],
             };
             self.driver.verify_done(&v.pairs);
             let (mut failed, mut differs) = (false, false);

@@ -40,6 +40,9 @@ use toml::Spanned;
 mod run_file;
 mod validate;
 
+pub use run_file::{Position, RunFileError};
+pub use validate::PlanFault;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub name: String,
@@ -268,7 +271,8 @@ mod tests {
         let mut plan = Plan::from_session(&SESSION);
         let err = plan
             .apply_run_file("host.toml", "[storage.a]\nendpoint = \"local:/srv/pool\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "host.toml:2:12: storage a: endpoint `local:/srv/pool` is not one a qemu storage has (unix:/PATH or tcp:HOST:PORT (its QMP monitor))\n    2 | endpoint = \"local:/srv/pool\"\n      |            ^^^^^^^^^^^^^^^^^"
@@ -278,7 +282,8 @@ mod tests {
                 "host.toml",
                 "[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\", \"nowhere\"]\n",
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("host.toml:3:19: copy set db: `nowhere` is not STORAGE:VOLUME"),
             "{err}"
@@ -288,7 +293,8 @@ mod tests {
                 "host.toml",
                 "[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\", \"a:y\", \"a:z\"]\n",
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("host.toml:2:8: copy set db has 3 volumes"),
             "{err}"
@@ -317,11 +323,13 @@ mod tests {
         );
         let err = plan
             .apply_run_file("h.toml", "[timing]\nfailed_target_hold_seconds = 0\n")
-            .expect_err("zero");
+            .expect_err("zero")
+            .to_string();
         assert!(err.contains("at least 1"), "{err}");
         let err = plan
             .apply_run_file("h.toml", "[timing]\nverify_every_seconds = 0\n")
-            .expect_err("zero");
+            .expect_err("zero")
+            .to_string();
         assert!(
             err.starts_with("h.toml:2:24: timing: verify_every_seconds must be at least 1"),
             "{err}"
@@ -356,7 +364,8 @@ mod tests {
         );
         let unknown = plan
             .apply_run_file("h.toml", "[contact.oncal]\nwebhook = \"http://h/x\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             unknown.contains("no contact of that name (its contacts: oncall)"),
             "{unknown}"
@@ -369,22 +378,26 @@ mod tests {
         assert_eq!(plan.contacts[0].secret.as_deref(), Some("k"));
         let ftp = plan
             .apply_run_file("h.toml", "[contact.oncall]\nwebhook = \"ftp://h/x\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(ftp.contains("is an http:// or https:// URL"), "{ftp}");
         let unsigned = plan
             .apply_run_file(
                 "h.toml",
                 "[contact.oncall]\ncommand = \"/p\"\nsecret = \"k\"\n",
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(unsigned.contains("give the webhook too"), "{unsigned}");
         let relative = plan
             .apply_run_file("h.toml", "[contact.oncall]\ncommand = \"page\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(relative.contains("not an absolute path"), "{relative}");
         let empty = plan
             .apply_run_file("h.toml", "[contact.oncall]\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             empty.contains("give a webhook, a command or both"),
             "{empty}"
@@ -399,7 +412,8 @@ mod tests {
                 "h.toml",
                 "[[copyset]]\nname = \"x\"\nvolumes = [\"a:v\", \"a:v\"]\n",
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             twice.contains("copy set x: volume v on a is already in copy set x"),
             "{twice}"
@@ -409,7 +423,7 @@ mod tests {
                 "h.toml",
                 "[[copyset]]\nname = \"x\"\nvolumes = [\"a:v\", \"a:w\"]\n[[copyset]]\nname = \"y\"\nvolumes = [\"a:u\", \"a:w\"]\n",
             )
-            .unwrap_err();
+            .unwrap_err().to_string();
         assert!(
             across.contains("copy set y: volume w on a is already in copy set x"),
             "{across}"
@@ -424,18 +438,21 @@ mod tests {
                 "h.toml",
                 "[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\", \"c:y\"]\n",
             )
-            .expect_err("unknown storage");
+            .expect_err("unknown storage")
+            .to_string();
         assert!(err.contains("no storage `c`"), "{err}");
         let err = plan
             .apply_run_file("h.toml", "[storage.a]\nendpoint = \"http://x\"\n")
-            .expect_err("bad address");
+            .expect_err("bad address")
+            .to_string();
         assert!(err.contains("storage a: endpoint"), "{err}");
         let err = plan
             .apply_run_file(
                 "h.toml",
                 "[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\"]\n",
             )
-            .expect_err("short");
+            .expect_err("short")
+            .to_string();
         assert!(err.contains("needs 2"), "{err}");
         assert!(plan.apply_run_file("h.toml", "bogus = 1").is_err());
     }

@@ -53,15 +53,64 @@ struct RunCopySet {
     volumes: Vec<Spanned<String>>,
 }
 
-/// A run-time file's text, to say where in it a fault is: `FILE:LINE:COLUMN:`, then
+/// A fault of a run-time file, and where it is: said as `FILE:LINE:COLUMN:`, then
 /// the line with a caret under the value, as `cssc check` shows a document's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct RunFileError {
+    pub file: String,
+    /// Where in the file, when the fault is at one value.
+    pub at: Option<Position>,
+    pub message: String,
+}
+
+/// A place in a run-time file: line and column (from 1), the line's text, and how
+/// many characters of it the value spans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+    pub text: String,
+    pub width: usize,
+}
+
+impl RunFileError {
+    fn render(&self) -> String {
+        let file = &self.file;
+        let message = &self.message;
+        match &self.at {
+            None => format!("{file}: {message}"),
+            Some(Position {
+                line,
+                column,
+                text,
+                width,
+            }) => format!(
+                "{file}:{line}:{column}: {message}\n{line:>5} | {text}\n      | {}{}",
+                " ".repeat(column - 1),
+                "^".repeat(*width)
+            ),
+        }
+    }
+}
+
+/// A run-time file's text, to say where in it a fault is.
 struct RunText<'a> {
     name: &'a str,
     text: &'a str,
 }
 
 impl RunText<'_> {
-    fn at<T>(&self, value: &Spanned<T>, message: impl std::fmt::Display) -> String {
+    /// A fault of the file as a whole.
+    fn whole(&self, message: impl std::fmt::Display) -> RunFileError {
+        RunFileError {
+            file: self.name.to_string(),
+            at: None,
+            message: message.to_string(),
+        }
+    }
+
+    fn at<T>(&self, value: &Spanned<T>, message: impl std::fmt::Display) -> RunFileError {
         let span = value.span();
         let start = span.start.min(self.text.len());
         let before = &self.text[..start];
@@ -73,21 +122,24 @@ impl RunText<'_> {
             .chars()
             .count()
             .max(1);
-        format!(
-            "{}:{number}:{column}: {message}\n{number:>5} | {line}\n      | {}{}",
-            self.name,
-            " ".repeat(column - 1),
-            "^".repeat(width)
-        )
+        RunFileError {
+            at: Some(Position {
+                line: number,
+                column,
+                text: line.to_string(),
+                width,
+            }),
+            ..self.whole(message)
+        }
     }
 }
 
 impl Plan {
     /// Applies a run-time file (TOML, see the module's documentation). A fault is
     /// said with its line and column.
-    pub fn apply_run_file(&mut self, name: &str, text: &str) -> Result<(), String> {
-        let file: RunFile = toml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+    pub fn apply_run_file(&mut self, name: &str, text: &str) -> Result<(), RunFileError> {
         let run = RunText { name, text };
+        let file: RunFile = toml::from_str(text).map_err(|e| run.whole(e))?;
         if let Some(t) = file.timing {
             if let Some(zone) = &t.time_zone {
                 self.time_zone = TimeZone::get(zone.get_ref()).map_err(|e| {
@@ -172,7 +224,7 @@ impl Plan {
                 .or(ways.secret.as_ref());
             let whole = |message: String| match first {
                 Some(value) => run.at(value, message),
-                None => format!("{name}: {message}"),
+                None => run.whole(message),
             };
             // A document with CONTACTs notifies only those; one without resolves its
             // NOTIFY names here, at run time (docs/solution-format.md).
@@ -264,11 +316,11 @@ impl Plan {
             }
             self.copysets = copysets;
         }
-        self.fault().map_err(|fault| {
+        self.validate().map_err(|fault| {
             // A fault of a copy set of this file is said at its name.
             match fault.copyset.and_then(|i| named.get(i)) {
                 Some(span) => run.at(span, &fault.message),
-                None => format!("{name}: {}", fault.message),
+                None => run.whole(&fault.message),
             }
         })
     }

@@ -4,22 +4,20 @@
 use super::*;
 
 /// A fault of a plan, and the copy set (index) it is about, if one.
-pub(super) struct Fault {
-    pub(super) copyset: Option<usize>,
-    pub(super) message: String,
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PlanFault {
+    pub copyset: Option<usize>,
+    pub message: String,
 }
 
 impl Plan {
     /// What a run-time file could break: chain lengths, storage references, and the
     /// compiler's rule that a volume is in one place of one copy set only (a source
     /// is never its own target; no volume is written by two pairs).
-    pub fn validate(&self) -> Result<(), String> {
-        self.fault().map_err(|f| f.message)
-    }
-
-    /// [`Plan::validate`]'s first fault, with the copy set it is about.
-    pub(super) fn fault(&self) -> Result<(), Fault> {
-        let of_set = |i: usize, message: String| Fault {
+    /// The first fault, with the copy set it is about.
+    pub fn validate(&self) -> Result<(), PlanFault> {
+        let of_set = |i: usize, message: String| PlanFault {
             copyset: Some(i),
             message,
         };
@@ -40,7 +38,7 @@ impl Plan {
             };
             let driver = storage.driver;
             if !storage.endpoint.suits(driver) {
-                return Err(Fault {
+                return Err(PlanFault {
                     copyset: None,
                     message: format!(
                         "storage {id}: a {driver} storage is not reached at {}: write {}",

@@ -227,7 +227,7 @@ impl Job {
             Err(e) => Some(e.to_string()),
         };
         let failure = match (pumped, said(&sent), said(&received)) {
-            (Err(e), _, _) => Some(e),
+            (Err(e), _, _) => Some(e.to_string()),
             (_, Some(e), _) => Some(format!("btrfs send: {e}")),
             (_, _, Some(e)) => Some(format!("btrfs receive: {e}")),
             _ => None,
@@ -322,6 +322,17 @@ impl Job {
     }
 }
 
+/// Why a send stream did not reach its receive.
+#[derive(Debug, thiserror::Error)]
+enum PumpError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Send(#[source] std::io::Error),
+    #[error("btrfs receive stopped reading: {0}")]
+    Receive(#[source] std::io::Error),
+}
+
 /// Moves a send stream into a receive. Read here until the stream shows a change (or
 /// ends): that is all [`stream::Reader`] needs to know, usually in the first
 /// kilobytes. The rest goes pipe to pipe in the kernel (`io::copy` splices between
@@ -332,18 +343,18 @@ fn pump(
     reader: &mut stream::Reader,
     sent: &AtomicU64,
     cancel: &AtomicBool,
-) -> Result<(), String> {
-    let refused = |e: std::io::Error| format!("btrfs receive stopped reading: {e}");
+) -> Result<(), PumpError> {
+    let refused = PumpError::Receive;
     let mut buffer = vec![0u8; 64 << 10];
     while reader.changes == 0 {
         if cancel.load(Ordering::Relaxed) {
-            return Err("cancelled".into());
+            return Err(PumpError::Cancelled);
         }
         let n = match out.read(&mut buffer) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(PumpError::Send(e)),
         };
         reader.feed(&buffer[..n]);
         sent.fetch_add(n as u64, Ordering::Relaxed);
@@ -351,7 +362,7 @@ fn pump(
     }
     loop {
         if cancel.load(Ordering::Relaxed) {
-            return Err("cancelled".into());
+            return Err(PumpError::Cancelled);
         }
         let n = std::io::copy(&mut (&mut *out).take(16 << 20), into).map_err(refused)?;
         if n == 0 {

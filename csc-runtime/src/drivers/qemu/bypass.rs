@@ -12,6 +12,7 @@
 //! the writer attached, or everything when there is none.
 
 use super::commands::BlockJobCancel;
+use super::resync::WhyFull;
 use super::{key, report, Condition, Intent, Kind, Qemu};
 use crate::drivers::{PairEvent, PairReport};
 use serde_json::Value;
@@ -99,13 +100,8 @@ impl Qemu {
                     if let Some(Ok(old)) = self.records.remove(&key(&pair)) {
                         self.drop_bitmap(&site, &old);
                     }
-                    self.records.insert(
-                        key(&pair),
-                        Err(format!(
-                            "a writer bypassed the mirror of {} before it was seen",
-                            pair.source
-                        )),
-                    );
+                    self.records
+                        .insert(key(&pair), Err(WhyFull::Bypassed(pair.source.clone())));
                 }
                 let names: Vec<&str> = (exports.get_or_insert_with(|| self.exports_of(&site)))
                     .iter()

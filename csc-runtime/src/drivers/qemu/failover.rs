@@ -17,7 +17,7 @@ use super::commands::{
 };
 use super::names::production;
 use super::qmp::Qmp;
-use super::resync::{file_child, Record, GRANULARITY};
+use super::resync::{file_child, Record, WhyFull, GRANULARITY};
 use super::{key, refused, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
@@ -118,17 +118,11 @@ impl Qemu {
             let overwritten = match theirs {
                 Some(Ok(record)) => match self.record_present(&pair.target.storage, &record) {
                     Ok(true) => self.overwrite(pair, &record).map(Some),
-                    Ok(false) => Err(format!(
-                        "the record of what changed on {} after the split is lost (its daemon restarted)",
-                        pair.target
-                    )),
+                    Ok(false) => Err(WhyFull::LostAfterSplit(pair.target.clone())),
                     Err(e) => Err(e),
                 },
                 Some(Err(why)) => Err(why),
-                None => Err(format!(
-                    "what changed on {} after the split is not known (no freeze recorded it: its daemon was lost first)",
-                    pair.target
-                )),
+                None => Err(WhyFull::NotKnownAfterSplit(pair.target.clone())),
             };
             match (overwritten, ours) {
                 (Ok(bytes), Some(record)) => {
@@ -146,10 +140,7 @@ impl Qemu {
                 (Ok(_), None) => {
                     self.records.insert(
                         key(pair),
-                        Err(format!(
-                            "no record of what production wrote to {}",
-                            pair.source
-                        )),
+                        Err(WhyFull::NoProductionRecord(pair.source.clone())),
                     );
                 }
                 (Err(why), ours) => {
@@ -166,17 +157,23 @@ impl Qemu {
 
     /// In the daemon of `pair.target` (the original source): copies from production
     /// the clusters `record` marks there. Returns the bytes copied.
-    fn overwrite(&mut self, pair: &Pair, record: &Record) -> Result<u64, String> {
+    fn overwrite(&mut self, pair: &Pair, record: &Record) -> Result<u64, WhyFull> {
         let site = pair.target.storage.clone();
         let [node, bitmap, job] = self.names.failback(pair);
         let production = self.names.production_export(&pair.source.name);
         let data = self.plan.storages[&pair.source.storage]
             .data
             .clone()
-            .ok_or_else(|| format!("{} has no DATA address", pair.source.storage))?;
-        let qmp = self.qmp(&site).map_err(|e| e.to_string())?;
-        fn run<C: Command>(qmp: &Qmp, command: &C) -> Result<Value, String> {
-            qmp.run(command).map_err(|e| format!("{}: {e}", C::NAME))
+            .ok_or_else(|| WhyFull::NoData(pair.source.storage.clone()))?;
+        let qmp = self.qmp(&site).map_err(|e| WhyFull::NoGraph {
+            site: site.clone(),
+            reason: e.to_string(),
+        })?;
+        fn run<C: Command>(qmp: &Qmp, command: &C) -> Result<Value, WhyFull> {
+            qmp.run(command).map_err(|e| WhyFull::Refused {
+                command: C::NAME,
+                reason: e.to_string(),
+            })
         }
         run(
             qmp,
@@ -225,13 +222,16 @@ impl Qemu {
             loop {
                 let jobs = qmp
                     .list("query-jobs", Value::Null)
-                    .map_err(|e| format!("query-jobs: {e}"))?;
+                    .map_err(|e| WhyFull::Refused {
+                        command: "query-jobs",
+                        reason: e.to_string(),
+                    })?;
                 let state = jobs.iter().find(|j| j["id"] == job.as_str()).cloned();
                 match state {
                     Some(j) if j["status"] == "concluded" => {
                         let _ = run(qmp, &JobDismiss { id: &job });
                         return match j["error"].as_str() {
-                            Some(e) => Err(format!("the copy from production failed: {e}")),
+                            Some(e) => Err(WhyFull::CopyFailed(e.to_string())),
                             None => Ok(j["current-progress"].as_u64().unwrap_or(0)),
                         };
                     }
@@ -240,12 +240,9 @@ impl Qemu {
                     }
                     Some(_) => {
                         let _ = run(qmp, &JobCancel { id: &job });
-                        return Err(format!(
-                            "the copy from production did not end within {} s",
-                            OVERWRITE_WITHIN.as_secs()
-                        ));
+                        return Err(WhyFull::CopyTimedOut(OVERWRITE_WITHIN));
                     }
-                    None => return Err("the copy from production vanished".into()),
+                    None => return Err(WhyFull::CopyVanished),
                 }
             }
         })();

@@ -9,8 +9,9 @@ use super::commands::{
     BlockJobChange, BlockdevAdd, BlockdevReopen, CopyMode, Limits, ObjectAdd, ObjectDel, QomSet,
     Throttle,
 };
-use super::qmp::QmpError;
+use super::qmp::{QmpError, Refusal};
 use super::{refused, report, Condition, Intent, Kind, Qemu};
+use crate::address::Address;
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
 use serde_json::Value;
@@ -19,6 +20,17 @@ use std::time::{Duration, Instant};
 
 /// How long an asynchronous pair may take to get in step before its freeze.
 const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// Why a hung target's connections were not destroyed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ConnectionsKept {
+    #[error("cannot run ss (Debian: iproute2): {0}")]
+    NoSs(#[source] std::io::Error),
+    #[error("ss -K failed: {0}")]
+    SsFailed(String),
+    #[error("its DATA address {0} is not TCP: connections to it cannot be destroyed, so writes to it stay held until it answers again")]
+    NotTcp(Address),
+}
 
 impl Qemu {
     /// The throttle group of a pair's hold: one per sequence, source daemon and target
@@ -59,7 +71,10 @@ impl Qemu {
             match self.qmp(site)?.run(&ObjectAdd::throttle_group(id)) {
                 Ok(_) => {}
                 // Ours already: a daemon that hung and came back keeps its groups.
-                Err(QmpError::Refused { desc, .. }) if desc.contains("duplicate") => {}
+                Err(QmpError::Refused {
+                    kind: Refusal::Taken,
+                    ..
+                }) => {}
                 Err(e) => {
                     return Err(DriverError::at(
                         site,
@@ -222,26 +237,23 @@ impl Qemu {
     /// Ends the source daemon's TCP connections to a target that hangs, so its held
     /// writes fail after `failed_target_hold_secs` instead of never (SOCK_DESTROY through
     /// `ss -K`; only for connections of this host).
-    pub(super) fn destroy_connections(&self, site: &str) -> Result<(), String> {
+    pub(super) fn destroy_connections(&self, site: &str) -> Result<(), ConnectionsKept> {
         match self.plan.storages[site].data.as_ref() {
-            Some(crate::address::Address::Tcp { host, port }) => {
+            Some(Address::Tcp { host, port }) => {
                 let host = crate::address::bare_host(host);
                 let out = std::process::Command::new("ss")
                     .args(["-K", "dst", host, "dport", "=", &format!(":{port}")])
                     .output()
-                    .map_err(|e| format!("cannot run ss (Debian: iproute2): {e}"))?;
+                    .map_err(ConnectionsKept::NoSs)?;
                 if out.status.success() {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "ss -K failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
+                    Err(ConnectionsKept::SsFailed(
+                        String::from_utf8_lossy(&out.stderr).trim().to_string(),
                     ))
                 }
             }
-            Some(other) => Err(format!(
-                "its DATA address {other} is not TCP: connections to it cannot be destroyed, so writes to it stay held until it answers again"
-            )),
+            Some(other) => Err(ConnectionsKept::NotTcp(other.clone())),
             None => Ok(()),
         }
     }

@@ -34,7 +34,7 @@ use crate::plan::{Pair, Plan, Timing, Volume};
 use crate::vocab::{BaseCopy, ContinuousMode};
 use names::Names;
 pub use qmp::Notice;
-use qmp::{Qmp, QmpError};
+use qmp::{Qmp, QmpError, Refusal};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::Sender;
@@ -118,7 +118,7 @@ pub struct Qemu {
     /// Bytes the last completed job of each pair copied: (sequence, copyset).
     copied: BTreeMap<(u32, usize), u64>,
     /// What changed on the source of each split pair (or why it is not known).
-    records: BTreeMap<(u32, usize), Result<resync::Record, String>>,
+    records: BTreeMap<(u32, usize), Result<resync::Record, resync::WhyFull>>,
     /// What production wrote to each recovered target since its failover.
     production: BTreeMap<(u32, usize), resync::Record>,
     /// Records being copied by a resync job.
@@ -134,10 +134,13 @@ pub struct Qemu {
 }
 
 fn refused(site: &str, volume: &Volume, e: QmpError) -> DriverError {
-    // QEMU says a taken name or volume only in words (its class is GenericError):
-    // read here, at the edge, once, into a kind.
-    let taken = matches!(&e, QmpError::Refused { desc, .. }
-        if desc.contains("Duplicate") || desc.contains("duplicate") || desc.contains("in use"));
+    let taken = matches!(
+        &e,
+        QmpError::Refused {
+            kind: Refusal::Taken | Refusal::InUse,
+            ..
+        }
+    );
     let kind = if taken {
         RefusalKind::InUse
     } else {

@@ -28,11 +28,45 @@ pub enum QmpError {
     /// What came back is not QMP (a greeting, a reply), or the monitor closed.
     #[error("{0}")]
     Protocol(String),
-    /// The daemon refused the command (its class and description).
+    /// The daemon refused the command: its class, its description, and what the
+    /// description says, read once here ([`Refusal::of`]).
     #[error("{desc}")]
-    Refused { class: String, desc: String },
+    Refused {
+        class: String,
+        desc: String,
+        kind: Refusal,
+    },
     #[error("no reply in time")]
     Timeout,
+}
+
+/// What a refusal is about. QEMU's class is GenericError for nearly everything, so its
+/// description is all there is: read here, at the edge, once, into a kind the driver
+/// matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A name (node, object, job, export) is taken: "Duplicate ID", "duplicate
+    /// property", "is already in use".
+    Taken,
+    /// The volume is used by someone else (a job, a writer): "in use".
+    InUse,
+    /// The NBD server runs already: "already running".
+    AlreadyRunning,
+    Other,
+}
+
+impl Refusal {
+    pub fn of(desc: &str) -> Refusal {
+        if desc.contains("uplicate") || desc.contains("already in use") {
+            Refusal::Taken
+        } else if desc.contains("in use") {
+            Refusal::InUse
+        } else if desc.contains("already running") {
+            Refusal::AlreadyRunning
+        } else {
+            Refusal::Other
+        }
+    }
 }
 
 /// What a daemon says on its own: an event, that it is gone (its monitor closed), or
@@ -486,10 +520,14 @@ fn read_loop<T: Clone>(
             continue;
         };
         let reply = match message.get("error") {
-            Some(error) => Err(QmpError::Refused {
-                class: error["class"].as_str().unwrap_or_default().to_string(),
-                desc: error["desc"].as_str().unwrap_or_default().to_string(),
-            }),
+            Some(error) => {
+                let desc = error["desc"].as_str().unwrap_or_default().to_string();
+                Err(QmpError::Refused {
+                    class: error["class"].as_str().unwrap_or_default().to_string(),
+                    kind: Refusal::of(&desc),
+                    desc,
+                })
+            }
             None => Ok(message.get("return").cloned().unwrap_or(Value::Null)),
         };
         let _ = reply_to.send(reply);
@@ -547,5 +585,31 @@ mod tests {
         )
         .is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn qemus_refusals_are_read_into_the_kinds_the_driver_matches() {
+        // QEMU 9's words (qom/object.c, block.c, block/export/export.c, job.c,
+        // blockdev-nbd.c).
+        for (desc, kind) in [
+            (
+                "attempt to add duplicate property 'cssc-t1' to object (type 'container')",
+                Refusal::Taken,
+            ),
+            ("Duplicate nodes with node-name='cssc-x'", Refusal::Taken),
+            ("Block export id 'cssc-e' is already in use", Refusal::Taken),
+            ("Job ID 'cssc-m' already in use", Refusal::Taken),
+            (
+                "Node 'a' is busy: block device is in use by block job: mirror",
+                Refusal::InUse,
+            ),
+            ("NBD server already running", Refusal::AlreadyRunning),
+            (
+                "Cannot find device='nope' nor node-name='nope'",
+                Refusal::Other,
+            ),
+        ] {
+            assert_eq!(Refusal::of(desc), kind, "{desc}");
+        }
     }
 }

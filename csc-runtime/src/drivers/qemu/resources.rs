@@ -6,7 +6,7 @@ use super::commands::{
     BlockExportAdd, BlockExportDel, BlockdevAdd, BlockdevDel, Command, NbdServerStart,
     SocketAddress,
 };
-use super::qmp::QmpError;
+use super::qmp::{QmpError, Refusal};
 use super::{refused, Qemu};
 use crate::address::Address;
 use crate::drivers::DriverError;
@@ -90,7 +90,10 @@ impl Qemu {
                 }
                 // The administrator's own server (--nbd-server) serves as well: not
                 // ours to stop, and not asked for again for every pair.
-                Err(QmpError::Refused { desc, .. }) if desc.contains("already running") => {
+                Err(QmpError::Refused {
+                    kind: Refusal::AlreadyRunning,
+                    ..
+                }) => {
                     self.served.insert(site.to_string());
                 }
                 Err(e) => return Err(refused(site, volume, e)),
@@ -122,7 +125,10 @@ impl Qemu {
                 .run(&BlockExportAdd::nbd(&export, &volume.name, true))
             {
                 Ok(_) => {}
-                Err(QmpError::Refused { desc, .. }) if desc.contains("already in use") => {}
+                Err(QmpError::Refused {
+                    kind: Refusal::Taken,
+                    ..
+                }) => {}
                 Err(e) => return Err(refused(site, volume, e)),
             }
             self.exports.insert(key);

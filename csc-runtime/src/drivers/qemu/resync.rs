@@ -28,6 +28,45 @@ use std::time::{Duration, Instant};
 /// the bitmap's granularity (block-copy's minimum; measured: 2,622 random 4 KiB writes
 /// recorded at 4 KiB still copied 151.8 MiB), so a finer record only costs memory.
 pub(super) const GRANULARITY: u64 = 65536;
+
+/// Why what changed on a pair's volume is not known, so the pair is copied in full
+/// (and says why: never silent).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum WhyFull {
+    #[error("cannot read the block graph of {site}: {reason}")]
+    NoGraph { site: String, reason: String },
+    #[error("{0} is not in its daemon's block graph")]
+    NotInGraph(Volume),
+    #[error("{0} has no named file child to copy from beside its mirror (define the volume as a format node over a named file node)")]
+    NoFileChild(Volume),
+    #[error("the record of what changed on {0} is lost (its daemon restarted: records of raw volumes live in memory)")]
+    Lost(Volume),
+    #[error("the record of what changed cannot be read: {0}")]
+    Unreadable(String),
+    #[error("the record of what changed on {0} after the split is lost (its daemon restarted)")]
+    LostAfterSplit(Volume),
+    #[error("what changed on {0} after the split is not known (no freeze recorded it: its daemon was lost first)")]
+    NotKnownAfterSplit(Volume),
+    #[error("no record of what production wrote to {0}")]
+    NoProductionRecord(Volume),
+    #[error("{0} has no DATA address")]
+    NoData(String),
+    #[error("{command}: {reason}")]
+    Refused {
+        command: &'static str,
+        reason: String,
+    },
+    #[error("its changes could not be recorded: {0}")]
+    NotRecorded(String),
+    #[error("a writer bypassed the mirror of {0} before it was seen")]
+    Bypassed(Volume),
+    #[error("the copy from production failed: {0}")]
+    CopyFailed(String),
+    #[error("the copy from production did not end within {} s", .0.as_secs())]
+    CopyTimedOut(Duration),
+    #[error("the copy from production vanished")]
+    CopyVanished,
+}
 /// How long a kept mirror may take to accept its resume (its NBD client reconnects to
 /// a target that came back in the background, backing off up to 16 s between tries).
 const RESUME_TRIES: Duration = Duration::from_secs(30);
@@ -55,11 +94,15 @@ pub(super) struct Resync {
 impl Qemu {
     /// The block graph of a daemon (`x-debug-query-block-graph`: it is the only
     /// command that lists a node's children; `query-named-block-nodes` does not).
-    pub(super) fn graph(&self, site: &str) -> Result<Value, String> {
+    pub(super) fn graph(&self, site: &str) -> Result<Value, WhyFull> {
+        let no_graph = |reason: String| WhyFull::NoGraph {
+            site: site.to_string(),
+            reason,
+        };
         self.qmp(site)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| no_graph(e.to_string()))?
             .execute("x-debug-query-block-graph", Value::Null)
-            .map_err(|e| format!("cannot read the block graph of {site}: {e}"))
+            .map_err(|e| no_graph(e.to_string()))
     }
 
     /// Starts recording what changes on the sources of the mirrors `ids` (a freeze
@@ -130,7 +173,7 @@ impl Qemu {
                         ));
                         Ok(record)
                     }
-                    Err(e) => Err(format!("its changes could not be recorded: {e}")),
+                    Err(reason) => Err(WhyFull::NotRecorded(reason)),
                 };
                 self.records.insert(key(&pair), entry);
             }
@@ -139,27 +182,25 @@ impl Qemu {
 
     /// Takes a restarting pair's record, if it has one: `Ok` when it can be copied,
     /// `Err` with why the pair must be copied in full (said, never silent).
-    pub(super) fn take_record(&mut self, pair: &Pair) -> Option<Result<Record, String>> {
+    pub(super) fn take_record(&mut self, pair: &Pair) -> Option<Result<Record, WhyFull>> {
         let record = self.records.remove(&key(pair))?;
         Some(record.and_then(|r| {
             let site = &pair.source.storage;
             if self.record_present(site, &r)? {
                 Ok(r)
             } else {
-                self.bitmaps.retain(|(s, _, b)| !(s == site && *b == r.bitmap));
-                Err(format!(
-                    "the record of what changed on {} is lost (its daemon restarted: records of raw volumes live in memory)",
-                    pair.source
-                ))
+                self.bitmaps
+                    .retain(|(s, _, b)| !(s == site && *b == r.bitmap));
+                Err(WhyFull::Lost(pair.source.clone()))
             }
         }))
     }
 
     /// Whether a record's bitmap is still in its daemon (`Err`: it cannot be asked).
-    pub(super) fn record_present(&mut self, site: &str, record: &Record) -> Result<bool, String> {
+    pub(super) fn record_present(&mut self, site: &str, record: &Record) -> Result<bool, WhyFull> {
         let listing = self
             .listing(site)
-            .map_err(|e| format!("the record of what changed cannot be read: {e}"))?;
+            .map_err(|e| WhyFull::Unreadable(e.to_string()))?;
         Ok(listing
             .bitmaps
             .contains(&(record.node.clone(), record.bitmap.clone())))
@@ -413,7 +454,7 @@ impl Qemu {
 }
 
 /// The name of the `file` child of `volume`'s node in a daemon's block graph.
-pub(super) fn file_child(graph: &Value, volume: &Volume) -> Result<String, String> {
+pub(super) fn file_child(graph: &Value, volume: &Volume) -> Result<String, WhyFull> {
     let nodes = graph["nodes"]
         .as_array()
         .map(Vec::as_slice)
@@ -422,7 +463,7 @@ pub(super) fn file_child(graph: &Value, volume: &Volume) -> Result<String, Strin
         .iter()
         .find(|n| n["name"] == volume.name.as_str())
         .map(|n| n["id"].clone())
-        .ok_or_else(|| format!("{volume} is not in its daemon's block graph"))?;
+        .ok_or_else(|| WhyFull::NotInGraph(volume.clone()))?;
     graph["edges"]
         .as_array()
         .into_iter()
@@ -432,9 +473,7 @@ pub(super) fn file_child(graph: &Value, volume: &Volume) -> Result<String, Strin
         .and_then(|n| n["name"].as_str())
         .filter(|name| !name.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| {
-            format!("{volume} has no named file child to copy from beside its mirror (define the volume as a format node over a named file node)")
-        })
+        .ok_or_else(|| WhyFull::NoFileChild(volume.clone()))
 }
 
 #[cfg(test)]
@@ -457,9 +496,13 @@ mod tests {
             name: name.into(),
         };
         assert_eq!(file_child(&graph, &volume("a")), Ok("a-file".into()));
-        let none = file_child(&graph, &volume("a-file")).unwrap_err();
-        assert!(none.contains("no named file child"), "{none}");
-        let missing = file_child(&graph, &volume("b")).unwrap_err();
-        assert!(missing.contains("not in its daemon"), "{missing}");
+        assert_eq!(
+            file_child(&graph, &volume("a-file")),
+            Err(WhyFull::NoFileChild(volume("a-file")))
+        );
+        assert_eq!(
+            file_child(&graph, &volume("b")),
+            Err(WhyFull::NotInGraph(volume("b")))
+        );
     }
 }

@@ -5,11 +5,13 @@
 //! and reads no clock: the executor passes `now` (monotonic, for deadlines) and `wall`
 //! (seconds since the Unix epoch, for `daily` schedules, which are UTC).
 
-use crate::journal::Record;
+pub mod record;
+
+use self::record::{Record, StorageCommand};
 use crate::machine::{Command, SequenceState, Solution};
 use crate::plan::Plan;
 use crate::session::Schedule;
-use crate::vocab::{Command as Verb, Event, Keyword};
+use crate::vocab::{Command as Verb, Event};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
@@ -176,9 +178,6 @@ pub struct Unfinished {
     pub commands: Vec<(u32, Verb)>,
     pub actions: Vec<Record>,
     pub owed_actions: Vec<Command>,
-    /// Records naming a command or an event this runtime does not know (a journal of
-    /// another version): not replayed, and said, never skipped in silence.
-    pub unreadable: Vec<String>,
 }
 
 pub struct Core<S: Solution> {
@@ -230,34 +229,33 @@ impl<S: Solution> Core<S> {
         let mut owed: Vec<Command> = S::start().into_iter().map(Into::into).collect();
         for record in records {
             match record {
-                Record::Issue { sequence, command } => {
-                    if Verb::parse(command).is_none() {
-                        unfinished
-                            .unreadable
-                            .push(format!("sequence {sequence}: command {command:?}"));
+                Record::Issue {
+                    sequence,
+                    command: StorageCommand::Copy(verb),
+                } => {
+                    let (sequence, verb) = (*sequence, *verb);
+                    cross_off(&mut owed, |c| {
+                        *c == Command::Copy {
+                            sequence,
+                            command: verb,
+                        }
+                    });
+                    self.issue(sequence, verb, now);
+                    if verb == Verb::Freeze {
+                        self.holds.insert(sequence, now);
                     }
-                    if let Some(verb) = Verb::parse(command) {
-                        cross_off(&mut owed, |c| {
-                            *c == Command::Copy {
-                                sequence: *sequence,
-                                command: verb,
-                            }
-                        });
-                        self.issue(*sequence, verb, now);
-                        if verb == Verb::Freeze {
-                            self.holds.insert(*sequence, now);
-                        }
-                        // A run taking over issues again what a killed run left
-                        // unfinished: one command, finished by the one `Done`.
-                        if !unfinished.commands.contains(&(*sequence, verb)) {
-                            unfinished.commands.push((*sequence, verb));
-                        }
+                    // A run taking over issues again what a killed run left
+                    // unfinished: one command, finished by the one `Done`.
+                    if !unfinished.commands.contains(&(sequence, verb)) {
+                        unfinished.commands.push((sequence, verb));
                     }
                 }
                 Record::Done {
-                    sequence, command, ..
+                    sequence,
+                    command: StorageCommand::Copy(verb),
+                    ..
                 } => {
-                    let done = |c: &(u32, Verb)| c.0 == *sequence && c.1.as_str() == command;
+                    let done = |c: &(u32, Verb)| *c == (*sequence, *verb);
                     if let Some(i) = unfinished.commands.iter().position(done) {
                         unfinished.commands.remove(i);
                     }
@@ -265,18 +263,12 @@ impl<S: Solution> Core<S> {
                 Record::Transition {
                     sequence, event, ..
                 } => {
-                    let Some(event) = Event::parse(event) else {
-                        unfinished
-                            .unreadable
-                            .push(format!("sequence {sequence}: event {event:?}"));
-                        continue;
-                    };
                     self.groups
                         .entry(*sequence)
                         .or_default()
                         .emitted
-                        .insert(event);
-                    if let Some(typed) = S::event(*sequence, event) {
+                        .insert(*event);
+                    if let Some(typed) = S::event(*sequence, *event) {
                         let (next, commands) = S::step(self.state, typed);
                         self.state = next;
                         owed.extend(commands.into_iter().map(Into::into));
@@ -294,15 +286,13 @@ impl<S: Solution> Core<S> {
                             contact: to,
                             sequence: s,
                             event: e,
-                        } => {
-                            contact.as_deref() == Some(*to) && s == sequence && e.as_str() == event
-                        }
+                        } => contact.as_deref() == Some(*to) && s == sequence && e == event,
                         Command::Run {
                             program: p,
                             sequence: s,
                             event: e,
                             ..
-                        } => program.as_deref() == Some(*p) && s == sequence && e.as_str() == event,
+                        } => program.as_deref() == Some(*p) && s == sequence && e == event,
                         Command::Copy { .. } => false,
                     });
                     unfinished.actions.push(record.clone())
@@ -310,7 +300,12 @@ impl<S: Solution> Core<S> {
                 Record::ActionEnd { id, .. } => unfinished.actions.retain(
                     |a| !matches!(a, Record::ActionStart { id: started, .. } if started == id),
                 ),
-                Record::Run { .. } | Record::Stopped { .. } => {}
+                // An operator's recover or reverse is not replayed: the directions
+                // its `Done` records left are read by the executor (takeover.rs).
+                Record::Issue { .. }
+                | Record::Done { .. }
+                | Record::Run { .. }
+                | Record::Stopped { .. } => {}
             }
         }
         for command in owed {
