@@ -5,7 +5,7 @@
 //! should hold the data is compared byte for byte with its source.
 
 use crate::executor::{self, Options, Status};
-use crate::lab::Lab;
+use crate::lab::{Lab, LabError};
 use crate::machine::{SequenceState, Solution};
 use crate::plan::Plan;
 use crate::vocab::{BaseCopy, ContinuousMode};
@@ -36,11 +36,33 @@ fn wait_for(status: &Mutex<Status>, timeout: Duration, done: impl Fn(&Status) ->
     false
 }
 
+/// Why the demo did not show every copy matching its source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    #[error("the demo needs copy sets in the document")]
+    NoCopySets,
+    #[error(transparent)]
+    Lab(#[from] LabError),
+    #[error("the executor panicked")]
+    Panicked,
+    #[error("the session did not start: {0}")]
+    NotStarted(#[source] executor::SetupError),
+    #[error("sequence 1 did not reach duplex or complete in 120 s")]
+    NotSettled,
+    #[error("the session did not react to the site failure within 10 s")]
+    NoReaction,
+    #[error("no copy was in a state to compare")]
+    NothingToCompare,
+    #[error("{0} copies differ from their sources")]
+    Differ(usize),
+}
+
 /// Runs the demo; `Ok` with the verdicts when every copy matched.
-pub fn run<S: Solution>(options: DemoOptions) -> Result<Vec<String>, String> {
+pub fn run<S: Solution>(options: DemoOptions) -> Result<Vec<String>, DemoError> {
     let mut plan = Plan::from_session(&S::SESSION);
     if plan.copysets.is_empty() {
-        return Err("the demo needs copy sets in the document".into());
+        return Err(DemoError::NoCopySets);
     }
     let bytes = options.volume_mib << 20;
     let mut lab = Lab::new(&std::env::temp_dir(), options.keep)?;
@@ -93,10 +115,8 @@ pub fn run<S: Solution>(options: DemoOptions) -> Result<Vec<String>, String> {
     };
     let outcome = drive(&mut lab, &plan, bytes, &status, &executor);
     stop.store(true, Ordering::Relaxed);
-    let ended = executor
-        .join()
-        .map_err(|_| "the executor panicked".to_string())?;
-    ended.map_err(|e| format!("the session did not start: {e}"))?;
+    let ended = executor.join().map_err(|_| DemoError::Panicked)?;
+    ended.map_err(DemoError::NotStarted)?;
     outcome
 }
 
@@ -106,7 +126,7 @@ fn drive(
     volume_bytes: u64,
     status: &Mutex<Status>,
     executor: &std::thread::JoinHandle<Result<executor::Ended, executor::SetupError>>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, DemoError> {
     let first = &plan.sequences[0];
     let settled = |s: &Status| {
         matches!(
@@ -118,7 +138,7 @@ fn drive(
         settled(s) || executor.is_finished()
     }) || executor.is_finished()
     {
-        return Err("sequence 1 did not reach duplex or complete in 120 s".into());
+        return Err(DemoError::NotSettled);
     }
     say(&format!(
         "sequence 1 ({} {}) is {}",
@@ -149,7 +169,7 @@ fn drive(
     if !wait_for(status, Duration::from_secs(10), |s| {
         s.events.len() > events_before
     }) {
-        return Err("the session did not react to the site failure within 10 s".into());
+        return Err(DemoError::NoReaction);
     }
     say(&format!(
         "the session reacted after {} ms",
@@ -222,13 +242,10 @@ fn drive(
         }
     }
     if verdicts.is_empty() {
-        return Err("no copy was in a state to compare".into());
+        return Err(DemoError::NothingToCompare);
     }
     if !mismatches.is_empty() {
-        return Err(format!(
-            "{} copies differ from their sources",
-            mismatches.len()
-        ));
+        return Err(DemoError::Differ(mismatches.len()));
     }
     say(&format!(
         "every copy ({}) matches its source byte for byte",

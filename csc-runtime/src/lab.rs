@@ -31,21 +31,60 @@ pub struct Lab {
     keep: bool,
 }
 
-fn tool(program: &str, args: &[&str]) -> Result<String, String> {
+/// Why the lab could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabError {
+    #[error("cannot run {program} (Debian: apt-get install qemu-utils): {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tool ran and failed: its command line and what it said.
+    #[error("{command}: {said}")]
+    Tool { command: String, said: String },
+    #[error("cannot {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no site {0}")]
+    NoSite(String),
+    #[error("site {0} still runs")]
+    StillRuns(String),
+    #[error("site {0} has no daemon")]
+    NoDaemon(String),
+    #[error("qemu-storage-daemon did not open {} in 10 s", .0.display())]
+    NotListening(PathBuf),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
+    let what = what.into();
+    |source| LabError::Io { what, source }
+}
+
+fn tool(program: &str, args: &[&str]) -> Result<String, LabError> {
     let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run {program} (Debian: apt-get install qemu-utils): {e}"))?;
+        .map_err(|source| LabError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         // qemu-io says why a request failed on stdout, not stderr.
-        Err(format!(
-            "{program} {}: {} {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        ))
+        Err(LabError::Tool {
+            command: format!("{program} {}", args.join(" ")),
+            said: format!(
+                "{} {}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            ),
+        })
     }
 }
 
@@ -69,13 +108,12 @@ fn fill_random(path: &Path, bytes: u64, seed: u64) -> std::io::Result<()> {
 
 impl Lab {
     /// A lab in a new scratch directory under `parent`; removed on drop unless `keep`.
-    pub fn new(parent: &Path, keep: bool) -> Result<Lab, String> {
+    pub fn new(parent: &Path, keep: bool) -> Result<Lab, LabError> {
         // Unique within the process too: tests create labs in parallel.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = parent.join(format!("cssc-lab-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
         Ok(Lab {
             dir,
             sites: BTreeMap::new(),
@@ -85,7 +123,7 @@ impl Lab {
     }
 
     /// Creates the raw images of `volumes` (name, bytes) that do not exist yet.
-    fn create(&mut self, site: &str, volumes: &[(String, u64)]) -> Result<(), String> {
+    fn create(&mut self, site: &str, volumes: &[(String, u64)]) -> Result<(), LabError> {
         for (name, bytes) in volumes {
             let image = self.dir.join(format!("{site}-{name}.img"));
             if !image.exists() {
@@ -114,7 +152,7 @@ impl Lab {
         site: &str,
         volumes: &[(String, u64)],
         sources: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), LabError> {
         let qmp = self.dir.join(format!("{site}.qmp"));
         let admin = self.dir.join(format!("{site}-admin.qmp"));
         let nbd_port = free_port()?;
@@ -144,7 +182,7 @@ impl Lab {
             // Distinct data per volume, so a copy landing on the wrong target shows.
             let seed = crate::fingerprint::fnv1a64(format!("{site}/{name}").as_bytes());
             fill_random(self.image(site, name), *bytes, seed)
-                .map_err(|e| format!("cannot fill {name}: {e}"))?;
+                .map_err(io(format!("fill {name}")))?;
         }
         for (name, _) in volumes {
             let image = self.image(site, name).to_path_buf();
@@ -186,13 +224,13 @@ impl Lab {
     /// Starts a killed site's daemon again, as its administrator would after a failure:
     /// the same volumes (as the failure left them), monitors and NBD address, and none
     /// of what a session had added.
-    pub fn restart(&mut self, site: &str) -> Result<(), String> {
+    pub fn restart(&mut self, site: &str) -> Result<(), LabError> {
         let s = self
             .sites
             .get_mut(site)
-            .ok_or_else(|| format!("no site {site}"))?;
+            .ok_or_else(|| LabError::NoSite(site.to_string()))?;
         if s.child.is_some() {
-            return Err(format!("site {site} still runs"));
+            return Err(LabError::StillRuns(site.to_string()));
         }
         start(s)
     }
@@ -216,11 +254,11 @@ impl Lab {
     }
 
     /// Stops a site's daemon (SIGSTOP) or lets it go on (SIGCONT): a hung site.
-    pub fn signal(&self, site: &str, signal: &str) -> Result<(), String> {
+    pub fn signal(&self, site: &str, signal: &str) -> Result<(), LabError> {
         let child = self.sites[site]
             .child
             .as_ref()
-            .ok_or_else(|| format!("site {site} has no daemon"))?;
+            .ok_or_else(|| LabError::NoDaemon(site.to_string()))?;
         tool("kill", &[&format!("-{signal}"), &child.id().to_string()]).map(|_| ())
     }
 
@@ -236,7 +274,7 @@ impl Lab {
         volume: &str,
         pattern: u8,
         offsets: &[u64],
-    ) -> Result<(), String> {
+    ) -> Result<(), LabError> {
         self.write_blocks(site, volume, pattern, offsets, 65536)
     }
 
@@ -248,7 +286,7 @@ impl Lab {
         pattern: u8,
         offsets: &[u64],
         size: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), LabError> {
         self.write_to(site, &format!("app-{volume}"), pattern, offsets, size)
     }
 
@@ -261,7 +299,7 @@ impl Lab {
         pattern: u8,
         offsets: &[u64],
         size: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), LabError> {
         let mut args = vec!["-f".to_string(), "raw".into(), self.nbd_uri(site, export)];
         for off in offsets {
             args.push("-c".into());
@@ -273,37 +311,36 @@ impl Lab {
 
     /// Whether two images hold the same bytes (`qemu-img compare`, sharing the locks of
     /// running daemons).
-    pub fn same(&self, a: &Path, b: &Path) -> Result<bool, String> {
+    pub fn same(&self, a: &Path, b: &Path) -> Result<bool, LabError> {
         let out = Command::new("qemu-img")
             .args(["compare", "-U", "-q", "-f", "raw", "-F", "raw"])
             .arg(a)
             .arg(b)
             .output()
-            .map_err(|e| format!("cannot run qemu-img: {e}"))?;
+            .map_err(|source| LabError::Spawn {
+                program: "qemu-img".into(),
+                source,
+            })?;
         match out.status.code() {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
-            _ => Err(format!(
-                "qemu-img compare {} {}: {}",
-                a.display(),
-                b.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
+            _ => Err(LabError::Tool {
+                command: format!("qemu-img compare {} {}", a.display(), b.display()),
+                said: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            }),
         }
     }
 }
 
 /// A port on 127.0.0.1 that nothing listens on now.
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
-    listener
-        .local_addr()
+fn free_port() -> Result<u16, LabError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
         .map(|a| a.port())
-        .map_err(|e| e.to_string())
+        .map_err(io("find a free port on 127.0.0.1"))
 }
 
-fn start(site: &mut Site) -> Result<(), String> {
+fn start(site: &mut Site) -> Result<(), LabError> {
     let _ = std::fs::remove_file(&site.qmp);
     let child = Command::new("qemu-storage-daemon")
         .args(&site.args)
@@ -311,18 +348,16 @@ fn start(site: &mut Site) -> Result<(), String> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| {
-            format!("cannot start qemu-storage-daemon (Debian: apt-get install qemu-utils): {e}")
+        .map_err(|source| LabError::Spawn {
+            program: "qemu-storage-daemon".into(),
+            source,
         })?;
     site.child = Some(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     let listening = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
     while !(site.qmp.exists() && listening(site.nbd_port) && listening(site.qmp_port)) {
         if Instant::now() > deadline {
-            return Err(format!(
-                "qemu-storage-daemon did not open {} in 10 s",
-                site.qmp.display()
-            ));
+            return Err(LabError::NotListening(site.qmp.clone()));
         }
         std::thread::sleep(Duration::from_millis(10));
     }

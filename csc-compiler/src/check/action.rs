@@ -28,7 +28,7 @@ impl Checker<'_> {
             self.diags.push(
                 Diagnostic::error(Code::BadAction, tag.clone(), message)
                     .label("one action expected")
-                    .help(help),
+                    .help(help.to_string()),
             );
             return None;
         }
@@ -54,7 +54,7 @@ impl Checker<'_> {
                     self.diags.push(
                         Diagnostic::error(Code::BadCommand, cmd.span.clone(), message)
                             .label(format!("not a command of sequence {target}"))
-                            .help(help),
+                            .help(help.to_string()),
                     );
                     None
                 }
@@ -71,7 +71,7 @@ impl Checker<'_> {
                         format!("no CONTACT is named `{}`", name.value),
                     )
                     .label("unknown contact")
-                    .help(help),
+                    .help(help.to_string()),
                 );
                 return None;
             }
@@ -92,7 +92,7 @@ impl Checker<'_> {
                             format!("bad timeout `{}`", t.value),
                         )
                         .label("not a duration")
-                        .help(help),
+                        .help(help.to_string()),
                     );
                 })
                 .ok(),
@@ -130,7 +130,7 @@ impl Checker<'_> {
                         format!("bad TO_SEQ `{}`", t.value),
                     )
                     .label("not a sequence number")
-                    .help(help),
+                    .help(help.to_string()),
                 );
                 None
             }

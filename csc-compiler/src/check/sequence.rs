@@ -30,7 +30,7 @@ impl Checker<'_> {
             self.diags.push(
                 Diagnostic::error(Code::MixedSeqNum, tag.clone(), message)
                     .label("no SEQ_NUM")
-                    .help(help),
+                    .help(help.to_string()),
             );
             return BTreeMap::new();
         }
@@ -47,7 +47,7 @@ impl Checker<'_> {
                             format!("bad SEQ_NUM `{}`", text.value),
                         )
                         .label("not a sequence number")
-                        .help(help),
+                        .help(help.to_string()),
                     );
                 }
                 Ok(n) if numbered.contains_key(&n) => {
@@ -101,7 +101,7 @@ impl Checker<'_> {
                     format!("unknown TYPE `{}`", text.value),
                 )
                 .label("not a base copy type")
-                .help(help),
+                .help(help.to_string()),
             );
         }
         parsed
@@ -162,7 +162,7 @@ impl Checker<'_> {
                             format!("unknown CMD `{}`", cmd.value),
                         )
                         .label("no such command flags")
-                        .help(help),
+                        .help(help.to_string()),
                     );
                 }
             }
@@ -179,7 +179,7 @@ impl Checker<'_> {
                         format!("`{}` is not a mode of a {copy_type} sequence", text.value),
                     )
                     .label("not valid for this type")
-                    .help(help),
+                    .help(help.to_string()),
                 );
                 continue;
             };
@@ -215,7 +215,7 @@ impl Checker<'_> {
                     "a Continuous sequence has no KEEP",
                 )
                 .label("not valid here")
-                .help(help),
+                .help(help.to_string()),
             );
             return 1;
         }
@@ -227,7 +227,7 @@ impl Checker<'_> {
                     format!("bad KEEP `{}`", text.value),
                 )
                 .label("not a count of copies")
-                .help(help),
+                .help(help.to_string()),
             );
             1
         })
@@ -257,7 +257,7 @@ impl Checker<'_> {
                         format!("bad SCHEDULE `{}`", text.value),
                     )
                     .label("not a schedule")
-                    .help(help),
+                    .help(help.to_string()),
                 );
             })
             .ok()
@@ -280,7 +280,7 @@ impl Checker<'_> {
             self.diags.push(
                 Diagnostic::error(Code::UnknownEvent, text.span.clone(), message)
                     .label("not an event here")
-                    .help(help),
+                    .help(help.to_string()),
             );
             return None;
         };
@@ -302,7 +302,7 @@ impl Checker<'_> {
             self.diags.push(
                 Diagnostic::error(Code::DuplicateEvent, text.span.clone(), message)
                     .label("second handler")
-                    .help(help),
+                    .help(help.to_string()),
             );
             return None;
         }
@@ -338,7 +338,7 @@ impl Checker<'_> {
                         format!("nothing starts sequence {num}"),
                     )
                     .label("never started")
-                    .help(help),
+                    .help(help.to_string()),
                 );
             }
         }

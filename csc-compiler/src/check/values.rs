@@ -1,41 +1,69 @@
 //! Parsers of the small value languages inside elements: sequence numbers, KEEP
 //! counts, durations, schedules (addresses are the runtime's, `csc_runtime::address`).
-//! Each returns a message saying what is valid.
+//! Each error says what is valid (the checker's help).
 
 use crate::ir::Schedule;
+
+const DURATION: &str = "write a number and a unit (d, h, m, s), e.g. 30s, 5m, 3h or 1h30m";
+const SCHEDULE: &str = "write `every DURATION` (e.g. every 3h) or `daily HH:MM` (e.g. daily 00:00)";
+
+/// Why a value is not one of its small language's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    #[error("sequence numbers start at 1")]
+    SequenceZero,
+    #[error("{0} is too large; sequence numbers are at most {max}", max = u32::MAX)]
+    SequenceTooLarge(u64),
+    #[error("`{0}` is not a whole number; write a number such as 1")]
+    NotSequence(String),
+    #[error("KEEP counts the copies kept: from 1 to 10000")]
+    KeepOutOfRange,
+    #[error("`{0}` is not a whole number; write how many copies to keep, such as 24")]
+    NotKeep(String),
+    #[error("`{0}`: a unit needs a number before it; {DURATION}")]
+    UnitWithoutNumber(String),
+    #[error("`{0}` is too long")]
+    DurationOverflow(String),
+    #[error("`{0}` is not a duration; {DURATION}")]
+    NotDuration(String),
+    #[error("`{0}` has a number without a unit; {DURATION}")]
+    NumberWithoutUnit(String),
+    #[error("`{0}` is zero; {DURATION}")]
+    ZeroDuration(String),
+    #[error("`{0}` is longer than a year")]
+    LongerThanAYear(String),
+    #[error("`{0}` is not HH:MM; {SCHEDULE}")]
+    NotHhMm(String),
+    #[error("`{0}` is not a time of day from 00:00 to 23:59; {SCHEDULE}")]
+    NotTimeOfDay(String),
+    #[error("`{0}` is not a schedule; {SCHEDULE}")]
+    NotSchedule(String),
+}
 
 const UNITS: &[(char, u64)] = &[('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
 
 /// `SEQ_NUM`, `TO_SEQ`: a whole number from 1 to 2^32-1.
-pub fn seq_number(text: &str) -> Result<u32, String> {
+pub fn seq_number(text: &str) -> Result<u32, ValueError> {
     match text.parse::<u64>() {
-        Ok(0) => Err("sequence numbers start at 1".into()),
-        Ok(n) => u32::try_from(n).map_err(|_| {
-            format!(
-                "{n} is too large; sequence numbers are at most {}",
-                u32::MAX
-            )
-        }),
-        Err(_) => Err(format!(
-            "`{text}` is not a whole number; write a number such as 1"
-        )),
+        Ok(0) => Err(ValueError::SequenceZero),
+        Ok(n) => u32::try_from(n).map_err(|_| ValueError::SequenceTooLarge(n)),
+        Err(_) => Err(ValueError::NotSequence(text.to_string())),
     }
 }
 
 /// KEEP: how many copies a point-in-time sequence keeps, 1 to 10,000.
-pub fn keep(text: &str) -> Result<u32, String> {
+pub fn keep(text: &str) -> Result<u32, ValueError> {
     match text.parse::<u32>() {
         Ok(n @ 1..=10_000) => Ok(n),
-        Ok(_) => Err("KEEP counts the copies kept: from 1 to 10000".into()),
-        Err(_) => Err(format!(
-            "`{text}` is not a whole number; write how many copies to keep, such as 24"
-        )),
+        Ok(_) => Err(ValueError::KeepOutOfRange),
+        Err(_) => Err(ValueError::NotKeep(text.to_string())),
     }
 }
 
 /// `90s`, `5m`, `3h`, `1h30m`, `2d`: at least one second, at most a year.
-pub fn duration(text: &str) -> Result<u64, String> {
-    let help = "write a number and a unit (d, h, m, s), e.g. 30s, 5m, 3h or 1h30m";
+pub fn duration(text: &str) -> Result<u64, ValueError> {
+    let text_of = || text.to_string();
     let mut total: u64 = 0;
     let mut digits = String::new();
     for c in text.chars() {
@@ -44,22 +72,22 @@ pub fn duration(text: &str) -> Result<u64, String> {
         } else if let Some(&(_, secs)) = UNITS.iter().find(|(u, _)| *u == c.to_ascii_lowercase()) {
             let n: u64 = digits
                 .parse()
-                .map_err(|_| format!("`{text}`: a unit needs a number before it; {help}"))?;
+                .map_err(|_| ValueError::UnitWithoutNumber(text_of()))?;
             total = n
                 .checked_mul(secs)
                 .and_then(|s| total.checked_add(s))
-                .ok_or_else(|| format!("`{text}` is too long"))?;
+                .ok_or_else(|| ValueError::DurationOverflow(text_of()))?;
             digits.clear();
         } else {
-            return Err(format!("`{text}` is not a duration; {help}"));
+            return Err(ValueError::NotDuration(text_of()));
         }
     }
     if !digits.is_empty() {
-        return Err(format!("`{text}` has a number without a unit; {help}"));
+        return Err(ValueError::NumberWithoutUnit(text_of()));
     }
     match total {
-        0 => Err(format!("`{text}` is zero; {help}")),
-        t if t > 366 * 86_400 => Err(format!("`{text}` is longer than a year")),
+        0 => Err(ValueError::ZeroDuration(text_of())),
+        t if t > 366 * 86_400 => Err(ValueError::LongerThanAYear(text_of())),
         t => Ok(t),
     }
 }
@@ -77,8 +105,7 @@ pub fn format_duration(mut secs: u64) -> String {
 }
 
 /// `every DURATION` or `daily HH:MM`.
-pub fn schedule(text: &str) -> Result<Schedule, String> {
-    let valid = "write `every DURATION` (e.g. every 3h) or `daily HH:MM` (e.g. daily 00:00)";
+pub fn schedule(text: &str) -> Result<Schedule, ValueError> {
     let mut words = text.split_whitespace();
     match (
         words.next().map(str::to_ascii_lowercase).as_deref(),
@@ -89,17 +116,15 @@ pub fn schedule(text: &str) -> Result<Schedule, String> {
         (Some("daily"), Some(t), None) => {
             let (h, m) = t
                 .split_once(':')
-                .ok_or_else(|| format!("`{t}` is not HH:MM; {valid}"))?;
+                .ok_or_else(|| ValueError::NotHhMm(t.to_string()))?;
             match (h.parse::<u8>(), m.parse::<u8>()) {
                 (Ok(hour), Ok(minute)) if hour < 24 && minute < 60 && m.len() == 2 => {
                     Ok(Schedule::Daily { hour, minute })
                 }
-                _ => Err(format!(
-                    "`{t}` is not a time of day from 00:00 to 23:59; {valid}"
-                )),
+                _ => Err(ValueError::NotTimeOfDay(t.to_string())),
             }
         }
-        _ => Err(format!("`{text}` is not a schedule; {valid}")),
+        _ => Err(ValueError::NotSchedule(text.to_string())),
     }
 }
 

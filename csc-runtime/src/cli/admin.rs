@@ -177,7 +177,8 @@ pub(super) fn cleanup<S: Solution>(config: Option<std::path::PathBuf>, json: boo
             }
             Err(e) => {
                 ok = false;
-                eprintln!("{name}: storage {storage}: {e}");
+                // The refusal names its storage.
+                eprintln!("{name}: {e}");
             }
         }
     }

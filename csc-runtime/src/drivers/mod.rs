@@ -15,7 +15,7 @@ use crate::vocab::BaseCopy;
 use std::fmt;
 
 /// What `cleanup` did, by storage: the names it removed, or why it could not.
-pub type Cleaned = std::collections::BTreeMap<String, Result<Vec<String>, String>>;
+pub type Cleaned = std::collections::BTreeMap<String, Result<Vec<String>, DriverError>>;
 
 /// `cssc-TAG`: how every name a driver adds to a storage begins. TAG is 6 hex digits
 /// of the FNV-1a hash of the session's name, so two sessions on one storage, and the

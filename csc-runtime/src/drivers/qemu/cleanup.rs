@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// One step of the cleanup on one daemon: what it removed.
 type Step = fn(&Qmp, &Names) -> Result<Vec<String>, QmpError>;
 
-use crate::drivers::Cleaned;
+use crate::drivers::{Cleaned, DriverError};
 
 /// Removes what session `plan.name` left on every storage its copy sets use.
 pub fn cleanup(plan: &Plan) -> Cleaned {
@@ -33,7 +33,8 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
             }
             Err(e) => {
                 let endpoint = &plan.storages[id].endpoint;
-                cleaned.insert(id.to_string(), Err(format!("cannot reach {endpoint}: {e}")));
+                let refused = DriverError::at(id, format!("cannot reach {endpoint}: {e}"));
+                cleaned.insert(id.to_string(), Err(refused));
             }
         }
     }
@@ -74,7 +75,7 @@ fn run_step(step: Step, sites: &BTreeMap<String, Qmp>, names: &Names, cleaned: &
         match step(qmp, names) {
             Ok(more) => removed.extend(more),
             Err(e) => {
-                cleaned.insert(site.clone(), Err(e.to_string()));
+                cleaned.insert(site.clone(), Err(DriverError::at(site, e)));
             }
         }
     }
