@@ -1,6 +1,5 @@
 //! The session as a document describes it, as static data in generated code.
 
-use crate::address::Address;
 use crate::vocab::{BaseCopy, Command, DriverKind, Event};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,28 +36,16 @@ impl Canonical {
     }
 }
 
+/// A storage as the document declares it. Its addresses are their canonical text
+/// (`unix:…`, `tcp:HOST:PORT`, `local:…`, `ssh:…`), checked by the compiler and read
+/// back by the plan with the same parser ([`crate::address::Address::parse`]): one schema of
+/// addresses, not a second one in static form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Storage {
     pub id: &'static str,
     pub driver: DriverKind,
-    pub endpoint: Endpoint,
-    pub data: Option<Endpoint>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    Unix(&'static str),
-    Tcp {
-        host: &'static str,
-        port: u16,
-    },
-    Local(&'static str),
-    Ssh {
-        user: Option<&'static str>,
-        host: &'static str,
-        port: Option<u16>,
-        path: &'static str,
-    },
+    pub endpoint: &'static str,
+    pub data: Option<&'static str>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,30 +100,4 @@ pub enum Schedule {
     Every { seconds: u64 },
     /// `daily 06:00`: hour and minute, in the session's time zone (`Plan::time_zone`).
     Daily { hour: u8, minute: u8 },
-}
-
-/// The address an endpoint of the static session names (the session depends on
-/// the address parser, never the reverse).
-impl From<Endpoint> for Address {
-    fn from(e: Endpoint) -> Address {
-        match e {
-            Endpoint::Unix(path) => Address::Unix(path.to_string()),
-            Endpoint::Tcp { host, port } => Address::Tcp {
-                host: host.to_string(),
-                port,
-            },
-            Endpoint::Local(path) => Address::Local(path.to_string()),
-            Endpoint::Ssh {
-                user,
-                host,
-                port,
-                path,
-            } => Address::Ssh {
-                user: user.map(str::to_string),
-                host: host.to_string(),
-                port,
-                path: path.to_string(),
-            },
-        }
-    }
 }

@@ -98,8 +98,8 @@ pub fn plan(
             copy,
             schedule: None,
             keep: 1,
-            handled: Vec::new(),
-            commands: Vec::new(),
+            handled: &[],
+            commands: &[],
         }],
     }
 }

@@ -359,24 +359,11 @@ fn option<T>(value: Option<T>, f: impl FnOnce(T) -> TokenStream) -> TokenStream 
     }
 }
 
+/// An address as the literal of its canonical text: the runtime parses it back with
+/// the parser that checked it (one schema of addresses, in `csc_runtime::address`).
 fn endpoint(e: &Address) -> TokenStream {
-    match e {
-        Address::Unix(path) => quote! { session::Endpoint::Unix(#path) },
-        Address::Tcp { host, port } => {
-            quote! { session::Endpoint::Tcp { host: #host, port: #port } }
-        }
-        Address::Local(path) => quote! { session::Endpoint::Local(#path) },
-        Address::Ssh {
-            user,
-            host,
-            port,
-            path,
-        } => {
-            let user = option(user.as_deref(), |u| quote! { #u });
-            let port = option(*port, |p| quote! { #p });
-            quote! { session::Endpoint::Ssh { user: #user, host: #host, port: #port, path: #path } }
-        }
-    }
+    let text = e.to_string();
+    quote! { #text }
 }
 
 /// The copy sets as one JSON text: data, however many there are.

@@ -28,8 +28,9 @@
 use crate::address::Address;
 use crate::capability::{refusals, volume_fault, Needs};
 pub use crate::model::{webhook_fault, Contact, CopySet, Storage, Volume};
-use crate::session::{Schedule, Session};
-use crate::vocab::{BaseCopy, Command, DriverKind, Event, Keyword};
+pub use crate::session::Sequence;
+use crate::session::Session;
+use crate::vocab::{DriverKind, Keyword};
 /// The zone type of [`Plan::time_zone`] (jiff's), for those who build a plan.
 pub use jiff::tz::TimeZone;
 use serde::Deserialize;
@@ -91,18 +92,6 @@ impl Default for Timing {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sequence {
-    pub number: u32,
-    pub copy: BaseCopy,
-    pub schedule: Option<Schedule>,
-    /// How many of its copies the target keeps (KEEP).
-    pub keep: u32,
-    pub handled: Vec<Event>,
-    /// The commands the document's actions give it.
-    pub commands: Vec<Command>,
-}
-
 /// One hop of one copy set: what a sequence copies for that copy set.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pair {
@@ -129,6 +118,11 @@ fn copysets_of(json: &str) -> Vec<CopySet> {
         .collect()
 }
 
+/// An address of the static session: text cssc wrote after checking it.
+fn address(text: &str) -> Address {
+    Address::parse(text).expect("cssc writes addresses it checked")
+}
+
 impl Plan {
     /// The plan of a compiled session, as the document wrote it.
     pub fn from_session(s: &Session) -> Plan {
@@ -141,8 +135,8 @@ impl Plan {
                     let storage = Storage {
                         id: st.id.to_string(),
                         driver: st.driver,
-                        endpoint: st.endpoint.into(),
-                        data: st.data.map(Into::into),
+                        endpoint: address(st.endpoint),
+                        data: st.data.map(address),
                     };
                     (storage.id.clone(), storage)
                 })
@@ -158,18 +152,7 @@ impl Plan {
                 })
                 .collect(),
             copysets: copysets_of(s.copysets.json()),
-            sequences: s
-                .sequences
-                .iter()
-                .map(|q| Sequence {
-                    number: q.number,
-                    copy: q.copy,
-                    schedule: q.schedule,
-                    keep: q.keep,
-                    handled: q.handled.to_vec(),
-                    commands: q.commands.to_vec(),
-                })
-                .collect(),
+            sequences: s.sequences.to_vec(),
             timing: Timing::default(),
             time_zone: TimeZone::system(),
         }
@@ -219,7 +202,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::{ContinuousMode, DriverKind};
+    use crate::vocab::{BaseCopy, ContinuousMode, DriverKind};
 
     const SESSION: Session = Session {
         name: "t",
@@ -227,7 +210,7 @@ mod tests {
         storages: &[crate::session::Storage {
             id: "a",
             driver: DriverKind::Qemu,
-            endpoint: crate::session::Endpoint::Unix("/run/a.qmp"),
+            endpoint: "unix:/run/a.qmp",
             data: None,
         }],
         contacts: &[],

@@ -87,7 +87,7 @@ impl Plan {
             .map(|s| Needs {
                 sequence: s.number,
                 copy: s.copy,
-                commands: &s.commands,
+                commands: s.commands,
                 keep: s.keep,
             })
             .collect();

@@ -103,29 +103,19 @@ pub const SESSION: session::Session = session::Session {
         session::Storage {
             id: "pool1",
             driver: vocab::DriverKind::Btrfs,
-            endpoint: session::Endpoint::Local("/srv/pool1"),
+            endpoint: "local:/srv/pool1",
             data: None,
         },
         session::Storage {
             id: "backup",
             driver: vocab::DriverKind::Btrfs,
-            endpoint: session::Endpoint::Ssh {
-                user: Some("cssc"),
-                host: "backup.example",
-                port: None,
-                path: "/srv/backup",
-            },
+            endpoint: "ssh:cssc@backup.example:/srv/backup",
             data: None,
         },
         session::Storage {
             id: "vault",
             driver: vocab::DriverKind::Btrfs,
-            endpoint: session::Endpoint::Ssh {
-                user: Some("cssc"),
-                host: "vault.example",
-                port: None,
-                path: "/srv/vault",
-            },
+            endpoint: "ssh:cssc@vault.example:/srv/vault",
             data: None,
         },
     ],

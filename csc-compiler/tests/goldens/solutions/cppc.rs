@@ -136,29 +136,20 @@ pub const SESSION: session::Session = session::Session {
         session::Storage {
             id: "site1",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/site1.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10809u16,
-            }),
+            endpoint: "unix:/run/cssc/site1.qmp",
+            data: Some("tcp:127.0.0.1:10809"),
         },
         session::Storage {
             id: "site2",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/site2.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10810u16,
-            }),
+            endpoint: "unix:/run/cssc/site2.qmp",
+            data: Some("tcp:127.0.0.1:10810"),
         },
         session::Storage {
             id: "site3",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/site3.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10811u16,
-            }),
+            endpoint: "unix:/run/cssc/site3.qmp",
+            data: Some("tcp:127.0.0.1:10811"),
         },
     ],
     contacts: &[

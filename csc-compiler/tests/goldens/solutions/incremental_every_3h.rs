@@ -55,7 +55,7 @@ pub const SESSION: session::Session = session::Session {
         session::Storage {
             id: "array1",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/array1.qmp"),
+            endpoint: "unix:/run/cssc/array1.qmp",
             data: None,
         },
     ],

@@ -79,20 +79,14 @@ pub const SESSION: session::Session = session::Session {
         session::Storage {
             id: "siteA",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/siteA.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10809u16,
-            }),
+            endpoint: "unix:/run/cssc/siteA.qmp",
+            data: Some("tcp:127.0.0.1:10809"),
         },
         session::Storage {
             id: "siteB",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/siteB.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10810u16,
-            }),
+            endpoint: "unix:/run/cssc/siteB.qmp",
+            data: Some("tcp:127.0.0.1:10810"),
         },
     ],
     contacts: &[

@@ -74,20 +74,14 @@ pub const SESSION: session::Session = session::Session {
         session::Storage {
             id: "prod",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/prod.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10809u16,
-            }),
+            endpoint: "unix:/run/cssc/prod.qmp",
+            data: Some("tcp:127.0.0.1:10809"),
         },
         session::Storage {
             id: "dr",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/dr.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10810u16,
-            }),
+            endpoint: "unix:/run/cssc/dr.qmp",
+            data: Some("tcp:127.0.0.1:10810"),
         },
     ],
     contacts: &[

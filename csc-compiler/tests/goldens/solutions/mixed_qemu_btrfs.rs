@@ -64,36 +64,25 @@ pub const SESSION: session::Session = session::Session {
         session::Storage {
             id: "db-prod",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/db-prod.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10809u16,
-            }),
+            endpoint: "unix:/run/cssc/db-prod.qmp",
+            data: Some("tcp:127.0.0.1:10809"),
         },
         session::Storage {
             id: "db-dr",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/db-dr.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10810u16,
-            }),
+            endpoint: "unix:/run/cssc/db-dr.qmp",
+            data: Some("tcp:127.0.0.1:10810"),
         },
         session::Storage {
             id: "files-prod",
             driver: vocab::DriverKind::Btrfs,
-            endpoint: session::Endpoint::Local("/srv/files"),
+            endpoint: "local:/srv/files",
             data: None,
         },
         session::Storage {
             id: "files-dr",
             driver: vocab::DriverKind::Btrfs,
-            endpoint: session::Endpoint::Ssh {
-                user: Some("cssc"),
-                host: "dr.example",
-                port: None,
-                path: "/srv/files",
-            },
+            endpoint: "ssh:cssc@dr.example:/srv/files",
             data: None,
         },
     ],

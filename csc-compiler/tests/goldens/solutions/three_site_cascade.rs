@@ -92,32 +92,20 @@ pub const SESSION: session::Session = session::Session {
         session::Storage {
             id: "primary",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/primary.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10809u16,
-            }),
+            endpoint: "unix:/run/cssc/primary.qmp",
+            data: Some("tcp:127.0.0.1:10809"),
         },
         session::Storage {
             id: "metro",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Unix("/run/cssc/metro.qmp"),
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10810u16,
-            }),
+            endpoint: "unix:/run/cssc/metro.qmp",
+            data: Some("tcp:127.0.0.1:10810"),
         },
         session::Storage {
             id: "remote",
             driver: vocab::DriverKind::Qemu,
-            endpoint: session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 4446u16,
-            },
-            data: Some(session::Endpoint::Tcp {
-                host: "127.0.0.1",
-                port: 10811u16,
-            }),
+            endpoint: "tcp:127.0.0.1:4446",
+            data: Some("tcp:127.0.0.1:10811"),
         },
     ],
     contacts: &[
