@@ -3,24 +3,14 @@
 //! restarted) with the nodes, exports, bitmaps and throttle groups they use, found by
 //! the session's names.
 
-use super::commands::{BlockdevDel, Command, QomList, ALL_NODES};
+use super::commands::{BlockdevDel, QomList, QueryBlockExports, QueryBlockJobs, ALL_NODES};
+use super::qmp::QmpError;
+use super::replies::{IoStatus, JobType};
 use super::{Condition, Intent, Job, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::{BaseCopy, ContinuousMode};
-use serde_json::Value;
 use std::collections::BTreeSet;
-
-/// The driver of a filter node's child, from the node's `file`, which qemu reports as
-/// `json:{…, "file": {"driver": …}}` for a filter over an unnamed description.
-fn child_driver(node: &Value) -> String {
-    node["file"]
-        .as_str()
-        .and_then(|f| f.strip_prefix("json:"))
-        .and_then(|f| serde_json::from_str::<Value>(f).ok())
-        .and_then(|f| f["file"]["driver"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
 
 impl Qemu {
     /// Adopts this session's jobs for `pairs` and what they use; reports, for each
@@ -30,18 +20,23 @@ impl Qemu {
         let sites: Vec<String> = self.sites.keys().cloned().collect();
         for site in sites {
             let qmp = self.qmp(&site)?;
-            let query = |(command, arguments): (&str, Value)| {
-                qmp.list(command, arguments)
-                    .map_err(|e| DriverError::at(&site, format!("cannot list {command}: {e}")))
+            let cannot = |command: &str| {
+                let site = site.clone();
+                let command = command.to_string();
+                move |e: QmpError| DriverError::at(&site, format!("cannot list {command}: {e}"))
             };
-            let jobs = query(("query-block-jobs", Value::Null))?;
-            let nodes = query(ALL_NODES.wire())?;
-            let exports = query(("query-block-exports", Value::Null))?;
-            let objects = query(QomList { path: "/objects" }.wire())?;
-            let node = |name: &str| nodes.iter().find(|n| n["node-name"] == name);
+            let jobs = qmp
+                .ask(&QueryBlockJobs)
+                .map_err(cannot("query-block-jobs"))?;
+            let nodes = qmp
+                .ask(&ALL_NODES)
+                .map_err(cannot("query-named-block-nodes"))?;
+            let exports = (qmp.ask(&QueryBlockExports)).map_err(cannot("query-block-exports"))?;
+            let objects = (qmp.ask(&QomList { path: "/objects" })).map_err(cannot("qom-list"))?;
+            let node = |name: &str| nodes.iter().find(|n| n.node_name == name);
             for pair in pairs.iter().filter(|p| p.source.storage == site) {
                 let id = self.names.job(pair);
-                let Some(job) = jobs.iter().find(|j| j["device"] == id.as_str()) else {
+                let Some(job) = jobs.iter().find(|j| j.device == id) else {
                     // A start killed half way left nodes without a job: roll them back,
                     // so that starting the pair again does not find its names taken.
                     for leftover in [self.names.hold(pair), self.names.sink(pair)] {
@@ -57,18 +52,18 @@ impl Qemu {
                     }
                     continue;
                 };
-                let kind = if job["type"] == "mirror" {
+                let kind = if job.kind == JobType::Mirror {
                     Kind::Mirror
                 } else {
                     Kind::Backup
                 };
                 let copy = self.plan.sequence(pair.sequence).map(|s| s.copy);
                 // A hold filter whose child is its null sink: the pair was cut by a freeze.
-                let frozen =
-                    node(&self.names.hold(pair)).is_some_and(|n| child_driver(n) == "null-co");
-                let condition = if job["io-status"] == "failed" {
+                let frozen = node(&self.names.hold(pair))
+                    .is_some_and(|n| n.child_driver().as_deref() == Some("null-co"));
+                let condition = if job.io_status == IoStatus::Failed {
                     Condition::Failed
-                } else if job["paused"] == true {
+                } else if job.paused {
                     Condition::Paused
                 } else {
                     Condition::Running
@@ -103,29 +98,27 @@ impl Qemu {
                     ))
                 } else if frozen || condition == Condition::Paused {
                     Some(PairEvent::Suspended)
-                } else if job["ready"] == true {
+                } else if job.ready {
                     Some(PairEvent::Duplex)
                 } else {
                     None
                 };
                 reports.extend(now.map(|event| super::report(pair, event)));
             }
-            for export in exports.iter().filter_map(|e| e["id"].as_str()) {
-                if let Some(volume) = self.names.exported_volume(export) {
+            for export in &exports {
+                if let Some(volume) = self.names.exported_volume(&export.id) {
                     self.exports.insert((site.clone(), volume.to_string()));
                 }
             }
-            for object in objects.iter().filter_map(|o| o["name"].as_str()) {
-                if self.names.owns(object) {
-                    self.groups.insert((site.clone(), object.to_string()));
+            for object in &objects {
+                if self.names.owns(&object.name) {
+                    self.groups.insert((site.clone(), object.name.clone()));
                 }
             }
             for n in &nodes {
-                let Some(node_name) = n["node-name"].as_str() else {
-                    continue;
-                };
-                for bitmap in n["dirty-bitmaps"].as_array().into_iter().flatten() {
-                    if let Some(name) = bitmap["name"].as_str().filter(|b| self.names.owns(b)) {
+                let node_name = n.node_name.as_str();
+                for name in n.dirty_bitmaps.iter().filter_map(|b| b.name.as_deref()) {
+                    if self.names.owns(name) {
                         self.adopt_record(node_name, name);
                         self.bitmaps.insert((
                             site.clone(),

@@ -11,40 +11,32 @@
 //! writer the volume has) and copies what changed since a record that started before
 //! the writer attached, or everything when there is none.
 
-use super::commands::BlockJobCancel;
+use super::commands::{BlockJobCancel, QueryBlockExports, QueryBlockGraph};
+use super::replies::{BlockGraph, GraphNode, NodeType};
 use super::resync::WhyFull;
 use super::{key, report, Condition, Intent, Kind, Qemu};
 use crate::drivers::{PairEvent, PairReport};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// A daemon's block graph, indexed once per reading: each node's parents as (name,
 /// type, whether it writes). An audit asks it about every mirror of the daemon, so a
 /// question costs the node's parents, not a scan of the whole graph.
-pub(super) struct Parents<'a>(BTreeMap<&'a str, Vec<(&'a str, &'a str, bool)>>);
+pub(super) struct Parents<'a>(BTreeMap<&'a str, Vec<(&'a str, NodeType, bool)>>);
 
 impl<'a> Parents<'a> {
-    pub(super) fn of(graph: &'a Value) -> Parents<'a> {
-        let nodes: BTreeMap<u64, (&str, &str)> = (graph["nodes"].as_array().into_iter())
-            .flatten()
-            .filter_map(|n| {
-                let kind = n["type"].as_str().unwrap_or_default();
-                Some((n["id"].as_u64()?, (n["name"].as_str()?, kind)))
-            })
-            .collect();
-        let mut parents: BTreeMap<&str, Vec<(&str, &str, bool)>> = BTreeMap::new();
-        for e in graph["edges"].as_array().into_iter().flatten() {
-            let node = |key: &str| e[key].as_u64().and_then(|id| nodes.get(&id));
-            let (Some((child, _)), Some((parent, kind))) = (node("child"), node("parent")) else {
+    pub(super) fn of(graph: &'a BlockGraph) -> Parents<'a> {
+        let nodes: BTreeMap<u64, &GraphNode> = graph.nodes.iter().map(|n| (n.id, n)).collect();
+        let mut parents: BTreeMap<&str, Vec<(&str, NodeType, bool)>> = BTreeMap::new();
+        for e in &graph.edges {
+            let (Some(child), Some(parent)) = (nodes.get(&e.child), nodes.get(&e.parent)) else {
                 continue;
             };
-            let writes = e["perm"]
-                .as_array()
-                .is_some_and(|perm| perm.iter().any(|x| x == "write"));
-            parents
-                .entry(child)
-                .or_default()
-                .push((parent, kind, writes));
+            let writes = e.perm.iter().any(|p| p == "write");
+            parents.entry(child.name.as_str()).or_default().push((
+                parent.name.as_str(),
+                parent.kind,
+                writes,
+            ));
         }
         Parents(parents)
     }
@@ -54,7 +46,7 @@ impl<'a> Parents<'a> {
     pub(super) fn writer_below(&self, volume: &str, top: &str) -> bool {
         let parents = self.0.get(volume).map(Vec::as_slice).unwrap_or_default();
         parents.iter().any(|(name, ..)| *name == top)
-            && (parents.iter()).any(|(_, kind, writes)| *kind == "block-backend" && *writes)
+            && (parents.iter()).any(|(_, kind, writes)| *kind == NodeType::BlockBackend && *writes)
     }
 }
 
@@ -80,7 +72,7 @@ impl Qemu {
             let Some(graph) = self
                 .sites
                 .get(&site)
-                .and_then(|q| q.execute("x-debug-query-block-graph", Value::Null).ok())
+                .and_then(|q| q.ask(&QueryBlockGraph).ok())
             else {
                 continue;
             };
@@ -141,13 +133,11 @@ impl Qemu {
         let Some(list) = self
             .sites
             .get(site)
-            .and_then(|q| q.list("query-block-exports", Value::Null).ok())
+            .and_then(|q| q.ask(&QueryBlockExports).ok())
         else {
             return Vec::new();
         };
-        list.iter()
-            .filter_map(|e| Some((e["id"].as_str()?.into(), e["node-name"].as_str()?.into())))
-            .collect()
+        list.into_iter().map(|e| (e.id, e.node_name)).collect()
     }
 }
 
@@ -180,7 +170,10 @@ mod tests {
                 "edges": edges,
             })
         };
-        let (late, early) = (graph(true), graph(false));
+        let read = |graph: serde_json::Value| -> BlockGraph {
+            serde_json::from_value(graph).expect("a block graph")
+        };
+        let (late, early) = (read(graph(true)), read(graph(false)));
         assert!(Parents::of(&late).writer_below("a", "top"));
         assert!(
             !Parents::of(&early).writer_below("a", "top"),

@@ -4,11 +4,12 @@
 
 use super::commands::{
     Bitmap, BlockDirtyBitmapRemove, BlockExportAdd, BlockExportDel, BlockJobCancel, BlockdevAdd,
-    BlockdevDel, BlockdevReopen, NbdServerStart, ObjectAdd, ObjectDel, QomList, Throttle,
-    ALL_NODES,
+    BlockdevDel, BlockdevReopen, NbdServerStart, ObjectAdd, ObjectDel, QomList, QueryBlockExports,
+    QueryBlockJobs, Throttle, ALL_NODES,
 };
 use super::names::Names;
 use super::qmp::{Notice, Qmp, QmpError};
+use super::replies::JobStatus;
 use crate::plan::Plan;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,10 +57,7 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
     // nothing (another session may export through it meanwhile).
     for site in served {
         let qmp = &sites[&site];
-        if qmp
-            .list("query-block-exports", Value::Null)
-            .is_ok_and(|e| e.is_empty())
-        {
+        if qmp.ask(&QueryBlockExports).is_ok_and(|e| e.is_empty()) {
             let _ = qmp.execute("nbd-server-stop", Value::Null);
         }
     }
@@ -90,10 +88,10 @@ fn run_step(step: Step, sites: &BTreeMap<String, Qmp>, names: &Names, cleaned: &
 fn serve_targets_again(plan: &Plan, names: &Names, sites: &BTreeMap<String, Qmp>) -> Vec<String> {
     let (mut asked, mut started) = (BTreeSet::new(), Vec::new());
     for qmp in sites.values() {
-        let Ok(nodes) = qmp.run_list(&ALL_NODES) else {
+        let Ok(nodes) = qmp.ask(&ALL_NODES) else {
             continue;
         };
-        for node in named(&nodes, "node-name", names) {
+        for node in named(nodes.iter().map(|n| &n.node_name), names) {
             let Some((sequence, copyset)) = names.pair_of_client(node) else {
                 continue;
             };
@@ -128,10 +126,10 @@ fn serve_targets_again(plan: &Plan, names: &Names, sites: &BTreeMap<String, Qmp>
     started
 }
 
-fn named<'a>(items: &'a [Value], key: &str, names: &Names) -> Vec<&'a str> {
-    items
-        .iter()
-        .filter_map(|i| i[key].as_str())
+/// The names among `all` that are this session's.
+fn named<'a>(all: impl IntoIterator<Item = &'a String>, names: &Names) -> Vec<&'a str> {
+    all.into_iter()
+        .map(String::as_str)
         .filter(|n| names.owns(n))
         .collect()
 }
@@ -139,8 +137,8 @@ fn named<'a>(items: &'a [Value], key: &str, names: &Names) -> Vec<&'a str> {
 /// Releases held writers (every hold filter onto its sink, in an unlimited group: a
 /// mirror cannot end while its writes wait), then ends every job and waits for them.
 fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let nodes = qmp.run_list(&ALL_NODES)?;
-    let holds: Vec<(&str, String)> = named(&nodes, "node-name", names)
+    let nodes = qmp.ask(&ALL_NODES)?;
+    let holds: Vec<(&str, String)> = named(nodes.iter().map(|n| &n.node_name), names)
         .into_iter()
         .filter_map(|n| Some((n, names.sink_of_hold(n)?)))
         .collect();
@@ -157,23 +155,20 @@ fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
             });
         }
     }
-    let jobs = qmp.list("query-block-jobs", Value::Null)?;
+    let jobs = qmp.ask(&QueryBlockJobs)?;
     let mut ended = Vec::new();
-    for job in jobs
-        .iter()
-        .filter(|j| j["device"].as_str().is_some_and(|d| names.owns(d)))
-    {
-        let id = job["device"].as_str().unwrap_or_default();
+    for job in jobs.iter().filter(|j| names.owns(&j.device)) {
+        let id = job.device.as_str();
         // A mirror in step ends gracefully (a forced cancel under writes has crashed
         // qemu-storage-daemon); one stopped on an error cannot synchronise.
-        let force = job["status"] != "ready";
+        let force = job.status != JobStatus::Ready;
         qmp.run(&BlockJobCancel { device: id, force })?;
         ended.push(format!("job {id}"));
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
-        let left = qmp.list("query-block-jobs", Value::Null)?;
-        if named(&left, "device", names).is_empty() {
+        let left = qmp.ask(&QueryBlockJobs)?;
+        if named(left.iter().map(|j| &j.device), names).is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -186,8 +181,8 @@ fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
 fn delete_nodes(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
     let mut deleted = Vec::new();
     loop {
-        let nodes = qmp.run_list(&ALL_NODES)?;
-        let ours: Vec<String> = named(&nodes, "node-name", names)
+        let nodes = qmp.ask(&ALL_NODES)?;
+        let ours: Vec<String> = named(nodes.iter().map(|n| &n.node_name), names)
             .into_iter()
             .map(str::to_string)
             .collect();
@@ -204,9 +199,9 @@ fn delete_nodes(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
 }
 
 fn delete_exports(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let exports = qmp.list("query-block-exports", Value::Null)?;
+    let exports = qmp.ask(&QueryBlockExports)?;
     let mut deleted = Vec::new();
-    for id in named(&exports, "id", names) {
+    for id in named(exports.iter().map(|e| &e.id), names) {
         qmp.run(&BlockExportDel {
             id,
             mode: Some("hard"),
@@ -217,17 +212,14 @@ fn delete_exports(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
 }
 
 fn remove_bitmaps(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let nodes = qmp.run_list(&ALL_NODES)?;
+    let nodes = qmp.ask(&ALL_NODES)?;
     let mut removed = Vec::new();
     for node in &nodes {
-        let Some(node_name) = node["node-name"].as_str() else {
-            continue;
-        };
-        let bitmaps = node["dirty-bitmaps"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for bitmap in named(&bitmaps, "name", names) {
+        let node_name = node.node_name.as_str();
+        for bitmap in named(
+            node.dirty_bitmaps.iter().filter_map(|b| b.name.as_ref()),
+            names,
+        ) {
             qmp.run(&BlockDirtyBitmapRemove(Bitmap {
                 node: node_name,
                 name: bitmap,
@@ -239,9 +231,9 @@ fn remove_bitmaps(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
 }
 
 fn delete_groups(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
-    let objects = qmp.run_list(&QomList { path: "/objects" })?;
+    let objects = qmp.ask(&QomList { path: "/objects" })?;
     let mut deleted = Vec::new();
-    for id in named(&objects, "name", names) {
+    for id in named(objects.iter().map(|o| &o.name), names) {
         qmp.run(&ObjectDel { id })?;
         deleted.push(format!("throttle group {id}"));
     }

@@ -4,6 +4,7 @@
 //! refusal from a daemon at 3 a.m. Commands without arguments (`query-block-jobs`, ...)
 //! are sent by name.
 
+use super::replies;
 use crate::address::Address;
 use serde::Serialize;
 use serde_json::Value;
@@ -21,7 +22,54 @@ pub(super) trait Command: Serialize {
     }
 }
 
+/// A command whose reply the driver reads, and the type it reads it as
+/// (`replies.rs`).
+pub(super) trait Query: Command {
+    type Reply: serde::de::DeserializeOwned;
+}
+
+macro_rules! query {
+    ($name:literal => $type:ident -> $reply:ty) => {
+        #[derive(Serialize)]
+        pub(super) struct $type;
+        impl Command for $type {
+            const NAME: &'static str = $name;
+        }
+        impl Query for $type {
+            type Reply = $reply;
+        }
+    };
+}
+
+query!("query-block-jobs" => QueryBlockJobs -> Vec<replies::BlockJob>);
+query!("query-jobs" => QueryJobs -> Vec<replies::Job>);
+query!("query-block-exports" => QueryBlockExports -> Vec<replies::Export>);
+query!("x-debug-query-block-graph" => QueryBlockGraph -> replies::BlockGraph);
+
+impl Query for QueryNamedBlockNodes {
+    type Reply = Vec<replies::BlockNode>;
+}
+
+impl Query for QomList<'_> {
+    type Reply = Vec<replies::Property>;
+}
+
 impl super::qmp::Qmp {
+    /// Runs a typed query and reads its reply as its type; a reply of another shape
+    /// is a protocol error naming the command.
+    pub(super) fn ask<Q: Query>(&self, query: &Q) -> Result<Q::Reply, super::qmp::QmpError> {
+        read_reply::<Q>(self.run(query)?)
+    }
+
+    /// [`Qmp::ask`], waiting at most `timeout` for the reply.
+    pub(super) fn ask_within<Q: Query>(
+        &self,
+        query: &Q,
+        timeout: std::time::Duration,
+    ) -> Result<Q::Reply, super::qmp::QmpError> {
+        read_reply::<Q>(self.run_within(query, timeout)?)
+    }
+
     /// Runs a typed command.
     pub(super) fn run<C: Command>(&self, command: &C) -> Result<Value, super::qmp::QmpError> {
         let (name, arguments) = command.wire();
@@ -38,15 +86,6 @@ impl super::qmp::Qmp {
         self.execute_within(name, arguments, timeout)
     }
 
-    /// Runs a typed query whose reply is a list (an empty one if it is not).
-    pub(super) fn run_list<C: Command>(
-        &self,
-        command: &C,
-    ) -> Result<Vec<Value>, super::qmp::QmpError> {
-        let (name, arguments) = command.wire();
-        self.list(name, arguments)
-    }
-
     /// Runs typed commands pipelined (`execute_all`).
     pub(super) fn run_all<C: Command>(
         &self,
@@ -54,6 +93,12 @@ impl super::qmp::Qmp {
     ) -> Vec<Result<Value, super::qmp::QmpError>> {
         self.execute_all(commands.iter().map(Command::wire).collect())
     }
+}
+
+fn read_reply<Q: Query>(reply: Value) -> Result<Q::Reply, super::qmp::QmpError> {
+    serde_json::from_value(reply).map_err(|e| {
+        super::qmp::QmpError::Protocol(format!("{}: a reply of another shape: {e}", Q::NAME))
+    })
 }
 
 macro_rules! command {

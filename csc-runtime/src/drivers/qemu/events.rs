@@ -1,7 +1,9 @@
 //! What a daemon says, turned into pair reports: job events, and the loss of a site
 //! (its monitor closed, or its heartbeat unanswered).
 
+use super::commands::QueryBlockJobs;
 use super::qmp::Notice;
+use super::replies::{IoStatus, JobEvent};
 use super::{report, watched, Condition, Intent, Kind, Qemu};
 use crate::drivers::{PairEvent, PairReport};
 
@@ -25,19 +27,11 @@ fn end_event(
     })
 }
 
-/// The events `on_notice` acts on; the QMP reader drops every other one unparsed.
-pub(super) const HANDLED: [&str; 4] = [
-    "BLOCK_JOB_READY",
-    "BLOCK_JOB_ERROR",
-    "BLOCK_JOB_COMPLETED",
-    "BLOCK_JOB_CANCELLED",
-];
-
 impl Qemu {
     /// What a daemon's notice means for the pairs: a job event, or its site lost.
     pub(super) fn on_notice(&mut self, site: &str, notice: Notice) -> Vec<PairReport> {
-        let (name, data) = match notice {
-            Notice::Event { name, data } => (name, data),
+        let event = match notice {
+            Notice::Job(event) => event,
             // The end of a connection this driver dropped because its daemon hangs.
             Notice::Disconnected if self.hung.contains(site) => return Vec::new(),
             Notice::Disconnected | Notice::Hung => {
@@ -90,35 +84,28 @@ impl Qemu {
                 return reports;
             }
         };
-        let Some(id) = data["device"]
-            .as_str()
-            .or(data["id"].as_str())
-            .map(str::to_string)
-        else {
-            return Vec::new();
-        };
+        let id = event.device().to_string();
         if self.names.pair_of_resync_job(&id).is_some() {
-            return match name.as_str() {
-                "BLOCK_JOB_COMPLETED" => self.resync_ended(
-                    &id,
-                    data["len"].as_u64(),
-                    data["error"].as_str().map(str::to_string),
-                ),
-                "BLOCK_JOB_CANCELLED" => {
+            return match event {
+                JobEvent::Completed { len, error, .. } => self.resync_ended(&id, len, error),
+                JobEvent::Cancelled { .. } => {
                     self.resync_ended(&id, None, Some("it was cancelled".into()))
                 }
-                _ => Vec::new(),
+                JobEvent::Ready { .. } | JobEvent::Error { .. } => Vec::new(),
             };
         }
-        let end = matches!(name.as_str(), "BLOCK_JOB_COMPLETED" | "BLOCK_JOB_CANCELLED");
+        let end = matches!(
+            event,
+            JobEvent::Completed { .. } | JobEvent::Cancelled { .. }
+        );
         if end && self.ended.remove(&id) {
             return Vec::new();
         }
         if self.names.pair_of_job(&id).is_none() || !self.jobs.contains_key(&id) {
             return Vec::new();
         }
-        match name.as_str() {
-            "BLOCK_JOB_READY" => {
+        match event {
+            JobEvent::Ready { .. } => {
                 let job = self.jobs.get_mut(&id).expect("checked");
                 match &mut job.resync {
                     // In duplex once what changed since the split is copied too.
@@ -129,33 +116,28 @@ impl Qemu {
                     None => vec![report(&job.pair, PairEvent::Duplex)],
                 }
             }
-            "BLOCK_JOB_ERROR" => {
+            JobEvent::Error {
+                operation, action, ..
+            } => {
                 let job = &self.jobs[&id];
                 if job.condition == Condition::Failed || job.frozen || !self.stopped_on_error(&id) {
                     return Vec::new();
                 }
                 let job = self.jobs.get_mut(&id).expect("checked");
                 job.condition = Condition::Failed;
-                let message = format!(
-                    "{} error ({})",
-                    data["operation"].as_str().unwrap_or("I/O"),
-                    data["action"].as_str().unwrap_or("stop")
-                );
+                let message = format!("{operation} error ({action})");
                 let mut reports = vec![report(&job.pair, PairEvent::Error(message))];
                 reports.extend(self.record_failed(&[id]));
                 reports
             }
-            "BLOCK_JOB_COMPLETED" => {
-                if let (Some(len), Some(job)) = (data["len"].as_u64(), self.jobs.get(&id)) {
+            JobEvent::Completed { len, error, .. } => {
+                if let (Some(len), Some(job)) = (len, self.jobs.get(&id)) {
                     self.copied
                         .insert((job.pair.sequence, job.pair.copyset), len);
                 }
-                self.finish(&id, data["error"].as_str().map(str::to_string))
-                    .into_iter()
-                    .collect()
+                self.finish(&id, error).into_iter().collect()
             }
-            "BLOCK_JOB_CANCELLED" => self.finish(&id, None).into_iter().collect(),
-            _ => Vec::new(),
+            JobEvent::Cancelled { .. } => self.finish(&id, None).into_iter().collect(),
         }
     }
 
@@ -180,9 +162,9 @@ impl Qemu {
         let listed = self
             .sites
             .get(&job.pair.source.storage)
-            .and_then(|q| q.list("query-block-jobs", serde_json::Value::Null).ok());
-        match listed.and_then(|jobs| jobs.into_iter().find(|j| j["device"] == id)) {
-            Some(state) => state["paused"] == true || state["io-status"] != "ok",
+            .and_then(|q| q.ask(&QueryBlockJobs).ok());
+        match listed.and_then(|jobs| jobs.into_iter().find(|j| j.device == id)) {
+            Some(state) => state.paused || state.io_status != IoStatus::Ok,
             // Gone, or its daemon cannot say: its end event tells the rest.
             None => true,
         }

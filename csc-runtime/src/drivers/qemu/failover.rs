@@ -11,12 +11,14 @@
 //!   through a bitmap merged from the record); then the reversed mirror starts with
 //!   production's record as its resync record (resync.rs).
 
+use super::commands::QueryJobs;
 use super::commands::{
     Bitmap, BlockDirtyBitmapAdd, BlockDirtyBitmapMerge, BlockExportDel, BlockdevAdd,
     BlockdevBackup, BlockdevDel, Command, JobCancel, JobDismiss, SocketAddress, Sync,
 };
 use super::names::production;
 use super::qmp::Qmp;
+use super::replies::JobStatus;
 use super::resync::{file_child, Record, WhyFull, GRANULARITY};
 use super::{key, refused, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
@@ -220,19 +222,17 @@ impl Qemu {
             )?;
             let deadline = Instant::now() + OVERWRITE_WITHIN;
             loop {
-                let jobs = qmp
-                    .list("query-jobs", Value::Null)
-                    .map_err(|e| WhyFull::Refused {
-                        command: "query-jobs",
-                        reason: e.to_string(),
-                    })?;
-                let state = jobs.iter().find(|j| j["id"] == job.as_str()).cloned();
+                let jobs = qmp.ask(&QueryJobs).map_err(|e| WhyFull::Refused {
+                    command: QueryJobs::NAME,
+                    reason: e.to_string(),
+                })?;
+                let state = jobs.into_iter().find(|j| j.id == job);
                 match state {
-                    Some(j) if j["status"] == "concluded" => {
+                    Some(j) if j.status == JobStatus::Concluded => {
                         let _ = run(qmp, &JobDismiss { id: &job });
-                        return match j["error"].as_str() {
-                            Some(e) => Err(WhyFull::CopyFailed(e.to_string())),
-                            None => Ok(j["current-progress"].as_u64().unwrap_or(0)),
+                        return match j.error {
+                            Some(e) => Err(WhyFull::CopyFailed(e)),
+                            None => Ok(j.current_progress),
                         };
                     }
                     Some(_) if Instant::now() < deadline => {

@@ -5,6 +5,7 @@
 //! the filters at null sinks while the writers wait. Release: the filters move to an
 //! unlimited group and the held writes complete into the sinks.
 
+use super::commands::QueryBlockJobs;
 use super::commands::{
     BlockJobChange, BlockdevAdd, BlockdevReopen, CopyMode, Limits, ObjectAdd, ObjectDel, QomSet,
     Throttle,
@@ -14,7 +15,6 @@ use super::{refused, report, Condition, Intent, Kind, Qemu};
 use crate::address::Address;
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -202,11 +202,11 @@ impl Qemu {
         while !waiting.is_empty() && Instant::now() < deadline {
             let mut synced = BTreeSet::new();
             for qmp in self.sites.values() {
-                if let Ok(Value::Array(jobs)) = qmp.execute("query-block-jobs", Value::Null) {
+                if let Ok(jobs) = qmp.ask(&QueryBlockJobs) {
                     synced.extend(
-                        jobs.iter()
-                            .filter(|j| j["actively-synced"] == true)
-                            .filter_map(|j| j["device"].as_str().map(str::to_string)),
+                        jobs.into_iter()
+                            .filter(|j| j.actively_synced)
+                            .map(|j| j.device),
                     );
                 }
             }

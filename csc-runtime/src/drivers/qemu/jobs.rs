@@ -2,6 +2,7 @@
 //! group, one `transaction` per site where the storage can start them at one instant,
 //! and their ends (cancel, await the end of a job told to end).
 
+use super::commands::QueryBlockJobs;
 use super::commands::{
     Action, BlockDirtyBitmapAdd, BlockJobCancel, BlockdevBackup, BlockdevMirror, CopyMode, Perf,
     Sync, Transaction, TransactionProperties,
@@ -11,7 +12,6 @@ use super::{key, refused, report, Condition, Intent, Job, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::Pair;
 use crate::vocab::{ContinuousMode, PointInTimeMode};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -308,9 +308,9 @@ impl Qemu {
             let listed = self
                 .qmp(&site)
                 .ok()
-                .and_then(|q| q.list("query-block-jobs", Value::Null).ok());
+                .and_then(|q| q.ask(&QueryBlockJobs).ok());
             match listed {
-                Some(jobs) if jobs.iter().any(|j| j["device"] == id) => {
+                Some(jobs) if jobs.iter().any(|j| j.device == id) => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 _ => break,

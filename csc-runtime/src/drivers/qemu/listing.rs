@@ -4,9 +4,9 @@
 //! start of N pairs O(N²): docs/qemu-recipes.md).
 
 use super::commands::ALL_NODES;
+use super::replies::BlockNode;
 use super::Qemu;
 use crate::drivers::DriverError;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Default)]
@@ -18,19 +18,16 @@ pub(super) struct Listing {
 }
 
 impl Listing {
-    pub(super) fn of(nodes: &Value) -> Listing {
+    pub(super) fn of(nodes: Vec<BlockNode>) -> Listing {
         let mut listing = Listing::default();
-        for node in nodes.as_array().into_iter().flatten() {
-            let Some(name) = node["node-name"].as_str() else {
-                continue;
-            };
-            if let Some(size) = node["image"]["virtual-size"].as_u64() {
-                listing.sizes.insert(name.to_string(), size);
+        for node in nodes {
+            if let Some(image) = &node.image {
+                listing
+                    .sizes
+                    .insert(node.node_name.clone(), image.virtual_size);
             }
-            for bitmap in node["dirty-bitmaps"].as_array().into_iter().flatten() {
-                if let Some(b) = bitmap["name"].as_str() {
-                    listing.bitmaps.insert((name.to_string(), b.to_string()));
-                }
+            for name in node.dirty_bitmaps.into_iter().filter_map(|b| b.name) {
+                listing.bitmaps.insert((node.node_name.clone(), name));
             }
         }
         listing
@@ -44,9 +41,9 @@ impl Qemu {
         if !self.listed.contains_key(site) {
             let nodes = self
                 .qmp(site)?
-                .run(&ALL_NODES)
+                .ask(&ALL_NODES)
                 .map_err(|e| DriverError::at(site, format!("cannot list its block nodes: {e}")))?;
-            self.listed.insert(site.to_string(), Listing::of(&nodes));
+            self.listed.insert(site.to_string(), Listing::of(nodes));
         }
         Ok(&self.listed[site])
     }
@@ -63,13 +60,14 @@ mod tests {
 
     #[test]
     fn a_listing_reads_sizes_and_bitmaps_by_node() {
-        let nodes = json!([
+        let nodes = serde_json::from_value(json!([
             {"node-name": "db", "image": {"virtual-size": 1048576},
              "dirty-bitmaps": [{"name": "cssc-x-r1-0"}]},
             {"node-name": "db-file", "image": {"virtual-size": 1048576}},
-            {"image": {"virtual-size": 7}}
-        ]);
-        let listing = Listing::of(&nodes);
+            {"node-name": "#block123"}
+        ]))
+        .expect("nodes");
+        let listing = Listing::of(nodes);
         assert_eq!(listing.sizes.get("db"), Some(&1048576));
         assert_eq!(listing.sizes.len(), 2);
         assert!(listing

@@ -24,6 +24,7 @@ mod jobs;
 mod listing;
 pub(crate) mod names;
 pub mod qmp;
+mod replies;
 mod resources;
 mod resync;
 mod verify;
@@ -35,6 +36,7 @@ use crate::vocab::{BaseCopy, ContinuousMode};
 use names::Names;
 pub use qmp::Notice;
 use qmp::{Qmp, QmpError, Refusal};
+pub use replies::JobEvent;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::Sender;
@@ -434,33 +436,27 @@ impl Driver for Qemu {
             if qmp.last_heartbeat().elapsed() > self.timing.heartbeat * 2 {
                 continue;
             }
-            let asked = qmp.execute_within("query-block-jobs", Value::Null, self.timing.hung_after);
-            let Ok(Value::Array(jobs)) = asked else {
+            let asked = qmp.ask_within(&commands::QueryBlockJobs, self.timing.hung_after);
+            let Ok(jobs) = asked else {
                 continue;
             };
             for job in jobs {
-                let Some((sequence, copyset)) = job["device"]
-                    .as_str()
-                    .and_then(|id| self.names.pair_of_job(id))
-                else {
+                let Some((sequence, copyset)) = self.names.pair_of_job(&job.device) else {
                     continue;
                 };
-                let (done, total) = (
-                    job["offset"].as_u64().unwrap_or(0),
-                    job["len"].as_u64().unwrap_or(0),
-                );
+                let (done, total) = (job.offset, job.len);
                 // A background mirror's lag is what it has yet to copy; qemu does not
                 // say since when.
                 let background = self
                     .jobs
-                    .get(job["device"].as_str().unwrap_or_default())
+                    .get(&job.device)
                     .is_some_and(|j| j.kind == Kind::Mirror && !j.synchronous);
                 out.push(Progress {
                     sequence,
                     copyset,
                     done,
                     total,
-                    in_step: job["ready"] == true,
+                    in_step: job.ready,
                     lag: background.then(|| super::Lag {
                         seconds: f64::NAN,
                         bytes: total.saturating_sub(done),
@@ -537,12 +533,9 @@ impl Driver for Qemu {
             }
             let mut ended = Vec::new();
             for (site, qmp) in &self.sites {
-                let running: BTreeSet<String> = match qmp.execute("query-block-jobs", Value::Null) {
-                    Ok(Value::Array(jobs)) => jobs
-                        .iter()
-                        .filter_map(|j| j["device"].as_str().map(str::to_string))
-                        .collect(),
-                    _ => BTreeSet::new(),
+                let running: BTreeSet<String> = match qmp.ask(&commands::QueryBlockJobs) {
+                    Ok(jobs) => jobs.into_iter().map(|j| j.device).collect(),
+                    Err(_) => BTreeSet::new(),
                 };
                 ended.extend(
                     self.jobs
@@ -602,9 +595,7 @@ impl Driver for Qemu {
         // another session (or the administrator) may export through it now.
         for site in std::mem::take(&mut self.nbd_servers) {
             if let Some(qmp) = self.sites.get(&site) {
-                let idle = qmp
-                    .execute("query-block-exports", Value::Null)
-                    .is_ok_and(|e| e.as_array().is_some_and(Vec::is_empty));
+                let idle = (qmp.ask(&commands::QueryBlockExports)).is_ok_and(|e| e.is_empty());
                 if idle {
                     let _ = qmp.execute("nbd-server-stop", Value::Null);
                 }

@@ -5,6 +5,7 @@
 //! Chosen over the `qapi` crate: its generated schema is large, tied to QEMU
 //! releases, and we use about fifteen commands.
 
+use super::replies::JobEvent;
 use crate::address::Address;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -73,7 +74,7 @@ impl Refusal {
 /// that it hangs (a heartbeat went unanswered past its deadline).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Notice {
-    Event { name: String, data: Value },
+    Job(JobEvent),
     Disconnected,
     Hung,
 }
@@ -464,7 +465,7 @@ impl Write for WriteHalf {
     }
 }
 
-/// Whether a line is an event the driver does not act on (events.rs::HANDLED), known
+/// Whether a line is an event the driver does not act on (`JobEvent::NAMES`), known
 /// without parsing it. A job emits JOB_STATUS_CHANGE twice at every graph change of
 /// its daemon (each drains every job): a start of N pairs sends O(N²) of them, which
 /// parsed and queued made the session's memory and time grow as N² (BENCHMARKS.md).
@@ -478,7 +479,7 @@ fn ignored_event(line: &str) -> bool {
         return false;
     };
     let name = line[at + 10..].split('"').next().unwrap_or_default();
-    !super::events::HANDLED.contains(&name)
+    !JobEvent::NAMES.contains(&name)
 }
 
 fn read_loop<T: Clone>(
@@ -498,21 +499,20 @@ fn read_loop<T: Clone>(
         if ignored_event(&line) {
             continue;
         }
+        if line.starts_with("{\"timestamp\"") {
+            // An event the driver acts on (the rest were dropped above).
+            match serde_json::from_str::<JobEvent>(&line) {
+                Ok(event) => {
+                    tracing::trace!(kind = "qmp", ?event, "event");
+                    let _ = notices.send((tag.clone(), Notice::Job(event)));
+                }
+                Err(e) => tracing::warn!(kind = "qmp", "an event of another shape: {e}: {line}"),
+            }
+            continue;
+        }
         let Ok(message) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        if let Some(name) = message.get("event").and_then(Value::as_str) {
-            tracing::trace!(kind = "qmp", event = name, "event {name}");
-            let data = message.get("data").cloned().unwrap_or(Value::Null);
-            let _ = notices.send((
-                tag.clone(),
-                Notice::Event {
-                    name: name.to_string(),
-                    data,
-                },
-            ));
-            continue;
-        }
         let Some(id) = message.get("id").and_then(Value::as_u64) else {
             continue;
         };

@@ -15,12 +15,13 @@
 //!   in memory) is said, and the pair is copied in full: never a silent partial copy.
 
 use super::commands::{
-    Bitmap, BlockDirtyBitmapAdd, BlockDirtyBitmapRemove, BlockJobResume, BlockdevBackup, Sync,
+    Bitmap, BlockDirtyBitmapAdd, BlockDirtyBitmapRemove, BlockJobResume, BlockdevBackup,
+    QueryBlockGraph, QueryBlockJobs, Sync,
 };
+use super::replies::{BlockGraph, BlockJob, IoStatus};
 use super::{key, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
 use crate::plan::{Pair, Volume};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -94,14 +95,14 @@ pub(super) struct Resync {
 impl Qemu {
     /// The block graph of a daemon (`x-debug-query-block-graph`: it is the only
     /// command that lists a node's children; `query-named-block-nodes` does not).
-    pub(super) fn graph(&self, site: &str) -> Result<Value, WhyFull> {
+    pub(super) fn graph(&self, site: &str) -> Result<BlockGraph, WhyFull> {
         let no_graph = |reason: String| WhyFull::NoGraph {
             site: site.to_string(),
             reason,
         };
         self.qmp(site)
             .map_err(|e| no_graph(e.to_string()))?
-            .execute("x-debug-query-block-graph", Value::Null)
+            .ask(&QueryBlockGraph)
             .map_err(|e| no_graph(e.to_string()))
     }
 
@@ -339,15 +340,14 @@ impl Qemu {
             .collect();
         let mut ready: BTreeSet<String> = BTreeSet::new();
         for site in sites {
-            let listed = self.qmp(site).and_then(|q| {
-                q.list("query-block-jobs", Value::Null)
-                    .map_err(|e| DriverError::at(site, e))
-            });
-            for job in listed.unwrap_or_default() {
-                if job["ready"] == true {
-                    ready.extend(job["device"].as_str().map(str::to_string));
-                }
-            }
+            let listed = self
+                .qmp(site)
+                .and_then(|q| q.ask(&QueryBlockJobs).map_err(|e| DriverError::at(site, e)));
+            ready.extend(
+                (listed.unwrap_or_default().into_iter())
+                    .filter(|j| j.ready)
+                    .map(|j| j.device),
+            );
         }
         for id in ids {
             let pair = &self.jobs[id].pair;
@@ -370,15 +370,15 @@ impl Qemu {
         if failed && pair.source.storage != pair.target.storage {
             self.serve_target(&pair)?;
         }
-        let state = |q: &Qemu| -> Option<Value> {
+        let state = |q: &Qemu| -> Option<BlockJob> {
             q.qmp(&site)
                 .ok()?
-                .list("query-block-jobs", Value::Null)
+                .ask(&QueryBlockJobs)
                 .ok()?
                 .into_iter()
-                .find(|j| j["device"] == id)
+                .find(|j| j.device == id)
         };
-        let before = state(self).and_then(|j| j["offset"].as_u64()).unwrap_or(0);
+        let before = state(self).map_or(0, |j| j.offset);
         let deadline = Instant::now() + RESUME_TRIES;
         loop {
             let _ = self.qmp(&site)?.run(&BlockJobResume { device: id });
@@ -390,7 +390,7 @@ impl Qemu {
                     "its mirror ended while it was resumed",
                 )
             })?;
-            if now["paused"] == false && now["io-status"] != "failed" {
+            if !now.paused && now.io_status != IoStatus::Failed {
                 break;
             }
             if Instant::now() > deadline {
@@ -417,15 +417,13 @@ impl Qemu {
             return Ok(reports);
         }
         let deadline = Instant::now() + CATCH_UP;
-        while !state(self).is_some_and(|j| j["actively-synced"] == true) {
+        while !state(self).is_some_and(|j| j.actively_synced) {
             if Instant::now() > deadline {
                 return Ok(reports);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let after = state(self)
-            .and_then(|j| j["offset"].as_u64())
-            .unwrap_or(before);
+        let after = state(self).map_or(before, |j| j.offset);
         let bytes = after.saturating_sub(before);
         self.resynced.insert(key(&pair), bytes);
         reports.push(report(
@@ -454,25 +452,15 @@ impl Qemu {
 }
 
 /// The name of the `file` child of `volume`'s node in a daemon's block graph.
-pub(super) fn file_child(graph: &Value, volume: &Volume) -> Result<String, WhyFull> {
-    let nodes = graph["nodes"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let parent = nodes
-        .iter()
-        .find(|n| n["name"] == volume.name.as_str())
-        .map(|n| n["id"].clone())
+pub(super) fn file_child(graph: &BlockGraph, volume: &Volume) -> Result<String, WhyFull> {
+    let parent = (graph.nodes.iter())
+        .find(|n| n.name == volume.name)
         .ok_or_else(|| WhyFull::NotInGraph(volume.clone()))?;
-    graph["edges"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["parent"] == parent && e["name"] == "file")
-        .and_then(|e| nodes.iter().find(|n| n["id"] == e["child"]))
-        .and_then(|n| n["name"].as_str())
+    (graph.edges.iter())
+        .find(|e| e.parent == parent.id && e.name == "file")
+        .and_then(|e| graph.nodes.iter().find(|n| n.id == e.child))
+        .map(|n| n.name.clone())
         .filter(|name| !name.is_empty())
-        .map(str::to_string)
         .ok_or_else(|| WhyFull::NoFileChild(volume.clone()))
 }
 
@@ -484,13 +472,14 @@ mod tests {
     #[test]
     fn the_record_goes_on_the_volume_s_file_child() {
         // As qemu-storage-daemon 10.0.2 answers x-debug-query-block-graph.
-        let graph = json!({
+        let graph: BlockGraph = serde_json::from_value(json!({
             "edges": [{ "name": "file", "parent": 2, "child": 1, "perm": [], "shared-perm": [] }],
             "nodes": [
                 { "name": "a", "type": "block-driver", "id": 2 },
                 { "name": "a-file", "type": "block-driver", "id": 1 },
             ],
-        });
+        }))
+        .expect("a block graph");
         let volume = |name: &str| Volume {
             storage: "s".into(),
             name: name.into(),
