@@ -547,7 +547,14 @@ fn a_killed_run_is_taken_over_by_the_next_without_recopying_and_still_watched() 
     let mut host = Host::new();
     let mut first = host.command("run", "state").spawn().expect("run");
     mirrors_ready(&host.lab, 2);
-    let shown = host.status("state");
+    // The mirrors are ready in their daemon a moment before the run journals its
+    // onDuplex (seen failing under load when asked at once).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut shown = host.status("state");
+    while !shown.contains("1         Duplex") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        shown = host.status("state");
+    }
     assert!(
         shown.contains(&format!("running (pid {}", first.id()))
             && shown.contains("1         Duplex"),

@@ -9,7 +9,7 @@ use super::commands::{
 };
 use super::resync::Record;
 use super::{key, refused, report, Condition, Intent, Job, Kind, Qemu};
-use crate::drivers::{DriverError, PairEvent, PairReport};
+use crate::drivers::{DriverError, PairEvent, PairReport, Progress};
 use crate::plan::Pair;
 use crate::vocab::{ContinuousMode, PointInTimeMode};
 use std::collections::BTreeMap;
@@ -370,5 +370,48 @@ impl Qemu {
             }
         }
         Ok(())
+    }
+}
+
+impl Qemu {
+    /// How far each job of the session has come, as its daemon says.
+    pub(super) fn jobs_progress(&self) -> Vec<Progress> {
+        let mut out = Vec::new();
+        for qmp in self.sites.values() {
+            // A daemon late with its heartbeat is not asked (a command of ours waiting
+            // on it would keep its heartbeat from saying it is hung), and none is
+            // waited for longer than a heartbeat may be: progress is for show.
+            if qmp.last_heartbeat().elapsed() > self.timing.heartbeat * 2 {
+                continue;
+            }
+            let asked = qmp.ask_within(&QueryBlockJobs, self.timing.hung_after);
+            let Ok(jobs) = asked else {
+                continue;
+            };
+            for job in jobs {
+                let Some((sequence, copyset)) = self.names.pair_of_job(&job.device) else {
+                    continue;
+                };
+                let (done, total) = (job.offset, job.len);
+                // A background mirror's lag is what it has yet to copy; qemu does not
+                // say since when.
+                let background = self
+                    .jobs
+                    .get(&job.device)
+                    .is_some_and(|j| j.kind == Kind::Mirror && !j.synchronous);
+                out.push(Progress {
+                    sequence,
+                    copyset,
+                    done,
+                    total,
+                    in_step: job.ready,
+                    lag: background.then(|| crate::drivers::Lag {
+                        seconds: f64::NAN,
+                        bytes: total.saturating_sub(done),
+                    }),
+                });
+            }
+        }
+        out
     }
 }
