@@ -1,8 +1,9 @@
 //! Storage benchmarks, each side by side in one run (numbers go into BENCHMARKS.md):
 //! point-in-time Copy vs `qemu-img convert`; synchronous-mirror 4 KiB write latency
 //! under cssc vs the same mirror set up by hand; freeze of 10 and 100 pairs (and of
-//! 1,000: `-- freeze-1000`, only when named) under dependent writes (asked, and on a
-//! killed target site); storage event -> action latency; resynchronisation after 1%
+//! 1,000: `-- freeze-1000`, only when named; FREEZE_TRIALS=N trials of each kind, 2
+//! by default) under dependent writes (asked, and on a killed target site); storage
+//! event -> action latency; resynchronisation after 1%
 //! of a 1 GiB volume changed; btrfs incremental
 //! replication under cssc vs `btrfs send -p | btrfs receive` by hand, and the
 //! asynchronous btrfs copy's recovery point under a steady writer. Run:
@@ -814,7 +815,12 @@ fn main() {
     }
     // Only when named: starting 1,000 pairs on one daemon takes minutes (BENCHMARKS.md).
     if only.as_deref() == Some("freeze-1000") {
-        freeze_under_load(1000, 2);
+        // Each trial starts and stops 1,000 pairs (minutes): FREEZE_TRIALS=1 for one.
+        let trials = std::env::var("FREEZE_TRIALS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(2);
+        freeze_under_load(1000, trials);
     }
     if run("action") {
         event_to_action();

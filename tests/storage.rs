@@ -435,6 +435,11 @@ fn run_exits_non_zero_on_a_bad_run_time_file() {
         stderr.contains("cannot start: storage siteA") && stderr.contains("nothing was changed"),
         "{stderr}"
     );
+    // An unreachable storage is a kind of refusal, with its own hint.
+    assert!(
+        stderr.contains("is the storage's daemon running, and is its endpoint right?"),
+        "{stderr}"
+    );
     std::fs::write(&file, "[storage.siteA]\nendpoint = \"ftp://x\"\n").expect("write");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
         .args(["mirror-freeze-switch", "run", "--state-dir"])

@@ -3,6 +3,7 @@
 //! then the executor, and its end as an exit code.
 
 use super::{admin::plan, Solution};
+use crate::drivers::RefusalKind;
 use crate::executor::{self, Options};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -163,8 +164,14 @@ fn ended<S: Solution>(result: Result<executor::Ended, executor::SetupError>) -> 
                 state = "not-started",
                 "cannot start: {e}{unchanged}"
             );
-            if refusal.is_some_and(|r| r.kind == crate::drivers::RefusalKind::InUse) {
-                tracing::info!(kind = "session", "if a run of this session was killed without its journal (another --state-dir), `{} cleanup` removes what it left", S::SESSION.name);
+            match refusal.map(|r| r.kind) {
+                Some(RefusalKind::InUse) => {
+                    tracing::info!(kind = "session", "if a run of this session was killed without its journal (another --state-dir), `{} cleanup` removes what it left", S::SESSION.name);
+                }
+                Some(RefusalKind::Unreachable) => {
+                    tracing::info!(kind = "session", "is the storage's daemon running, and is its endpoint right? `{} check-config` tries every storage; under systemd the unit tries again in 5 s (exit 3)", S::SESSION.name);
+                }
+                _ => {}
             }
             ExitCode::from(3)
         }

@@ -54,6 +54,7 @@ pub struct DriverError {
 
 /// What kind of refusal a storage made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RefusalKind {
     /// Refused or failed for its own reason (the message says it).
     #[default]
@@ -61,6 +62,9 @@ pub enum RefusalKind {
     /// A name or a volume the session needs is taken in the storage: what a killed run
     /// left (`cleanup` removes it) or another job on the volume.
     InUse,
+    /// The storage did not answer at its endpoint (its daemon down, or the address
+    /// wrong).
+    Unreachable,
 }
 
 fn on_volume(volume: &Option<String>) -> String {

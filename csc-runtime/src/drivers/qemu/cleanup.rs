@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// One step of the cleanup on one daemon: what it removed.
 type Step = fn(&Qmp, &Names) -> Result<Vec<String>, QmpError>;
 
-use crate::drivers::{Cleaned, DriverError};
+use crate::drivers::{Cleaned, DriverError, RefusalKind};
 
 /// Removes what session `plan.name` left on every storage its copy sets use.
 pub fn cleanup(plan: &Plan) -> Cleaned {
@@ -34,7 +34,8 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
             }
             Err(e) => {
                 let endpoint = &plan.storages[id].endpoint;
-                let refused = DriverError::at(id, format!("cannot reach {endpoint}: {e}"));
+                let refused = DriverError::at(id, format!("cannot reach {endpoint}: {e}"))
+                    .of_kind(RefusalKind::Unreachable);
                 cleaned.insert(id.to_string(), Err(refused));
             }
         }

@@ -175,7 +175,8 @@ impl Qemu {
                     return Err(DriverError::at(
                         id,
                         format!("cannot reach its QMP endpoint {}: {e}", storage.endpoint),
-                    ))
+                    )
+                    .of_kind(RefusalKind::Unreachable))
                 }
             }
         }
