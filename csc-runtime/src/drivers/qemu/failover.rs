@@ -167,10 +167,7 @@ impl Qemu {
             .data
             .clone()
             .ok_or_else(|| WhyFull::NoData(pair.source.storage.clone()))?;
-        let qmp = self.qmp(&site).map_err(|e| WhyFull::NoGraph {
-            site: site.clone(),
-            reason: e.to_string(),
-        })?;
+        let qmp = self.qmp(&site)?;
         fn run<C: Command>(qmp: &Qmp, command: &C) -> Result<Value, WhyFull> {
             qmp.run(command).map_err(|e| WhyFull::Refused {
                 command: C::NAME,

@@ -34,6 +34,9 @@ pub(super) const GRANULARITY: u64 = 65536;
 /// (and says why: never silent).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(super) enum WhyFull {
+    /// Its storage is not connected (the driver's refusal says which).
+    #[error(transparent)]
+    Storage(#[from] DriverError),
     #[error("cannot read the block graph of {site}: {reason}")]
     NoGraph { site: String, reason: String },
     #[error("{0} is not in its daemon's block graph")]
@@ -96,14 +99,12 @@ impl Qemu {
     /// The block graph of a daemon (`x-debug-query-block-graph`: it is the only
     /// command that lists a node's children; `query-named-block-nodes` does not).
     pub(super) fn graph(&self, site: &str) -> Result<BlockGraph, WhyFull> {
-        let no_graph = |reason: String| WhyFull::NoGraph {
-            site: site.to_string(),
-            reason,
-        };
-        self.qmp(site)
-            .map_err(|e| no_graph(e.to_string()))?
+        self.qmp(site)?
             .ask(&QueryBlockGraph)
-            .map_err(|e| no_graph(e.to_string()))
+            .map_err(|e| WhyFull::NoGraph {
+                site: site.to_string(),
+                reason: e.to_string(),
+            })
     }
 
     /// Starts recording what changes on the sources of the mirrors `ids` (a freeze
