@@ -9,7 +9,8 @@
 //! Suspended (the freeze), SIGTERM with that site dead, `cleanup` once it is back, and
 //! SIGTERM in duplex with every storage up.
 //! Run: `cargo bench --bench scale [-- N...]` (default 100 200 500 1000; needs
-//! qemu-utils). SCALE_START_ONLY or SCALE_SCRIPT_ONLY: one side's start only;
+//! qemu-utils). SCALE_START_ONLY or SCALE_SCRIPT_ONLY: one side's start only (the
+//! session's then stopped by SIGTERM in duplex);
 //! SCALE_GRANULARITY=4096: the script's mirrors at the session's granularity;
 //! SCALE_KEEP: the labs' directories kept. Profile a run with `heaptrack -p PID`.
 
@@ -132,7 +133,8 @@ fn session(n: usize) {
         total as f64 / n as f64,
     );
     if std::env::var_os("SCALE_START_ONLY").is_some() {
-        terminate(&mut child);
+        let (code, took) = terminate(&mut child);
+        println!("N={n} SIGTERM in duplex, every storage up -> exit {code} in {took:.2} s");
         return;
     }
     // A SIGKILLed run, taken over.

@@ -143,18 +143,19 @@ fn end_jobs(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
         .into_iter()
         .filter_map(|n| Some((n, names.sink_of_hold(n)?)))
         .collect();
-    if !holds.is_empty() {
-        let free = names.free_group();
+    for (hold, sink) in holds {
+        let Some(free) = names.free_group_of_hold(hold) else {
+            continue;
+        };
+        // Refused when it is there already: one group serves many holds.
         let _ = qmp.run(&ObjectAdd::throttle_group(&free));
-        for (hold, sink) in holds {
-            let _ = qmp.run(&BlockdevReopen {
-                options: vec![BlockdevAdd::Throttle(Throttle {
-                    node_name: hold,
-                    throttle_group: &free,
-                    file: &sink,
-                })],
-            });
-        }
+        let _ = qmp.run(&BlockdevReopen {
+            options: vec![BlockdevAdd::Throttle(Throttle {
+                node_name: hold,
+                throttle_group: &free,
+                file: &sink,
+            })],
+        });
     }
     let jobs = qmp.ask(&QueryBlockJobs)?;
     let mut ended = Vec::new();

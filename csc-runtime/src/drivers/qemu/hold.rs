@@ -10,6 +10,7 @@ use super::commands::{
     BlockJobChange, BlockdevAdd, BlockdevReopen, CopyMode, Limits, ObjectAdd, ObjectDel, QomSet,
     Throttle,
 };
+use super::names::Names;
 use super::qmp::{QmpError, Refusal};
 use super::{refused, report, Condition, Intent, Kind, Qemu};
 use crate::address::Address;
@@ -33,9 +34,9 @@ pub(super) enum ConnectionsKept {
 }
 
 impl Qemu {
-    /// The throttle group of a pair's hold: one per sequence, source daemon and target
-    /// storage, so one `qom-set` holds all the pairs to a site (a QMP command costs
-    /// about a millisecond), and pairs to a site that failed, whose NBD clients hold
+    /// The throttle group of a pair's hold: one per sequence, source daemon, target
+    /// storage and `HOLD_GROUP_SIZE` copy sets, so a few `qom-set`s hold all the pairs
+    /// to a site (a QMP command costs about a millisecond), and pairs to a site that failed, whose NBD clients hold
     /// their writes, are never in a held group (a group once held keeps its requests
     /// waiting on a timer that only a move to another group undoes).
     fn hold_group(&self, pair: &Pair) -> String {
@@ -45,7 +46,8 @@ impl Qemu {
             .keys()
             .position(|s| *s == pair.target.storage)
             .unwrap_or(usize::MAX);
-        self.names.hold_group(pair.sequence, target)
+        self.names
+            .hold_group(pair.sequence, target, Names::shard(pair.copyset))
     }
 
     /// The hold groups of the jobs `ids`, by source daemon.
@@ -132,20 +134,21 @@ impl Qemu {
         }
         let mut failed = Vec::new();
         for (site, site_ids) in by_site {
-            let ready = !release || self.ensure_group(&site, &self.names.free_group()).is_ok();
             // Each filter's names: (filter, group, sink).
             let names: Vec<[String; 3]> = site_ids
                 .iter()
                 .map(|id| {
                     let pair = &self.jobs[*id].pair;
                     let group = if release {
-                        self.names.free_group()
+                        self.names.free_group(Names::shard(pair.copyset))
                     } else {
                         self.hold_group(pair)
                     };
                     [self.names.hold(pair), group, self.names.sink(pair)]
                 })
                 .collect();
+            let free: BTreeSet<&String> = names.iter().map(|[_, group, _]| group).collect();
+            let ready = !release || free.iter().all(|g| self.ensure_group(&site, g).is_ok());
             fn option([filter, group, sink]: &[String; 3]) -> BlockdevAdd<'_> {
                 BlockdevAdd::Throttle(Throttle {
                     node_name: filter,

@@ -2,11 +2,11 @@
 //! group, one `transaction` per site where the storage can start them at one instant,
 //! and their ends (cancel, await the end of a job told to end).
 
-use super::commands::QueryBlockJobs;
 use super::commands::{
-    Action, BlockDirtyBitmapAdd, BlockJobCancel, BlockdevBackup, BlockdevMirror, CopyMode, Perf,
-    Sync, Transaction, TransactionProperties,
+    Action, BlockDirtyBitmapAdd, BlockJobCancel, BlockJobPause, BlockJobResume, BlockdevBackup,
+    BlockdevMirror, CopyMode, Perf, Sync, Transaction, TransactionProperties,
 };
+use super::commands::{Command, QueryBlockJobs};
 use super::resync::Record;
 use super::{key, refused, report, Condition, Intent, Job, Kind, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport, Progress};
@@ -333,7 +333,8 @@ impl Qemu {
         }
     }
 
-    /// Sends `block-job-cancel` to every given job, pipelined per site.
+    /// Ends every given job (`end_in_turn`, per site); every job is told to end even
+    /// when one refuses, and the first refusal is returned.
     pub(super) fn cancel_all(&mut self, pairs: &[Pair], intent: Intent) -> Result<(), DriverError> {
         let mut by_site: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
         for pair in pairs {
@@ -354,23 +355,65 @@ impl Qemu {
                 site.push((id, force));
             }
         }
+        let mut first_error = None;
         for (site, jobs) in by_site {
             let Ok(qmp) = self.qmp(&site) else { continue };
-            let commands: Vec<BlockJobCancel> = jobs
-                .iter()
-                .map(|(id, force)| BlockJobCancel {
-                    device: id,
-                    force: *force,
-                })
-                .collect();
-            for ((id, _), result) in jobs.iter().zip(qmp.run_all(&commands)) {
-                if let Err(e) = result {
-                    return Err(DriverError::on(&site, id, e));
-                }
+            if let Err(e) = end_in_turn(qmp, &jobs) {
+                first_error.get_or_insert(DriverError::on(&site, &e.0, e.1));
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
+}
+
+/// How long jobs are ended one after the other before the rest are let go at once.
+const IN_TURN: Duration = Duration::from_secs(10);
+
+/// Ends `jobs` (id, forced) of one daemon. Every job's end is a graph change that
+/// drains every job of the daemon: ended all at once, N jobs drain N² times
+/// (BENCHMARKS.md, "Sessions of many pairs"). So every job is paused first (no graph
+/// change), then each is resumed and cancelled in turn and its end awaited, while the
+/// others stay paused. One that does not end in time (a mirror in step whose target
+/// stopped answering cannot synchronise) ends the waiting: the rest are cancelled and
+/// let go at once. Every job is resumed and cancelled; the first refusal is returned.
+fn end_in_turn(
+    qmp: &super::qmp::Qmp,
+    jobs: &[(String, bool)],
+) -> Result<(), (String, super::qmp::QmpError)> {
+    let ends = qmp.job_ends();
+    let pauses: Vec<BlockJobPause> = jobs
+        .iter()
+        .map(|(id, _)| BlockJobPause { device: id })
+        .collect();
+    // A job paused by an error, or already concluded, refuses: nothing to do.
+    let _ = qmp.run_all(&pauses);
+    let deadline = Instant::now() + IN_TURN;
+    let mut in_turn = true;
+    let mut first_error = None;
+    for (id, force) in jobs {
+        // QEMU refuses to cancel a paused job unless forced: resumed, then cancelled
+        // (pipelined, so they are dispatched back to back).
+        let mut replies = qmp.execute_all(vec![
+            BlockJobResume { device: id }.wire(),
+            BlockJobCancel {
+                device: id,
+                force: *force,
+            }
+            .wire(),
+        ]);
+        if let Err(e) = replies.remove(1) {
+            first_error.get_or_insert((id.clone(), e));
+            continue;
+        }
+        while in_turn {
+            match ends.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(ended) if &ended == id => break,
+                Ok(_) => {}
+                Err(_) => in_turn = false,
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 impl Qemu {

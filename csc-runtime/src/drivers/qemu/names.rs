@@ -6,6 +6,13 @@
 
 use crate::plan::Pair;
 
+/// Copy sets per throttle group. QEMU walks every member of a throttle group to
+/// schedule a request and at every drain's end: with all of a daemon's hold filters in
+/// one group, each graph change cost O(pairs) members walked per filter, and a stop of
+/// 1,000 pairs spent 100 ms per job end (BENCHMARKS.md, "Sessions of many pairs").
+/// Groups of 32 keep that walk short; a hold is one `qom-set` per group, pipelined.
+pub(crate) const HOLD_GROUP_SIZE: usize = 32;
+
 pub(crate) struct Names {
     /// `cssc-TAG`.
     prefix: String,
@@ -141,6 +148,18 @@ impl Names {
         self.export(&production(volume))
     }
 
+    /// The free group a hold filter (by its node name) moves to at release.
+    pub(crate) fn free_group_of_hold(&self, hold: &str) -> Option<String> {
+        let tail = hold.strip_prefix(&self.prefix)?.strip_prefix("-hold-s")?;
+        let copyset = tail.split_once("-c")?.1.parse().ok()?;
+        Some(self.free_group(Self::shard(copyset)))
+    }
+
+    /// The shard of a copy set's hold and free groups (`HOLD_GROUP_SIZE`).
+    pub(crate) fn shard(copyset: usize) -> usize {
+        copyset / HOLD_GROUP_SIZE
+    }
+
     /// At failback, in the original source's daemon: the NBD client node to the
     /// production export, the bitmap of what to take from it, and the job that does.
     pub(crate) fn failback(&self, pair: &Pair) -> [String; 3] {
@@ -148,14 +167,16 @@ impl Names {
         ["rvn", "rv", "rvj"].map(|what| format!("{}-{what}-{tail}", self.prefix))
     }
 
-    /// The throttle group of sequence `sequence`'s holds to the `target`-th storage.
-    pub(crate) fn hold_group(&self, sequence: u32, target: usize) -> String {
-        format!("{}-hold-s{sequence}-t{target}", self.prefix)
+    /// The throttle group of sequence `sequence`'s holds to the `target`-th storage,
+    /// for the `shard`-th `HOLD_GROUP_SIZE` copy sets.
+    pub(crate) fn hold_group(&self, sequence: u32, target: usize, shard: usize) -> String {
+        format!("{}-hold-s{sequence}-t{target}-g{shard}", self.prefix)
     }
 
-    /// The unlimited group released holds move to.
-    pub(crate) fn free_group(&self) -> String {
-        format!("{}-free", self.prefix)
+    /// The unlimited group released holds of the `shard`-th `HOLD_GROUP_SIZE` copy sets
+    /// move to.
+    pub(crate) fn free_group(&self, shard: usize) -> String {
+        format!("{}-free-g{shard}", self.prefix)
     }
 }
 

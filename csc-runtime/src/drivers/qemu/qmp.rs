@@ -89,6 +89,10 @@ pub struct Watch {
 
 type Pending = Arc<Mutex<HashMap<u64, Sender<Result<Value, QmpError>>>>>;
 
+/// Where the reader also sends the id of each job that ends, while someone waits for
+/// ends (`Qmp::job_ends`).
+type Ends = Arc<Mutex<Option<Sender<String>>>>;
+
 pub struct Qmp {
     inner: Arc<Inner>,
 }
@@ -96,6 +100,7 @@ pub struct Qmp {
 struct Inner {
     writer: Mutex<WriteHalf>,
     pending: Pending,
+    ends: Ends,
     next_id: AtomicU64,
     /// Commands of ours awaiting their reply: while the monitor works for us (a drain
     /// can hold it for a while) a missing heartbeat reply proves nothing.
@@ -188,14 +193,16 @@ impl Qmp {
         }
         writer.set_timeout(None)?;
         let pending: Pending = Arc::default();
-        let routes = Arc::clone(&pending);
+        let ends: Ends = Arc::default();
+        let (routes, taps) = (Arc::clone(&pending), Arc::clone(&ends));
         std::thread::Builder::new()
             .name("qmp-reader".into())
-            .spawn(move || read_loop(reader, routes, tag, notices))?;
+            .spawn(move || read_loop(reader, routes, taps, tag, notices))?;
         Ok(Qmp {
             inner: Arc::new(Inner {
                 writer: Mutex::new(WriteHalf(writer)),
                 pending,
+                ends,
                 next_id: AtomicU64::new(1),
                 busy: AtomicUsize::new(0),
                 heartbeat: Mutex::new(Instant::now()),
@@ -216,6 +223,14 @@ impl Qmp {
         let _ = std::thread::Builder::new()
             .name("qmp-heartbeat".into())
             .spawn(move || heartbeat(inner, watch, tag, notices));
+    }
+
+    /// The id of every job of this daemon that ends from now on (its notices still
+    /// go out too), until the next call.
+    pub fn job_ends(&self) -> Receiver<String> {
+        let (tx, rx) = mpsc::channel();
+        *self.inner.ends.lock().expect("ends") = Some(tx);
+        rx
     }
 
     /// Runs one command and waits for its reply.
@@ -485,6 +500,7 @@ fn ignored_event(line: &str) -> bool {
 fn read_loop<T: Clone>(
     mut reader: BufReader<Box<dyn Stream>>,
     pending: Pending,
+    ends: Ends,
     tag: T,
     notices: Sender<(T, Notice)>,
 ) {
@@ -504,6 +520,13 @@ fn read_loop<T: Clone>(
             match serde_json::from_str::<JobEvent>(&line) {
                 Ok(event) => {
                     tracing::trace!(kind = "qmp", ?event, "event");
+                    if let JobEvent::Completed { device, .. } | JobEvent::Cancelled { device } =
+                        &event
+                    {
+                        if let Some(tap) = ends.lock().expect("ends").as_ref() {
+                            let _ = tap.send(device.clone());
+                        }
+                    }
                     let _ = notices.send((tag.clone(), Notice::Job(event)));
                 }
                 Err(e) => tracing::warn!(kind = "qmp", "an event of another shape: {e}: {line}"),
