@@ -36,6 +36,7 @@ fn admin(lab: &Lab, site: &str) -> Qmp {
     let (tx, _rx) = mpsc::channel::<((), Notice)>();
     Qmp::connect(
         &Address::Unix(lab.sites[site].admin.display().to_string()),
+        None,
         (),
         tx,
     )

@@ -164,3 +164,49 @@ fn the_run_time_file_defaults_to_the_session_s_file_in_etc_cssc() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The run-time file of docs/deployment.md (its first ```toml block) is one `run`
+/// accepts: `check-config` parses it and checks it against the session (its
+/// storages across the network have TLS, as the secure default asks), then stops at
+/// the first thing this machine lacks (the certificates named there): exit 3, not 2.
+#[test]
+fn the_documented_run_time_file_is_accepted_up_to_the_storages() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deployment.md"))
+        .expect("docs/deployment.md");
+    let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("its end");
+    let dir = std::env::temp_dir().join(format!("cssc-doc-toml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("db-dr.toml");
+    std::fs::write(&config, &doc[start..end]).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+        .args(["mirror-freeze-switch", "check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check-config");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("storage siteB: cannot read /etc/cssc/pki/cssc-cert.pem"),
+        "{said}"
+    );
+    // Without its [tls] tables the same file is refused: the secure default.
+    let plain: String = doc[start..end]
+        .split("\n\n")
+        .filter(|block| !block.contains(".tls]"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    std::fs::write(&config, plain).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+        .args(["mirror-freeze-switch", "check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check-config");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("is reached over the network without TLS"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -67,6 +67,22 @@ pub enum Address {
 
 impl Address {
     /// Parses an address; the error says what is valid.
+    /// Whether this is a TCP address that stays on this host (127.0.0.0/8, ::1,
+    /// localhost): traffic to it crosses no link. A host name other than localhost
+    /// may resolve anywhere, so it is not.
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            Address::Tcp { host, .. } => {
+                let host = bare_host(host);
+                host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            _ => false,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Address, AddressError> {
         if let Some(path) = text.strip_prefix("local:") {
             return if path.starts_with('/') {

@@ -2,6 +2,11 @@
 //! directory, raw volumes as block nodes, an NBD server on each (TCP on 127.0.0.1, as
 //! sites talk in production, so a hung site's connections can be destroyed), source
 //! volumes exported for an application's writes. Used by `demo` and by the tests.
+//! A secure lab ([`Lab::secure`]) speaks TLS on every TCP link: its monitors on TCP
+//! and its NBD servers take only certificates of its CA and DNs they know; a site
+//! without sources has no NBD server of its own (a session starts one).
+
+pub mod pki;
 
 use crate::address::Address;
 use crate::plan::Plan;
@@ -19,6 +24,9 @@ pub struct Site {
     pub admin: PathBuf,
     /// The NBD server's port on 127.0.0.1.
     pub nbd_port: u16,
+    /// Whether the daemon starts its own NBD server (a secure lab's target site does
+    /// not: the session starts one).
+    serves_nbd: bool,
     child: Option<Child>,
     args: Vec<String>,
 }
@@ -28,7 +36,16 @@ pub struct Lab {
     pub sites: BTreeMap<String, Site>,
     /// Every volume's image file, by (site, volume).
     pub images: BTreeMap<(String, String), PathBuf>,
+    /// A secure lab's certificates.
+    pub tls: Option<Secure>,
     keep: bool,
+}
+
+/// A secure lab's CA, and the certificates of cssc and of the application.
+pub struct Secure {
+    pub pki: pki::Pki,
+    pub cssc: pki::Issued,
+    pub app: pki::Issued,
 }
 
 /// Why the lab could not do what it was asked.
@@ -118,8 +135,74 @@ impl Lab {
             dir,
             sites: BTreeMap::new(),
             images: BTreeMap::new(),
+            tls: None,
             keep,
         })
+    }
+
+    /// Makes the sites added from now on speak TLS: a CA, and certificates for cssc
+    /// (`cssc`) and the application (`app`).
+    pub fn secure(&mut self) -> Result<(), LabError> {
+        let dir = self.dir.join("pki");
+        let pki = pki::Pki::new(&dir, "cssc lab CA")?;
+        let cssc = pki.issue(
+            "cssc",
+            365,
+            &dir.join("cssc-cert.pem"),
+            &dir.join("cssc-key.pem"),
+        )?;
+        let app = pki.daemon_dir("app")?;
+        let app = pki::Issued {
+            cert: app.join("client-cert.pem"),
+            key: app.join("client-key.pem"),
+        };
+        self.tls = Some(Secure { pki, cssc, app });
+        Ok(())
+    }
+
+    /// The arguments of a secure site's daemon: its credentials; its TCP monitor over
+    /// TLS for cssc's certificate only; an NBD server (when it has sources) over TLS
+    /// for the application and every site.
+    fn secure_args(
+        &self,
+        site: &str,
+        qmp_port: u16,
+        nbd_port: Option<u16>,
+        others: &[String],
+    ) -> Result<Vec<String>, LabError> {
+        let Some(secure) = &self.tls else {
+            return Ok(Vec::new());
+        };
+        let dir = secure.pki.daemon_dir(site)?;
+        let mut args = vec![
+            "--object".to_string(),
+            format!(
+                "tls-creds-x509,id=lab-tls,dir={},endpoint=server,verify-peer=on",
+                dir.display()
+            ),
+            "--object".into(),
+            // QEMU's option syntax doubles a comma inside a value.
+            format!("authz-simple,id=lab-monitor,identity={}", pki::dn("cssc").replace(',', ",,")),
+            "--chardev".into(),
+            format!("socket,id=qmptcp,host=127.0.0.1,port={qmp_port},server=on,wait=off,tls-creds=lab-tls,tls-authz=lab-monitor"),
+            "--monitor".into(),
+            "chardev=qmptcp,mode=control".into(),
+        ];
+        if let Some(port) = nbd_port {
+            let rules: Vec<serde_json::Value> = others
+                .iter()
+                .map(String::as_str)
+                .chain(["app"])
+                .map(|cn| serde_json::json!({ "match": pki::dn(cn), "policy": "allow" }))
+                .collect();
+            args.extend([
+                "--object".into(),
+                serde_json::json!({ "qom-type": "authz-list", "id": "lab-nbd", "policy": "deny", "rules": rules }).to_string(),
+                "--nbd-server".into(),
+                format!("addr.type=inet,addr.host=127.0.0.1,addr.port={port},max-connections=0,tls-creds=lab-tls,tls-authz=lab-nbd"),
+            ]);
+        }
+        Ok(args)
     }
 
     /// Creates the raw images of `volumes` (name, bytes) that do not exist yet.
@@ -157,7 +240,14 @@ impl Lab {
         let admin = self.dir.join(format!("{site}-admin.qmp"));
         let nbd_port = free_port()?;
         let qmp_port = free_port()?;
-        let mut args = vec![
+        let serves_nbd = self.tls.is_none() || !sources.is_empty();
+        let mut args = if self.tls.is_some() {
+            let others: Vec<String> = self.sites.keys().cloned().collect();
+            self.secure_args(site, qmp_port, serves_nbd.then_some(nbd_port), &others)?
+        } else {
+            Vec::new()
+        };
+        args.extend([
             "--chardev".to_string(),
             format!("socket,id=qmp,path={},server=on,wait=off", qmp.display()),
             "--monitor".into(),
@@ -169,14 +259,20 @@ impl Lab {
             ),
             "--monitor".into(),
             "chardev=admin,mode=control".into(),
-            "--chardev".into(),
-            format!("socket,id=qmptcp,host=127.0.0.1,port={qmp_port},server=on,wait=off"),
-            "--monitor".into(),
-            "chardev=qmptcp,mode=control".into(),
-            "--nbd-server".into(),
-            // As many clients as a scale test's pairs (QEMU's default is 100).
-            format!("addr.type=inet,addr.host=127.0.0.1,addr.port={nbd_port},max-connections=0"),
-        ];
+        ]);
+        if self.tls.is_none() {
+            args.extend([
+                "--chardev".into(),
+                format!("socket,id=qmptcp,host=127.0.0.1,port={qmp_port},server=on,wait=off"),
+                "--monitor".into(),
+                "chardev=qmptcp,mode=control".into(),
+                "--nbd-server".into(),
+                // As many clients as a scale test's pairs (QEMU's default is 100).
+                format!(
+                    "addr.type=inet,addr.host=127.0.0.1,addr.port={nbd_port},max-connections=0"
+                ),
+            ]);
+        }
         self.create(site, volumes)?;
         for (name, bytes) in volumes.iter().filter(|(v, _)| sources.contains(v)) {
             // Distinct data per volume, so a copy landing on the wrong target shows.
@@ -205,6 +301,7 @@ impl Lab {
             qmp_port,
             admin,
             nbd_port,
+            serves_nbd,
             child: None,
             args,
         };
@@ -235,7 +332,8 @@ impl Lab {
         start(s)
     }
 
-    /// Points the plan's storages at this lab's daemons.
+    /// Points the plan's storages at this lab's daemons (a secure lab's at their TLS
+    /// monitors, with their credentials).
     pub fn wire(&self, plan: &mut Plan) {
         for (id, site) in &self.sites {
             if let Some(storage) = plan.storages.get_mut(id) {
@@ -244,6 +342,25 @@ impl Lab {
                     host: "127.0.0.1".into(),
                     port: site.nbd_port,
                 });
+                if let Some(secure) = &self.tls {
+                    storage.endpoint = Address::Tcp {
+                        host: "127.0.0.1".into(),
+                        port: site.qmp_port,
+                    };
+                    plan.tls.insert(
+                        id.clone(),
+                        crate::tls::Tls {
+                            monitor: Some(crate::tls::Credentials {
+                                ca: secure.pki.ca(),
+                                cert: secure.cssc.cert.clone(),
+                                key: secure.cssc.key.clone(),
+                            }),
+                            hostname: Some(pki::hostname(id)),
+                            daemon_dir: secure.pki.dir.join(id).display().to_string(),
+                            identity: pki::dn(id),
+                        },
+                    );
+                }
             }
         }
     }
@@ -300,7 +417,22 @@ impl Lab {
         offsets: &[u64],
         size: u64,
     ) -> Result<(), LabError> {
-        let mut args = vec!["-f".to_string(), "raw".into(), self.nbd_uri(site, export)];
+        let mut args = match &self.tls {
+            None => vec!["-f".to_string(), "raw".into(), self.nbd_uri(site, export)],
+            Some(secure) => vec![
+                "--object".to_string(),
+                format!(
+                    "tls-creds-x509,id=app,dir={},endpoint=client",
+                    secure.pki.dir.join("app").display()
+                ),
+                "--image-opts".into(),
+                format!(
+                    "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={},export={export},tls-creds=app,tls-hostname={}",
+                    self.sites[site].nbd_port,
+                    pki::hostname(site)
+                ),
+            ],
+        };
         for off in offsets {
             args.push("-c".into());
             args.push(format!("write -P {pattern} {off} {size}"));
@@ -355,7 +487,10 @@ fn start(site: &mut Site) -> Result<(), LabError> {
     site.child = Some(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     let listening = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-    while !(site.qmp.exists() && listening(site.nbd_port) && listening(site.qmp_port)) {
+    while !(site.qmp.exists()
+        && (!site.serves_nbd || listening(site.nbd_port))
+        && listening(site.qmp_port))
+    {
         if Instant::now() > deadline {
             return Err(LabError::NotListening(site.qmp.clone()));
         }

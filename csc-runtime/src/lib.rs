@@ -45,5 +45,7 @@ mod status;
 #[cfg(feature = "engine")]
 mod systemd;
 #[cfg(feature = "engine")]
+pub mod tls;
+#[cfg(feature = "engine")]
 pub mod verify;
 pub mod vocab;

@@ -93,6 +93,8 @@ pub fn plan(
             .collect(),
         timing: Default::default(),
         time_zone: csc_runtime::plan::TimeZone::UTC,
+        tls: Default::default(),
+        insecure: Default::default(),
         sequences: vec![Sequence {
             number: 1,
             copy,
@@ -151,7 +153,7 @@ pub fn try_qmp(lab: &Lab, site: &str, within: Duration) -> Result<Qmp, String> {
     let deadline = Instant::now() + within;
     loop {
         let (tx, _rx) = mpsc::channel::<((), Notice)>();
-        match Qmp::connect(&admin, (), tx) {
+        match Qmp::connect(&admin, None, (), tx) {
             Ok(qmp) => return Ok(qmp),
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {

@@ -72,20 +72,25 @@ pub(super) fn check_config<S: Solution>(config: std::path::PathBuf, json: bool) 
     use crate::drivers::Driver;
     let name = S::SESSION.name;
     let shown = config.display().to_string();
-    let report =
-        |ok: bool, storages: Vec<String>, pairs: usize, error: Option<String>, code: u8| {
-            let object = serde_json::json!({
-                "config": shown, "ok": ok, "storages_reached": storages,
-                "pairs": pairs, "error": error, "exit": code,
-            });
-            println!("{object}");
-            ExitCode::from(code)
-        };
+    let mut warnings: Vec<String> = Vec::new();
+    let report = |ok: bool,
+                  storages: Vec<String>,
+                  pairs: usize,
+                  error: Option<String>,
+                  code: u8,
+                  warnings: &[String]| {
+        let object = serde_json::json!({
+            "config": shown, "ok": ok, "storages_reached": storages,
+            "pairs": pairs, "error": error, "exit": code, "warnings": warnings,
+        });
+        println!("{object}");
+        ExitCode::from(code)
+    };
     let plan = match plan::<S>(Some(config)) {
         Ok(plan) => plan,
         Err(_) if json => {
             let error = "the run-time file does not load (the diagnostic is on stderr)";
-            return report(false, Vec::new(), 0, Some(error.into()), 2);
+            return report(false, Vec::new(), 0, Some(error.into()), 2, &[]);
         }
         Err(code) => return code,
     };
@@ -103,6 +108,38 @@ pub(super) fn check_config<S: Solution>(config: std::path::PathBuf, json: bool) 
         .iter()
         .flat_map(|s| plan.pairs(s.number))
         .collect();
+    // cssc's own certificates first: one that does not verify against its CA, or
+    // is about to expire, is said by name (the daemon's is checked by the handshake).
+    for (id, credentials) in plan
+        .tls
+        .iter()
+        .filter_map(|(id, t)| Some((id, t.monitor.as_ref()?)))
+    {
+        match credentials.check() {
+            Ok(()) => {}
+            Err(e @ crate::tls::TlsError::ExpiresSoon(_)) => {
+                let warning = format!("storage {id}: {e}: renew it before it does");
+                if !json {
+                    eprintln!("{name}: warning: {warning}");
+                }
+                warnings.push(warning);
+            }
+            Err(e) if json => {
+                return report(
+                    false,
+                    Vec::new(),
+                    pairs.len(),
+                    Some(format!("storage {id}: {e}")),
+                    3,
+                    &warnings,
+                )
+            }
+            Err(e) => {
+                eprintln!("{name}: {shown}: storage {id}: {e}; nothing was changed");
+                return ExitCode::from(3);
+            }
+        }
+    }
     let (tx, _rx) = std::sync::mpsc::channel();
     let checked = crate::drivers::Storages::connect(&plan, tx, false)
         .and_then(|mut driver| driver.preflight(&pairs));
@@ -113,7 +150,7 @@ pub(super) fn check_config<S: Solution>(config: std::path::PathBuf, json: bool) 
                 .into_iter()
                 .map(|id| id.to_string())
                 .collect();
-            report(true, reached, pairs.len(), None, 0)
+            report(true, reached, pairs.len(), None, 0, &warnings)
         }
         Ok(()) => {
             for id in plan.storages_used() {
@@ -128,6 +165,7 @@ pub(super) fn check_config<S: Solution>(config: std::path::PathBuf, json: bool) 
             pairs.len(),
             Some(format!("{e}; nothing was changed")),
             3,
+            &warnings,
         ),
         Err(e) => {
             eprintln!("{name}: {shown}: {e}; nothing was changed");

@@ -168,6 +168,9 @@ fn ended<S: Solution>(result: Result<executor::Ended, executor::SetupError>) -> 
                 Some(RefusalKind::InUse) => {
                     tracing::info!(kind = "session", "if a run of this session was killed without its journal (another --state-dir), `{} cleanup` removes what it left", S::SESSION.name);
                 }
+                Some(RefusalKind::Certificate) => {
+                    tracing::info!(kind = "session", "the storage's [storage.ID.tls] files must verify against its daemon: its certificate signed by that CA and carrying that hostname, and cssc's certificate's DN in the daemon monitor's tls-authz; `{} check-config` checks them (exit 3)", S::SESSION.name);
+                }
                 Some(RefusalKind::Unreachable) => {
                     tracing::info!(kind = "session", "is the storage's daemon running, and is its endpoint right? `{} check-config` tries every storage; under systemd the unit tries again in 5 s (exit 3)", S::SESSION.name);
                 }

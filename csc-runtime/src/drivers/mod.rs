@@ -65,6 +65,9 @@ pub enum RefusalKind {
     /// The storage did not answer at its endpoint (its daemon down, or the address
     /// wrong).
     Unreachable,
+    /// TLS to the storage failed: its credentials cannot be read, or a certificate
+    /// was refused (by cssc or by the daemon).
+    Certificate,
 }
 
 fn on_volume(volume: &Option<String>) -> String {

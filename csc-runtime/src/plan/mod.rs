@@ -30,11 +30,12 @@ use crate::capability::{refusals, volume_fault, Needs};
 pub use crate::model::{webhook_fault, Contact, CopySet, Storage, Volume};
 pub use crate::session::Sequence;
 use crate::session::Session;
+use crate::tls::{Credentials, Tls};
 use crate::vocab::{DriverKind, Keyword};
 /// The zone type of [`Plan::time_zone`] (jiff's), for those who build a plan.
 pub use jiff::tz::TimeZone;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -56,6 +57,11 @@ pub struct Plan {
     /// The zone `daily HH:MM` schedules are read in: the run-time file's
     /// `[timing] time_zone`, else the host's (`TZ`, else /etc/localtime).
     pub time_zone: TimeZone,
+    /// The TLS credentials of storages reached over TLS (run-time file only), by id.
+    pub tls: BTreeMap<String, Tls>,
+    /// Storages the run-time file lets be reached without TLS beyond this host
+    /// (`insecure = true`).
+    pub insecure: BTreeSet<String>,
 }
 
 /// The session's clocks for failures and freezes (docs/runtime.md, "Freeze").
@@ -155,6 +161,8 @@ impl Plan {
             sequences: s.sequences.to_vec(),
             timing: Timing::default(),
             time_zone: TimeZone::system(),
+            tls: BTreeMap::new(),
+            insecure: BTreeSet::new(),
         }
     }
 
@@ -247,6 +255,65 @@ mod tests {
                 name: "y".into()
             }
         );
+    }
+
+    #[test]
+    fn a_storage_reached_over_the_network_needs_tls_unless_the_file_says_insecure() {
+        let sets = "[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\", \"a:y\"]\n";
+        let run = |storage: &str| {
+            let mut plan = Plan::from_session(&SESSION);
+            plan.apply_run_file("h.toml", &format!("{storage}{sets}"))
+                .map(|()| plan)
+                .map_err(|e| e.to_string())
+        };
+        let err = run("[storage.a]\nendpoint = \"tcp:192.0.2.10:4444\"\n").unwrap_err();
+        assert!(
+            err.contains("storage a: tcp:192.0.2.10:4444 is reached over the network without TLS"),
+            "{err}"
+        );
+        let err = run("[storage.a]\nendpoint = \"unix:/a\"\ndata = \"tcp:dr.example:10809\"\n")
+            .unwrap_err();
+        assert!(
+            err.contains("tcp:dr.example:10809 is reached over the network"),
+            "{err}"
+        );
+        run("[storage.a]\nendpoint = \"tcp:127.0.0.1:4444\"\ndata = \"tcp:[::1]:10809\"\n")
+            .expect("loopback crosses no link");
+        let plan = run("[storage.a]\nendpoint = \"tcp:192.0.2.10:4444\"\ninsecure = true\n")
+            .expect("insecure, knowingly");
+        assert!(plan.insecure.contains("a"));
+        let tls = "[storage.a.tls]\nca = \"/etc/cssc/ca.pem\"\ncert = \"/etc/cssc/c.pem\"\nkey = \"/etc/cssc/c.key\"\ndaemon_dir = \"/etc/pki/qemu\"\nidentity = \"O=Example,CN=a\"\n";
+        let plan = run(&format!(
+            "[storage.a]\nendpoint = \"tcp:192.0.2.10:4444\"\n{tls}"
+        ))
+        .expect("over TLS");
+        assert_eq!(plan.tls["a"].identity, "O=Example,CN=a");
+        assert_eq!(plan.tls["a"].hostname, None);
+        let err = run(&format!("[storage.a]\nendpoint = \"unix:/a\"\n{tls}")).unwrap_err();
+        assert!(
+            err.contains("is a local socket: ca, cert and key are for a tcp: monitor"),
+            "{err}"
+        );
+        let local = "[storage.a]\nendpoint = \"unix:/a\"\ndata = \"tcp:192.0.2.10:10809\"\n[storage.a.tls]\ndaemon_dir = \"/etc/pki/qemu\"\nidentity = \"O=Example,CN=a\"\n";
+        let plan = run(local).expect("a local monitor, NBD over TLS");
+        assert_eq!(plan.tls["a"].monitor, None);
+        let err = run(&local.replace("unix:/a", "tcp:192.0.2.10:4444")).unwrap_err();
+        assert!(err.contains("give ca, cert and key"), "{err}");
+        let err = run(&format!(
+            "[storage.a]\nendpoint = \"tcp:192.0.2.10:4444\"\n{}",
+            tls.replace("O=Example,CN=a", "site a")
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("identity `site a` is not a distinguished name"),
+            "{err}"
+        );
+        let err = run(&format!(
+            "[storage.a]\nendpoint = \"tcp:192.0.2.10:4444\"\n{}",
+            tls.replace("/etc/cssc/ca.pem", "ca.pem")
+        ))
+        .unwrap_err();
+        assert!(err.contains("`ca.pem` is not an absolute path"), "{err}");
     }
 
     #[test]

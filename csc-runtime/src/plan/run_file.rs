@@ -44,6 +44,21 @@ struct RunStorage {
     driver: Option<Spanned<String>>,
     endpoint: Spanned<String>,
     data: Option<Spanned<String>>,
+    /// TLS for its monitor and for the NBD connections between daemons.
+    tls: Option<Spanned<RunTls>>,
+    /// Reached over TCP beyond this host without TLS, knowingly.
+    insecure: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunTls {
+    ca: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    hostname: Option<Spanned<String>>,
+    daemon_dir: Spanned<String>,
+    identity: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +227,50 @@ impl Plan {
             }
             if let (Some(data), false) = (&st.data, driver == DriverKind::Qemu) {
                 return Err(run.at(data, format!("storage {id}: a {driver} storage has no data address (its pools are reached through the endpoint)")));
+            }
+            if let Some(spanned) = &st.tls {
+                if driver != DriverKind::Qemu {
+                    return Err(run.at(spanned, format!("storage {id}: [tls] is for qemu storages (a {driver} storage is reached through its endpoint)")));
+                }
+                let tls = spanned.get_ref();
+                let paths = [&tls.ca, &tls.cert, &tls.key, &Some(tls.daemon_dir.clone())];
+                for path in paths.into_iter().flatten() {
+                    if !path.get_ref().starts_with('/') {
+                        return Err(run.at(
+                            path,
+                            format!(
+                                "storage {id}: tls: `{}` is not an absolute path",
+                                path.get_ref()
+                            ),
+                        ));
+                    }
+                }
+                // cssc's side of the monitor: for a tcp: monitor, all three files.
+                let monitor = match (&tls.ca, &tls.cert, &tls.key, &storage.endpoint) {
+                    (Some(ca), Some(cert), Some(key), Address::Tcp { .. }) => Some(Credentials {
+                        ca: ca.get_ref().into(),
+                        cert: cert.get_ref().into(),
+                        key: key.get_ref().into(),
+                    }),
+                    (None, None, None, Address::Unix(_)) => None,
+                    (_, _, _, Address::Tcp { .. }) => return Err(run.at(spanned, format!("storage {id}: tls: its monitor {} is reached over TCP: give ca, cert and key (cssc's side of the TLS monitor)", storage.endpoint))),
+                    _ => return Err(run.at(spanned, format!("storage {id}: tls: its monitor {} is a local socket: ca, cert and key are for a tcp: monitor (leave them out)", storage.endpoint))),
+                };
+                if !tls.identity.get_ref().contains('=') {
+                    return Err(run.at(&tls.identity, format!("storage {id}: tls: identity `{}` is not a distinguished name: write the DN of its daemon's client-cert.pem as QEMU's tls-authz reads it, the subject's parts in their own order, e.g. \"O=Example,CN=site1.example\" for a subject /O=Example/CN=site1.example", tls.identity.get_ref())));
+                }
+                self.tls.insert(
+                    id.clone(),
+                    Tls {
+                        monitor,
+                        hostname: tls.hostname.as_ref().map(|h| h.get_ref().clone()),
+                        daemon_dir: tls.daemon_dir.get_ref().clone(),
+                        identity: tls.identity.get_ref().clone(),
+                    },
+                );
+            }
+            if st.insecure == Some(true) {
+                self.insecure.insert(id.clone());
             }
             self.storages.insert(id, storage);
         }

@@ -37,6 +37,24 @@ impl Plan {
                 continue;
             };
             let driver = storage.driver;
+            // Secure by default: what crosses a link is encrypted and authenticated
+            // unless the run-time file says otherwise for this storage.
+            let exposed = [Some(&storage.endpoint), storage.data.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|a| matches!(a, Address::Tcp { .. }) && !a.is_loopback());
+            if let (Some(address), false, false) = (
+                exposed,
+                self.tls.contains_key(id),
+                self.insecure.contains(id),
+            ) {
+                return Err(PlanFault {
+                    copyset: None,
+                    message: format!(
+                        "storage {id}: {address} is reached over the network without TLS: its monitor gives full control of the daemon and its NBD connections carry every mirrored write; give it a [storage.{id}.tls] table in the run-time file (docs/runtime.md, \"Links between sites\"), or `insecure = true` to accept plaintext on a network you trust"
+                    ),
+                });
+            }
             if !storage.endpoint.suits(driver) {
                 return Err(PlanFault {
                     copyset: None,

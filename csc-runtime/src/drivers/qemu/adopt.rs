@@ -112,7 +112,7 @@ impl Qemu {
             }
             for object in &objects {
                 if self.names.owns(&object.name) {
-                    self.groups.insert((site.clone(), object.name.clone()));
+                    self.objects.insert((site.clone(), object.name.clone()));
                 }
             }
             for n in &nodes {

@@ -8,7 +8,7 @@ use super::commands::{
     QueryBlockJobs, Throttle, ALL_NODES,
 };
 use super::names::Names;
-use super::qmp::{Notice, Qmp, QmpError};
+use super::qmp::{Notice, Qmp, QmpError, Refusal};
 use super::replies::JobStatus;
 use crate::plan::Plan;
 use serde_json::Value;
@@ -27,7 +27,7 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
     let mut sites: BTreeMap<String, Qmp> = BTreeMap::new();
     let mut cleaned = Cleaned::new();
     for id in plan.storages_of(crate::vocab::DriverKind::Qemu) {
-        match Qmp::connect(&plan.storages[id].endpoint, (), tx.clone()) {
+        match super::monitor(plan, id, (), tx.clone()) {
             Ok(qmp) => {
                 sites.insert(id.to_string(), qmp);
                 cleaned.insert(id.to_string(), Ok(Vec::new()));
@@ -42,15 +42,10 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
     }
     // The targets first (a job ending, or a node going, flushes its target), then
     // jobs everywhere (their nodes and the exports they write to are busy until they
-    // end), then nodes, exports, bitmaps and groups.
+    // end), then nodes, exports, bitmaps; objects last (an NBD server uses its TLS
+    // credentials and authz while it runs).
     let served = serve_targets_again(plan, &names, &sites);
-    let steps: [Step; 5] = [
-        end_jobs,
-        delete_nodes,
-        delete_exports,
-        remove_bitmaps,
-        delete_groups,
-    ];
+    let steps: [Step; 4] = [end_jobs, delete_nodes, delete_exports, remove_bitmaps];
     for step in steps {
         run_step(step, &sites, &names, &mut cleaned);
     }
@@ -62,6 +57,7 @@ pub fn cleanup(plan: &Plan) -> Cleaned {
             let _ = qmp.execute("nbd-server-stop", Value::Null);
         }
     }
+    run_step(delete_objects, &sites, &names, &mut cleaned);
     cleaned
 }
 
@@ -111,6 +107,11 @@ fn serve_targets_again(plan: &Plan, names: &Names, sites: &BTreeMap<String, Qmp>
             ) else {
                 continue;
             };
+            // Not a storage that speaks TLS: a server started here would be plaintext
+            // (its clients, which speak TLS, wait their reconnect delay instead).
+            if plan.tls.contains_key(&target.storage) {
+                continue;
+            }
             // Asked once per site: the server's size counts the plan's pairs.
             if asked.insert(target.storage.clone())
                 && there
@@ -232,12 +233,23 @@ fn remove_bitmaps(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
     Ok(removed)
 }
 
-fn delete_groups(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
+/// Throttle groups, TLS credentials and authz. Credentials an NBD server of the
+/// session's still uses (it serves another session's exports too) stay.
+fn delete_objects(qmp: &Qmp, names: &Names) -> Result<Vec<String>, QmpError> {
     let objects = qmp.ask(&QomList { path: "/objects" })?;
     let mut deleted = Vec::new();
     for id in named(objects.iter().map(|o| &o.name), names) {
-        qmp.run(&ObjectDel { id })?;
-        deleted.push(format!("throttle group {id}"));
+        match qmp.run(&ObjectDel { id }) {
+            Ok(_) => deleted.push(format!("object {id}")),
+            Err(QmpError::Refused {
+                kind: Refusal::InUse,
+                ..
+            }) => tracing::warn!(
+                kind = "storage",
+                "object {id} is in use (an NBD server that serves other exports): kept"
+            ),
+            Err(e) => return Err(e),
+        }
     }
     Ok(deleted)
 }

@@ -185,6 +185,10 @@ pub(super) enum BlockdevAdd<'a> {
         /// Seconds a request to a lost server waits for it before failing.
         #[serde(skip_serializing_if = "Option::is_none")]
         reconnect_delay: Option<u64>,
+        /// TLS to the server: the client credentials object, and the name the
+        /// server's certificate must carry.
+        #[serde(flatten)]
+        tls: Option<NbdTls<'a>>,
     },
     /// Swallows writes: a cut hold filter's child.
     NullCo {
@@ -194,6 +198,14 @@ pub(super) enum BlockdevAdd<'a> {
     Throttle(Throttle<'a>),
 }
 command!("blockdev-add" => BlockdevAdd);
+
+/// An NBD client's TLS (block-core.json's BlockdevOptionsNbd).
+#[derive(Serialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct NbdTls<'a> {
+    pub tls_creds: &'a str,
+    pub tls_hostname: &'a str,
+}
 
 /// A throttle filter in a group over `file`: a pair's hold.
 #[derive(Serialize, Clone)]
@@ -226,22 +238,67 @@ pub(super) struct Limits {
     pub bps_write: Option<u64>,
 }
 
+/// An object the driver adds to a daemon (QAPI's ObjectOptions, flat).
 #[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub(super) struct ObjectAdd<'a> {
-    pub qom_type: &'static str,
-    pub id: &'a str,
-    pub limits: Limits,
+#[serde(tag = "qom-type", rename_all_fields = "kebab-case")]
+pub(super) enum ObjectAdd<'a> {
+    #[serde(rename = "throttle-group")]
+    ThrottleGroup { id: &'a str, limits: Limits },
+    /// x509 credentials read from `dir` on the daemon's host (crypto.json).
+    #[serde(rename = "tls-creds-x509")]
+    TlsCreds {
+        id: &'a str,
+        dir: &'a str,
+        endpoint: TlsEndpoint,
+        verify_peer: bool,
+    },
+    /// Who may connect (authz.json): the DNs of `rules`, nobody else.
+    #[serde(rename = "authz-list")]
+    AuthzList {
+        id: &'a str,
+        policy: &'static str,
+        rules: Vec<AuthzRule<'a>>,
+    },
 }
 command!("object-add" => ObjectAdd);
+
+#[derive(Serialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum TlsEndpoint {
+    Client,
+    Server,
+}
+
+#[derive(Serialize)]
+pub(super) struct AuthzRule<'a> {
+    #[serde(rename = "match")]
+    pub matches: &'a str,
+    pub policy: &'static str,
+    pub format: &'static str,
+}
 
 impl<'a> ObjectAdd<'a> {
     /// A throttle group without limits.
     pub(super) fn throttle_group(id: &'a str) -> ObjectAdd<'a> {
-        ObjectAdd {
-            qom_type: "throttle-group",
+        ObjectAdd::ThrottleGroup {
             id,
             limits: Limits::default(),
+        }
+    }
+
+    /// Allows exactly the DNs `allowed`, denies everyone else.
+    pub(super) fn allow_only(id: &'a str, allowed: &'a [String]) -> ObjectAdd<'a> {
+        ObjectAdd::AuthzList {
+            id,
+            policy: "deny",
+            rules: allowed
+                .iter()
+                .map(|dn| AuthzRule {
+                    matches: dn,
+                    policy: "allow",
+                    format: "exact",
+                })
+                .collect(),
         }
     }
 }
@@ -395,8 +452,18 @@ pub(super) struct NbdServerStart<'a> {
     /// pairs to one site asks for what it needs. Its 101st client would otherwise
     /// hang in connect, and the monitor of its source with it.
     pub max_connections: u32,
+    /// TLS: the server credentials object, and who may connect.
+    #[serde(flatten)]
+    pub tls: Option<NbdServerTls<'a>>,
 }
 command!("nbd-server-start" => NbdServerStart);
+
+#[derive(Serialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct NbdServerTls<'a> {
+    pub tls_creds: &'a str,
+    pub tls_authz: &'a str,
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -523,6 +590,7 @@ mod tests {
                     export: "e",
                     read_only: None,
                     reconnect_delay: Some(5),
+                    tls: None,
                 }
                 .wire(),
                 json!({ "driver": "nbd", "node-name": "n",
@@ -558,6 +626,52 @@ mod tests {
                 json!({ "options": [{ "driver": "throttle", "node-name": "h", "throttle-group": "g", "file": "s" }] }),
             ),
             (
+                BlockdevAdd::Nbd {
+                    node_name: "n",
+                    server: SocketAddress::of(&tcp),
+                    export: "e",
+                    read_only: None,
+                    reconnect_delay: None,
+                    tls: Some(NbdTls {
+                        tls_creds: "c",
+                        tls_hostname: "b.example",
+                    }),
+                }
+                .wire(),
+                json!({ "driver": "nbd", "node-name": "n",
+                        "server": { "type": "inet", "host": "::1", "port": "10809" },
+                        "export": "e", "tls-creds": "c", "tls-hostname": "b.example" }),
+            ),
+            (
+                NbdServerStart {
+                    addr: SocketAddress::of(&tcp).into(),
+                    max_connections: 100,
+                    tls: Some(NbdServerTls {
+                        tls_creds: "s",
+                        tls_authz: "z",
+                    }),
+                }
+                .wire(),
+                json!({ "addr": { "type": "inet", "data": { "host": "::1", "port": "10809" } },
+                        "max-connections": 100, "tls-creds": "s", "tls-authz": "z" }),
+            ),
+            (
+                ObjectAdd::TlsCreds {
+                    id: "c",
+                    dir: "/etc/pki/qemu",
+                    endpoint: TlsEndpoint::Server,
+                    verify_peer: true,
+                }
+                .wire(),
+                json!({ "qom-type": "tls-creds-x509", "id": "c", "dir": "/etc/pki/qemu",
+                        "endpoint": "server", "verify-peer": true }),
+            ),
+            (
+                ObjectAdd::allow_only("z", &["CN=a,O=x".to_string()]).wire(),
+                json!({ "qom-type": "authz-list", "id": "z", "policy": "deny",
+                        "rules": [{ "match": "CN=a,O=x", "policy": "allow", "format": "exact" }] }),
+            ),
+            (
                 ObjectAdd::throttle_group("g").wire(),
                 json!({ "qom-type": "throttle-group", "id": "g", "limits": {} }),
             ),
@@ -583,6 +697,7 @@ mod tests {
                 NbdServerStart {
                     addr: SocketAddress::of(&Address::Unix("/run/x.sock".into())).into(),
                     max_connections: 100,
+                    tls: None,
                 }
                 .wire(),
                 json!({ "addr": { "type": "unix", "data": { "path": "/run/x.sock" } }, "max-connections": 100 }),

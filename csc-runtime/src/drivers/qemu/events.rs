@@ -39,8 +39,7 @@ impl Qemu {
                 self.sites.remove(site);
                 if !hung {
                     // A monitor connection can drop while its daemon lives: reconnect.
-                    let endpoint = self.plan.storages[site].endpoint.clone();
-                    if let Ok(qmp) = watched(&endpoint, site, self.timing, &self.notices) {
+                    if let Ok(qmp) = watched(&self.plan, site, &self.notices) {
                         self.sites.insert(site.to_string(), qmp);
                         return Vec::new();
                     }

@@ -19,6 +19,7 @@ use super::commands::{
 use super::names::production;
 use super::qmp::Qmp;
 use super::replies::JobStatus;
+use super::resources::ClientTls;
 use super::resync::{file_child, Record, WhyFull, GRANULARITY};
 use super::{key, refused, report, Condition, Qemu};
 use crate::drivers::{DriverError, PairEvent, PairReport};
@@ -167,6 +168,7 @@ impl Qemu {
             .data
             .clone()
             .ok_or_else(|| WhyFull::NoData(pair.source.storage.clone()))?;
+        let tls = self.client_tls(&pair.target, &pair.source.storage)?;
         let qmp = self.qmp(&site)?;
         fn run<C: Command>(qmp: &Qmp, command: &C) -> Result<Value, WhyFull> {
             qmp.run(command).map_err(|e| WhyFull::Refused {
@@ -182,6 +184,7 @@ impl Qemu {
                 export: &production,
                 read_only: Some(true),
                 reconnect_delay: None,
+                tls: tls.as_ref().map(ClientTls::options),
             },
         )?;
         let copied = (|| {

@@ -11,7 +11,6 @@ use super::commands::{
     Throttle,
 };
 use super::names::Names;
-use super::qmp::{QmpError, Refusal};
 use super::{refused, report, Condition, Intent, Kind, Qemu};
 use crate::address::Address;
 use crate::drivers::{DriverError, PairEvent, PairReport};
@@ -66,29 +65,6 @@ impl Qemu {
         groups
     }
 
-    /// Adds a throttle group to a daemon once.
-    fn ensure_group(&mut self, site: &str, id: &str) -> Result<(), DriverError> {
-        let key = (site.to_string(), id.to_string());
-        if !self.groups.contains(&key) {
-            match self.qmp(site)?.run(&ObjectAdd::throttle_group(id)) {
-                Ok(_) => {}
-                // Ours already: a daemon that hung and came back keeps its groups.
-                Err(QmpError::Refused {
-                    kind: Refusal::Taken,
-                    ..
-                }) => {}
-                Err(e) => {
-                    return Err(DriverError::at(
-                        site,
-                        format!("cannot add throttle group {id}: {e}"),
-                    ))
-                }
-            }
-            self.groups.insert(key);
-        }
-        Ok(())
-    }
-
     /// The virtual size of a volume, as its daemon listed it for this group.
     fn size(&mut self, volume: &Volume) -> Result<u64, DriverError> {
         self.listing(&volume.storage)?
@@ -106,7 +82,7 @@ impl Qemu {
         let site = pair.source.storage.clone();
         let size = self.size(&pair.source)?;
         let group = self.hold_group(pair);
-        self.ensure_group(&site, &group)?;
+        self.ensure_object(&site, &ObjectAdd::throttle_group(&group))?;
         let qmp = self.qmp(&site)?;
         qmp.run(&BlockdevAdd::NullCo {
             node_name: &self.names.sink(pair),
@@ -148,7 +124,11 @@ impl Qemu {
                 })
                 .collect();
             let free: BTreeSet<&String> = names.iter().map(|[_, group, _]| group).collect();
-            let ready = !release || free.iter().all(|g| self.ensure_group(&site, g).is_ok());
+            let ready = !release
+                || free.iter().all(|g| {
+                    self.ensure_object(&site, &ObjectAdd::throttle_group(g))
+                        .is_ok()
+                });
             fn option([filter, group, sink]: &[String; 3]) -> BlockdevAdd<'_> {
                 BlockdevAdd::Throttle(Throttle {
                     node_name: filter,
@@ -362,7 +342,7 @@ impl Qemu {
                 let commands: Vec<ObjectDel> = groups.iter().map(|g| ObjectDel { id: g }).collect();
                 for (group, result) in groups.iter().zip(qmp.run_all(&commands)) {
                     if result.is_ok() {
-                        self.groups.remove(&(site.clone(), group.clone()));
+                        self.objects.remove(&(site.clone(), group.clone()));
                     }
                 }
             }

@@ -31,7 +31,6 @@ mod shutdown;
 mod verify;
 
 use super::{key, report, Driver, DriverError, PairEvent, PairReport, Progress, RefusalKind};
-use crate::address::Address;
 use crate::plan::{Pair, Plan, Timing, Volume};
 use crate::vocab::{BaseCopy, ContinuousMode};
 use names::Names;
@@ -111,8 +110,8 @@ pub struct Qemu {
     left_behind: BTreeMap<(String, String), usize>,
     /// Incremental bitmaps this driver added: (site, node, name).
     bitmaps: BTreeSet<(String, String, String)>,
-    /// Throttle groups this driver added: (site, id).
-    groups: BTreeSet<(String, String)>,
+    /// Objects this driver added (throttle groups, TLS credentials, authz): (site, id).
+    objects: BTreeSet<(String, String)>,
     /// Sites whose daemon stopped answering.
     hung: BTreeSet<String>,
     /// When each frozen sequence's writers were held.
@@ -164,7 +163,7 @@ impl Qemu {
         let mut sites = BTreeMap::new();
         for id in plan.storages_of(crate::vocab::DriverKind::Qemu) {
             let storage = &plan.storages[id];
-            match watched(&storage.endpoint, id, plan.timing, &notices) {
+            match watched(plan, id, &notices) {
                 Ok(qmp) => {
                     sites.insert(id.to_string(), qmp);
                 }
@@ -172,11 +171,15 @@ impl Qemu {
                     let _ = notices.send((id.to_string(), Notice::Disconnected));
                 }
                 Err(e) => {
+                    let kind = match e {
+                        QmpError::Tls(_) | QmpError::Credentials(_) => RefusalKind::Certificate,
+                        _ => RefusalKind::Unreachable,
+                    };
                     return Err(DriverError::at(
                         id,
                         format!("cannot reach its QMP endpoint {}: {e}", storage.endpoint),
                     )
-                    .of_kind(RefusalKind::Unreachable))
+                    .of_kind(kind));
                 }
             }
         }
@@ -190,7 +193,7 @@ impl Qemu {
             verifying: BTreeSet::new(),
             nbd_servers: BTreeSet::new(),
             bitmaps: BTreeSet::new(),
-            groups: BTreeSet::new(),
+            objects: BTreeSet::new(),
             hung: BTreeSet::new(),
             held: BTreeMap::new(),
             copied: BTreeMap::new(),
@@ -240,8 +243,7 @@ impl Qemu {
             .filter(|site| !self.sites.contains_key(site))
             .collect();
         for site in sites {
-            let endpoint = self.plan.storages[&site].endpoint.clone();
-            let Ok(qmp) = watched(&endpoint, &site, self.timing, &self.notices) else {
+            let Ok(qmp) = watched(&self.plan, &site, &self.notices) else {
                 continue;
             };
             self.sites.insert(site.clone(), qmp);
@@ -252,22 +254,32 @@ impl Qemu {
             self.nbd_servers.remove(&site);
             self.served.remove(&site);
             self.exports.retain(|(s, _)| *s != site);
-            self.groups.retain(|(s, _)| *s != site);
+            self.objects.retain(|(s, _)| *s != site);
         }
     }
 }
 
-/// A QMP connection to a storage, with its heartbeat.
-fn watched(
-    endpoint: &Address,
+/// A QMP connection to a storage (over TLS when the plan has its credentials).
+pub(super) fn monitor<T: Clone + Send + 'static>(
+    plan: &Plan,
     site: &str,
-    timing: Timing,
-    notices: &Sender<(String, Notice)>,
+    tag: T,
+    notices: Sender<(T, Notice)>,
 ) -> Result<Qmp, QmpError> {
-    let qmp = Qmp::connect(endpoint, site.to_string(), notices.clone())?;
+    Qmp::connect(
+        &plan.storages[site].endpoint,
+        plan.tls.get(site),
+        tag,
+        notices,
+    )
+}
+
+/// A QMP connection to a storage, with its heartbeat.
+fn watched(plan: &Plan, site: &str, notices: &Sender<(String, Notice)>) -> Result<Qmp, QmpError> {
+    let qmp = monitor(plan, site, site.to_string(), notices.clone())?;
     let watch = qmp::Watch {
-        every: timing.heartbeat,
-        deadline: timing.hung_after,
+        every: plan.timing.heartbeat,
+        deadline: plan.timing.hung_after,
     };
     qmp.watch(watch, site.to_string(), notices.clone());
     Ok(qmp)

@@ -148,6 +148,16 @@ impl Names {
         self.export(&production(volume))
     }
 
+    /// The TLS credentials objects of a daemon: as an NBD client of other sites
+    /// (`Client`), as their NBD server (`Server`), and who may reach its exports.
+    pub(crate) fn tls(&self, endpoint: &str) -> String {
+        format!("{}-tls-{endpoint}", self.prefix)
+    }
+
+    pub(crate) fn authz(&self) -> String {
+        format!("{}-authz", self.prefix)
+    }
+
     /// The free group a hold filter (by its node name) moves to at release.
     pub(crate) fn free_group_of_hold(&self, hold: &str) -> Option<String> {
         let tail = hold.strip_prefix(&self.prefix)?.strip_prefix("-hold-s")?;

@@ -7,6 +7,7 @@
 
 use super::replies::JobEvent;
 use crate::address::Address;
+use crate::tls::{Tls, TlsError, TlsStream};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -39,6 +40,12 @@ pub enum QmpError {
     },
     #[error("no reply in time")]
     Timeout,
+    /// The storage's TLS credentials cannot be used.
+    #[error(transparent)]
+    Credentials(#[from] TlsError),
+    /// The TLS handshake failed: a certificate was refused by either side.
+    #[error("TLS handshake: {0} (check the storage's [tls] files, its daemon's tls-creds and tls-authz)")]
+    Tls(#[source] std::io::Error),
 }
 
 /// What a refusal is about. QEMU's class is GenericError for nearly everything, so its
@@ -135,6 +142,18 @@ macro_rules! stream {
 
 stream!(UnixStream, TcpStream);
 
+impl Stream for TlsStream {
+    fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+    fn set_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+    fn close(&self) {
+        let _ = self.tcp().shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// A daemon's QMP monitor serves one client at a time: closing both directions ends
 /// the reader thread and frees the monitor for the next client.
 impl Drop for Qmp {
@@ -146,10 +165,12 @@ impl Drop for Qmp {
 }
 
 impl Qmp {
-    /// Connects, reads the greeting, negotiates capabilities, and starts the reader,
-    /// which sends every event of this daemon to `notices` tagged with `tag`.
+    /// Connects (to a `tcp:` monitor over TLS when `tls` has cssc's credentials), reads the
+    /// greeting, negotiates capabilities, and starts the reader, which sends every
+    /// event of this daemon to `notices` tagged with `tag`.
     pub fn connect<T: Clone + Send + 'static>(
         endpoint: &Address,
+        tls: Option<&Tls>,
         tag: T,
         notices: Sender<(T, Notice)>,
     ) -> Result<Qmp, QmpError> {
@@ -166,7 +187,27 @@ impl Qmp {
                     .next()
                     .ok_or_else(|| QmpError::Protocol(format!("{host} has no address")))?;
                 // A partitioned host must not hold the session in connect for minutes.
-                Box::new(TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?)
+                let tcp = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?;
+                match tls.and_then(|t| Some((t.monitor.as_ref()?, t.hostname.as_deref()))) {
+                    None => Box::new(tcp),
+                    Some((credentials, hostname)) => {
+                        let (config, server) = credentials.client(hostname.unwrap_or(host))?;
+                        tcp.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+                        tcp.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+                        // No answer in time is a daemon that does not answer, not a
+                        // certificate refused.
+                        let stream =
+                            TlsStream::handshake(tcp, config, server).map_err(|e| {
+                                match e.kind() {
+                                    std::io::ErrorKind::WouldBlock
+                                    | std::io::ErrorKind::TimedOut => QmpError::Io(e),
+                                    _ => QmpError::Tls(e),
+                                }
+                            })?;
+                        stream.tcp().set_write_timeout(None)?;
+                        Box::new(stream)
+                    }
+                }
             }
         };
         // A daemon that accepts but does not greet (stopped) is not waited for long.
@@ -174,7 +215,20 @@ impl Qmp {
         let mut reader = BufReader::new(stream.try_clone_box()?);
         let mut writer = stream;
         let mut line = String::new();
-        read_past_events(&mut reader, &mut line)?;
+        let greeted = read_past_events(&mut reader, &mut line);
+        // Over TLS 1.3 the client's side of the handshake ends before the daemon has
+        // checked cssc's certificate: a refusal is the connection closing instead of
+        // the greeting.
+        let over_tls =
+            matches!(endpoint, Address::Tcp { .. }) && tls.is_some_and(|t| t.monitor.is_some());
+        if over_tls && (greeted.is_err() || line.is_empty()) {
+            let why = greeted.err().map_or(String::new(), |e| format!(" ({e})"));
+            return Err(QmpError::Tls(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("the daemon closed the connection instead of greeting{why}: it refused cssc's certificate (not of its CA, or a DN its monitor's tls-authz does not allow)"),
+            )));
+        }
+        greeted?;
         if !line.contains("\"QMP\"") {
             return Err(QmpError::Protocol(format!(
                 "not a QMP greeting: {}",

@@ -4,13 +4,14 @@
 
 use super::commands::{
     BlockExportAdd, BlockExportDel, BlockdevAdd, BlockdevDel, Command, NbdServerStart,
-    SocketAddress,
+    NbdServerTls, NbdTls, ObjectAdd, SocketAddress, TlsEndpoint,
 };
 use super::qmp::{QmpError, Refusal};
 use super::{refused, Qemu};
 use crate::address::Address;
 use crate::drivers::DriverError;
 use crate::plan::{Pair, Plan, Volume};
+use crate::tls::Tls;
 use std::time::{Duration, Instant};
 
 /// The most a stop spends removing nodes that write to storages that do not answer.
@@ -28,7 +29,35 @@ impl<'a> NbdServerStart<'a> {
         NbdServerStart {
             addr: SocketAddress::of(data).into(),
             max_connections: u32::try_from(2 * targets).unwrap_or(u32::MAX).max(100),
+            tls: None,
         }
+    }
+}
+
+/// How an NBD client node reaches a server over TLS.
+pub(super) struct ClientTls {
+    /// The client credentials object in the client's daemon.
+    creds: String,
+    /// The name the server's certificate must carry.
+    hostname: String,
+}
+
+impl ClientTls {
+    pub(super) fn options(&self) -> NbdTls<'_> {
+        NbdTls {
+            tls_creds: &self.creds,
+            tls_hostname: &self.hostname,
+        }
+    }
+}
+
+/// The name a storage's certificate carries for its NBD server: its `[tls]
+/// hostname`, else its DATA address's host.
+fn data_hostname<'p>(plan: &'p Plan, site: &str, tls: &'p Tls) -> &'p str {
+    match (&tls.hostname, &plan.storages[site].data) {
+        (Some(name), _) => name,
+        (None, Some(Address::Tcp { host, .. })) => crate::address::bare_host(host),
+        (None, _) => "",
     }
 }
 
@@ -51,6 +80,7 @@ impl Qemu {
     /// (served first if it is not).
     pub(super) fn nbd_client(&mut self, pair: &Pair, node: &str) -> Result<(), DriverError> {
         let (export, data) = self.serve_target(pair)?;
+        let tls = self.client_tls(&pair.source, &pair.target.storage)?;
         let client = BlockdevAdd::Nbd {
             node_name: node,
             server: SocketAddress::of(&data),
@@ -59,11 +89,99 @@ impl Qemu {
             // A write to a dead target is held this long (not acknowledged without its
             // target) while the rest of the group is held: the failure's own hold.
             reconnect_delay: Some(self.timing.failed_target_hold_secs),
+            tls: tls.as_ref().map(ClientTls::options),
         };
         self.qmp(&pair.source.storage)?
             .run(&client)
             .map_err(|e| refused(&pair.source.storage, &pair.target, e))?;
         Ok(())
+    }
+
+    /// Adds an object to a daemon once (one already there is ours: a daemon that hung
+    /// and came back keeps what the session added).
+    pub(super) fn ensure_object(
+        &mut self,
+        site: &str,
+        object: &ObjectAdd,
+    ) -> Result<(), DriverError> {
+        let id = match object {
+            ObjectAdd::ThrottleGroup { id, .. }
+            | ObjectAdd::TlsCreds { id, .. }
+            | ObjectAdd::AuthzList { id, .. } => id.to_string(),
+        };
+        let key = (site.to_string(), id);
+        if self.objects.contains(&key) {
+            return Ok(());
+        }
+        match self.qmp(site)?.run(object) {
+            Ok(_)
+            | Err(QmpError::Refused {
+                kind: Refusal::Taken,
+                ..
+            }) => {
+                self.objects.insert(key);
+                Ok(())
+            }
+            Err(e) => Err(DriverError::at(
+                site,
+                format!("cannot add object {}: {e}", key.1),
+            )),
+        }
+    }
+
+    /// The TLS of an NBD client in `source`'s daemon to `target`'s server, when the
+    /// target speaks TLS: the client credentials object (added to the source's
+    /// daemon, from its `daemon_dir`) and the name the target's certificate carries.
+    pub(super) fn client_tls(
+        &mut self,
+        source: &Volume,
+        target: &str,
+    ) -> Result<Option<ClientTls>, DriverError> {
+        let Some(target_tls) = self.plan.tls.get(target) else {
+            return Ok(None);
+        };
+        let hostname = data_hostname(&self.plan, target, target_tls).to_string();
+        let Some(own) = self.plan.tls.get(&source.storage) else {
+            return Err(DriverError::on(
+                &source.storage,
+                &source.name,
+                format!("reaches {target}'s exports, which speak TLS, but has no [storage.{}.tls]: its daemon needs a client certificate", source.storage),
+            ));
+        };
+        let (creds, dir) = (self.names.tls("client"), own.daemon_dir.clone());
+        self.ensure_object(
+            &source.storage,
+            &ObjectAdd::TlsCreds {
+                id: &creds,
+                dir: &dir,
+                endpoint: TlsEndpoint::Client,
+                verify_peer: true,
+            },
+        )?;
+        Ok(Some(ClientTls { creds, hostname }))
+    }
+
+    /// The TLS of `site`'s NBD server, if it has credentials: server credentials from
+    /// its `daemon_dir` (clients must present a certificate of its CA), and an authz
+    /// that lets in only the session's daemons' DNs.
+    fn server_tls(&mut self, site: &str) -> Result<Option<(String, String)>, DriverError> {
+        let Some(tls) = self.plan.tls.get(site) else {
+            return Ok(None);
+        };
+        let dir = tls.daemon_dir.clone();
+        let allowed: Vec<String> = self.plan.tls.values().map(|t| t.identity.clone()).collect();
+        let (creds, authz) = (self.names.tls("server"), self.names.authz());
+        self.ensure_object(
+            site,
+            &ObjectAdd::TlsCreds {
+                id: &creds,
+                dir: &dir,
+                endpoint: TlsEndpoint::Server,
+                verify_peer: true,
+            },
+        )?;
+        self.ensure_object(site, &ObjectAdd::allow_only(&authz, &allowed))?;
+        Ok(Some((creds, authz)))
     }
 
     /// Starts the NBD server of a storage at its DATA address unless one runs there;
@@ -81,10 +199,13 @@ impl Qemu {
             )
         })?;
         if !self.nbd_servers.contains(site) && !self.served.contains(site) {
-            match self
-                .qmp(site)?
-                .run(&NbdServerStart::of_session(&self.plan, site, &data))
-            {
+            let tls = self.server_tls(site)?;
+            let mut start = NbdServerStart::of_session(&self.plan, site, &data);
+            start.tls = tls.as_ref().map(|(creds, authz)| NbdServerTls {
+                tls_creds: creds,
+                tls_authz: authz,
+            });
+            match self.qmp(site)?.run(&start) {
                 Ok(_) => {
                     self.nbd_servers.insert(site.to_string());
                 }

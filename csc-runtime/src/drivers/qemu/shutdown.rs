@@ -88,19 +88,20 @@ impl Qemu {
                 });
             }
         }
-        for (site, id) in std::mem::take(&mut self.groups) {
-            if let Some(qmp) = self.sites.get(&site) {
-                let _ = qmp.run(&commands::ObjectDel { id: &id });
-            }
-        }
         // An NBD server this driver started stops only when no export is left on it:
-        // another session (or the administrator) may export through it now.
+        // another session (or the administrator) may export through it now. Before
+        // the objects go: its TLS credentials and authz are in use while it runs.
         for site in std::mem::take(&mut self.nbd_servers) {
             if let Some(qmp) = self.sites.get(&site) {
                 let idle = (qmp.ask(&commands::QueryBlockExports)).is_ok_and(|e| e.is_empty());
                 if idle {
                     let _ = qmp.execute("nbd-server-stop", Value::Null);
                 }
+            }
+        }
+        for (site, id) in std::mem::take(&mut self.objects) {
+            if let Some(qmp) = self.sites.get(&site) {
+                let _ = qmp.run(&commands::ObjectDel { id: &id });
             }
         }
         for ((source, target), pairs) in std::mem::take(&mut self.left_behind) {

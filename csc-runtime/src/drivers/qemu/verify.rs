@@ -36,6 +36,14 @@ impl Qemu {
     }
 
     fn verify_side(&mut self, volume: &Volume, writable: bool) -> Result<Side, DriverError> {
+        // cssc's own NBD reader (nbd.rs) speaks no TLS yet.
+        if self.plan.tls.contains_key(&volume.storage) {
+            return Err(DriverError::on(
+                &volume.storage,
+                &volume.name,
+                "speaks TLS, and verify's reader does not yet: verify is not available on storages with [tls] (docs/runtime.md, \"Links between sites\")",
+            ));
+        }
         let address = self.ensure_nbd_server(&volume.storage, volume)?;
         let export = self.names.verify_export(&volume.name);
         self.qmp(&volume.storage)?
