@@ -44,6 +44,18 @@ pub enum JournalError {
         #[source]
         source: serde_json::Error,
     },
+    /// The journal's remote store (etcd) did not take the record.
+    #[error("the journal in etcd: {0}")]
+    Remote(String),
+    /// The record was refused because this manager no longer leads (HA).
+    #[error("this manager no longer leads: the journal refused its record")]
+    Deposed,
+}
+
+/// Where a run's records go: the state directory's file ([`Journal`]), or etcd for
+/// managers in HA (`crate::ha`). Appended to, never rewritten.
+pub trait Store: Send {
+    fn append(&mut self, record: &Record) -> Result<(), JournalError>;
 }
 
 /// The journal of a run: appended to, never rewritten.
@@ -136,6 +148,25 @@ pub fn held(path: &Path) -> bool {
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
 }
 
+/// Makes the journal in `dir` hold exactly `records` (with --ha the state directory's
+/// file is this host's copy of the journal in etcd, for `status`): written whole to a
+/// new file, synced, then renamed over the old one. Refused while a run holds it.
+pub fn replace(dir: &Path, records: &[Record]) -> Result<(), JournalError> {
+    let path = path_in(dir);
+    if held(&path) {
+        return Err(JournalError::Busy(path));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| JournalError::Io(dir.to_path_buf(), e))?;
+    let fresh = dir.join("journal.new");
+    let io = |e| JournalError::Io(fresh.clone(), e);
+    let mut file = File::create(&fresh).map_err(io)?;
+    for record in records {
+        file.write_all(&encode(record)).map_err(io)?;
+    }
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&fresh, &path).map_err(|e| JournalError::Io(path.clone(), e))
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `dir` for a run: takes the directory for this
     /// run alone, reads what earlier runs wrote, and cuts off a torn tail.
@@ -170,9 +201,11 @@ impl Journal {
         }
         Ok((Journal { file, path }, records, torn))
     }
+}
 
+impl Store for Journal {
     /// Appends a record and waits until it is on disk.
-    pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
+    fn append(&mut self, record: &Record) -> Result<(), JournalError> {
         let io = |e| JournalError::Io(self.path.clone(), e);
         self.file.write_all(&encode(record)).map_err(io)?;
         self.file.sync_data().map_err(io)

@@ -22,6 +22,8 @@ pub mod drivers;
 pub mod executor;
 pub mod fingerprint;
 #[cfg(feature = "engine")]
+pub mod ha;
+#[cfg(feature = "engine")]
 pub mod journal;
 #[cfg(feature = "demo")]
 pub mod lab;

@@ -2,6 +2,7 @@
 //! qemu-storage-daemons with a plan over them, drivers, sessions, a webhook receiver.
 #![allow(dead_code)] // each user takes what it needs
 
+pub mod etcd;
 pub mod host;
 pub mod pools;
 pub mod scale;

@@ -52,6 +52,14 @@ enum Cmd {
         /// loopback address such as 127.0.0.1:9464 to keep them on this host).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// Run as one of several managers of this session (etcd=http://HOST:PORT,...):
+        /// the one holding the leader key runs it, the others wait, and take over when
+        /// it goes (docs/deployment.md, "Two managers").
+        #[arg(long, value_name = "etcd=URLS")]
+        ha: Option<String>,
+        /// The leader's lease with --ha, seconds.
+        #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+        ha_ttl: u64,
     },
     /// What the session's journal says: whether a run holds it, each sequence's state,
     /// the last events, commands and actions that did not finish.
@@ -254,10 +262,20 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
             progress_every,
             state_dir,
             metrics,
+            ha,
+            ha_ttl,
         } => {
             let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
+            let ha = match ha.map(|h| crate::ha::Ha::parse(&h, S::SESSION.name, ha_ttl)) {
+                None => None,
+                Some(Ok(ha)) => Some(ha),
+                Some(Err(e)) => {
+                    eprintln!("{}: --ha: {e}", S::SESSION.name);
+                    return ExitCode::from(2);
+                }
+            };
             let bars = log(&logging);
-            return run::<S>(config, bars, progress_every, &dir, metrics.as_deref());
+            return run::<S>(config, bars, progress_every, &dir, metrics.as_deref(), ha);
         }
         Cmd::Status { state_dir, json } => {
             let dir = state_dir.unwrap_or_else(default_state_dir::<S>);

@@ -22,6 +22,7 @@ pub(super) fn run<S: Solution>(
     progress_every: u64,
     state_dir: &Path,
     metrics: Option<&str>,
+    ha: Option<crate::ha::Ha>,
 ) -> ExitCode {
     let _session = crate::log::session_span(S::SESSION.name).entered();
     abort_on_panic();
@@ -30,8 +31,11 @@ pub(super) fn run<S: Solution>(
             .map(|addr| serve_metrics(addr, &build::<S>()))
             .transpose()?;
         let plan = plan::<S>(config)?;
-        let journal = open_journal::<S>(state_dir)?;
         let stop = handle_signals()?;
+        let journal = match &ha {
+            None => open_journal::<S>(state_dir)?,
+            Some(ha) => lead::<S>(ha, state_dir, &stop)?,
+        };
         let control = listen_for_operators(state_dir)?;
         let options = Options {
             control: Some(control),
@@ -63,14 +67,6 @@ fn build<S: Solution>() -> crate::metrics::Build {
 /// decides whether this run takes over a killed one: only a killed run of the same
 /// document (another document's machine would misread its journal).
 fn open_journal<S: Solution>(state_dir: &Path) -> Result<executor::Journaled, ExitCode> {
-    let not_started = |why: String| {
-        tracing::error!(
-            kind = "session",
-            state = "not-started",
-            "cannot start: {why}; nothing was changed"
-        );
-        ExitCode::from(3)
-    };
     let (journal, earlier, torn) =
         crate::journal::Journal::open(state_dir).map_err(|e| not_started(e.to_string()))?;
     if let Some(t) = torn {
@@ -81,16 +77,65 @@ fn open_journal<S: Solution>(state_dir: &Path) -> Result<executor::Journaled, Ex
             t.dropped
         );
     }
+    journaled::<S>(
+        Box::new(journal),
+        &earlier,
+        &state_dir.display().to_string(),
+    )
+}
+
+fn not_started(why: String) -> ExitCode {
+    tracing::error!(
+        kind = "session",
+        state = "not-started",
+        "cannot start: {why}; nothing was changed"
+    );
+    ExitCode::from(3)
+}
+
+/// With --ha: waits to lead (a SIGTERM meanwhile ends the wait: exit 0), keeps the
+/// lease, and journals to etcd (fenced) and to the state directory's file, this
+/// host's copy of etcd's for `status`; the earlier records are etcd's, every
+/// leader's.
+fn lead<S: Solution>(
+    ha: &crate::ha::Ha,
+    state_dir: &Path,
+    stop: &AtomicBool,
+) -> Result<executor::Journaled, ExitCode> {
+    let me = crate::ha::manager_id();
+    let leadership = match crate::ha::campaign(ha, &me, stop) {
+        Ok(Some(leadership)) => leadership,
+        Ok(None) => return Err(ExitCode::SUCCESS),
+        Err(e) => return Err(not_started(format!("--ha: {e}"))),
+    };
+    leadership.keep();
+    let (remote, earlier) = leadership
+        .journal()
+        .map_err(|e| not_started(format!("--ha: the journal: {e}")))?;
+    // This host's copy of the journal starts as etcd's, whoever wrote it.
+    crate::journal::replace(state_dir, &earlier).map_err(|e| not_started(e.to_string()))?;
+    let (local, _, _) =
+        crate::journal::Journal::open(state_dir).map_err(|e| not_started(e.to_string()))?;
+    let store = crate::ha::Both(remote, local);
+    journaled::<S>(Box::new(store), &earlier, &format!("etcd {}", ha.prefix))
+}
+
+/// Whether this run takes over a killed one, from the records earlier runs left in
+/// `journal` (said as `place`).
+fn journaled<S: Solution>(
+    journal: Box<dyn crate::journal::Store>,
+    earlier: &[crate::core::record::Record],
+    place: &str,
+) -> Result<executor::Journaled, ExitCode> {
     let runs = earlier
         .iter()
         .filter(|r| matches!(r, crate::core::record::Record::Run { .. }))
         .count();
-    let killed = crate::core::record::killed(&earlier);
-    let killed_by = crate::core::record::last_solution(&earlier).filter(|_| killed);
+    let killed = crate::core::record::killed(earlier);
+    let killed_by = crate::core::record::last_solution(earlier).filter(|_| killed);
     if let Some(other) = killed_by.filter(|h| *h != S::HASH) {
         return Err(not_started(format!(
-            "the killed run in {} was compiled from another document (solution {other}; this is {}): run that binary again to take over, or `{} cleanup` and start afresh",
-            state_dir.display(),
+            "the killed run in {place} was compiled from another document (solution {other}; this is {}): run that binary again to take over, or `{} cleanup` and start afresh",
             S::HASH,
             S::SESSION.name
         )));
@@ -101,13 +146,13 @@ fn open_journal<S: Solution>(state_dir: &Path) -> Result<executor::Journaled, Ex
             state = "taking-over",
             "the last run ended without stopping (killed?): this run takes over its copies"
         );
-        crate::core::record::going_on(&earlier).to_vec()
+        crate::core::record::going_on(earlier).to_vec()
     });
     Ok(executor::Journaled {
         journal,
         runs,
         take_over,
-        directions: executor::directions(&earlier),
+        directions: executor::directions(earlier),
     })
 }
 

@@ -24,7 +24,7 @@ use crate::control::Request;
 use crate::core::record::{Record, StorageCommand};
 use crate::core::{Cause, Core, Order};
 use crate::drivers::{Driver, DriverError, PairEvent, PairReport};
-use crate::journal::Journal;
+use crate::journal::Store;
 use crate::log::timestamp;
 use crate::machine::{Command, SequenceState, Solution};
 use crate::plan::{Pair, Plan, PlanFault};
@@ -74,7 +74,7 @@ pub struct Options {
 
 /// The journal of a run, and what earlier runs left in it.
 pub struct Journaled {
-    pub journal: Journal,
+    pub journal: Box<dyn Store>,
     /// How many runs the journal held before this one.
     pub runs: usize,
     /// The records of the last run, from its start, when it ended without stopping
@@ -101,7 +101,7 @@ struct Executor<S: Solution, D: Driver> {
     reports: VecDeque<PairReport>,
     status: Arc<Mutex<Status>>,
     /// Shared with the threads of actions, which record their end.
-    journal: Option<Arc<Mutex<Journal>>>,
+    journal: Option<Arc<Mutex<Box<dyn Store>>>>,
     /// This run's number in the journal, and its actions so far (their ids).
     run: usize,
     actions: usize,

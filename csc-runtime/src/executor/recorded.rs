@@ -6,7 +6,7 @@ use super::Executor;
 use crate::actions::{self, Occurrence};
 use crate::core::record::{Record, StorageCommand};
 use crate::drivers::{Driver, DriverError};
-use crate::journal::Journal;
+use crate::journal::{JournalError, Store};
 use crate::machine::Solution;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,9 +39,21 @@ impl std::fmt::Display for Action {
 
 /// Appends a record; a journal that cannot be written is logged loudly, and the
 /// session goes on (its copies matter more than its record of them).
-fn append(journal: &Option<Arc<Mutex<Journal>>>, record: Record) {
+fn append(journal: &Option<Arc<Mutex<Box<dyn Store>>>>, record: Record) {
     if let Some(journal) = journal {
-        if let Err(e) = journal.lock().expect("journal").append(&record) {
+        let appended = journal.lock().expect("journal").append(&record);
+        // With --ha: another manager leads, or no etcd member took the record. This
+        // one must not issue what it was recording, nor go on unrecorded.
+        if let Err(e @ (JournalError::Deposed | JournalError::Remote(_))) = &appended {
+            tracing::error!(
+                kind = "ha",
+                state = "deposed",
+                "{e}: ending (exit {})",
+                crate::ha::EXIT_DEPOSED
+            );
+            std::process::exit(crate::ha::EXIT_DEPOSED);
+        }
+        if let Err(e) = appended {
             tracing::error!(
                 kind = "journal",
                 ok = false,

@@ -1,0 +1,187 @@
+//! Two managers of one session on a three-member etcd cluster (issue 23): one leads
+//! and runs the session, the other waits; the leader SIGKILLed in duplex is replaced
+//! by the standby, which takes over its copies without recopying; a deposed leader
+//! cannot append to the journal. Needs qemu-utils and etcd-server.
+
+mod support;
+
+use csc_runtime::core::record::Record;
+use csc_runtime::ha::{self, Ha};
+use csc_runtime::journal::{JournalError, Store};
+use serde_json::Value;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+use support::etcd::Cluster;
+use support::host::{exits_within, mirrors_ready, Host};
+
+/// The ids of site A's jobs, and whether each is in step.
+fn jobs(host: &Host) -> Vec<(String, bool)> {
+    let mut jobs: Vec<(String, bool)> = support::qmp(&host.lab, "siteA")
+        .list("query-block-jobs", Value::Null)
+        .expect("jobs")
+        .iter()
+        .map(|j| {
+            (
+                j["device"].as_str().unwrap_or_default().to_string(),
+                j["ready"] == true,
+            )
+        })
+        .collect();
+    jobs.sort();
+    jobs
+}
+
+/// Waits until `log` contains `text`; fails with the log.
+fn await_log(log: &std::path::Path, text: &str, secs: u64) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        if said.contains(text) {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "no `{text}` in:\n{said}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_leader_is_replaced_by_the_standby_which_takes_over_without_recopying() {
+    let cluster = Cluster::start();
+    let host = Host::new();
+    let manager = |state: &str| {
+        let mut command = host.command("run", state);
+        command
+            .command
+            .args(["--ha", &cluster.ha(), "--ha-ttl", "3"]);
+        let log = command.log.clone();
+        (command.spawn().expect("run --ha"), log)
+    };
+    let (mut first, first_log) = manager("m1");
+    await_log(&first_log, "this manager leads", 20);
+    mirrors_ready(&host.lab, 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.status("m1").contains("1         Duplex") {
+        assert!(Instant::now() < deadline, "{}", host.status("m1"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut second, second_log) = manager("m2");
+    await_log(&second_log, &format!(":{} leads", first.id()), 20);
+    let before = jobs(&host);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let killed = Instant::now();
+    support::host::signal(&first, "-KILL");
+    let _ = first.wait();
+    let leads = await_log(&second_log, "this manager leads", 30);
+    await_log(&second_log, "taking over", 30);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.status("m2").contains("1         Duplex") {
+        assert!(Instant::now() < deadline, "{}", host.status("m2"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "leader SIGKILLed -> standby leads in {} ms",
+        (leads - killed).as_millis()
+    );
+    assert_eq!(
+        jobs(&host),
+        before,
+        "the same mirrors, in step: adopted, not recopied"
+    );
+    host.lab
+        .write("siteA", "db", 0x7e, &[0, 3 << 20, 9 << 20])
+        .expect("writes");
+    host.assert_copies_equal();
+
+    support::host::signal(&second, "-TERM");
+    assert_eq!(exits_within(&mut second, 60, "the new leader"), 0);
+    for site in ["siteA", "siteB"] {
+        assert_eq!(support::leftovers(&host.lab, site), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn a_deposed_leader_cannot_append_to_the_journal() {
+    let cluster = Cluster::start();
+    let ha = Ha::parse(&cluster.ha(), "fencing", 3).expect("ha");
+    let stop = AtomicBool::new(false);
+    let record = Record::Run {
+        pid: 1,
+        time: "t".into(),
+        solution: "s".into(),
+    };
+    let first = ha::campaign(&ha, "one", &stop)
+        .expect("etcd")
+        .expect("leads");
+    let (mut journal, earlier) = first.journal().expect("journal");
+    assert!(earlier.is_empty());
+    journal.append(&record).expect("the leader appends");
+    // Its lease ends (as when it cannot renew): another manager wins.
+    let etcd = ha::etcd::Etcd::new(cluster.urls.clone(), Duration::from_secs(1));
+    etcd.revoke(first.lease).expect("revoke");
+    let second = ha::campaign(&ha, "two", &stop)
+        .expect("etcd")
+        .expect("leads");
+    assert!(
+        matches!(journal.append(&record), Err(JournalError::Deposed)),
+        "the deposed leader appended"
+    );
+    let (mut journal, earlier) = second.journal().expect("journal");
+    assert_eq!(
+        earlier,
+        vec![record.clone()],
+        "what the first leader wrote, once"
+    );
+    journal.append(&record).expect("the new leader appends");
+    assert_eq!(second.journal().expect("journal").1.len(), 2);
+}
+
+#[test]
+fn a_leader_without_quorum_stops_the_copies_go_on_and_the_next_leader_adopts_them() {
+    let mut cluster = Cluster::start();
+    let host = Host::new();
+    let manager = |state: &str, ha: &str| {
+        let mut command = host.command("run", state);
+        command.command.args(["--ha", ha, "--ha-ttl", "3"]);
+        let log = command.log.clone();
+        (command.spawn().expect("run --ha"), log)
+    };
+    let (mut leader, log) = manager("m1", &cluster.ha());
+    await_log(&log, "this manager leads", 20);
+    mirrors_ready(&host.lab, 2);
+    let before = jobs(&host);
+
+    cluster.kill_member(1);
+    cluster.kill_member(2);
+    let lost = Instant::now();
+    assert_eq!(
+        exits_within(&mut leader, 30, "the leader without quorum"),
+        ha::EXIT_DEPOSED
+    );
+    eprintln!(
+        "quorum lost -> the leader ended in {} ms",
+        lost.elapsed().as_millis()
+    );
+    // The storage goes on copying: the same mirrors, every write on the targets.
+    assert_eq!(jobs(&host), before);
+    host.lab
+        .write("siteA", "db", 0x5c, &[1 << 20, 7 << 20])
+        .expect("writes");
+    host.assert_copies_equal();
+
+    // Quorum back; the manager restarted (as systemd does) leads and adopts them.
+    cluster.start_member(1);
+    cluster.start_member(2);
+    cluster.await_healthy();
+    let (mut next, log) = manager("m1", &cluster.ha());
+    await_log(&log, "this manager leads", 30);
+    await_log(&log, "taking over", 30);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.status("m1").contains("1         Duplex") {
+        assert!(Instant::now() < deadline, "{}", host.status("m1"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(jobs(&host), before, "adopted, not recopied");
+    support::host::signal(&next, "-TERM");
+    assert_eq!(exits_within(&mut next, 60, "the next leader"), 0);
+}
