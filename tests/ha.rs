@@ -68,6 +68,21 @@ fn a_killed_leader_is_replaced_by_the_standby_which_takes_over_without_recopying
     await_log(&second_log, &format!(":{} leads", first.id()), 20);
     let before = jobs(&host);
     assert_eq!(before.len(), 2, "{before:?}");
+    let mut status = host.command("status", "m1");
+    status.command.args(["--ha", &cluster.ha()]);
+    let said = String::from_utf8_lossy(&status.output().expect("status").stdout).into_owned();
+    let host_name = ha::manager_id()
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        said.contains(&format!(
+            "managers: {host_name}:{} leads (lease: ",
+            first.id()
+        )) && said.contains(&format!("standing by: {host_name}:{}", second.id())),
+        "{said}"
+    );
 
     let killed = Instant::now();
     support::host::signal(&first, "-KILL");

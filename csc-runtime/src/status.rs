@@ -35,6 +35,9 @@ pub(crate) struct Summary {
     pub torn_bytes: u64,
     /// What the running session says of its storage now (`None`: no run answered).
     pub live: Option<Vec<String>>,
+    /// With --ha: who leads the managers, for how long yet, who waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managers: Option<crate::ha::Office>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -156,12 +159,13 @@ pub(crate) fn summarize(
         unfinished_actions: actions,
         torn_bytes: torn.map_or(0, |t| t.dropped),
         live: None,
+        managers: None,
     }
 }
 
 /// `status`: exit 0, 2 when the state directory has no journal, 3 when it holds a
 /// record this runtime cannot read.
-pub(crate) fn print<S: Solution>(dir: &Path, json: bool) -> ExitCode {
+pub(crate) fn print<S: Solution>(dir: &Path, json: bool, ha: Option<&crate::ha::Ha>) -> ExitCode {
     let name = S::SESSION.name;
     let path = journal::path_in(dir);
     let (records, torn) = match journal::read(&path) {
@@ -185,6 +189,15 @@ pub(crate) fn print<S: Solution>(dir: &Path, json: bool) -> ExitCode {
             .ok()
             .filter(|a| a.outcome == crate::control::Outcome::Done)
             .map(|a| a.message.lines().map(str::to_string).collect());
+    }
+    if let Some(ha) = ha {
+        match crate::ha::office(ha) {
+            Ok(office) => summary.managers = Some(office),
+            Err(e) => {
+                eprintln!("{name}: --ha: {e}");
+                return ExitCode::from(3);
+            }
+        }
     }
     if json {
         println!(
@@ -217,6 +230,21 @@ fn table(name: &str, s: &Summary) -> String {
         "session {name}: {run}; {} run(s) in the journal",
         s.runs
     );
+    if let Some(office) = &s.managers {
+        let _ = writeln!(
+            out,
+            "managers: {} leads{}; standing by: {}",
+            office.leader.as_deref().unwrap_or("nobody"),
+            office
+                .lease_left
+                .map_or(String::new(), |t| format!(" (lease: {t} s left)")),
+            if office.standbys.is_empty() {
+                "none".to_string()
+            } else {
+                office.standbys.join(", ")
+            }
+        );
+    }
     let _ = writeln!(out, "\nSEQUENCE  STATE");
     for (sequence, state) in &s.states {
         let _ = writeln!(out, "{sequence:<9} {state}");

@@ -70,6 +70,10 @@ enum Cmd {
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also who leads the session's managers, for how long yet, and who waits
+        /// (etcd=http://HOST:PORT,..., as `run --ha`).
+        #[arg(long, value_name = "etcd=URLS")]
+        ha: Option<String>,
     },
     /// Suspend a continuous sequence of the running session (`run` with the same state
     /// directory): its pairs are split at one consistent instant, and what changes on
@@ -277,9 +281,22 @@ pub fn main_from<S: Solution>(args: impl IntoIterator<Item = OsString>) -> ExitC
             let bars = log(&logging);
             return run::<S>(config, bars, progress_every, &dir, metrics.as_deref(), ha);
         }
-        Cmd::Status { state_dir, json } => {
+        Cmd::Status {
+            state_dir,
+            json,
+            ha,
+        } => {
             let dir = state_dir.unwrap_or_else(default_state_dir::<S>);
-            return crate::status::print::<S>(&dir, json);
+            // The lease's length does not matter to a reader.
+            let ha = match ha.map(|h| crate::ha::Ha::parse(&h, S::SESSION.name, 3)) {
+                None => None,
+                Some(Ok(ha)) => Some(ha),
+                Some(Err(e)) => {
+                    eprintln!("{}: --ha: {e}", S::SESSION.name);
+                    return ExitCode::from(2);
+                }
+            };
+            return crate::status::print::<S>(&dir, json, ha.as_ref());
         }
         Cmd::Cleanup { config, json } => return cleanup::<S>(config, json),
         Cmd::CheckConfig { config, json } => return check_config::<S>(config, json),

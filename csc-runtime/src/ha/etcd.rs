@@ -26,6 +26,8 @@ pub struct Kv {
     pub value: Vec<u8>,
     pub create_revision: i64,
     pub mod_revision: i64,
+    /// The lease it is bound to (0: none).
+    pub lease: i64,
 }
 
 /// A client of an etcd cluster: tries its members in turn, staying with the one that
@@ -154,6 +156,13 @@ impl Etcd {
         ))
     }
 
+    /// A lease's remaining seconds (-1: it expired).
+    pub fn time_to_live(&self, lease: i64) -> Result<i64, EtcdError> {
+        Ok(number(
+            &self.call("lease/timetolive", &json!({ "ID": lease.to_string() }))?["TTL"],
+        ))
+    }
+
     /// Ends a lease now (its keys go with it).
     pub fn revoke(&self, lease: i64) -> Result<(), EtcdError> {
         self.call("lease/revoke", &json!({ "ID": lease.to_string() }))
@@ -199,6 +208,7 @@ impl Etcd {
                 value: decode(&kv["value"]),
                 create_revision: number(&kv["create_revision"]),
                 mod_revision: number(&kv["mod_revision"]),
+                lease: number(&kv["lease"]),
             })
             .collect())
     }

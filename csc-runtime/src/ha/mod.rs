@@ -62,6 +62,10 @@ impl Ha {
         format!("{}/leader", self.prefix)
     }
 
+    fn manager_key(&self, me: &str) -> String {
+        format!("{}/managers/{me}", self.prefix)
+    }
+
     fn client(&self) -> Etcd {
         // A call that takes longer than a third of the lease is as good as failed.
         Etcd::new(
@@ -76,35 +80,55 @@ pub struct Leadership {
     pub lease: i64,
     pub me: String,
     pub ha: Ha,
+    /// When the lease was last granted or renewed: it expires TTL after.
+    renewed: Instant,
 }
 
 /// Waits until this manager holds the leader key (or `stop` is set: `None`), saying
-/// who leads meanwhile.
+/// who leads meanwhile. Its lease lives while it waits, and registers it under
+/// `PREFIX/managers/` (for `status`); the same lease binds the leader key once won.
 pub fn campaign(ha: &Ha, me: &str, stop: &AtomicBool) -> Result<Option<Leadership>, EtcdError> {
     let etcd = ha.client();
     let key = ha.leader_key();
     let mut said = None;
+    let mut lease = None;
     while !stop.load(Ordering::Relaxed) {
-        let lease = etcd.grant(ha.ttl)?;
+        let asked = Instant::now();
+        let alive = match lease {
+            Some(id) => etcd.keep_alive(id)? > 0,
+            None => false,
+        };
+        let id = match (alive, lease) {
+            (true, Some(id)) => id,
+            _ => {
+                let id = etcd.grant(ha.ttl)?;
+                etcd.txn(
+                    Vec::new(),
+                    vec![etcd::put(&ha.manager_key(me), me.as_bytes(), Some(id))],
+                )?;
+                lease = Some(id);
+                id
+            }
+        };
         let won = etcd.txn(
             vec![etcd::absent(&key)],
-            vec![etcd::put(&key, me.as_bytes(), Some(lease))],
+            vec![etcd::put(&key, me.as_bytes(), Some(id))],
         )?;
         if won {
             tracing::info!(
                 kind = "ha",
                 leader = me,
-                lease,
+                lease = id,
                 "this manager leads (lease {} s)",
                 ha.ttl
             );
             return Ok(Some(Leadership {
-                lease,
+                lease: id,
                 me: me.to_string(),
                 ha: ha.clone(),
+                renewed: asked,
             }));
         }
-        let _ = etcd.revoke(lease);
         let leader = etcd
             .get(&key)?
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
@@ -122,6 +146,37 @@ pub fn campaign(ha: &Ha, me: &str, stop: &AtomicBool) -> Result<Option<Leadershi
     Ok(None)
 }
 
+/// Who leads a session, for how long yet, and which managers wait.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Office {
+    pub leader: Option<String>,
+    /// Seconds left on the leader's lease.
+    pub lease_left: Option<i64>,
+    pub standbys: Vec<String>,
+}
+
+/// What etcd says of the session's managers now.
+pub fn office(ha: &Ha) -> Result<Office, EtcdError> {
+    let etcd = ha.client();
+    let leader = etcd.get(&ha.leader_key())?;
+    let lease_left = match &leader {
+        Some(kv) if kv.lease != 0 => Some(etcd.time_to_live(kv.lease)?),
+        _ => None,
+    };
+    let leader = leader.map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+    let standbys = etcd
+        .prefixed(&format!("{}/managers/", ha.prefix))?
+        .into_iter()
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+        .filter(|m| Some(m) != leader.as_ref())
+        .collect();
+    Ok(Office {
+        leader,
+        lease_left,
+        standbys,
+    })
+}
+
 impl Leadership {
     /// Renews the lease every TTL/3 on a thread of its own; a watchdog on another
     /// ends the process (exit 5) once it has not been renewed for TTL/2, however long
@@ -129,7 +184,7 @@ impl Leadership {
     pub fn keep(&self) {
         let (lease, ha) = (self.lease, self.ha.clone());
         let ttl = Duration::from_secs(ha.ttl);
-        let renewed = Arc::new(Mutex::new(Instant::now()));
+        let renewed = Arc::new(Mutex::new(self.renewed));
         let watched = Arc::clone(&renewed);
         let _ = std::thread::Builder::new()
             .name("ha-lease".into())
