@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use support::etcd::Cluster;
 use support::host::{exits_within, mirrors_ready, Host};
+use support::relay::Relay;
 
 /// The ids of site A's jobs, and whether each is in step.
 fn jobs(host: &Host) -> Vec<(String, bool)> {
@@ -199,4 +200,88 @@ fn a_leader_without_quorum_stops_the_copies_go_on_and_the_next_leader_adopts_the
     assert_eq!(jobs(&host), before, "adopted, not recopied");
     support::host::signal(&next, "-TERM");
     assert_eq!(exits_within(&mut next, 60, "the next leader"), 0);
+}
+
+/// When the first line of `log` containing `text` was written: seconds from the start
+/// of its month (the line's RFC 3339 UTC timestamp), to compare lines of one test.
+fn logged_at(log: &std::path::Path, text: &str) -> f64 {
+    let said = std::fs::read_to_string(log).expect("log");
+    let line = said
+        .lines()
+        .find(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("no `{text}` in:\n{said}"));
+    // 2026-12-06T14:10:29.154123Z
+    let stamp = line.split_whitespace().next().unwrap_or_default();
+    let parse = || -> Option<f64> {
+        let (date, time) = stamp.trim_end_matches('Z').split_once('T')?;
+        let day: f64 = date.split('-').nth(2)?.parse().ok()?;
+        let mut parts = time.split(':');
+        let (h, m, s): (f64, f64, f64) = (
+            parts.next()?.parse().ok()?,
+            parts.next()?.parse().ok()?,
+            parts.next()?.parse().ok()?,
+        );
+        Some(day * 86400.0 + h * 3600.0 + m * 60.0 + s)
+    };
+    parse().unwrap_or_else(|| panic!("no timestamp: {line}"))
+}
+
+#[test]
+fn a_leader_cut_off_from_etcd_but_not_from_storage_stops_before_the_standby_leads() {
+    let cluster = Cluster::start();
+    let host = Host::new();
+    // The first manager reaches etcd through relays that can be cut; the standby
+    // and the storage are reached directly.
+    let relays: Vec<Relay> = cluster
+        .urls
+        .iter()
+        .map(|u| Relay::to(u.trim_start_matches("http://").to_string()))
+        .collect();
+    let through: Vec<String> = relays
+        .iter()
+        .map(|r| format!("http://127.0.0.1:{}", r.port))
+        .collect();
+    let manager = |state: &str, ha: String| {
+        let mut command = host.command("run", state);
+        command.command.args(["--ha", &ha, "--ha-ttl", "3"]);
+        let log = command.log.clone();
+        (command.spawn().expect("run --ha"), log)
+    };
+    let (mut first, first_log) = manager("m1", format!("etcd={}", through.join(",")));
+    await_log(&first_log, "this manager leads", 20);
+    mirrors_ready(&host.lab, 2);
+    let (mut second, second_log) = manager("m2", cluster.ha());
+    await_log(&second_log, &format!(":{} leads", first.id()), 20);
+    let before = jobs(&host);
+
+    for relay in &relays {
+        relay.cut();
+    }
+    assert_eq!(
+        exits_within(&mut first, 30, "the leader cut off from etcd"),
+        ha::EXIT_DEPOSED
+    );
+    await_log(&second_log, "this manager leads", 30);
+    await_log(&second_log, "taking over", 30);
+    let ended = logged_at(&first_log, "state=\"deposed\"");
+    let leads = logged_at(&second_log, "this manager leads");
+    let gap_ms = (leads - ended) * 1000.0;
+    eprintln!("the old leader ended {gap_ms:.0} ms before the new one led");
+    assert!(
+        gap_ms > 0.0,
+        "the new leader led {:.0} ms before the old one ended",
+        -gap_ms
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.status("m2").contains("1         Duplex") {
+        assert!(Instant::now() < deadline, "{}", host.status("m2"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(jobs(&host), before, "adopted, not recopied");
+    host.lab
+        .write("siteA", "db", 0x3d, &[2 << 20, 5 << 20])
+        .expect("writes");
+    host.assert_copies_equal();
+    support::host::signal(&second, "-TERM");
+    assert_eq!(exits_within(&mut second, 60, "the new leader"), 0);
 }

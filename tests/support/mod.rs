@@ -5,6 +5,7 @@
 pub mod etcd;
 pub mod host;
 pub mod pools;
+pub mod relay;
 pub mod scale;
 pub mod writer;
 
