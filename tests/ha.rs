@@ -285,3 +285,45 @@ fn a_leader_cut_off_from_etcd_but_not_from_storage_stops_before_the_standby_lead
     support::host::signal(&second, "-TERM");
     assert_eq!(exits_within(&mut second, 60, "the new leader"), 0);
 }
+
+#[test]
+fn a_target_site_that_fails_while_no_leader_is_in_office_is_seen_by_the_next_one() {
+    let cluster = Cluster::start();
+    let mut host = Host::new();
+    let manager = |host: &Host, state: &str| {
+        let mut command = host.command("run", state);
+        command
+            .command
+            .args(["--ha", &cluster.ha(), "--ha-ttl", "3"]);
+        let log = command.log.clone();
+        (command.spawn().expect("run --ha"), log)
+    };
+    let (mut first, first_log) = manager(&host, "m1");
+    await_log(&first_log, "this manager leads", 20);
+    mirrors_ready(&host.lab, 2);
+    let (mut second, second_log) = manager(&host, "m2");
+    await_log(&second_log, &format!(":{} leads", first.id()), 20);
+
+    // The leader dies, then the target site, before the standby is in office.
+    support::host::signal(&first, "-KILL");
+    let _ = first.wait();
+    host.lab.kill("siteB");
+    await_log(&second_log, "this manager leads", 30);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !host.status("m2").contains("onError: Duplex -> Failed") {
+        assert!(Instant::now() < deadline, "{}", host.status("m2"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The application goes on: its writes complete without their target.
+    let wrote = Instant::now();
+    host.lab
+        .write("siteA", "db", 0x21, &[4 << 20])
+        .expect("the application writes");
+    assert!(
+        wrote.elapsed() < Duration::from_secs(10),
+        "a write waited {:?}",
+        wrote.elapsed()
+    );
+    support::host::signal(&second, "-TERM");
+    assert_eq!(exits_within(&mut second, 60, "the new leader"), 0);
+}
