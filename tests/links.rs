@@ -224,3 +224,40 @@ fn check_config_says_a_certificate_that_expires_soon_or_is_not_of_the_ca() {
     ));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn cleanup_serves_a_tls_target_again_over_tls_and_leaves_nothing() {
+    let mut host = support::host::Host::secure();
+    let mut first = host.run_in_duplex("first");
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    host.lab.kill("siteB");
+    host.lab.restart("siteB").expect("site B again");
+    let out = host.command("cleanup", "").output().expect("cleanup");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("storage siteB: removed export"),
+        "the targets were served again, over TLS: {report}"
+    );
+    for site in ["siteA", "siteB"] {
+        assert_eq!(leftovers(&host.lab, site), Vec::<String>::new(), "{site}");
+        let objects = support::qmp(&host.lab, site)
+            .list("qom-list", serde_json::json!({ "path": "/objects" }))
+            .expect("objects");
+        assert!(
+            !objects
+                .iter()
+                .any(|o| o["name"].as_str().is_some_and(|n| n.starts_with("cssc-"))),
+            "{site}: {objects:?}"
+        );
+    }
+    // And the session runs again over TLS, every copy equal to its source.
+    let mut again = host.run_in_duplex("again");
+    host.assert_copies_equal();
+    support::host::signal(&again, "-TERM");
+    assert_eq!(
+        support::host::exits_within(&mut again, 60, "the next run"),
+        0
+    );
+}

@@ -342,27 +342,30 @@ impl Lab {
                     host: "127.0.0.1".into(),
                     port: site.nbd_port,
                 });
-                if let Some(secure) = &self.tls {
+                if let Some(tls) = self.tls_of(id) {
                     storage.endpoint = Address::Tcp {
                         host: "127.0.0.1".into(),
                         port: site.qmp_port,
                     };
-                    plan.tls.insert(
-                        id.clone(),
-                        crate::tls::Tls {
-                            monitor: Some(crate::tls::Credentials {
-                                ca: secure.pki.ca(),
-                                cert: secure.cssc.cert.clone(),
-                                key: secure.cssc.key.clone(),
-                            }),
-                            hostname: Some(pki::hostname(id)),
-                            daemon_dir: secure.pki.dir.join(id).display().to_string(),
-                            identity: pki::dn(id),
-                        },
-                    );
+                    plan.tls.insert(id.clone(), tls);
                 }
             }
         }
+    }
+
+    /// A secure lab's site as a run-time file's `[storage.ID.tls]` describes it.
+    pub fn tls_of(&self, site: &str) -> Option<crate::tls::Tls> {
+        let secure = self.tls.as_ref()?;
+        Some(crate::tls::Tls {
+            monitor: Some(crate::tls::Credentials {
+                ca: secure.pki.ca(),
+                cert: secure.cssc.cert.clone(),
+                key: secure.cssc.key.clone(),
+            }),
+            hostname: Some(pki::hostname(site)),
+            daemon_dir: secure.pki.dir.join(site).display().to_string(),
+            identity: pki::dn(site),
+        })
     }
 
     /// The URI of an export of a site's NBD server (for qemu-img and qemu-io).

@@ -91,6 +91,19 @@ impl Host {
         Host::on(lab, "")
     }
 
+    /// The two-site lab, secure: TLS monitors and NBD servers (site B's started by the
+    /// session), and a run-time file with each site's `[tls]`.
+    pub fn secure() -> Host {
+        let mut lab = Lab::new(&std::env::temp_dir(), false).expect("lab");
+        lab.secure().expect("certificates (openssl)");
+        let volumes = |names: [&str; 2]| names.map(|v| (v.to_string(), 16 * super::MIB));
+        lab.add_site("siteA", &volumes(["db", "journal"]), &["db".into()])
+            .expect("site A");
+        lab.add_site("siteB", &volumes(["db-r", "journal-r"]), &[])
+            .expect("site B");
+        Host::on(lab, "")
+    }
+
     /// Site A's s0 mirrored to site B, s1 to site C (copy sets of the run-time file).
     pub fn three_sites() -> Host {
         let (lab, _) = lab(
@@ -300,10 +313,26 @@ pub fn signal(child: &std::process::Child, signal: &str) {
 pub fn storages_of(lab: &Lab) -> String {
     let mut text = String::new();
     for (site, daemon) in &lab.sites {
+        let Some(tls) = lab.tls_of(site) else {
+            text.push_str(&format!(
+                "[storage.{site}]\nendpoint = \"unix:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n",
+                daemon.qmp.display(),
+                daemon.nbd_port
+            ));
+            continue;
+        };
+        // A secure lab: the TLS monitor, and the site's credentials.
+        let monitor = tls.monitor.expect("a secure lab's monitor speaks TLS");
         text.push_str(&format!(
-            "[storage.{site}]\nendpoint = \"unix:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n",
-            daemon.qmp.display(),
-            daemon.nbd_port
+            "[storage.{site}]\nendpoint = \"tcp:127.0.0.1:{}\"\ndata = \"tcp:127.0.0.1:{}\"\n[storage.{site}.tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nhostname = \"{}\"\ndaemon_dir = \"{}\"\nidentity = \"{}\"\n",
+            daemon.qmp_port,
+            daemon.nbd_port,
+            monitor.ca.display(),
+            monitor.cert.display(),
+            monitor.key.display(),
+            tls.hostname.unwrap_or_default(),
+            tls.daemon_dir,
+            tls.identity
         ));
     }
     text

@@ -10,6 +10,7 @@ use super::commands::{
 use super::names::Names;
 use super::qmp::{Notice, Qmp, QmpError, Refusal};
 use super::replies::JobStatus;
+use super::resources::ServerTls;
 use crate::plan::Plan;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -107,18 +108,20 @@ fn serve_targets_again(plan: &Plan, names: &Names, sites: &BTreeMap<String, Qmp>
             ) else {
                 continue;
             };
-            // Not a storage that speaks TLS: a server started here would be plaintext
-            // (its clients, which speak TLS, wait their reconnect delay instead).
-            if plan.tls.contains_key(&target.storage) {
-                continue;
-            }
-            // Asked once per site: the server's size counts the plan's pairs.
-            if asked.insert(target.storage.clone())
-                && there
-                    .run(&NbdServerStart::of_session(plan, &target.storage, data))
-                    .is_ok()
-            {
-                started.push(target.storage.clone());
+            // Asked once per site: the server's size counts the plan's pairs; a
+            // storage that speaks TLS gets its credentials and authz first (its
+            // clients speak TLS, and a plaintext server must not appear).
+            if asked.insert(target.storage.clone()) {
+                let tls = ServerTls::of(plan, &target.storage, names);
+                for object in tls.iter().flat_map(ServerTls::objects) {
+                    // Refused when it is there already: the session's, kept.
+                    let _ = there.run(&object);
+                }
+                let mut start = NbdServerStart::of_session(plan, &target.storage, data);
+                start.tls = tls.as_ref().map(ServerTls::options);
+                if there.run(&start).is_ok() {
+                    started.push(target.storage.clone());
+                }
             }
             let export = names.export(&target.name);
             // Refused when it is there already: then the client reaches it as it is.

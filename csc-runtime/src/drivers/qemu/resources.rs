@@ -51,6 +51,48 @@ impl ClientTls {
     }
 }
 
+/// What an NBD server of a `[tls]` storage needs: server credentials from its
+/// `daemon_dir` (clients must present a certificate of its CA), and an authz that
+/// lets in only the session's daemons' DNs.
+pub(super) struct ServerTls {
+    creds: String,
+    authz: String,
+    dir: String,
+    allowed: Vec<String>,
+}
+
+impl ServerTls {
+    pub(super) fn of(plan: &Plan, site: &str, names: &super::names::Names) -> Option<ServerTls> {
+        let tls = plan.tls.get(site)?;
+        Some(ServerTls {
+            creds: names.tls("server"),
+            authz: names.authz(),
+            dir: tls.daemon_dir.clone(),
+            allowed: plan.tls.values().map(|t| t.identity.clone()).collect(),
+        })
+    }
+
+    /// Its objects, in the order they are added.
+    pub(super) fn objects(&self) -> [ObjectAdd<'_>; 2] {
+        [
+            ObjectAdd::TlsCreds {
+                id: &self.creds,
+                dir: &self.dir,
+                endpoint: TlsEndpoint::Server,
+                verify_peer: true,
+            },
+            ObjectAdd::allow_only(&self.authz, &self.allowed),
+        ]
+    }
+
+    pub(super) fn options(&self) -> NbdServerTls<'_> {
+        NbdServerTls {
+            tls_creds: &self.creds,
+            tls_authz: &self.authz,
+        }
+    }
+}
+
 /// The name a storage's certificate carries for its NBD server: its `[tls]
 /// hostname`, else its DATA address's host.
 fn data_hostname<'p>(plan: &'p Plan, site: &str, tls: &'p Tls) -> &'p str {
@@ -161,27 +203,15 @@ impl Qemu {
         Ok(Some(ClientTls { creds, hostname }))
     }
 
-    /// The TLS of `site`'s NBD server, if it has credentials: server credentials from
-    /// its `daemon_dir` (clients must present a certificate of its CA), and an authz
-    /// that lets in only the session's daemons' DNs.
-    fn server_tls(&mut self, site: &str) -> Result<Option<(String, String)>, DriverError> {
-        let Some(tls) = self.plan.tls.get(site) else {
+    /// The TLS of `site`'s NBD server (`ServerTls`), its objects added once.
+    fn server_tls(&mut self, site: &str) -> Result<Option<ServerTls>, DriverError> {
+        let Some(tls) = ServerTls::of(&self.plan, site, &self.names) else {
             return Ok(None);
         };
-        let dir = tls.daemon_dir.clone();
-        let allowed: Vec<String> = self.plan.tls.values().map(|t| t.identity.clone()).collect();
-        let (creds, authz) = (self.names.tls("server"), self.names.authz());
-        self.ensure_object(
-            site,
-            &ObjectAdd::TlsCreds {
-                id: &creds,
-                dir: &dir,
-                endpoint: TlsEndpoint::Server,
-                verify_peer: true,
-            },
-        )?;
-        self.ensure_object(site, &ObjectAdd::allow_only(&authz, &allowed))?;
-        Ok(Some((creds, authz)))
+        for object in tls.objects() {
+            self.ensure_object(site, &object)?;
+        }
+        Ok(Some(tls))
     }
 
     /// Starts the NBD server of a storage at its DATA address unless one runs there;
@@ -201,10 +231,7 @@ impl Qemu {
         if !self.nbd_servers.contains(site) && !self.served.contains(site) {
             let tls = self.server_tls(site)?;
             let mut start = NbdServerStart::of_session(&self.plan, site, &data);
-            start.tls = tls.as_ref().map(|(creds, authz)| NbdServerTls {
-                tls_creds: creds,
-                tls_authz: authz,
-            });
+            start.tls = tls.as_ref().map(ServerTls::options);
             match self.qmp(site)?.run(&start) {
                 Ok(_) => {
                     self.nbd_servers.insert(site.to_string());
