@@ -159,21 +159,6 @@ fn sync_mirror_latency() {
     println!("sync mirror 4 KiB write, QD1, {count} writes (mean us/write): no mirror {base:.1}; cssc {by_cssc:.1?} median {c:.1}; by hand {by_hand:.1?} median {h:.1}; cssc/hand = {:.2}x", c / h);
 }
 
-fn spread(xs: &[f64]) -> String {
-    let mut sorted = xs.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    format!(
-        "min {:.1} / median {:.1} / max {:.1}",
-        sorted[0],
-        sorted[sorted.len() / 2],
-        sorted[sorted.len() - 1]
-    )
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// `n` synchronous pairs from site a to sites b and c (half each), 4 MiB volumes,
 /// with an application doing dependent writes over all the sources.
 fn group_under_load(n: usize) -> (Lab, Plan, support::writer::Writer, Vec<(String, String)>) {

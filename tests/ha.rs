@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use support::etcd::Cluster;
-use support::host::{exits_within, mirrors_ready, Host};
+use support::host::{await_log, exits_within, mirrors_ready, Host};
 use support::relay::Relay;
 
 /// The ids of site A's jobs, and whether each is in step.
@@ -32,32 +32,11 @@ fn jobs(host: &Host) -> Vec<(String, bool)> {
     jobs
 }
 
-/// Waits until `log` contains `text`; fails with the log.
-fn await_log(log: &std::path::Path, text: &str, secs: u64) -> Instant {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let said = std::fs::read_to_string(log).unwrap_or_default();
-        if said.contains(text) {
-            return Instant::now();
-        }
-        assert!(Instant::now() < deadline, "no `{text}` in:\n{said}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_killed_leader_is_replaced_by_the_standby_which_takes_over_without_recopying() {
     let cluster = Cluster::start();
     let host = Host::new();
-    let manager = |state: &str| {
-        let mut command = host.command("run", state);
-        command
-            .command
-            .args(["--ha", &cluster.ha(), "--ha-ttl", "3"]);
-        let log = command.log.clone();
-        (command.spawn().expect("run --ha"), log)
-    };
-    let (mut first, first_log) = manager("m1");
+    let (mut first, first_log) = host.manager("m1", &cluster.ha());
     await_log(&first_log, "this manager leads", 20);
     mirrors_ready(&host.lab, 2);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -65,7 +44,7 @@ fn a_killed_leader_is_replaced_by_the_standby_which_takes_over_without_recopying
         assert!(Instant::now() < deadline, "{}", host.status("m1"));
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (mut second, second_log) = manager("m2");
+    let (mut second, second_log) = host.manager("m2", &cluster.ha());
     await_log(&second_log, &format!(":{} leads", first.id()), 20);
     let before = jobs(&host);
     assert_eq!(before.len(), 2, "{before:?}");
@@ -156,13 +135,7 @@ fn a_deposed_leader_cannot_append_to_the_journal() {
 fn a_leader_without_quorum_stops_the_copies_go_on_and_the_next_leader_adopts_them() {
     let mut cluster = Cluster::start();
     let host = Host::new();
-    let manager = |state: &str, ha: &str| {
-        let mut command = host.command("run", state);
-        command.command.args(["--ha", ha, "--ha-ttl", "3"]);
-        let log = command.log.clone();
-        (command.spawn().expect("run --ha"), log)
-    };
-    let (mut leader, log) = manager("m1", &cluster.ha());
+    let (mut leader, log) = host.manager("m1", &cluster.ha());
     await_log(&log, "this manager leads", 20);
     mirrors_ready(&host.lab, 2);
     let before = jobs(&host);
@@ -189,7 +162,7 @@ fn a_leader_without_quorum_stops_the_copies_go_on_and_the_next_leader_adopts_the
     cluster.start_member(1);
     cluster.start_member(2);
     cluster.await_healthy();
-    let (mut next, log) = manager("m1", &cluster.ha());
+    let (mut next, log) = host.manager("m1", &cluster.ha());
     await_log(&log, "this manager leads", 30);
     await_log(&log, "taking over", 30);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -241,16 +214,10 @@ fn a_leader_cut_off_from_etcd_but_not_from_storage_stops_before_the_standby_lead
         .iter()
         .map(|r| format!("http://127.0.0.1:{}", r.port))
         .collect();
-    let manager = |state: &str, ha: String| {
-        let mut command = host.command("run", state);
-        command.command.args(["--ha", &ha, "--ha-ttl", "3"]);
-        let log = command.log.clone();
-        (command.spawn().expect("run --ha"), log)
-    };
-    let (mut first, first_log) = manager("m1", format!("etcd={}", through.join(",")));
+    let (mut first, first_log) = host.manager("m1", &format!("etcd={}", through.join(",")));
     await_log(&first_log, "this manager leads", 20);
     mirrors_ready(&host.lab, 2);
-    let (mut second, second_log) = manager("m2", cluster.ha());
+    let (mut second, second_log) = host.manager("m2", &cluster.ha());
     await_log(&second_log, &format!(":{} leads", first.id()), 20);
     let before = jobs(&host);
 
@@ -290,18 +257,10 @@ fn a_leader_cut_off_from_etcd_but_not_from_storage_stops_before_the_standby_lead
 fn a_target_site_that_fails_while_no_leader_is_in_office_is_seen_by_the_next_one() {
     let cluster = Cluster::start();
     let mut host = Host::new();
-    let manager = |host: &Host, state: &str| {
-        let mut command = host.command("run", state);
-        command
-            .command
-            .args(["--ha", &cluster.ha(), "--ha-ttl", "3"]);
-        let log = command.log.clone();
-        (command.spawn().expect("run --ha"), log)
-    };
-    let (mut first, first_log) = manager(&host, "m1");
+    let (mut first, first_log) = host.manager("m1", &cluster.ha());
     await_log(&first_log, "this manager leads", 20);
     mirrors_ready(&host.lab, 2);
-    let (mut second, second_log) = manager(&host, "m2");
+    let (mut second, second_log) = host.manager("m2", &cluster.ha());
     await_log(&second_log, &format!(":{} leads", first.id()), 20);
 
     // The leader dies, then the target site, before the standby is in office.

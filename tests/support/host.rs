@@ -40,6 +40,19 @@ pub fn exits_within(child: &mut std::process::Child, secs: u64, what: &str) -> i
     }
 }
 
+/// Waits until `log` contains `text`; fails with the log.
+pub fn await_log(log: &std::path::Path, text: &str, secs: u64) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        if said.contains(text) {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "no `{text}` in:\n{said}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits until site A runs `n` mirror jobs in step.
 pub fn mirrors_ready(lab: &Lab, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -153,6 +166,15 @@ impl Host {
             c.arg("--state-dir").arg(self.lab.dir.join(state));
         }
         Cmd { command: c, log }
+    }
+
+    /// Starts `run --ha HA --ha-ttl 3` (one of several managers) with state directory
+    /// `state`: the process and its log.
+    pub fn manager(&self, state: &str, ha: &str) -> (std::process::Child, std::path::PathBuf) {
+        let mut command = self.command("run", state);
+        command.command.args(["--ha", ha, "--ha-ttl", "3"]);
+        let log = command.log.clone();
+        (command.spawn().expect("run --ha"), log)
     }
 
     /// Starts `run` and waits until its journal says it runs (taking over, or started);

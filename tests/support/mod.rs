@@ -330,3 +330,20 @@ pub fn random_chunks(seed: u64, count: usize, bytes: u64) -> Vec<u64> {
     }
     out.into_iter().collect()
 }
+
+/// `min / median / max` of measurements.
+pub fn spread(xs: &[f64]) -> String {
+    let mut sorted = xs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    format!(
+        "min {:.1} / median {:.1} / max {:.1}",
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    )
+}
+
+/// A duration in milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
