@@ -286,3 +286,50 @@ fn a_target_site_that_fails_while_no_leader_is_in_office_is_seen_by_the_next_one
     support::host::signal(&second, "-TERM");
     assert_eq!(exits_within(&mut second, 60, "the new leader"), 0);
 }
+
+#[test]
+fn a_leader_killed_while_its_freeze_holds_writers_is_replaced_and_they_are_released() {
+    let cluster = Cluster::start();
+    let mut host = Host::three_sites();
+    let (mut first, first_log) = host.manager("m1", &cluster.ha());
+    await_log(&first_log, "this manager leads", 20);
+    mirrors_ready(&host.lab, 2);
+    let (mut second, second_log) = host.manager("m2", &cluster.ha());
+    await_log(&second_log, &format!(":{} leads", first.id()), 20);
+    // Site B dies: the freeze holds the pair to site C (its writers wait), for 2 s;
+    // the leader is killed within the hold.
+    host.kill_and_await("siteB", "m1", "onSuspend");
+    support::host::signal(&first, "-KILL");
+    let _ = first.wait();
+    let mut writer = std::process::Command::new("qemu-io")
+        .args(["-f", "raw", &host.lab.nbd_uri("siteA", "app-s1")])
+        .args(["-c", "write -P 114 1M 64k", "-c", "write -P 114 2M 64k"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("qemu-io");
+    std::thread::sleep(Duration::from_millis(1000));
+    // (A held group lets its first write through: QEMU's bucket starts empty. The
+    // second waits.)
+    assert!(
+        writer.try_wait().expect("wait").is_none(),
+        "the application's writes are held"
+    );
+    // No leader for up to a lease; then the standby takes over and releases it.
+    await_log(&second_log, "this manager leads", 30);
+    assert_eq!(
+        exits_within(&mut writer, 20, "the held write"),
+        0,
+        "the writes were released and acknowledged"
+    );
+    assert_eq!(
+        support::read_at(host.lab.image("siteA", "s1"), 2 << 20, 65536),
+        vec![114; 65536]
+    );
+    assert_ne!(
+        support::read_at(host.lab.image("siteC", "t1"), 2 << 20, 65536),
+        vec![114; 65536],
+        "the frozen target stays as it was at the freeze"
+    );
+    support::host::signal(&second, "-TERM");
+    assert_eq!(exits_within(&mut second, 60, "the new leader"), 0);
+}
