@@ -88,6 +88,11 @@ fn a_killed_leader_is_replaced_by_the_standby_which_takes_over_without_recopying
         .expect("writes");
     host.assert_copies_equal();
 
+    // A standby stopped by SIGTERM while it waits ends at once, cleanly.
+    let (mut third, third_log) = host.manager("m3", &cluster.ha());
+    await_log(&third_log, &format!(":{} leads", second.id()), 20);
+    support::host::signal(&third, "-TERM");
+    assert_eq!(exits_within(&mut third, 5, "a standby"), 0);
     support::host::signal(&second, "-TERM");
     assert_eq!(exits_within(&mut second, 60, "the new leader"), 0);
     for site in ["siteA", "siteB"] {
