@@ -420,7 +420,19 @@ impl Lab {
         offsets: &[u64],
         size: u64,
     ) -> Result<(), LabError> {
-        let mut args = match &self.tls {
+        let mut args = self.qemu_io(site, export);
+        for off in offsets {
+            args.push("-c".into());
+            args.push(format!("write -P {pattern} {off} {size}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        tool("qemu-io", &args).map(|_| ())
+    }
+
+    /// The arguments that open export `export` of a site's NBD server in `qemu-io`
+    /// as the application does (over TLS, as the app, in a secure lab); commands follow.
+    pub fn qemu_io(&self, site: &str, export: &str) -> Vec<String> {
+        match &self.tls {
             None => vec!["-f".to_string(), "raw".into(), self.nbd_uri(site, export)],
             Some(secure) => vec![
                 "--object".to_string(),
@@ -435,13 +447,7 @@ impl Lab {
                     pki::hostname(site)
                 ),
             ],
-        };
-        for off in offsets {
-            args.push("-c".into());
-            args.push(format!("write -P {pattern} {off} {size}"));
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        tool("qemu-io", &args).map(|_| ())
     }
 
     /// Whether two images hold the same bytes (`qemu-img compare`, sharing the locks of
