@@ -261,3 +261,71 @@ fn cleanup_serves_a_tls_target_again_over_tls_and_leaves_nothing() {
         0
     );
 }
+
+#[test]
+fn a_cut_data_link_is_noticed_as_a_hung_target_and_the_application_goes_on() {
+    // The session reaches both monitors (unix sockets); only the data link between
+    // the daemons goes through a relay, cut mid-mirror: no EOF, no RST.
+    let mut lab = Lab::new(&std::env::temp_dir(), false).expect("lab");
+    lab.add_site("a", &[("src".into(), 16 * MIB)], &["src".into()])
+        .expect("site a");
+    lab.add_site("b", &[("dst".into(), 16 * MIB)], &[])
+        .expect("site b");
+    let storages = ["a", "b"]
+        .map(|id| Storage {
+            id: id.into(),
+            driver: DriverKind::Qemu,
+            endpoint: csc_runtime::address::Address::Unix(String::new()),
+            data: None,
+        })
+        .into();
+    let mut plan = plan("cut", storages, &[&[("a", "src"), ("b", "dst")]], SYNC);
+    lab.wire(&mut plan);
+    let relay = support::relay::Relay::to(format!("127.0.0.1:{}", lab.sites["b"].nbd_port));
+    plan.storages.get_mut("b").expect("b").data = Some(csc_runtime::address::Address::Tcp {
+        host: "127.0.0.1".into(),
+        port: relay.port,
+    });
+    let (mut d, rx) = driver(&plan);
+    d.start(&plan.pairs(1), SYNC).expect("start");
+    await_reports(&mut d, &rx, &PairEvent::Duplex, 1);
+    lab.write("a", "src", 0x11, &[0])
+        .expect("a write before the cut");
+    assert!(same(&lab, ("a", "src"), ("b", "dst")));
+
+    relay.cut();
+    let cut = std::time::Instant::now();
+    let mut args = lab.qemu_io("a", "app-src");
+    args.extend(["-c".to_string(), "write -P 34 1M 64k".to_string()]);
+    let mut writer = Command::new("qemu-io")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("qemu-io");
+    let (site, notice) = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("a notice within the hung deadline and a heartbeat");
+    assert_eq!((site.as_str(), &notice), ("b", &Notice::DataHung));
+    let noticed = cut.elapsed();
+    let reports = d.interpret(&site, notice);
+    assert!(
+        reports.iter().any(|r| matches!(&r.event,
+            PairEvent::Error(why) if why.contains("does not answer at its DATA address"))),
+        "{reports:?}"
+    );
+    eprintln!("data link cut -> noticed in {} ms", noticed.as_millis());
+    // Handled like a hung target: its connections destroyed, the write goes on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = writer.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the application's write is still held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "the write completes on the source");
+    d.shutdown();
+}

@@ -34,8 +34,8 @@ impl Qemu {
             Notice::Job(event) => event,
             // The end of a connection this driver dropped because its daemon hangs.
             Notice::Disconnected if self.hung.contains(site) => return Vec::new(),
-            Notice::Disconnected | Notice::Hung => {
-                let hung = notice == Notice::Hung;
+            Notice::Disconnected | Notice::Hung | Notice::DataHung => {
+                let hung = notice != Notice::Disconnected;
                 self.sites.remove(site);
                 if !hung {
                     // A monitor connection can drop while its daemon lives: reconnect.
@@ -44,7 +44,12 @@ impl Qemu {
                         return Vec::new();
                     }
                 }
-                let mut reason = if hung {
+                let mut reason = if notice == Notice::DataHung {
+                    format!(
+                        "storage {site}'s NBD server does not answer at its DATA address (no greeting within {} ms): the link to it is cut, or it hangs",
+                        self.timing.hung_after.as_millis()
+                    )
+                } else if hung {
                     format!(
                         "storage {site} does not answer (hung for more than {} ms)",
                         self.timing.hung_after.as_millis()

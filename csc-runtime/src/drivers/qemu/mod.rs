@@ -282,6 +282,22 @@ fn watched(plan: &Plan, site: &str, notices: &Sender<(String, Notice)>) -> Resul
         deadline: plan.timing.hung_after,
     };
     qmp.watch(watch, site.to_string(), notices.clone());
+    // A target's data link is watched too: it can be cut while the monitor answers
+    // (another network), and a cut gives the source's NBD clients no error for many
+    // minutes, holding the application's writes.
+    let target = plan
+        .copysets
+        .iter()
+        .any(|c| c.volumes.iter().skip(1).any(|v| v.storage == site));
+    if let (true, Some(crate::address::Address::Tcp { host, port })) =
+        (target, &plan.storages[site].data)
+    {
+        let resolved =
+            std::net::ToSocketAddrs::to_socket_addrs(&(crate::address::bare_host(host), *port));
+        if let Some(data) = resolved.ok().and_then(|mut a| a.next()) {
+            qmp.watch_data(data, watch, site.to_string(), notices.clone());
+        }
+    }
     Ok(qmp)
 }
 

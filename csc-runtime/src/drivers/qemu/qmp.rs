@@ -84,6 +84,10 @@ pub enum Notice {
     Job(JobEvent),
     Disconnected,
     Hung,
+    /// Its NBD server at the DATA address did not greet within the deadline, though
+    /// the monitor may answer: the data link is cut (a partition gives no EOF and no
+    /// RST), or the server hangs.
+    DataHung,
 }
 
 /// How a connection is watched: a heartbeat every `every`, and the daemon is hung
@@ -287,6 +291,34 @@ impl Qmp {
         rx
     }
 
+    /// Watches the daemon's NBD server at `data` from this host, as long as this
+    /// connection lives: every `watch.every` a new connection must bring the NBD
+    /// greeting within `watch.deadline`, then ends with NBD_OPT_ABORT (a clean end, no
+    /// complaint in the daemon's log). No answer in time sends `Notice::DataHung`
+    /// (once). A refused connection is an answer: the server is not started yet, or
+    /// the daemon is gone, which its monitor says.
+    pub fn watch_data<T: Send + 'static>(
+        &self,
+        data: std::net::SocketAddr,
+        watch: Watch,
+        tag: T,
+        notices: Sender<(T, Notice)>,
+    ) {
+        let inner = Arc::downgrade(&self.inner);
+        let _ = std::thread::Builder::new()
+            .name("nbd-probe".into())
+            .spawn(move || loop {
+                std::thread::sleep(watch.every);
+                if inner.upgrade().is_none() {
+                    return;
+                }
+                if !greets(data, watch.deadline) {
+                    let _ = notices.send((tag, Notice::DataHung));
+                    return;
+                }
+            });
+    }
+
     /// Runs one command and waits for its reply.
     pub fn execute(&self, command: &str, arguments: Value) -> Result<Value, QmpError> {
         self.execute_within(command, arguments, COMMAND_TIMEOUT)
@@ -369,6 +401,30 @@ impl Qmp {
         self.inner.busy.fetch_sub(1, Ordering::SeqCst);
         replies
     }
+}
+
+/// Whether an NBD server at `data` answers within `deadline`: its newstyle greeting,
+/// or a refused connection.
+fn greets(data: std::net::SocketAddr, deadline: Duration) -> bool {
+    use std::io::Read;
+    let mut stream = match TcpStream::connect_timeout(&data, deadline) {
+        Ok(stream) => stream,
+        Err(e) => return e.kind() == std::io::ErrorKind::ConnectionRefused,
+    };
+    let _ = stream.set_read_timeout(Some(deadline));
+    let _ = stream.set_write_timeout(Some(deadline));
+    // NBDMAGIC, IHAVEOPT, 16 bits of handshake flags.
+    let mut greeting = [0u8; 18];
+    if stream.read_exact(&mut greeting).is_err() || &greeting[..8] != b"NBDMAGIC" {
+        return false;
+    }
+    // Client flags (fixed newstyle, no zeroes), then NBD_OPT_ABORT with no data.
+    let mut abort = vec![0, 0, 0, 3];
+    abort.extend_from_slice(b"IHAVEOPT");
+    abort.extend_from_slice(&2u32.to_be_bytes());
+    abort.extend_from_slice(&0u32.to_be_bytes());
+    let _ = stream.write_all(&abort);
+    true
 }
 
 fn heartbeat<T>(inner: Weak<Inner>, watch: Watch, tag: T, notices: Sender<(T, Notice)>) {
