@@ -263,7 +263,8 @@ fn cleanup_serves_a_tls_target_again_over_tls_and_leaves_nothing() {
 }
 
 #[test]
-fn a_cut_data_link_is_noticed_as_a_hung_target_and_the_application_goes_on() {
+fn a_cut_data_link_is_noticed_as_a_hung_target_the_application_goes_on_and_the_healed_link_gets_only_what_changed(
+) {
     // The session reaches both monitors (unix sockets); only the data link between
     // the daemons goes through a relay, cut mid-mirror: no EOF, no RST.
     let mut lab = Lab::new(&std::env::temp_dir(), false).expect("lab");
@@ -327,5 +328,24 @@ fn a_cut_data_link_is_noticed_as_a_hung_target_and_the_application_goes_on() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(status.success(), "the write completes on the source");
+
+    // More writes while the link is cut; then it heals and the operator resumes.
+    let offsets: Vec<u64> = (0..10).map(|k| (100 + 3 * k) * 65536).collect();
+    lab.write("a", "src", 0x56, &offsets)
+        .expect("writes while cut");
+    relay.heal();
+    // A synchronous pair whose record is short is back in duplex when resume returns.
+    let reports = d.resume(&plan.pairs(1), SYNC).expect("resume");
+    if !reports.iter().any(|r| r.event == PairEvent::Duplex) {
+        await_reports(&mut d, &rx, &PairEvent::Duplex, 1);
+    }
+    assert!(same(&lab, ("a", "src"), ("b", "dst")), "back in step");
+    let bytes = d.bytes_resynced(1, 0).expect("a resync ran");
+    // The ten 64 KiB blocks, and the write that was in flight at the cut.
+    assert!(
+        (10 * 65536..=11 * 65536).contains(&bytes),
+        "copied {bytes} bytes for eleven 64 KiB writes"
+    );
+    eprintln!("after the link healed: resume copied {bytes} bytes");
     d.shutdown();
 }

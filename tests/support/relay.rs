@@ -1,7 +1,8 @@
-//! A TCP relay on loopback that can be cut like a partitioned link: once cut, it
-//! forwards nothing more, in either direction, and keeps every connection open (no
-//! EOF, no RST), and new connections are accepted and left unanswered. It can also
-//! delay what it forwards, each way, like a long link (this kernel has no netem).
+//! A TCP relay on loopback that can be cut like a partitioned link and healed: while
+//! cut, nothing passes in either direction and nothing is closed (no EOF, no RST);
+//! what is sent meanwhile waits in the sockets, and new connections are accepted and
+//! wait too, as retransmissions and SYNs would. Once healed, all of it goes on. It can
+//! also delay what it forwards, each way, like a long link (this kernel has no netem).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,61 +13,44 @@ use std::time::{Duration, Instant};
 pub struct Relay {
     pub port: u16,
     cut: Arc<AtomicBool>,
-    /// Every connection, kept open after the cut.
+    /// Every connection, closed when the relay goes.
     held: Arc<Mutex<Vec<TcpStream>>>,
 }
 
-/// Forwards what `from` sends to `to`, each chunk `delay` after it arrived (in order:
-/// a queue, drained by a thread of its own).
-fn pump(from: TcpStream, to: TcpStream, cut: Arc<AtomicBool>, delay: Duration) {
-    if delay.is_zero() {
-        return forward(from, to, cut);
+/// Waits while the link is cut.
+fn pass(cut: &AtomicBool) {
+    while cut.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Forwards what `from` sends to `to`, each chunk `delay` after it arrived (in order:
+/// a queue, drained by a thread of its own); nothing is read while the link is cut.
+fn pump(mut from: TcpStream, to: TcpStream, cut: Arc<AtomicBool>, delay: Duration) {
     let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
-    let mut out = to.try_clone().expect("clone");
+    let mut out = to;
+    let sender_cut = Arc::clone(&cut);
     std::thread::spawn(move || {
         for (due, chunk) in rx {
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            pass(&sender_cut);
             if out.write_all(&chunk).is_err() {
                 return;
             }
         }
         let _ = out.shutdown(std::net::Shutdown::Write);
     });
-    let mut from = from;
     let mut buf = [0u8; 64 * 1024];
     loop {
+        pass(&cut);
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if !cut.load(Ordering::SeqCst)
-            && tx
-                .send((Instant::now() + delay, buf[..n].to_vec()))
-                .is_err()
+        if tx
+            .send((Instant::now() + delay, buf[..n].to_vec()))
+            .is_err()
         {
-            return;
-        }
-    }
-}
-
-fn forward(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                if !cut.load(Ordering::SeqCst) {
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                }
-                return;
-            }
-            Ok(n) => n,
-        };
-        if cut.load(Ordering::SeqCst) {
-            // Partitioned: what was sent is lost, and nothing says so.
-            continue;
-        }
-        if to.write_all(&buf[..n]).is_err() {
             return;
         }
     }
@@ -88,26 +72,24 @@ impl Relay {
         let (c, h) = (Arc::clone(&cut), Arc::clone(&held));
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                if let Ok(keep) = client.try_clone() {
-                    h.lock().expect("held").push(keep);
-                }
-                if c.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(&target) else {
-                    continue;
-                };
-                if let Ok(keep) = server.try_clone() {
-                    h.lock().expect("held").push(keep);
-                }
-                let (a, b) = (client.try_clone(), server.try_clone());
-                if let (Ok(a), Ok(b)) = (a, b) {
+                let (c, h, target) = (Arc::clone(&c), Arc::clone(&h), target.clone());
+                std::thread::spawn(move || {
+                    // A connection made while the link is cut goes on once it heals.
+                    pass(&c);
+                    let Ok(server) = TcpStream::connect(&target) else {
+                        return;
+                    };
                     let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                    let c1 = Arc::clone(&c);
-                    std::thread::spawn(move || pump(client, b, c1, one_way));
+                    let (Ok(a), Ok(b)) = (client.try_clone(), server.try_clone()) else {
+                        return;
+                    };
+                    if let (Ok(x), Ok(y)) = (client.try_clone(), server.try_clone()) {
+                        h.lock().expect("held").extend([x, y]);
+                    }
                     let c2 = Arc::clone(&c);
                     std::thread::spawn(move || pump(server, a, c2, one_way));
-                }
+                    pump(client, b, c, one_way);
+                });
             }
         });
         Relay { port, cut, held }
@@ -117,10 +99,16 @@ impl Relay {
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
     }
+
+    /// Heals the link: what waited goes on.
+    pub fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        self.cut.store(false, Ordering::SeqCst);
         for stream in self.held.lock().expect("held").iter() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
