@@ -1,8 +1,10 @@
 //! Managers on etcd (numbers go into BENCHMARKS.md): what a journal record costs in
 //! etcd (a transaction fenced by the leader key, through the JSON gateway, three
-//! members on loopback) against the state directory's fsync'd file; and the leader
-//! SIGKILLed in duplex -> the standby in office, and -> its take-over under way, over
-//! TRIALS runs (default 5) with a 3 s lease. Run: `cargo bench --bench ha` (needs
+//! members on loopback) against the state directory's fsync'd file; the leader
+//! SIGKILLed in duplex -> the standby in office, and -> its take-over under way; and
+//! the leader and the target site killed at the same moment -> the `onError` webhook
+//! (after the freeze) from the next leader; over TRIALS runs (default 5) with a 3 s
+//! lease. Run: `cargo bench --bench ha` (needs
 //! qemu-utils and etcd-server).
 
 #[path = "../tests/support/mod.rs"]
@@ -79,6 +81,42 @@ fn take_over(trials: usize) {
     );
 }
 
+fn killed_with_the_target(trials: usize) {
+    let mut to_hook = Vec::new();
+    for _ in 0..trials {
+        let cluster = Cluster::start();
+        let (port, hooks) = support::webhook();
+        let (lab, _) = support::host::two_site_lab(16);
+        let mut host = Host::on(
+            lab,
+            &format!("[contact.oncall]\nwebhook = \"http://127.0.0.1:{port}/oncall\"\n"),
+        );
+        let (mut first, first_log) = host.manager("m1", &cluster.ha());
+        await_log(&first_log, "this manager leads", 20);
+        mirrors_ready(&host.lab, 2);
+        let (mut second, second_log) = host.manager("m2", &cluster.ha());
+        await_log(&second_log, &format!(":{} leads", first.id()), 20);
+        let killed = Instant::now();
+        support::host::signal(&first, "-KILL");
+        host.lab.kill("siteB");
+        let _ = first.wait();
+        let notified = loop {
+            if let Some((at, _)) = hooks.lock().expect("hooks").first() {
+                break *at;
+            }
+            assert!(killed.elapsed().as_secs() < 60, "no webhook");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        to_hook.push(ms(notified - killed));
+        support::host::signal(&second, "-TERM");
+        support::host::exits_within(&mut second, 60, "the new leader");
+    }
+    println!(
+        "leader and target site SIGKILLed together, lease 3 s, {trials} runs (ms): -> the next leader's onError webhook (after its freeze) {}",
+        spread(&to_hook)
+    );
+}
+
 fn main() {
     let trials = std::env::var("TRIALS")
         .ok()
@@ -86,4 +124,5 @@ fn main() {
         .unwrap_or(5);
     journal_cost();
     take_over(trials);
+    killed_with_the_target(trials);
 }

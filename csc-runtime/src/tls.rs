@@ -162,11 +162,17 @@ pub fn check_chain(cert: &Path, ca: &Path) -> Result<(), TlsError> {
     verify(now + EXPIRY_WARNING).map_err(|_| TlsError::ExpiresSoon(cert.to_path_buf()))
 }
 
-/// A TLS connection to a monitor, readable by one thread while another writes: the
-/// socket is read without the lock, what it brings is fed to the connection under it.
+/// A TLS connection to a monitor, readable by one thread while another writes. The
+/// connection's state is shared under one lock, held only to feed it what the socket
+/// brought or to take what it has to send: never across socket I/O, so a writer
+/// blocked on a full socket cannot keep the reader from draining the daemon's
+/// replies (with many pipelined commands, each side would wait on the other). Writes
+/// to the socket take a second lock, `send`, first, so records go out in the order
+/// they were made.
 pub struct TlsStream {
     tcp: TcpStream,
     shared: Arc<Mutex<Shared>>,
+    send: Arc<Mutex<()>>,
 }
 
 struct Shared {
@@ -192,6 +198,7 @@ impl TlsStream {
                 conn,
                 raw: Vec::new(),
             })),
+            send: Arc::default(),
         })
     }
 
@@ -199,11 +206,29 @@ impl TlsStream {
         Ok(TlsStream {
             tcp: self.tcp.try_clone()?,
             shared: Arc::clone(&self.shared),
+            send: Arc::clone(&self.send),
         })
     }
 
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
+    }
+
+    /// Sends what the connection has to send (after `data`, if any), in order.
+    fn flush_records(&self, data: &[u8]) -> std::io::Result<()> {
+        let _order = self.send.lock().expect("tls send");
+        let records = {
+            let mut shared = self.shared.lock().expect("tls");
+            if !data.is_empty() {
+                shared.conn.writer().write_all(data)?;
+            }
+            let mut records = Vec::new();
+            while shared.conn.wants_write() {
+                shared.conn.write_tls(&mut records)?;
+            }
+            records
+        };
+        (&self.tcp).write_all(&records)
     }
 }
 
@@ -211,7 +236,7 @@ impl Read for TlsStream {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         let mut buf = [0u8; 16 * 1024];
         loop {
-            {
+            let replies = {
                 let mut shared = self.shared.lock().expect("tls");
                 let Shared { conn, raw } = &mut *shared;
                 while !raw.is_empty() {
@@ -231,9 +256,11 @@ impl Read for TlsStream {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
-                if conn.wants_write() {
-                    conn.write_tls(&mut self.tcp)?;
-                }
+                conn.wants_write()
+            };
+            // What the protocol answers by itself (a key update, an alert).
+            if replies {
+                self.flush_records(&[])?;
             }
             let n = self.tcp.read(&mut buf)?;
             if n == 0 {
@@ -250,11 +277,7 @@ impl Read for TlsStream {
 
 impl Write for TlsStream {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let mut shared = self.shared.lock().expect("tls");
-        shared.conn.writer().write_all(data)?;
-        while shared.conn.wants_write() {
-            shared.conn.write_tls(&mut self.tcp)?;
-        }
+        self.flush_records(data)?;
         Ok(data.len())
     }
 
