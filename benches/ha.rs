@@ -61,10 +61,10 @@ fn take_over(trials: usize) {
     for _ in 0..trials {
         let cluster = Cluster::start();
         let host = Host::new();
-        let (mut first, first_log) = host.manager("m1", &cluster.ha());
+        let (mut first, first_log) = host.manager("m1", &cluster.ha(), &[]);
         await_log(&first_log, "this manager leads", 20);
         mirrors_ready(&host.lab, 2);
-        let (mut second, second_log) = host.manager("m2", &cluster.ha());
+        let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
         await_log(&second_log, &format!(":{} leads", first.id()), 20);
         let killed = Instant::now();
         support::host::signal(&first, "-KILL");
@@ -91,10 +91,10 @@ fn killed_with_the_target(trials: usize) {
             lab,
             &format!("[contact.oncall]\nwebhook = \"http://127.0.0.1:{port}/oncall\"\n"),
         );
-        let (mut first, first_log) = host.manager("m1", &cluster.ha());
+        let (mut first, first_log) = host.manager("m1", &cluster.ha(), &[]);
         await_log(&first_log, "this manager leads", 20);
         mirrors_ready(&host.lab, 2);
-        let (mut second, second_log) = host.manager("m2", &cluster.ha());
+        let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
         await_log(&second_log, &format!(":{} leads", first.id()), 20);
         let killed = Instant::now();
         support::host::signal(&first, "-KILL");

@@ -36,7 +36,12 @@ fn jobs(host: &Host) -> Vec<(String, bool)> {
 fn a_killed_leader_is_replaced_by_the_standby_which_takes_over_without_recopying() {
     let cluster = Cluster::start();
     let host = Host::new();
-    let (mut first, first_log) = host.manager("m1", &cluster.ha());
+    let port = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        format!("127.0.0.1:{}", l.local_addr().expect("port").port())
+    };
+    let (one, two) = (port(), port());
+    let (mut first, first_log) = host.manager("m1", &cluster.ha(), &["--metrics", &one]);
     await_log(&first_log, "this manager leads", 20);
     mirrors_ready(&host.lab, 2);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -44,7 +49,7 @@ fn a_killed_leader_is_replaced_by_the_standby_which_takes_over_without_recopying
         assert!(Instant::now() < deadline, "{}", host.status("m1"));
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (mut second, second_log) = host.manager("m2", &cluster.ha());
+    let (mut second, second_log) = host.manager("m2", &cluster.ha(), &["--metrics", &two]);
     await_log(&second_log, &format!(":{} leads", first.id()), 20);
     let before = jobs(&host);
     assert_eq!(before.len(), 2, "{before:?}");
@@ -63,6 +68,16 @@ fn a_killed_leader_is_replaced_by_the_standby_which_takes_over_without_recopying
         )) && said.contains(&format!("standing by: {host_name}:{}", second.id())),
         "{said}"
     );
+    // And the metrics pages: the leader's says 1, the standby's 0.
+    std::thread::sleep(Duration::from_millis(1100));
+    for (address, child, leads) in [(&one, &first, 1), (&two, &second, 0)] {
+        let page = support::scrape(address);
+        let line = format!(
+            "cssc_ha_leader{{session=\"mirror-freeze-switch\",manager=\"{host_name}:{}\"}} {leads}",
+            child.id()
+        );
+        assert!(page.contains(&line), "no `{line}` in:\n{page}");
+    }
 
     let killed = Instant::now();
     support::host::signal(&first, "-KILL");
@@ -89,7 +104,7 @@ fn a_killed_leader_is_replaced_by_the_standby_which_takes_over_without_recopying
     host.assert_copies_equal();
 
     // A standby stopped by SIGTERM while it waits ends at once, cleanly.
-    let (mut third, third_log) = host.manager("m3", &cluster.ha());
+    let (mut third, third_log) = host.manager("m3", &cluster.ha(), &[]);
     await_log(&third_log, &format!(":{} leads", second.id()), 20);
     support::host::signal(&third, "-TERM");
     assert_eq!(exits_within(&mut third, 5, "a standby"), 0);
@@ -140,7 +155,7 @@ fn a_deposed_leader_cannot_append_to_the_journal() {
 fn a_leader_without_quorum_stops_the_copies_go_on_and_the_next_leader_adopts_them() {
     let mut cluster = Cluster::start();
     let host = Host::new();
-    let (mut leader, log) = host.manager("m1", &cluster.ha());
+    let (mut leader, log) = host.manager("m1", &cluster.ha(), &[]);
     await_log(&log, "this manager leads", 20);
     mirrors_ready(&host.lab, 2);
     let before = jobs(&host);
@@ -167,7 +182,7 @@ fn a_leader_without_quorum_stops_the_copies_go_on_and_the_next_leader_adopts_the
     cluster.start_member(1);
     cluster.start_member(2);
     cluster.await_healthy();
-    let (mut next, log) = host.manager("m1", &cluster.ha());
+    let (mut next, log) = host.manager("m1", &cluster.ha(), &[]);
     await_log(&log, "this manager leads", 30);
     await_log(&log, "taking over", 30);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -219,10 +234,10 @@ fn a_leader_cut_off_from_etcd_but_not_from_storage_stops_before_the_standby_lead
         .iter()
         .map(|r| format!("http://127.0.0.1:{}", r.port))
         .collect();
-    let (mut first, first_log) = host.manager("m1", &format!("etcd={}", through.join(",")));
+    let (mut first, first_log) = host.manager("m1", &format!("etcd={}", through.join(",")), &[]);
     await_log(&first_log, "this manager leads", 20);
     mirrors_ready(&host.lab, 2);
-    let (mut second, second_log) = host.manager("m2", &cluster.ha());
+    let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
     await_log(&second_log, &format!(":{} leads", first.id()), 20);
     let before = jobs(&host);
 
@@ -262,10 +277,10 @@ fn a_leader_cut_off_from_etcd_but_not_from_storage_stops_before_the_standby_lead
 fn a_target_site_that_fails_while_no_leader_is_in_office_is_seen_by_the_next_one() {
     let cluster = Cluster::start();
     let mut host = Host::new();
-    let (mut first, first_log) = host.manager("m1", &cluster.ha());
+    let (mut first, first_log) = host.manager("m1", &cluster.ha(), &[]);
     await_log(&first_log, "this manager leads", 20);
     mirrors_ready(&host.lab, 2);
-    let (mut second, second_log) = host.manager("m2", &cluster.ha());
+    let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
     await_log(&second_log, &format!(":{} leads", first.id()), 20);
 
     // The leader dies, then the target site, before the standby is in office.
@@ -296,10 +311,10 @@ fn a_target_site_that_fails_while_no_leader_is_in_office_is_seen_by_the_next_one
 fn a_leader_killed_while_its_freeze_holds_writers_is_replaced_and_they_are_released() {
     let cluster = Cluster::start();
     let mut host = Host::three_sites();
-    let (mut first, first_log) = host.manager("m1", &cluster.ha());
+    let (mut first, first_log) = host.manager("m1", &cluster.ha(), &[]);
     await_log(&first_log, "this manager leads", 20);
     mirrors_ready(&host.lab, 2);
-    let (mut second, second_log) = host.manager("m2", &cluster.ha());
+    let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
     await_log(&second_log, &format!(":{} leads", first.id()), 20);
     // Site B dies: the freeze holds the pair to site C (its writers wait), for 2 s;
     // the leader is killed within the hold.

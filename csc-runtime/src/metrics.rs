@@ -54,6 +54,8 @@ pub(crate) struct Build {
     /// The FNV-1a hash of the solution document.
     pub hash: String,
     pub cssc_version: String,
+    /// With `run --ha`: this manager's id, and whether it leads.
+    pub manager: Option<(String, bool)>,
 }
 
 /// The page before the executor's first rendering: the program is up, nothing else
@@ -82,6 +84,16 @@ fn build_families(out: &mut String, b: &Build) {
         "1, labelled with the solution document's hash and the cssc version that compiled it.",
     )
     .sample(&[("hash", &b.hash), ("cssc_version", &b.cssc_version)], 1);
+    if let Some((manager, leads)) = &b.manager {
+        Family::new(
+            out,
+            s,
+            "cssc_ha_leader",
+            "gauge",
+            "With run --ha: 1 while this manager leads the session, 0 while it stands by.",
+        )
+        .sample(&[("manager", manager)], u64::from(*leads));
+    }
 }
 
 /// Reads the request head (bounded) and answers it: the page for `GET /metrics`, 404
@@ -517,8 +529,10 @@ mod tests {
             session: "cppc".into(),
             hash: "00ff".into(),
             cssc_version: "0.1.0".into(),
+            manager: None,
         });
         assert!(page.contains("\ncssc_up{session=\"cppc\"} 1\n"), "{page}");
+        assert!(!page.contains("cssc_ha_leader"), "{page}");
         assert!(
             page.contains(
                 "cssc_build_info{session=\"cppc\",hash=\"00ff\",cssc_version=\"0.1.0\"} 1"
@@ -534,6 +548,7 @@ mod tests {
                 session: "cppc".into(),
                 hash: "00ff".into(),
                 cssc_version: "0.1.0".into(),
+                manager: Some(("host:7".into(), true)),
             },
             sequences: vec![SequenceFigures {
                 number: 1,

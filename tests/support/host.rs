@@ -168,11 +168,19 @@ impl Host {
         Cmd { command: c, log }
     }
 
-    /// Starts `run --ha HA --ha-ttl 3` (one of several managers) with state directory
-    /// `state`: the process and its log.
-    pub fn manager(&self, state: &str, ha: &str) -> (std::process::Child, std::path::PathBuf) {
+    /// Starts `run --ha HA --ha-ttl 3 MORE...` (one of several managers) with state
+    /// directory `state`: the process and its log.
+    pub fn manager(
+        &self,
+        state: &str,
+        ha: &str,
+        more: &[&str],
+    ) -> (std::process::Child, std::path::PathBuf) {
         let mut command = self.command("run", state);
-        command.command.args(["--ha", ha, "--ha-ttl", "3"]);
+        command
+            .command
+            .args(["--ha", ha, "--ha-ttl", "3"])
+            .args(more);
         let log = command.log.clone();
         (command.spawn().expect("run --ha"), log)
     }

@@ -28,7 +28,7 @@ pub(super) fn run<S: Solution>(
     abort_on_panic();
     let started = (|| {
         let metrics = metrics
-            .map(|addr| serve_metrics(addr, &build::<S>()))
+            .map(|addr| serve_metrics(addr, &build::<S>(ha.is_some())))
             .transpose()?;
         let plan = plan::<S>(config)?;
         let stop = handle_signals()?;
@@ -54,12 +54,14 @@ pub(super) fn run<S: Solution>(
     }
 }
 
-/// What identifies this program on the metrics page.
-fn build<S: Solution>() -> crate::metrics::Build {
+/// What identifies this program on the metrics page (with --ha: a manager that does
+/// not lead yet).
+fn build<S: Solution>(ha: bool) -> crate::metrics::Build {
     crate::metrics::Build {
         session: S::SESSION.name.to_string(),
         hash: S::HASH.to_string(),
         cssc_version: S::CSSC_VERSION.to_string(),
+        manager: ha.then(|| (crate::ha::manager_id(), false)),
     }
 }
 
@@ -117,7 +119,9 @@ fn lead<S: Solution>(
     let (local, _, _) =
         crate::journal::Journal::open(state_dir).map_err(|e| not_started(e.to_string()))?;
     let store = crate::ha::Both(remote, local);
-    journaled::<S>(Box::new(store), &earlier, &format!("etcd {}", ha.prefix))
+    let mut journaled = journaled::<S>(Box::new(store), &earlier, &format!("etcd {}", ha.prefix))?;
+    journaled.manager = Some(me);
+    Ok(journaled)
 }
 
 /// Whether this run takes over a killed one, from the records earlier runs left in
@@ -153,6 +157,7 @@ fn journaled<S: Solution>(
         runs,
         take_over,
         directions: executor::directions(earlier),
+        manager: None,
     })
 }
 

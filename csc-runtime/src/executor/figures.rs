@@ -93,6 +93,7 @@ impl<S: Solution, D: Driver> Executor<S, D> {
                 session: self.plan.name.clone(),
                 hash: S::HASH.to_string(),
                 cssc_version: S::CSSC_VERSION.to_string(),
+                manager: self.manager.clone().map(|m| (m, true)),
             },
             sequences,
             storages,

@@ -82,6 +82,8 @@ pub struct Journaled {
     pub take_over: Option<Vec<Record>>,
     /// The sequences reversed, and recovered, by earlier runs ([`directions`]).
     pub directions: (BTreeSet<u32>, BTreeSet<u32>),
+    /// With `run --ha`: this manager's id (it leads: the metrics page says so).
+    pub manager: Option<String>,
 }
 
 /// How a session that started ended.
@@ -104,6 +106,8 @@ struct Executor<S: Solution, D: Driver> {
     journal: Option<Arc<Mutex<Box<dyn Store>>>>,
     /// This run's number in the journal, and its actions so far (their ids).
     run: usize,
+    /// With `run --ha`: this manager's id.
+    manager: Option<String>,
     actions: usize,
     waiting: Vec<Waiting>,
     /// Verifies under way, and what verify found per sequence this run.

@@ -85,14 +85,15 @@ pub fn run_with<S: Solution, D: Driver>(
         control,
         metrics,
     } = options;
-    let (journal, run, take_over, (reversed, recovered)) = match journal {
+    let (journal, run, take_over, (reversed, recovered), manager) = match journal {
         Some(j) => (
             Some(Arc::new(Mutex::new(j.journal))),
             j.runs + 1,
             j.take_over,
             j.directions,
+            j.manager,
         ),
-        None => (None, 1, None, Default::default()),
+        None => (None, 1, None, Default::default(), None),
     };
     let mut ex = Executor::<S, D> {
         core: Core::new(&plan, Instant::now(), wall()),
@@ -103,6 +104,7 @@ pub fn run_with<S: Solution, D: Driver>(
         status,
         journal,
         run,
+        manager,
         actions: 0,
         waiting: Vec::new(),
         verifying: Vec::new(),
