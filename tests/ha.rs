@@ -353,3 +353,77 @@ fn a_leader_killed_while_its_freeze_holds_writers_is_replaced_and_they_are_relea
     support::host::signal(&second, "-TERM");
     assert_eq!(exits_within(&mut second, 60, "the new leader"), 0);
 }
+
+#[test]
+fn an_action_the_killed_leader_did_not_see_end_runs_again_under_the_same_id() {
+    let cluster = Cluster::start();
+    let (lab, _) = support::host::two_site_lab(16);
+    // The on-call contact is a program here: it says when it starts and ends, and
+    // takes 4 s in between.
+    let said = lab.dir.join("oncall.said");
+    let program = lab.dir.join("oncall.sh");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\necho \"$CSSC_ACTION_ID start\" >> {said}\nsleep 4\necho \"$CSSC_ACTION_ID end\" >> {said}\n",
+            said = said.display()
+        ),
+    )
+    .expect("program");
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(&program)
+        .status()
+        .expect("chmod");
+    let mut host = Host::on(
+        lab,
+        &format!("[contact.oncall]\ncommand = \"{}\"\n", program.display()),
+    );
+    let (mut first, first_log) = host.manager("m1", &cluster.ha(), &[]);
+    await_log(&first_log, "this manager leads", 20);
+    mirrors_ready(&host.lab, 2);
+    let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
+    await_log(&second_log, &format!(":{} leads", first.id()), 20);
+
+    // Site B dies: onError freezes and notifies; the leader dies while the
+    // notification runs.
+    host.lab.kill("siteB");
+    await_log(&said, " start", 20);
+    support::host::signal(&first, "-KILL");
+    let _ = first.wait();
+    await_log(&second_log, "this manager leads", 30);
+    // The notification the killed leader started (its id: the first line) runs again
+    // under the same id; the new leader's own later actions (onSuspend's
+    // notification, once its freeze is complete) have ids of their own.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (id, lines) = loop {
+        let text = std::fs::read_to_string(&said).unwrap_or_default();
+        let id = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_suffix(" start"))
+            .unwrap_or_default()
+            .to_string();
+        let count = |what: &str| {
+            text.lines()
+                .filter(|l| *l == format!("{id} {what}"))
+                .count()
+        };
+        if count("start") >= 2 && count("end") >= 2 {
+            break (id, text);
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!id.is_empty(), "{lines}");
+    assert_eq!(
+        lines
+            .lines()
+            .filter(|l| *l == format!("{id} start"))
+            .count(),
+        2,
+        "once by each leader, under the same id: {lines}"
+    );
+    support::host::signal(&second, "-TERM");
+    assert_eq!(exits_within(&mut second, 60, "the new leader"), 0);
+}
