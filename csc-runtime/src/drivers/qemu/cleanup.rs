@@ -117,8 +117,7 @@ fn serve_targets_again(plan: &Plan, names: &Names, sites: &BTreeMap<String, Qmp>
                     // Refused when it is there already: the session's, kept.
                     let _ = there.run(&object);
                 }
-                let mut start = NbdServerStart::of_session(plan, &target.storage, data);
-                start.tls = tls.as_ref().map(ServerTls::options);
+                let start = NbdServerStart::of_session(plan, &target.storage, data, tls.as_ref());
                 if there.run(&start).is_ok() {
                     started.push(target.storage.clone());
                 }

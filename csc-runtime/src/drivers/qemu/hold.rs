@@ -35,9 +35,10 @@ pub(super) enum ConnectionsKept {
 impl Qemu {
     /// The throttle group of a pair's hold: one per sequence, source daemon, target
     /// storage and `HOLD_GROUP_SIZE` copy sets, so a few `qom-set`s hold all the pairs
-    /// to a site (a QMP command costs about a millisecond), and pairs to a site that failed, whose NBD clients hold
-    /// their writes, are never in a held group (a group once held keeps its requests
-    /// waiting on a timer that only a move to another group undoes).
+    /// to a site (a QMP command costs about a millisecond), and pairs to a site that
+    /// failed, whose NBD clients hold their writes, are never in a held group (a group
+    /// once held keeps its requests waiting on a timer that only a move to another
+    /// group undoes).
     fn hold_group(&self, pair: &Pair) -> String {
         let target = self
             .plan

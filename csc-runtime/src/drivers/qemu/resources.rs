@@ -18,10 +18,16 @@ use std::time::{Duration, Instant};
 const ABSENT_PATIENCE: Duration = Duration::from_secs(5);
 
 impl<'a> NbdServerStart<'a> {
-    /// A session's NBD server of `site` at `data`, allowing the connections it may
-    /// have to serve: a client per pair whose target it holds, as many again for a
-    /// resync or verify beside each, and QEMU's default of 100 at least.
-    pub(super) fn of_session(plan: &Plan, site: &str, data: &'a Address) -> Self {
+    /// A session's NBD server of `site` at `data` (over `tls` if the storage has it),
+    /// allowing the connections it may have to serve: a client per pair whose target
+    /// it holds, as many again for a resync or verify beside each, and QEMU's default
+    /// of 100 at least.
+    pub(super) fn of_session(
+        plan: &Plan,
+        site: &str,
+        data: &'a Address,
+        tls: Option<&'a ServerTls>,
+    ) -> Self {
         let targets = (1..=plan.sequences.len() as u32)
             .flat_map(|n| plan.pairs(n))
             .filter(|p| p.target.storage == site)
@@ -29,7 +35,7 @@ impl<'a> NbdServerStart<'a> {
         NbdServerStart {
             addr: SocketAddress::of(data).into(),
             max_connections: u32::try_from(2 * targets).unwrap_or(u32::MAX).max(100),
-            tls: None,
+            tls: tls.map(ServerTls::options),
         }
     }
 }
@@ -230,8 +236,7 @@ impl Qemu {
         })?;
         if !self.nbd_servers.contains(site) && !self.served.contains(site) {
             let tls = self.server_tls(site)?;
-            let mut start = NbdServerStart::of_session(&self.plan, site, &data);
-            start.tls = tls.as_ref().map(ServerTls::options);
+            let start = NbdServerStart::of_session(&self.plan, site, &data, tls.as_ref());
             match self.qmp(site)?.run(&start) {
                 Ok(_) => {
                     self.nbd_servers.insert(site.to_string());
