@@ -16,7 +16,7 @@ use csc_runtime::journal::{Journal, Store};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use support::etcd::Cluster;
-use support::host::{await_log, mirrors_ready, Host};
+use support::host::{await_log, Host};
 use support::{ms, spread};
 
 const RECORDS: usize = 500;
@@ -61,11 +61,8 @@ fn take_over(trials: usize) {
     for _ in 0..trials {
         let cluster = Cluster::start();
         let host = Host::new();
-        let (mut first, first_log) = host.manager("m1", &cluster.ha(), &[]);
-        await_log(&first_log, "this manager leads", 20);
-        mirrors_ready(&host.lab, 2);
-        let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
-        await_log(&second_log, &format!(":{} leads", first.id()), 20);
+        let [(mut first, _), (mut second, second_log)] =
+            host.leader_and_standby(&cluster.ha(), &cluster.ha());
         let killed = Instant::now();
         support::host::signal(&first, "-KILL");
         let _ = first.wait();
@@ -91,11 +88,8 @@ fn killed_with_the_target(trials: usize) {
             lab,
             &format!("[contact.oncall]\nwebhook = \"http://127.0.0.1:{port}/oncall\"\n"),
         );
-        let (mut first, first_log) = host.manager("m1", &cluster.ha(), &[]);
-        await_log(&first_log, "this manager leads", 20);
-        mirrors_ready(&host.lab, 2);
-        let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
-        await_log(&second_log, &format!(":{} leads", first.id()), 20);
+        let [(mut first, _), (mut second, _)] =
+            host.leader_and_standby(&cluster.ha(), &cluster.ha());
         let killed = Instant::now();
         support::host::signal(&first, "-KILL");
         host.lab.kill("siteB");

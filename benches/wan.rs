@@ -12,8 +12,7 @@ mod support;
 use csc_runtime::address::Address;
 use csc_runtime::drivers::{Driver, PairEvent};
 use csc_runtime::lab::Lab;
-use csc_runtime::plan::Storage;
-use csc_runtime::vocab::{BaseCopy, ContinuousMode, DriverKind};
+use csc_runtime::vocab::{BaseCopy, ContinuousMode};
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::relay::Relay;
@@ -79,16 +78,7 @@ fn sites(secure: bool) -> Lab {
 
 fn under_cssc(writes: usize) -> Vec<f64> {
     let lab = sites(true);
-    let storages = ["a", "b"]
-        .map(|id| Storage {
-            id: id.into(),
-            driver: DriverKind::Qemu,
-            endpoint: Address::Unix(String::new()),
-            data: None,
-        })
-        .into();
-    let mut plan = support::plan("wan", storages, &[&[("a", "src"), ("b", "dst")]], SYNC);
-    lab.wire(&mut plan);
+    let mut plan = support::plan_on(&lab, "wan", &[&[("a", "src"), ("b", "dst")]], SYNC);
     let relay = Relay::delayed(format!("127.0.0.1:{}", lab.sites["b"].nbd_port), ONE_WAY);
     plan.storages.get_mut("b").expect("b").data = Some(Address::Tcp {
         host: "127.0.0.1".into(),

@@ -178,14 +178,21 @@ fn the_documented_run_time_file_is_accepted_up_to_the_storages() {
     let dir = std::env::temp_dir().join(format!("cssc-doc-toml-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("db-dr.toml");
-    std::fs::write(&config, &doc[start..end]).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
-        .args(["mirror-freeze-switch", "check-config", "--config"])
-        .arg(&config)
-        .output()
-        .expect("check-config");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{said}");
+    // `check-config` of `text`: its exit code and what it said.
+    let check = |text: &str| {
+        std::fs::write(&config, text).expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
+            .args(["mirror-freeze-switch", "check-config", "--config"])
+            .arg(&config)
+            .output()
+            .expect("check-config");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, said) = check(&doc[start..end]);
+    assert_eq!(code, Some(3), "{said}");
     assert!(
         said.contains("storage siteB: cannot read /etc/cssc/pki/cssc-cert.pem"),
         "{said}"
@@ -196,14 +203,8 @@ fn the_documented_run_time_file_is_accepted_up_to_the_storages() {
         .filter(|block| !block.contains(".tls]"))
         .collect::<Vec<_>>()
         .join("\n\n");
-    std::fs::write(&config, plain).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_cssc-solutions"))
-        .args(["mirror-freeze-switch", "check-config", "--config"])
-        .arg(&config)
-        .output()
-        .expect("check-config");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{said}");
+    let (code, said) = check(&plain);
+    assert_eq!(code, Some(2), "{said}");
     assert!(
         said.contains("is reached over the network without TLS"),
         "{said}"

@@ -234,11 +234,8 @@ fn a_leader_cut_off_from_etcd_but_not_from_storage_stops_before_the_standby_lead
         .iter()
         .map(|r| format!("http://127.0.0.1:{}", r.port))
         .collect();
-    let (mut first, first_log) = host.manager("m1", &format!("etcd={}", through.join(",")), &[]);
-    await_log(&first_log, "this manager leads", 20);
-    mirrors_ready(&host.lab, 2);
-    let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
-    await_log(&second_log, &format!(":{} leads", first.id()), 20);
+    let [(mut first, first_log), (mut second, second_log)] =
+        host.leader_and_standby(&format!("etcd={}", through.join(",")), &cluster.ha());
     let before = jobs(&host);
 
     for relay in &relays {
@@ -277,11 +274,8 @@ fn a_leader_cut_off_from_etcd_but_not_from_storage_stops_before_the_standby_lead
 fn a_target_site_that_fails_while_no_leader_is_in_office_is_seen_by_the_next_one() {
     let cluster = Cluster::start();
     let mut host = Host::new();
-    let (mut first, first_log) = host.manager("m1", &cluster.ha(), &[]);
-    await_log(&first_log, "this manager leads", 20);
-    mirrors_ready(&host.lab, 2);
-    let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
-    await_log(&second_log, &format!(":{} leads", first.id()), 20);
+    let [(mut first, _), (mut second, second_log)] =
+        host.leader_and_standby(&cluster.ha(), &cluster.ha());
 
     // The leader dies, then the target site, before the standby is in office.
     support::host::signal(&first, "-KILL");
@@ -311,11 +305,8 @@ fn a_target_site_that_fails_while_no_leader_is_in_office_is_seen_by_the_next_one
 fn a_leader_killed_while_its_freeze_holds_writers_is_replaced_and_they_are_released() {
     let cluster = Cluster::start();
     let mut host = Host::three_sites();
-    let (mut first, first_log) = host.manager("m1", &cluster.ha(), &[]);
-    await_log(&first_log, "this manager leads", 20);
-    mirrors_ready(&host.lab, 2);
-    let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
-    await_log(&second_log, &format!(":{} leads", first.id()), 20);
+    let [(mut first, _), (mut second, second_log)] =
+        host.leader_and_standby(&cluster.ha(), &cluster.ha());
     // Site B dies: the freeze holds the pair to site C (its writers wait), for 2 s;
     // the leader is killed within the hold.
     host.kill_and_await("siteB", "m1", "onSuspend");
@@ -379,11 +370,8 @@ fn an_action_the_killed_leader_did_not_see_end_runs_again_under_the_same_id() {
         lab,
         &format!("[contact.oncall]\ncommand = \"{}\"\n", program.display()),
     );
-    let (mut first, first_log) = host.manager("m1", &cluster.ha(), &[]);
-    await_log(&first_log, "this manager leads", 20);
-    mirrors_ready(&host.lab, 2);
-    let (mut second, second_log) = host.manager("m2", &cluster.ha(), &[]);
-    await_log(&second_log, &format!(":{} leads", first.id()), 20);
+    let [(mut first, _), (mut second, second_log)] =
+        host.leader_and_standby(&cluster.ha(), &cluster.ha());
 
     // Site B dies: onError freezes and notifies; the leader dies while the
     // notification runs.

@@ -10,13 +10,13 @@ use csc_runtime::drivers::qemu::qmp::{Notice, Qmp, QmpError};
 use csc_runtime::drivers::{Driver, PairEvent};
 use csc_runtime::lab::pki::{self, Pki};
 use csc_runtime::lab::Lab;
-use csc_runtime::plan::{Plan, Storage};
+use csc_runtime::plan::Plan;
 use csc_runtime::tls::{Credentials, Tls, TlsError};
-use csc_runtime::vocab::{BaseCopy, ContinuousMode, DriverKind};
+use csc_runtime::vocab::{BaseCopy, ContinuousMode};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use support::{await_reports, driver, leftovers, plan, same, MIB};
+use support::{await_reports, driver, leftovers, plan_on, same, MIB};
 
 const SYNC: BaseCopy = BaseCopy::Continuous(ContinuousMode::Synchronous);
 
@@ -29,16 +29,7 @@ fn secure_lab() -> (Lab, Plan) {
         .expect("site a");
     lab.add_site("b", &[("dst".into(), 16 * MIB)], &[])
         .expect("site b");
-    let storages = ["a", "b"]
-        .map(|id| Storage {
-            id: id.into(),
-            driver: DriverKind::Qemu,
-            endpoint: csc_runtime::address::Address::Unix(String::new()),
-            data: None,
-        })
-        .into();
-    let mut plan = plan("links", storages, &[&[("a", "src"), ("b", "dst")]], SYNC);
-    lab.wire(&mut plan);
+    let plan = plan_on(&lab, "links", &[&[("a", "src"), ("b", "dst")]], SYNC);
     (lab, plan)
 }
 
@@ -272,16 +263,7 @@ fn a_cut_data_link_is_noticed_as_a_hung_target_the_application_goes_on_and_the_h
         .expect("site a");
     lab.add_site("b", &[("dst".into(), 16 * MIB)], &[])
         .expect("site b");
-    let storages = ["a", "b"]
-        .map(|id| Storage {
-            id: id.into(),
-            driver: DriverKind::Qemu,
-            endpoint: csc_runtime::address::Address::Unix(String::new()),
-            data: None,
-        })
-        .into();
-    let mut plan = plan("cut", storages, &[&[("a", "src"), ("b", "dst")]], SYNC);
-    lab.wire(&mut plan);
+    let mut plan = plan_on(&lab, "cut", &[&[("a", "src"), ("b", "dst")]], SYNC);
     let relay = support::relay::Relay::to(format!("127.0.0.1:{}", lab.sites["b"].nbd_port));
     plan.storages.get_mut("b").expect("b").data = Some(csc_runtime::address::Address::Tcp {
         host: "127.0.0.1".into(),

@@ -185,6 +185,22 @@ impl Host {
         (command.spawn().expect("run --ha"), log)
     }
 
+    /// Starts manager m1 (reaching etcd at `first`) and waits until it leads and both
+    /// mirrors are in step, then manager m2 (at `second`) and waits until it stands by:
+    /// each manager's process and log.
+    pub fn leader_and_standby(
+        &self,
+        first: &str,
+        second: &str,
+    ) -> [(std::process::Child, std::path::PathBuf); 2] {
+        let (leader, leader_log) = self.manager("m1", first, &[]);
+        await_log(&leader_log, "this manager leads", 20);
+        mirrors_ready(&self.lab, 2);
+        let (standby, standby_log) = self.manager("m2", second, &[]);
+        await_log(&standby_log, &format!(":{} leads", leader.id()), 20);
+        [(leader, leader_log), (standby, standby_log)]
+    }
+
     /// Starts `run` and waits until its journal says it runs (taking over, or started);
     /// fails with its log if it ends instead.
     pub fn run_until_up(&self, state: &str, what: &str) -> std::process::Child {

@@ -59,18 +59,26 @@ pub fn lab(
             .collect();
         lab.add_site(site, &volumes, &exported).expect("daemon");
     }
-    let storages = sites
-        .iter()
-        .map(|(s, _)| Storage {
-            id: s.to_string(),
+    let plan = plan_on(&lab, "test", copysets, copy);
+    (lab, plan)
+}
+
+/// A one-sequence plan named `name` over every site of `lab`, wired to its daemons
+/// (a secure lab's with their TLS).
+pub fn plan_on(lab: &Lab, name: &str, copysets: &[&[(&str, &str)]], copy: BaseCopy) -> Plan {
+    let storages = lab
+        .sites
+        .keys()
+        .map(|s| Storage {
+            id: s.clone(),
             driver: csc_runtime::vocab::DriverKind::Qemu,
             endpoint: csc_runtime::address::Address::Unix(String::new()),
             data: None,
         })
         .collect();
-    let mut plan = plan("test", storages, copysets, copy);
+    let mut plan = plan(name, storages, copysets, copy);
     lab.wire(&mut plan);
-    (lab, plan)
+    plan
 }
 
 /// A one-sequence plan named `name` (its storages' tag) over `storages`, with copy
