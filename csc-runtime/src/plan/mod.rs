@@ -258,6 +258,19 @@ mod tests {
     }
 
     #[test]
+    fn the_run_time_file_docs_runtime_md_shows_is_one_run_accepts() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/runtime.md"));
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + doc[start..].find("```").expect("its end");
+        let mut plan = Plan::from_session(&SESSION);
+        plan.apply_run_file("runtime.md", &doc[start..end])
+            .expect("the documented run-time file");
+        assert!(plan.tls["site2"].monitor.is_some(), "site2's monitor over TLS");
+        assert_eq!(plan.tls["site2"].identity, "O=Example,CN=site2.example");
+        assert_eq!(plan.pairs(1).len(), 1);
+    }
+
+    #[test]
     fn a_storage_reached_over_the_network_needs_tls_unless_the_file_says_insecure() {
         let sets = "[[copyset]]\nname = \"db\"\nvolumes = [\"a:x\", \"a:y\"]\n";
         let run = |storage: &str| {
