@@ -265,7 +265,10 @@ mod tests {
         let mut plan = Plan::from_session(&SESSION);
         plan.apply_run_file("runtime.md", &doc[start..end])
             .expect("the documented run-time file");
-        assert!(plan.tls["site2"].monitor.is_some(), "site2's monitor over TLS");
+        assert!(
+            plan.tls["site2"].monitor.is_some(),
+            "site2's monitor over TLS"
+        );
         assert_eq!(plan.tls["site2"].identity, "O=Example,CN=site2.example");
         assert_eq!(plan.pairs(1).len(), 1);
     }
