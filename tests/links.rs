@@ -186,7 +186,7 @@ fn strangers_cannot_open_a_monitor_or_an_export_the_session_created() {
 }
 
 #[test]
-fn check_config_says_a_certificate_that_expires_soon_or_is_not_of_the_ca() {
+fn the_certificate_check_tells_one_that_expires_soon_or_is_not_of_the_ca() {
     let dir = std::env::temp_dir().join(format!("cssc-pki-{}", std::process::id()));
     let pki = Pki::new(&dir, "check CA").expect("CA");
     let rogue = Pki::new(&dir.join("rogue"), "rogue CA").expect("rogue CA");
